@@ -1,0 +1,51 @@
+# Two commands do everything on a fresh machine (see README):
+#   make demo   - set up, then run the main job on the embedded default
+#   make test   - set up, then run every check and test suite
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+# The CPU wheel of torch 2.13.0 lies on this machine kind's disk; an unpinned torch would pull GBs of
+# CUDA builds. Override for a GPU box, e.g. `make TORCH_SPEC='torch>=2.4' setup`.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup demo test test-python test-ts typecheck build proto proto-check clean
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q '$(TORCH_SPEC)'
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+build: setup
+	npx tsc -p tsconfig.json
+
+demo: build
+	node ts/dist/demo.js
+
+typecheck: setup
+	npx tsc -p tsconfig.json --noEmit
+
+proto: setup
+	scripts/gen-proto.sh
+
+# Regenerate into a temp dir and fail if the committed generated code differs.
+proto-check: setup
+	scripts/check-proto.sh
+
+test-python: setup
+	$(PY) -m pytest
+
+test-ts: setup
+	npx vitest run
+
+test: proto-check typecheck test-python test-ts
+
+clean:
+	rm -rf $(VENV) node_modules ts/dist
