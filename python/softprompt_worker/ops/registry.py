@@ -1,0 +1,136 @@
+"""Operation registry: handlers, the request/reply values they see, and their per-request context.
+
+An op module registers handlers with `@op`; `softprompt_worker.ops.OP_MODULES` lists the modules the
+worker imports at start. A handler has the signature `handler(req: Request, ctx: OpContext) -> Reply`
+and raises `softprompt_worker.errors.WorkerError` subclasses for expected failures (any other exception
+becomes an `internal` error). `control=True` ops are answered inline by the socket loop and must be
+quick; all others run on the single compute thread in arrival order.
+
+    from softprompt_worker.ops.registry import op, Reply
+
+    @op("add_one")
+    def add_one(req, ctx):
+        x = req.tensors["x"]                      # read-only numpy view of the frame
+        ctx.emit({"progress": 0.5})               # an `event` for this request
+        if ctx.cancelled:
+            raise CancelledError("add_one cancelled")
+        return Reply(tensors={"y": x + 1})
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+import numpy as np
+
+if TYPE_CHECKING:  # torch is imported lazily by the code that converts tensors
+    import torch
+
+    TensorLike = np.ndarray | torch.Tensor
+
+T = TypeVar("T")
+
+
+@dataclass
+class Request:
+    """A decoded request. `tensors` are zero-copy, read-only numpy views of the frames
+    (bf16 arrives as `uint16` bits; `softprompt_worker.tensors.to_torch` reinterprets them)."""
+
+    id: int
+    op: str
+    body: dict[str, Any]
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)
+    #: wire dtype per tensor name ("f32", "bf16", ...), needed where numpy cannot say (bf16).
+    dtypes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Reply:
+    """A handler's result. Tensors may be numpy arrays or torch tensors (any device/dtype in the wire
+    table: they are moved to CPU and made contiguous; bf16 is sent as its raw bits)."""
+
+    body: dict[str, Any] = field(default_factory=dict)
+    tensors: dict[str, Any] = field(default_factory=dict)
+
+
+class WorkerState:
+    """Per-process state shared by all ops: a generic cache that other modules hang objects on
+    (loaded models, jobs, ...). Thread-safe."""
+
+    def __init__(self) -> None:
+        self.cache: dict[Any, Any] = {}
+        self._lock = threading.RLock()
+
+    def get_or_create(self, key: Any, factory: Callable[[], T]) -> T:
+        """Return `cache[key]`, creating it with `factory()` once (under the state lock)."""
+        with self._lock:
+            if key not in self.cache:
+                self.cache[key] = factory()
+            return self.cache[key]
+
+
+EmitFn = Callable[[int, str, dict[str, Any], dict[str, Any]], None]
+
+
+class OpContext:
+    """What a handler may use besides its request: events, cancellation, shared state."""
+
+    def __init__(
+        self,
+        request_id: int,
+        op: str,
+        state: WorkerState,
+        emit_fn: EmitFn,
+        cancel_event: threading.Event | None = None,
+    ) -> None:
+        self.request_id = request_id
+        self.op = op
+        self.state = state
+        self.cancel_event = cancel_event if cancel_event is not None else threading.Event()
+        self._emit_fn = emit_fn
+
+    def emit(self, body: dict[str, Any], tensors: dict[str, Any] | None = None) -> None:
+        """Send an `event` for this request. Thread-safe; the socket loop does the sending."""
+        self._emit_fn(self.request_id, self.op, body, tensors or {})
+
+    @property
+    def cancelled(self) -> bool:
+        """True once a `cancel` request named this request's id."""
+        return self.cancel_event.is_set()
+
+
+Handler = Callable[[Request, OpContext], Reply]
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    name: str
+    handler: Handler
+    control: bool
+
+
+_OPS: dict[str, OpSpec] = {}
+
+
+def op(name: str, *, control: bool = False) -> Callable[[Handler], Handler]:
+    """Register `handler(req, ctx) -> Reply` under `name`. Registering a name twice is an error."""
+
+    def register(handler: Handler) -> Handler:
+        if name in _OPS:
+            raise ValueError(f"op {name!r} is already registered by {_OPS[name].handler.__module__}")
+        _OPS[name] = OpSpec(name, handler, control)
+        return handler
+
+    return register
+
+
+def get_op(name: str) -> OpSpec | None:
+    """The registered op called `name`, or None."""
+    return _OPS.get(name)
+
+
+def registered_ops() -> list[str]:
+    """Names of all registered ops, sorted."""
+    return sorted(_OPS)
