@@ -1,0 +1,1 @@
+"""Soft-prompt methods: one module per method, one interface (``base.SoftPromptMethod``)."""

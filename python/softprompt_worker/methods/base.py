@@ -1,0 +1,91 @@
+"""The one interface every soft-prompt method implements.
+
+A method is an ``nn.Module`` whose parameters are exactly the trainable soft parameters (virtual
+tokens, prefixes, reparameterisation MLPs, bottlenecks). It holds the frozen base model by reference,
+never as a submodule, so ``method.state_dict()`` is the soft state and nothing else, and an optimizer
+over ``method.parameters()`` can never touch a frozen weight.
+
+Each method owns its own input injection: how its vectors reach the model (prepended embeddings,
+per-layer key/values, appended suffix, passage-conditioned vectors) lives in its module, not in a
+central switch. Tasks (``tasks/``) call the method-specific forward they need.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..errors import InvalidArgumentError
+from ..models import FrozenModel
+
+
+class MethodConfig:
+    """Base for method configs: dataclasses whose options are JSON scalars or string enums.
+
+    ``from_dict`` rejects unknown fields; each subclass validates cross-field rules in ``validate``
+    and quotes the bad value in the error.
+    """
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None):
+        raw = dict(raw or {})
+        fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(raw) - fields)
+        if unknown:
+            raise InvalidArgumentError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(fields)}")
+        try:
+            config = cls(**raw)
+        except TypeError as exc:
+            raise InvalidArgumentError(f"{cls.__name__}: {exc}") from exc
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Raise InvalidArgumentError for a bad value; override per method."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys), as stored in ``Checkpoint.method_config_json``."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+class SoftPromptMethod(nn.Module):
+    """A soft-prompt method attached to one frozen base model.
+
+    Subclasses set ``name`` (the registry key) and ``config_class``, build their parameters in
+    ``__init__(config, frozen)`` and add the forward entry points their tasks need.
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[MethodConfig]]
+
+    def __init__(self, config: MethodConfig, frozen: FrozenModel):
+        super().__init__()
+        self.config = config
+        # Not a submodule: keeps the base weights out of state_dict(), parameters() and .to() calls.
+        object.__setattr__(self, "frozen", frozen)
+
+    # -- bookkeeping shared by all methods -------------------------------------------------------
+    def num_trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def trainable_fraction(self) -> float:
+        """Trainable parameters as a fraction of the base model's parameters."""
+        base = sum(p.numel() for p in self.frozen.model.parameters())
+        return self.num_trainable_parameters() / max(base, 1)
+
+    def soft_state(self) -> dict[str, torch.Tensor]:
+        """Everything a checkpoint must keep to use *and* resume this method (MLPs included)."""
+        return {k: v.detach() for k, v in self.state_dict().items()}
+
+    def load_soft_state(self, state: dict[str, torch.Tensor]) -> None:
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise InvalidArgumentError(
+                f"{self.name}: checkpoint tensors do not match the method (missing {missing}, unexpected {unexpected})")

@@ -1,0 +1,42 @@
+"""The method registry: the one place that maps a method name to its implementation.
+
+The name is the same everywhere: registry key, module name, proto ``Checkpoint.method``, TS literal.
+Adding a method means adding its module under ``methods/`` and one line to ``_MODULES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import InvalidArgumentError
+from .base import SoftPromptMethod
+
+_MODULES = {
+    "prompt_tuning": "softprompt_worker.methods.prompt_tuning",
+    "prefix_tuning": "softprompt_worker.methods.prefix_tuning",
+    "suffix_tuning": "softprompt_worker.methods.suffix_tuning",
+    "passage_tuning": "softprompt_worker.methods.passage_tuning",
+}
+
+
+def method_names() -> list[str]:
+    """Names of the methods whose module imports in this environment."""
+    return [name for name in _MODULES if _try_import(name) is not None]
+
+
+def method_class(name: str) -> type[SoftPromptMethod]:
+    """The class implementing ``name``; raises InvalidArgumentError naming the known methods."""
+    if name not in _MODULES:
+        raise InvalidArgumentError(f"method: {name!r} is not one of {', '.join(_MODULES)}")
+    module = importlib.import_module(_MODULES[name])
+    cls = getattr(module, "METHOD")
+    if cls.name != name:  # pragma: no cover - a wiring bug
+        raise RuntimeError(f"module {_MODULES[name]} declares method {cls.name!r}, registered as {name!r}")
+    return cls
+
+
+def _try_import(name: str):
+    try:
+        return importlib.import_module(_MODULES[name])
+    except ImportError:
+        return None

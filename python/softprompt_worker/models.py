@@ -1,0 +1,193 @@
+"""Loading the frozen base model that every soft-prompt method attaches to.
+
+A ``ModelSpec`` (a plain dict on the wire) names the model: a hub id or local path (``name_or_path``),
+or a tiny model built from a config for tests (``tiny``: one of ``tiny.TINY_FAMILIES``). Loading
+freezes every weight (``requires_grad=False``, ``eval()``), picks the device (CUDA when present) and
+dtype (bf16 on CUDA when supported), and computes the model's fingerprint, which checkpoints record so
+a prompt is never silently used with a model it was not trained for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import DependencyMissingError, InvalidArgumentError, NotFoundError
+
+_DTYPES = ("auto", "f32", "bf16", "f16")
+# Config fields that do not change what the weights compute.
+_VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "torch_dtype", "dtype", "_attn_implementation",
+                         "attn_implementation", "architectures", "use_cache", "_commit_hash"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to load and how. Exactly one of ``name_or_path`` and ``tiny`` is set."""
+
+    name_or_path: str | None = None
+    tiny: str | None = None
+    seed: int = 0  # tiny models only: the init seed
+    revision: str | None = None
+    dtype: str = "auto"  # auto: bf16 on a CUDA device that supports it, else f32
+    device: str = "auto"  # auto: cuda when available, else cpu
+    trust_remote_code: bool = False  # runs code from the model repository: off unless the user opts in
+    overrides: dict[str, Any] = field(default_factory=dict)  # tiny models only: config overrides
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "ModelSpec":
+        if not isinstance(raw, dict):
+            raise InvalidArgumentError(f"model: expected a map, got {type(raw).__name__}")
+        unknown = set(raw) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise InvalidArgumentError(f"model: unknown field(s) {sorted(unknown)}")
+        spec = cls(**raw)
+        if (spec.name_or_path is None) == (spec.tiny is None):
+            raise InvalidArgumentError("model: give exactly one of 'name_or_path' and 'tiny'")
+        if spec.dtype not in _DTYPES:
+            raise InvalidArgumentError(f"model.dtype: {spec.dtype!r} is not one of {', '.join(_DTYPES)}")
+        return spec
+
+    @property
+    def display_name(self) -> str:
+        return self.name_or_path or f"tiny:{self.tiny}"
+
+
+@dataclass
+class FrozenModel:
+    """A loaded base model whose weights never change. Methods hold it by reference."""
+
+    model: Any  # transformers.PreTrainedModel, frozen
+    tokenizer: Any  # transformers.PreTrainedTokenizerBase
+    spec: ModelSpec
+    fingerprint: str
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return bool(getattr(self.model.config, "is_encoder_decoder", False))
+
+    @property
+    def is_decoder_only(self) -> bool:
+        return not self.is_encoder_decoder and bool(self.model.config.is_decoder or _has_lm_head(self.model))
+
+    @property
+    def hidden_size(self) -> int:
+        cfg = self.model.config
+        return int(getattr(cfg, "hidden_size", None) or getattr(cfg, "d_model", None) or cfg.n_embd)
+
+    @property
+    def num_layers(self) -> int:
+        cfg = self.model.config
+        return int(getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "num_layers", None) or cfg.n_layer)
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self):
+        return next(self.model.parameters()).dtype
+
+    def input_embeddings(self):
+        """The (frozen) token embedding module: ``(batch, seq) -> (batch, seq, hidden)``."""
+        return self.model.get_input_embeddings()
+
+
+def load_frozen_model(spec: ModelSpec) -> FrozenModel:
+    """Load, freeze and place the model ``spec`` names."""
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - the worker reports this at hello time
+        raise DependencyMissingError("torch is not installed in the worker's Python") from exc
+    device = resolve_device(spec.device)
+    dtype = resolve_dtype(spec.dtype, device)
+    if spec.tiny is not None:
+        from .tiny import TINY_FAMILIES, tiny_model
+
+        if spec.tiny not in TINY_FAMILIES:
+            raise InvalidArgumentError(f"model.tiny: {spec.tiny!r} is not one of {', '.join(TINY_FAMILIES)}")
+        model, tokenizer = tiny_model(spec.tiny, seed=spec.seed, **spec.overrides)
+    else:
+        model, tokenizer = _load_pretrained(spec, dtype)
+    model.to(device=device, dtype=dtype)
+    model.requires_grad_(False)
+    model.eval()
+    if tokenizer.pad_token is None:
+        # Decoder LMs often ship without a pad token; padding is always masked, so EOS serves.
+        tokenizer.pad_token = tokenizer.eos_token
+    return FrozenModel(model=model, tokenizer=tokenizer, spec=spec, fingerprint=fingerprint(model))
+
+
+def _load_pretrained(spec: ModelSpec, dtype):
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    common = dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code)
+    try:
+        config = AutoConfig.from_pretrained(spec.name_or_path, **common)
+        tokenizer = AutoTokenizer.from_pretrained(spec.name_or_path, **common)
+    except OSError as exc:
+        raise NotFoundError(f"model.name_or_path: cannot load {spec.name_or_path!r}: {exc}") from exc
+    if getattr(config, "is_encoder_decoder", False):
+        factory = AutoModelForSeq2SeqLM
+    elif _config_is_causal_lm(config):
+        factory = AutoModelForCausalLM
+    else:
+        factory = AutoModel
+    model = factory.from_pretrained(spec.name_or_path, dtype=dtype, attn_implementation=_attention_for(config),
+                                    **common)
+    return model, tokenizer
+
+
+def _config_is_causal_lm(config) -> bool:
+    return any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in (config.architectures or []))
+
+
+def _attention_for(config) -> str:
+    # SDPA everywhere it exists (flash / memory-efficient kernels on CUDA); T5 has no SDPA path.
+    return "eager" if config.model_type in ("t5", "mt5", "umt5") else "sdpa"
+
+
+def _has_lm_head(model) -> bool:
+    return model.get_output_embeddings() is not None
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise InvalidArgumentError(f"device: {name!r} is not a device name ({exc})") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidArgumentError(f"device: {name!r} requested but CUDA is not available in the worker")
+    return device
+
+
+def resolve_dtype(name: str, device):
+    import torch
+
+    if name == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[name]
+
+
+def fingerprint(model) -> str:
+    """sha256 of the architecture-defining config plus every parameter's name and shape.
+
+    Dtype and device are left out on purpose: a prompt trained in bf16 on a GPU is valid in f32 on a
+    CPU. Weight values are not hashed (too slow for large models); the name/shape list and config catch
+    every mix-up of different architectures or sizes.
+    """
+    config = {k: v for k, v in model.config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
+    shapes = [(name, list(p.shape)) for name, p in model.named_parameters()]
+    blob = json.dumps({"config": config, "parameters": shapes}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
