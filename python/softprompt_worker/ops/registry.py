@@ -48,19 +48,59 @@ class Request:
 
 @dataclass
 class Reply:
-    """A handler's result. Tensors may be numpy arrays or torch tensors (any device/dtype in the wire
-    table: they are moved to CPU and made contiguous; bf16 is sent as its raw bits)."""
+    """A handler's result. A tensor value is a torch tensor (any device; moved to CPU and made
+    contiguous; bf16 sent as its raw bits), a numpy array, or a `(numpy array, wire dtype)` pair where
+    numpy cannot name the dtype (bf16 bits as uint16)."""
 
     body: dict[str, Any] = field(default_factory=dict)
     tensors: dict[str, Any] = field(default_factory=dict)
 
 
+class OpenRequests:
+    """The compute requests queued or running, by (peer, id): what `cancel` can reach. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._events: dict[tuple[bytes, int], threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def add(self, peer: bytes, request_id: int, cancel_event: threading.Event) -> bool:
+        """Track a request; False if that peer already has an open request with this id."""
+        with self._lock:
+            if (peer, request_id) in self._events:
+                return False
+            self._events[(peer, request_id)] = cancel_event
+            return True
+
+    def remove(self, peer: bytes, request_id: int) -> None:
+        with self._lock:
+            self._events.pop((peer, request_id), None)
+
+    def cancel(self, peer: bytes, request_id: int) -> bool:
+        """Set the request's cancel flag; False if it is not open."""
+        with self._lock:
+            event = self._events.get((peer, request_id))
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    def all_cancel_events(self) -> list[threading.Event]:
+        with self._lock:
+            return list(self._events.values())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._events)
+
+
 class WorkerState:
-    """Per-process state shared by all ops: a generic cache that other modules hang objects on
-    (loaded models, jobs, ...). Thread-safe."""
+    """Per-process state shared by all ops: a generic `cache` that other modules hang objects on
+    (loaded models, jobs, ...), the open requests, and the shutdown flag. Thread-safe."""
 
     def __init__(self) -> None:
         self.cache: dict[Any, Any] = {}
+        self.requests = OpenRequests()
+        self.shutdown = threading.Event()
         self._lock = threading.RLock()
 
     def get_or_create(self, key: Any, factory: Callable[[], T]) -> T:
@@ -84,8 +124,10 @@ class OpContext:
         state: WorkerState,
         emit_fn: EmitFn,
         cancel_event: threading.Event | None = None,
+        peer: bytes = b"",
     ) -> None:
         self.request_id = request_id
+        self.peer = peer  # the client's routing identity: ids are unique per client
         self.op = op
         self.state = state
         self.cancel_event = cancel_event if cancel_event is not None else threading.Event()

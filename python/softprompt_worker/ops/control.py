@@ -1,0 +1,62 @@
+"""Control ops, answered inline by the socket loop even while a job runs (see proto/WIRE.md).
+
+hello, ping, info, echo, cancel, shutdown. None of them imports torch except through `capabilities`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from softprompt_worker import PROTOCOL_VERSION, __version__
+from softprompt_worker.capabilities import capabilities
+from softprompt_worker.errors import InvalidArgumentError, ProtocolVersionMismatchError
+from softprompt_worker.ops.registry import OpContext, Reply, Request, op
+
+
+@op("hello", control=True)
+def hello(req: Request, ctx: OpContext) -> Reply:
+    """{"protocol": 1, "client": str} -> {"protocol", "worker", "pid", "capabilities"}."""
+    protocol = req.body.get("protocol")
+    if type(protocol) is not int:
+        raise InvalidArgumentError(f"hello: body.protocol must be an integer, got {protocol!r:.40}")
+    if protocol != PROTOCOL_VERSION:
+        raise ProtocolVersionMismatchError(
+            f"client speaks protocol {protocol}; this worker ({__version__}) speaks {PROTOCOL_VERSION}. "
+            "Install matching versions of the SDK and softprompt-worker.",
+            details={"worker": PROTOCOL_VERSION, "client": protocol})
+    return Reply(body={"protocol": PROTOCOL_VERSION, "worker": __version__, "pid": os.getpid(),
+                       "capabilities": capabilities()})
+
+
+@op("ping", control=True)
+def ping(req: Request, ctx: OpContext) -> Reply:
+    """{} -> {}."""
+    return Reply()
+
+
+@op("info", control=True)
+def info(req: Request, ctx: OpContext) -> Reply:
+    """{} -> {"capabilities": {...}}."""
+    return Reply(body={"capabilities": capabilities()})
+
+
+@op("echo", control=True)
+def echo(req: Request, ctx: OpContext) -> Reply:
+    """{} with tensors -> {} with the same tensors, bit for bit (the frames are sent back zero-copy)."""
+    return Reply(tensors={name: (array, req.dtypes[name]) for name, array in req.tensors.items()})
+
+
+@op("cancel", control=True)
+def cancel(req: Request, ctx: OpContext) -> Reply:
+    """{"target": id} -> {"found": bool}: sets the cancel flag of this client's open request `target`."""
+    target = req.body.get("target")
+    if type(target) is not int or target < 1:
+        raise InvalidArgumentError(f"cancel: body.target must be a request id (integer >= 1), got {target!r:.40}")
+    return Reply(body={"found": ctx.state.requests.cancel(ctx.peer, target)})
+
+
+@op("shutdown", control=True)
+def shutdown(req: Request, ctx: OpContext) -> Reply:
+    """{} -> {}; the worker then stops serving and exits 0."""
+    ctx.state.shutdown.set()
+    return Reply()

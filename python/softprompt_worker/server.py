@@ -1,0 +1,306 @@
+"""The socket loop: receive, validate, dispatch, reply (protocol: proto/WIRE.md). No ML imports.
+
+Threads:
+- main: owns the ROUTER (nothing else touches it). Polls the ROUTER and an inproc PULL; answers control
+  ops inline; queues every other op for the compute thread; forwards what arrives on the PULL.
+- compute: runs queued ops one at a time, in arrival order. Its events and replies are encoded there and
+  pushed through the PULL (`Outbox`), so a slow `.cpu()` of a result never stalls the loop.
+- parent watcher (optional): stops the worker when the parent process dies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from softprompt_worker import PROTOCOL_VERSION
+from softprompt_worker.errors import (
+    BusyError,
+    CancelledError,
+    InternalError,
+    MalformedMessageError,
+    UnknownOpError,
+    WorkerError,
+    from_exception,
+)
+from softprompt_worker.ops.registry import OpContext, OpSpec, Reply, Request, WorkerState, get_op, registered_ops
+from softprompt_worker.protocol import DecodeFailure, Limits, Message, decode, encode, error_message
+from softprompt_worker.tensors import to_wire
+
+log = logging.getLogger("softprompt_worker")
+
+OUTBOX_ADDR = "inproc://softprompt-outbox"
+POLL_MS = 200  # how often the loop re-checks the shutdown flag when idle
+SHUTDOWN_LINGER_MS = 2000  # time given to queued outgoing messages (the shutdown reply) to leave
+
+
+@dataclass
+class _Job:
+    peer: bytes
+    spec: OpSpec
+    request: Request
+    ctx: OpContext
+
+
+def reply_frames(id_: int, op: str, kind: str, reply: Reply) -> list[Any]:
+    """Encode a handler's `reply` (or event) as frames. Tensor values: numpy, torch, or
+    (numpy array, wire dtype) for bf16 bits. Raises if the body or a tensor cannot be sent."""
+    tensors = []
+    for name, value in reply.tensors.items():
+        array, dtype = value if isinstance(value, tuple) else (value, None)
+        tensors.append(to_wire(name, array, dtype))
+    return encode(Message(id=id_, kind=kind, op=op, body=reply.body, tensors=tensors))
+
+
+def error_frames(id_: int, op: str, exc: BaseException) -> list[Any]:
+    """Encode any exception as an `error` message; unexpected ones are logged with their traceback."""
+    err = from_exception(exc)
+    if err.code == "internal" and not isinstance(exc, WorkerError):
+        log.error("request %d (%s) failed", id_, op or "?", exc_info=exc)
+    try:
+        return encode(error_message(id_, op, err))
+    except Exception:  # noqa: BLE001 - details that cannot be encoded: send the bare error
+        return encode(error_message(id_, op, InternalError(str(err.message))))
+
+
+class Outbox:
+    """Thread-safe sender into the main loop (a PUSH socket connected to the loop's PULL)."""
+
+    def __init__(self, context: zmq.Context) -> None:
+        self._push = context.socket(zmq.PUSH)
+        self._push.connect(OUTBOX_ADDR)
+        self._lock = threading.Lock()
+
+    def send(self, peer: bytes, frames: list[Any]) -> None:
+        with self._lock:
+            self._push.send_multipart([peer, *frames], copy=False)
+
+    def close(self) -> None:
+        with self._lock:
+            self._push.close(linger=0)
+
+
+class Server:
+    """One worker: bind, announce, serve until `shutdown`, SIGTERM/SIGINT or the parent's death."""
+
+    def __init__(self, endpoint: str, *, limits: Limits = Limits(), parent_pid: int | None = None,
+                 max_queued: int = 1024, state: WorkerState | None = None) -> None:
+        self.endpoint = endpoint
+        self.limits = limits
+        self.parent_pid = parent_pid
+        self.max_queued = max_queued
+        self.state = state or WorkerState()
+        self._context = zmq.Context()
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._wake = threading.Event()
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    def run(self) -> int:
+        """Serve until stopped; returns the process exit code (0 on a clean shutdown)."""
+        self._install_signal_handlers()
+        pull = self._context.socket(zmq.PULL)
+        pull.bind(OUTBOX_ADDR)
+        router = self._context.socket(zmq.ROUTER)
+        router.setsockopt(zmq.SNDHWM, 0)  # a ROUTER drops at its HWM: never drop a reply
+        router.setsockopt(zmq.LINGER, SHUTDOWN_LINGER_MS)
+        router.bind(self.endpoint)
+        bound = router.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self._outbox = Outbox(self._context)
+        compute = threading.Thread(target=self._compute_loop, name="compute", daemon=True)
+        compute.start()
+        if self.parent_pid:
+            threading.Thread(target=self._watch_parent, name="parent-watcher", daemon=True).start()
+        log.info("listening on %s (pid %d); ops: %s", bound, os.getpid(), ", ".join(registered_ops()))
+        announce(bound)
+        try:
+            self._loop(router, pull)
+        finally:
+            self._stop_compute(compute)
+            self._forward(router, pull)  # replies the compute thread finished meanwhile
+            self._outbox.close()
+            pull.close(linger=0)
+            router.close()  # lingers so the shutdown reply leaves
+            self._context.term()
+        log.info("stopped")
+        return 0
+
+    def stop(self) -> None:
+        """Ask the loop to stop (any thread, or a signal handler)."""
+        self.state.shutdown.set()
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        def on_signal(signum: int, frame: Any) -> None:
+            log.info("signal %d: stopping", signum)
+            self.stop()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, on_signal)
+
+    def _stop_compute(self, compute: threading.Thread) -> None:
+        # Cancel what runs, drop what waits; the thread is a daemon, so a stuck op cannot hold exit.
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                self.state.requests.remove(job.peer, job.request.id)
+        for event in self.state.requests.all_cancel_events():
+            event.set()
+        self._jobs.put(None)
+        compute.join(timeout=5)
+
+    def _watch_parent(self) -> None:
+        assert self.parent_pid
+        original_ppid = os.getppid()
+        while not self.state.shutdown.wait(0.5):
+            if not _alive(self.parent_pid) or (original_ppid == self.parent_pid and os.getppid() != original_ppid):
+                log.warning("parent process %d is gone: stopping", self.parent_pid)
+                self.stop()
+                time.sleep(10)  # a clean stop should be over by now; otherwise leave no orphan
+                log.error("clean stop took too long: exiting")
+                os._exit(1)
+
+    # ------------------------------------------------------------------------------ main thread
+
+    def _loop(self, router: zmq.Socket, pull: zmq.Socket) -> None:
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        poller.register(pull, zmq.POLLIN)
+        while not self.state.shutdown.is_set():
+            ready = dict(poller.poll(POLL_MS))
+            if pull in ready:
+                self._forward(router, pull)
+            if router in ready:
+                for _ in range(64):  # bounded, so compute output is forwarded between bursts
+                    try:
+                        frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    self._handle(router, frames)
+                    if self.state.shutdown.is_set():
+                        break
+
+    def _forward(self, router: zmq.Socket, pull: zmq.Socket) -> None:
+        while True:
+            try:
+                frames = pull.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            router.send_multipart(frames, copy=False)
+
+    def _handle(self, router: zmq.Socket, frames: list[zmq.Frame]) -> None:
+        """One incoming message. Never raises: every problem becomes an error reply (or a log line)."""
+        if not frames:
+            return
+        peer = frames[0].bytes
+        id_, op = 0, ""
+        try:
+            msg = decode(frames[1:], self.limits)
+            id_, op = msg.id, msg.op
+            if msg.kind != "request":
+                raise MalformedMessageError(f"header.kind must be 'request' for a message to the worker, got {msg.kind!r}")
+            spec = get_op(msg.op)
+            if spec is None:
+                raise UnknownOpError(f"unknown op {msg.op!r:.80}; this worker knows: {', '.join(registered_ops())}")
+            request = Request(id=msg.id, op=msg.op, body=msg.body,
+                              tensors={t.name: t.array for t in msg.tensors},
+                              dtypes={t.name: t.dtype for t in msg.tensors})
+            if spec.control:
+                ctx = OpContext(msg.id, msg.op, self.state, self._emit_for(peer), peer=peer)
+                out = reply_frames(msg.id, msg.op, "reply", spec.handler(request, ctx))
+            else:
+                self._enqueue(peer, spec, request)
+                return
+        except DecodeFailure as failure:
+            out = error_frames(failure.id, failure.op, failure.error)
+        except Exception as exc:  # noqa: BLE001 - nothing a client sends may stop the loop
+            out = error_frames(id_, op, exc)
+        router.send_multipart([peer, *out], copy=False)
+
+    def _enqueue(self, peer: bytes, spec: OpSpec, request: Request) -> None:
+        if self._jobs.qsize() >= self.max_queued:
+            raise BusyError(f"{self.max_queued} requests are already queued; retry when some finish",
+                            details={"queued": self._jobs.qsize()})
+        cancel_event = threading.Event()
+        if not self.state.requests.add(peer, request.id, cancel_event):
+            raise MalformedMessageError(f"header.id {request.id} is already used by an open request")
+        ctx = OpContext(request.id, request.op, self.state, self._emit_for(peer), cancel_event, peer=peer)
+        self._jobs.put(_Job(peer, spec, request, ctx))
+
+    def _emit_for(self, peer: bytes):
+        def emit(id_: int, op: str, body: dict[str, Any], tensors: dict[str, Any]) -> None:
+            self._outbox.send(peer, reply_frames(id_, op, "event", Reply(body=body, tensors=tensors)))
+
+        return emit
+
+    # ------------------------------------------------------------------------------ compute thread
+
+    def _compute_loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            req = job.request
+            try:
+                if job.ctx.cancelled:
+                    raise CancelledError(f"request {req.id} ({req.op}) was cancelled before it started")
+                out = reply_frames(req.id, req.op, "reply", job.spec.handler(req, job.ctx))
+            except Exception as exc:  # noqa: BLE001 - reported to the client, the thread goes on
+                out = error_frames(req.id, req.op, exc)
+            finally:
+                self.state.requests.remove(job.peer, req.id)
+            try:
+                self._outbox.send(job.peer, out)
+            except zmq.ZMQError as exc:  # the context is closing: the worker is stopping
+                log.warning("reply to request %d dropped: %s", req.id, exc)
+
+
+def announce(endpoint: str) -> None:
+    """Print the one stdout line (WIRE.md), then point stdout at stderr so nothing else lands there."""
+    line = json.dumps({"endpoint": endpoint, "protocol": PROTOCOL_VERSION, "pid": os.getpid()})
+    sys.stdout.write(f"SOFTPROMPT_READY {line}\n")
+    sys.stdout.flush()
+    try:
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real fds (embedded use): Python level is enough
+        pass
+    sys.stdout = sys.stderr
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def set_parent_death_signal() -> None:
+    """Linux: have the kernel SIGKILL this process when its parent dies (no-op elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+    except Exception as exc:  # noqa: BLE001 - the watcher thread still covers it
+        log.warning("prctl(PR_SET_PDEATHSIG) unavailable: %s", exc)
