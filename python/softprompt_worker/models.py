@@ -73,7 +73,7 @@ class FrozenModel:
 
     @property
     def is_decoder_only(self) -> bool:
-        return not self.is_encoder_decoder and bool(self.model.config.is_decoder or _has_lm_head(self.model))
+        return not self.is_encoder_decoder and bool(getattr(self.model.config, "is_decoder", False) or _has_lm_head(self.model))
 
     @property
     def hidden_size(self) -> int:
