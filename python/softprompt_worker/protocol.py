@@ -180,11 +180,13 @@ def _validate_header(h: dict[str, Any]) -> Message:
     id_ = h["id"]
     if not _is_uint(id_):
         raise MalformedMessageError(f"header.id must be an unsigned integer, got {_type(id_)}")
-    if id_ < 1 or id_ > MAX_ID:
-        raise MalformedMessageError(f"header.id must be in [1, 2^53), got {id_}")
+    if id_ > MAX_ID:
+        raise MalformedMessageError(f"header.id must be below 2^53, got {id_}")
     kind = h["kind"]
-    if kind not in KINDS or not isinstance(kind, str):
-        raise MalformedMessageError(f"header.kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise MalformedMessageError(f"header.kind must be one of {', '.join(KINDS)}, got {kind!r:.80}")
+    if id_ == 0 and kind != "error":
+        raise MalformedMessageError("header.id must be at least 1 (0 is reserved for errors about unreadable messages)")
     op = h["op"]
     if not isinstance(op, str):
         raise MalformedMessageError(f"header.op must be a string, got {_type(op)}")
