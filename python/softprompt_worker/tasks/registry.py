@@ -1,0 +1,45 @@
+"""The task registry: task name → module. Adding a task means one module under ``tasks/`` exposing
+``TASK = <its class>`` and one line here."""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import InvalidArgumentError
+from .base import Task
+
+_MODULES = {
+    "generation": "softprompt_worker.tasks.generation",
+    "classification": "softprompt_worker.tasks.classification",
+    "embedding": "softprompt_worker.tasks.embedding",
+    "reranking": "softprompt_worker.tasks.reranking",
+}
+
+
+def task_names() -> list[str]:
+    """Names of the tasks whose module imports in this environment."""
+    names = []
+    for name, module in _MODULES.items():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            continue
+        names.append(name)
+    return names
+
+
+def task_class(name: str) -> type[Task]:
+    """The class implementing task ``name``; InvalidArgumentError naming the known tasks otherwise."""
+    if name not in _MODULES:
+        raise InvalidArgumentError(f"task: {name!r} is not one of {', '.join(_MODULES)}")
+    cls = getattr(importlib.import_module(_MODULES[name]), "TASK")
+    if cls.name != name:  # pragma: no cover - a wiring bug
+        raise RuntimeError(f"module {_MODULES[name]} declares task {cls.name!r}, registered as {name!r}")
+    return cls
+
+
+def check_method(task: type[Task], method: str) -> None:
+    """InvalidArgumentError when ``task`` cannot train ``method``."""
+    if method not in task.methods:
+        raise InvalidArgumentError(f"task: {task.name!r} does not train method {method!r}; "
+                                   f"it trains {', '.join(task.methods)}")

@@ -1,0 +1,371 @@
+"""The training loop: one readable loop over optimizer steps that emits events and honours cancellation.
+
+    config = TrainingConfig.from_dict({"steps": 200, "lr": 3e-2})
+    summary = train(method, task, config, emit=print, cancelled=lambda: False,
+                    save_checkpoint=lambda step, metrics, state: f"ckpt-{step}.pb")
+
+Events (each a dict with an ``"event"`` key, emitted in this order):
+    started    {trainable_params, trainable_fraction, total_params, device, dtype, total_steps, start_step}
+    step       {step, loss, lr, grad_norm, tokens_per_s, memory_bytes}      every ``log_every`` steps
+    eval       {step, metrics}                                             every ``eval_every`` steps + end
+    checkpoint {step, path}                                                every ``checkpoint_every`` + end
+    done       {summary}
+
+What the loop guarantees:
+- The optimizer sees ``method.parameters()`` only; the frozen model's weights never get a gradient.
+- No host sync on the hot path: loss and grad norm stay on the device and are read every ``log_every``.
+- Cancellation is checked before every micro-batch; a cancelled run drops the partial accumulation, keeps
+  the last completed step and writes a final checkpoint, so the ``checkpoint`` it reports is usable.
+- Resuming from a ``TrainingState`` (optimizer tensors, RNG state, step, data cursor) follows the same
+  trajectory as the uninterrupted run: each epoch's shuffle comes from a generator seeded by
+  ``(seed, epoch)``, and the cursor says how many batches of that epoch were already consumed. The
+  learning rate is a pure function of the step, so there is no scheduler state to save.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import torch
+
+from .errors import InvalidArgumentError
+from .methods.base import SoftPromptMethod
+from .tasks.base import Task
+
+OPTIMIZERS = ("adamw", "adafactor", "sgd")
+SCHEDULES = ("constant", "linear", "cosine")
+DTYPES = ("auto", "f32", "bf16")
+
+
+@dataclass
+class TrainingConfig:
+    """How to train. Every field has a default; ``from_dict`` rejects unknown fields and bad values.
+
+    Defaults follow the PEFT prompt-learning examples (``peft_prompt_tuning_clm``,
+    ``peft_prefix_tuning_seq2seq``: AdamW, lr 3e-2 / 1e-2, linear decay, no warmup). Lester et al. (2021)
+    used Adafactor at lr 0.3 for prompt tuning; Li & Liang (2021) used lr 5e-5..8e-5 for prefix tuning
+    with the reparameterising MLP. Soft prompts need far larger learning rates than fine-tuning.
+    """
+
+    steps: int | None = None  # optimizer steps; when set it wins over ``epochs``
+    epochs: int = 1  # passes over the training rows when ``steps`` is unset
+    batch_size: int = 8
+    grad_accumulation: int = 1  # micro-batches per optimizer step (effective batch = batch_size × this)
+    max_length: int = 512  # tokens per row after truncation (tasks read it from their options)
+    optimizer: str = "adamw"  # adamw | adafactor | sgd
+    lr: float = 3e-2  # PEFT prompt-tuning example; Lester et al. 0.3 with Adafactor
+    schedule: str = "linear"  # constant | linear | cosine: decay to 0 at the last step, after warmup
+    warmup_steps: int = 0  # linear warmup from 0 to lr
+    weight_decay: float = 0.0  # Lester et al. used 1e-5; PEFT examples 0
+    max_grad_norm: float = 1.0  # gradient clipping; 0 disables it
+    seed: int = 0  # data order, method-side randomness
+    dtype: str = "auto"  # auto: bf16 autocast on CUDA when supported, else f32 | f32 | bf16
+    eval_every: int = 0  # steps between evaluations; 0 = only at the end
+    checkpoint_every: int = 0  # steps between checkpoints; 0 = only at the end
+    log_every: int = 10  # steps between ``step`` events (each one syncs the device once)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> "TrainingConfig":
+        raw = dict(raw or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise InvalidArgumentError(f"training: unknown field(s) {unknown}; known: {sorted(known)}")
+        for f in dataclasses.fields(cls):
+            if f.name in raw and raw[f.name] is not None:
+                raw[f.name] = _coerce(f"training.{f.name}", raw[f.name], f.type)
+        config = cls(**raw)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        def positive(name: str, value: float, *, zero_ok: bool = False) -> None:
+            if value < 0 or (value == 0 and not zero_ok):
+                raise InvalidArgumentError(f"training.{name}: must be {'>= 0' if zero_ok else '> 0'}, got {value}")
+
+        if self.steps is not None:
+            positive("steps", self.steps)
+        for name in ("epochs", "batch_size", "grad_accumulation", "max_length", "lr", "log_every"):
+            positive(name, getattr(self, name))
+        for name in ("warmup_steps", "weight_decay", "max_grad_norm", "eval_every", "checkpoint_every"):
+            positive(name, getattr(self, name), zero_ok=True)
+        for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("dtype", DTYPES)):
+            if getattr(self, name) not in allowed:
+                raise InvalidArgumentError(
+                    f"training.{name}: {getattr(self, name)!r} is not one of {', '.join(allowed)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(name: str, value: Any, annotation: str) -> Any:
+    """Check a JSON value against the field's annotation (ints are fine where floats are expected)."""
+    wants = "int" if "int" in annotation else "float" if "float" in annotation else "str"
+    if isinstance(value, bool):
+        raise InvalidArgumentError(f"{name}: expected a number, got {value!r}")
+    if wants == "int" and not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+        raise InvalidArgumentError(f"{name}: expected an integer, got {value!r:.40}")
+    if wants == "float" and not isinstance(value, (int, float)):
+        raise InvalidArgumentError(f"{name}: expected a number, got {value!r:.40}")
+    if wants == "str" and not isinstance(value, str):
+        raise InvalidArgumentError(f"{name}: expected a string, got {value!r:.40}")
+    return int(value) if wants == "int" else float(value) if wants == "float" else value
+
+
+@dataclass
+class TrainingState:
+    """What a checkpoint keeps to resume: named tensors (optimizer moments, RNG states) and JSON
+    (step, data cursor, optimizer param groups, the config). No pickle: both halves are plain data."""
+
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+Emit = Callable[[dict[str, Any]], None]
+SaveCheckpoint = Callable[[int, dict[str, float], TrainingState], str]
+
+
+def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit: Emit | None = None,
+          cancelled: Callable[[], bool] | None = None, save_checkpoint: SaveCheckpoint | None = None,
+          resume: TrainingState | None = None) -> dict[str, Any]:
+    """Train ``method`` on ``task``; returns the summary (also sent in the ``done`` event).
+
+    ``save_checkpoint(step, metrics, state) -> path`` writes a checkpoint and returns where; without it
+    no checkpoint events are emitted. ``resume`` continues a run from a saved ``TrainingState``.
+    """
+    emit = emit or (lambda event: None)
+    cancelled = cancelled or (lambda: False)
+    device = method.frozen.device
+    params = [p for p in method.parameters() if p.requires_grad]
+    if not params:
+        raise InvalidArgumentError(f"method {method.name!r} has no trainable parameters")
+    batches_per_epoch = task.num_batches(config.batch_size)
+    if batches_per_epoch == 0:
+        raise InvalidArgumentError("data.train: no training rows")
+    total_steps = config.steps or config.epochs * math.ceil(batches_per_epoch / config.grad_accumulation)
+    optimizer = build_optimizer(config, params)
+    stream = DataStream(task, config.batch_size, config.seed)
+    step, tokens_total = 0, 0
+    if resume is not None:
+        step, tokens_total = _restore(resume, config, optimizer, stream, device)
+    else:
+        torch.manual_seed(config.seed)  # method-side randomness (dropout in a reparameterisation MLP)
+    autocast = _autocast(config.dtype, device)
+    base_params = sum(p.numel() for p in method.frozen.model.parameters())
+    trainable = sum(p.numel() for p in params)
+    emit({"event": "started", "trainable_params": trainable, "trainable_fraction": trainable / max(base_params, 1),
+          "total_params": base_params + trainable, "device": str(device), "dtype": _dtype_name(config, device),
+          "total_steps": total_steps, "start_step": step})
+
+    status, metrics, last_loss, checkpoint_path = "completed", {}, float("nan"), None
+    window_loss = torch.zeros((), device=device)  # () sum of micro-batch losses since the last log
+    window_micro, window_tokens, window_start, grad_norm = 0, 0, time.perf_counter(), None
+    started_at = time.perf_counter()
+    method.train()
+    while step < total_steps and status == "completed":
+        cursor = stream.cursor()
+        for _ in range(config.grad_accumulation):
+            if cancelled():
+                status = "cancelled"
+                break
+            batch = next(stream)
+            with autocast:
+                loss, n_tokens = task.loss(batch)  # loss: () scalar
+            (loss / config.grad_accumulation).backward()
+            window_loss += loss.detach().float()
+            window_micro += 1
+            window_tokens += n_tokens
+        if status == "cancelled":  # drop the partial accumulation: the state stays at the last full step
+            optimizer.zero_grad(set_to_none=True)
+            stream.seek(cursor)
+            break
+        max_norm = config.max_grad_norm if config.max_grad_norm > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)  # () on device, no sync
+        lr = lr_at(config, step, total_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        if step % config.log_every == 0 or step == total_steps:
+            last_loss = window_loss.item() / max(window_micro, 1)  # the one sync per log window
+            if not math.isfinite(last_loss):
+                raise InvalidArgumentError(f"training diverged: loss is {last_loss} at step {step}; lower training.lr")
+            elapsed = time.perf_counter() - window_start
+            emit({"event": "step", "step": step, "loss": last_loss, "lr": lr, "grad_norm": float(grad_norm.item()),
+                  "tokens_per_s": window_tokens / max(elapsed, 1e-9), "memory_bytes": _memory_bytes(device)})
+            tokens_total += window_tokens
+            window_loss.zero_()
+            window_micro, window_tokens, window_start = 0, 0, time.perf_counter()
+        if config.eval_every and step % config.eval_every == 0 and step < total_steps:
+            metrics = _evaluate(method, task, autocast, step, emit)
+        if save_checkpoint and config.checkpoint_every and step % config.checkpoint_every == 0 and step < total_steps:
+            checkpoint_path = _checkpoint(save_checkpoint, step, metrics, optimizer, stream, tokens_total
+                                          + window_tokens, config, device, emit)
+    tokens_total += window_tokens
+    if status == "completed":
+        metrics = _evaluate(method, task, autocast, step, emit)
+    if save_checkpoint:
+        checkpoint_path = _checkpoint(save_checkpoint, step, metrics, optimizer, stream, tokens_total, config,
+                                      device, emit)
+    method.eval()
+    cur = stream.cursor()
+    summary = {"status": status, "steps": step, "total_steps": total_steps, "final_loss": last_loss,
+               "metrics": metrics, "tokens": tokens_total, "epochs": cur["epoch"] + cur["batch"] / batches_per_epoch,
+               "elapsed_s": time.perf_counter() - started_at, "checkpoint": checkpoint_path}
+    emit({"event": "done", "summary": summary})
+    return summary
+
+
+def lr_at(config: TrainingConfig, step: int, total_steps: int) -> float:
+    """Learning rate for optimizer step ``step`` (0-based): linear warmup, then the schedule's decay."""
+    if config.warmup_steps and step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    if config.schedule == "constant":
+        return config.lr
+    progress = (step - config.warmup_steps) / max(total_steps - config.warmup_steps, 1)  # in [0, 1)
+    if config.schedule == "linear":
+        return config.lr * (1.0 - progress)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_optimizer(config: TrainingConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adafactor":  # torch >= 2.5
+        return torch.optim.Adafactor(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+class DataStream:
+    """Training batches as one endless stream across epochs, with a resumable cursor.
+
+    Epoch ``e`` is shuffled by a CPU generator seeded with ``(seed, e)``; ``cursor()`` is
+    ``{"epoch": e, "batch": b}``, the next batch to draw. Seeking re-collates the skipped batches of the
+    epoch (cheap next to a training step, and it keeps tasks free of resume logic).
+    """
+
+    def __init__(self, task: Task, batch_size: int, seed: int) -> None:
+        self.task, self.batch_size, self.seed = task, batch_size, seed
+        self.epoch, self.batch = 0, 0
+        self._it: Iterator[Any] | None = None
+
+    def cursor(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batch": self.batch}
+
+    def seek(self, cursor: dict[str, int]) -> None:
+        self.epoch, self.batch, self._it = int(cursor["epoch"]), int(cursor["batch"]), None
+
+    def __iter__(self) -> "DataStream":
+        return self
+
+    def __next__(self) -> Any:
+        if self._it is None:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            self._it = iter(self.task.batches(self.batch_size, generator))
+            for _ in range(self.batch):
+                next(self._it)
+        try:
+            batch = next(self._it)
+        except StopIteration:
+            self.epoch, self.batch, self._it = self.epoch + 1, 0, None
+            return next(self)
+        self.batch += 1
+        return batch
+
+
+# -- evaluation and checkpoints --------------------------------------------------------------------
+
+def _evaluate(method, task, autocast, step: int, emit: Emit) -> dict[str, float]:
+    method.eval()
+    with torch.no_grad(), autocast:
+        metrics = {k: float(v) for k, v in task.evaluate().items()}
+    method.train()
+    if metrics:
+        emit({"event": "eval", "step": step, "metrics": metrics})
+    return metrics
+
+
+def _checkpoint(save, step, metrics, optimizer, stream, tokens, config, device, emit) -> str:
+    state = capture_state(optimizer, step=step, cursor=stream.cursor(), tokens=tokens, config=config, device=device)
+    path = save(step, metrics, state)
+    emit({"event": "checkpoint", "step": step, "path": str(path)})
+    return str(path)
+
+
+def capture_state(optimizer, *, step: int, cursor: dict[str, int], tokens: int, config: TrainingConfig,
+                  device: torch.device) -> TrainingState:
+    """Optimizer state, RNG state, step and data cursor as named tensors + JSON."""
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, slots in sd["state"].items():
+        for key, value in slots.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{index}.{key}"] = value.detach().to("cpu").clone()
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    tensors["rng.cpu"] = torch.get_rng_state()
+    if device.type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
+    meta = {"step": step, "cursor": dict(cursor), "tokens": tokens, "config": config.to_dict(),
+            "optimizer": {"name": config.optimizer, "param_groups": sd["param_groups"], "scalars": scalars}}
+    return TrainingState(tensors=tensors, meta=meta)
+
+
+_MUST_MATCH = ("optimizer", "batch_size", "grad_accumulation", "seed")
+
+
+def _restore(state: TrainingState, config: TrainingConfig, optimizer, stream: DataStream, device) -> tuple[int, int]:
+    saved = state.meta.get("config", {})
+    for name in _MUST_MATCH:
+        if name in saved and saved[name] != getattr(config, name):
+            raise InvalidArgumentError(f"training.{name}: resuming needs the checkpoint's value {saved[name]!r}, "
+                                       f"got {getattr(config, name)!r}")
+    opt_meta = state.meta["optimizer"]
+    slots: dict[int, dict[str, Any]] = {}
+    for name, tensor in state.tensors.items():
+        if name.startswith("optimizer."):
+            _, index, key = name.split(".", 2)
+            slots.setdefault(int(index), {})[key] = tensor
+    for index, values in opt_meta.get("scalars", {}).items():
+        slots.setdefault(int(index), {}).update(values)
+    groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in g.items()}
+              for g in opt_meta["param_groups"]]
+    optimizer.load_state_dict({"state": slots, "param_groups": groups})
+    torch.set_rng_state(state.tensors["rng.cpu"])
+    if device.type == "cuda" and "rng.cuda" in state.tensors:
+        torch.cuda.set_rng_state(state.tensors["rng.cuda"], device)
+    stream.seek(state.meta["cursor"])
+    return int(state.meta["step"]), int(state.meta.get("tokens", 0))
+
+
+# -- device helpers ----------------------------------------------------------------------------------
+
+def _autocast(dtype: str, device: torch.device):
+    if dtype == "f32":
+        return contextlib.nullcontext()
+    if dtype == "auto" and not (device.type == "cuda" and torch.cuda.is_bf16_supported()):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def _dtype_name(config: TrainingConfig, device: torch.device) -> str:
+    return "f32" if isinstance(_autocast(config.dtype, device), contextlib.nullcontext) else "bf16"
+
+
+def _memory_bytes(device: torch.device) -> int:
+    """Peak device memory on CUDA; peak resident set size of the process on the CPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    try:
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+    except (ImportError, OSError):  # pragma: no cover - non-POSIX
+        return 0
