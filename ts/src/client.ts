@@ -1,0 +1,115 @@
+/**
+ * The client: owns one managed Python worker and exposes its operations.
+ *
+ * Method modules (jobs/, inference) are functions over the internal {@link Rpc}; the client's
+ * methods delegate to them in one line each, so this file stays a table of contents.
+ */
+import type { Capabilities } from './core/capabilities.js';
+import { capabilitiesSchema } from './core/capabilities.js';
+import type { Tensor, TensorMap } from './core/tensor.js';
+import { toLogFunction } from './core/logger.js';
+import { type StartOptions, parseStartOptions } from './internal/options.js';
+import { type CallOptions, Rpc } from './internal/rpc.js';
+import { type InternalHooks, Supervisor } from './internal/supervisor.js';
+
+export type { CallOptions } from './internal/rpc.js';
+
+// The constructor stays private to this module: only startSoftprompt makes clients.
+let construct: (supervisor: Supervisor, requestTimeoutMs: number | undefined) => Softprompt;
+
+/**
+ * A softprompt client with its own worker process.
+ *
+ * @example
+ * await using sp = await Softprompt.start();
+ * console.log(sp.capabilities.torch, sp.capabilities.devices);
+ * const { x } = await sp.echo({ x: tensor('f32', [2], new Float32Array([1, 2])) });
+ */
+export class Softprompt implements AsyncDisposable {
+  readonly #supervisor: Supervisor;
+  readonly #rpc: Rpc;
+  #closing: Promise<void> | undefined;
+
+  private constructor(supervisor: Supervisor, requestTimeoutMs: number | undefined) {
+    this.#supervisor = supervisor;
+    this.#rpc = new Rpc(supervisor, requestTimeoutMs);
+  }
+
+  /**
+   * Starts a worker (`python -m softprompt_worker`), waits until it is ready and has shaken hands,
+   * and returns a client for it.
+   *
+   * @throws {ValidationError} an option is invalid; the message names it (`options.transport: ...`).
+   * @throws {WorkerStartError} Python or a package is missing, the versions differ, or the worker did
+   *   not start in time; the message says how to fix it.
+   */
+  static async start(options?: StartOptions): Promise<Softprompt> {
+    return startSoftprompt(options, {});
+  }
+
+  /** What the worker can do (versions, devices, methods), as of the latest (re)start. */
+  get capabilities(): Capabilities {
+    return this.#supervisor.hello.capabilities;
+  }
+
+  /** The worker's version string (`softprompt_worker.__version__`). */
+  get workerVersion(): string {
+    return this.#supervisor.hello.workerVersion;
+  }
+
+  /** The worker's process id, or `undefined` while it is being restarted or after close. */
+  get workerPid(): number | undefined {
+    return this.#supervisor.current?.hello.pid;
+  }
+
+  /** Asks the worker for its capabilities now (they are also cached in {@link capabilities}). */
+  info(options?: CallOptions): Promise<Capabilities> {
+    return this.#rpc.request('info', {}, undefined, {
+      ...options,
+      decode: (reply) => capabilitiesSchema.parse(reply.body['capabilities']),
+    });
+  }
+
+  /** Round-trips an empty request; resolves with the round-trip time in milliseconds. */
+  async ping(options?: CallOptions): Promise<number> {
+    const start = performance.now();
+    await this.#rpc.request('ping', {}, undefined, options);
+    return performance.now() - start;
+  }
+
+  /**
+   * Sends tensors to the worker and back, bit for bit: a check of the data path. The returned
+   * tensors view the received memory (no copy).
+   */
+  echo(tensors: TensorMap, options?: CallOptions): Promise<Record<string, Tensor>> {
+    return this.#rpc.request('echo', {}, tensors, { ...options, decode: (reply) => ({ ...reply.tensors }) });
+  }
+
+  /**
+   * Shuts the worker down (a `shutdown` request, then SIGTERM, then SIGKILL) and fails calls still
+   * open with `ClientClosedError`. Safe to call more than once.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#supervisor.close();
+    return this.#closing;
+  }
+
+  /** `await using client = await Softprompt.start()` closes the client at the end of the scope. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  static {
+    construct = (supervisor, requestTimeoutMs) => new Softprompt(supervisor, requestTimeoutMs);
+  }
+}
+
+/**
+ * `Softprompt.start` with internal hooks (a fake worker command for failure tests). Not exported
+ * from the package entry point.
+ */
+export async function startSoftprompt(options: StartOptions | undefined, hooks: InternalHooks): Promise<Softprompt> {
+  const resolved = parseStartOptions(options);
+  const supervisor = await Supervisor.start(resolved, hooks, toLogFunction(resolved.logger));
+  return construct(supervisor, resolved.requestTimeoutMs);
+}

@@ -1,0 +1,38 @@
+/**
+ * softprompt: train and use soft prompts on real language models from TypeScript, through a managed
+ * PyTorch worker. This file is the whole public surface; everything else is internal.
+ */
+export { Softprompt } from './client.js';
+export type { CallOptions } from './client.js';
+export type { StartOptions, LifecycleEvent } from './internal/options.js';
+
+export {
+  SoftpromptError,
+  ValidationError,
+  ProtocolError,
+  WorkerStartError,
+  WorkerCrashedError,
+  TimeoutError,
+  AbortError,
+  RemoteError,
+  ClientClosedError,
+} from './core/errors.js';
+export type { SoftpromptErrorCode, RemoteErrorCode, LocalErrorCode } from './core/errors.js';
+
+export { EventStream } from './core/event-stream.js';
+export type { StreamController } from './core/event-stream.js';
+
+export {
+  tensor,
+  DTYPES,
+  itemSize,
+  numel,
+  bf16ToFloat32,
+  float32ToBf16,
+  f16ToFloat32,
+  float32ToF16,
+} from './core/tensor.js';
+export type { Tensor, TensorMap, DTypeName, TensorArrayMap } from './core/tensor.js';
+
+export type { Capabilities, GpuInfo } from './core/capabilities.js';
+export type { Logger, LogFunction, LogLevel } from './core/logger.js';

@@ -1,0 +1,211 @@
+/**
+ * The two primitives every client method is built on: {@link Rpc.request} (one request, one reply)
+ * and {@link Rpc.stream} (one request, events, one final reply). They validate tensors, wait for a
+ * live worker (across a restart), apply `signal` and `timeoutMs`, send `cancel` to the worker when a
+ * call is abandoned, and turn every failure into a typed {@link SoftpromptError}.
+ *
+ * A method module (jobs/, inference) is a function over an `Rpc`:
+ *
+ * ```ts
+ * export function embed(rpc: Rpc, input: EmbedInput, options?: CallOptions): Promise<Embeddings> {
+ *   const body = parseOrThrow(embedInputSchema, input, 'input');       // ValidationError naming the field
+ *   return rpc.request('embed', body, undefined, { ...options, decode: decodeEmbeddings });
+ * }
+ * ```
+ */
+import { AbortError, ProtocolError, RemoteError, SoftpromptError, TimeoutError } from '../core/errors.js';
+import { EventStream, type StreamController } from '../core/event-stream.js';
+import { type Tensor, type TensorMap, checkTensor } from '../core/tensor.js';
+import type { Supervisor } from './supervisor.js';
+import type { Message, NamedTensor, WireMap } from './wire.js';
+
+/** Per-call options every public method accepts. */
+export interface CallOptions {
+  /** Aborting cancels the call: the worker is asked to stop, the call rejects with {@link AbortError}. */
+  readonly signal?: AbortSignal;
+  /** Deadline in ms; past it the worker is asked to stop and the call rejects with {@link TimeoutError}. */
+  readonly timeoutMs?: number;
+}
+
+/** A reply or event as method modules see it: the body and the tensors by name (views, not copies). */
+export interface Incoming {
+  readonly body: WireMap;
+  readonly tensors: Readonly<Record<string, Tensor>>;
+}
+
+export interface RequestOptions<R> extends CallOptions {
+  /** Turns the reply into the method's result; a throw becomes a {@link ProtocolError}. Default: the {@link Incoming} itself. */
+  readonly decode?: (reply: Incoming) => R;
+}
+
+export interface StreamOptions<E, F> extends CallOptions {
+  /** Turns each event into the stream's event type. Default: the {@link Incoming} itself. */
+  readonly decodeEvent?: (event: Incoming) => E;
+  /** Turns the final reply into the stream's result. Default: the {@link Incoming} itself. */
+  readonly decodeFinal?: (reply: Incoming) => F;
+}
+
+interface Sink {
+  event(msg: Message): void;
+  reply(msg: Message): void;
+  fail(error: Error): void;
+}
+
+export class Rpc {
+  readonly #supervisor: Supervisor;
+  readonly #defaultTimeoutMs: number | undefined;
+
+  constructor(supervisor: Supervisor, defaultTimeoutMs: number | undefined) {
+    this.#supervisor = supervisor;
+    this.#defaultTimeoutMs = defaultTimeoutMs;
+  }
+
+  /**
+   * Sends `op` with `body` and `tensors`, resolves with the decoded reply. Unary calls get the
+   * client's `requestTimeoutMs` unless `options.timeoutMs` is given.
+   */
+  request<R = Incoming>(op: string, body: WireMap, tensors?: TensorMap, options: RequestOptions<R> = {}): Promise<R> {
+    const decode = options.decode ?? (identity as (m: Incoming) => R);
+    const timeoutMs = options.timeoutMs ?? this.#defaultTimeoutMs;
+    return new Promise<R>((resolve, reject) => {
+      this.#call(op, body, tensors, { ...options, timeoutMs }, {
+        event: () => {},
+        reply: (msg) => {
+          try {
+            resolve(decode(incoming(msg)));
+          } catch (cause) {
+            reject(decodeFailure(op, 'reply', cause));
+          }
+        },
+        fail: reject,
+      });
+    });
+  }
+
+  /**
+   * Sends `op` and returns its {@link EventStream}: each `event` message becomes an event, the final
+   * `reply` the result. Streams have no default deadline (training runs for hours): only
+   * `options.timeoutMs`. Leaving the loop or `stream.cancel()` sends `cancel`; the stream then ends as
+   * the op defines (a remote `cancelled` error surfaces as {@link AbortError}).
+   */
+  stream<E = Incoming, F = Incoming>(op: string, body: WireMap, tensors?: TensorMap, options: StreamOptions<E, F> = {}): EventStream<E, F> {
+    const decodeEvent = options.decodeEvent ?? (identity as (m: Incoming) => E);
+    const decodeFinal = options.decodeFinal ?? (identity as (m: Incoming) => F);
+    let controller!: StreamController<E, F>;
+    let cancel: () => void = () => {};
+    const stream = new EventStream<E, F>(
+      (c) => (controller = c),
+      () => cancel(),
+    );
+    cancel = this.#call(op, body, tensors, options, {
+      event: (msg) => {
+        try {
+          controller.event(decodeEvent(incoming(msg)));
+        } catch (cause) {
+          controller.fail(decodeFailure(op, 'event', cause));
+          cancel();
+        }
+      },
+      reply: (msg) => {
+        try {
+          controller.end(decodeFinal(incoming(msg)));
+        } catch (cause) {
+          controller.fail(decodeFailure(op, 'reply', cause));
+        }
+      },
+      fail: (error) => controller.fail(error),
+    });
+    return stream;
+  }
+
+  /**
+   * Opens one request and feeds `sink` exactly one of reply/fail (plus events before it). Returns a
+   * function that asks the worker to cancel the request, keeping the sink open for its final message.
+   */
+  #call(op: string, body: WireMap, tensors: TensorMap | undefined, options: CallOptions, sink: Sink): () => void {
+    let settled = false;
+    let cancelRequested = false;
+    let sent: { id: number; cancel: (id: number) => void } | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const { signal, timeoutMs } = options;
+
+    const cleanup = () => {
+      settled = true;
+      if (timer) clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const abandon = (error: Error) => {
+      if (settled) return;
+      cleanup();
+      if (sent) sent.cancel(sent.id); // the final message still arrives; the transport drops it
+      sink.fail(error);
+    };
+    const onAbort = () => abandon(new AbortError(`${op} was aborted`, { cause: signal?.reason }));
+
+    let named: NamedTensor[];
+    try {
+      named = namedTensors(tensors);
+    } catch (error) {
+      sink.fail(error as Error);
+      return () => {};
+    }
+    if (signal?.aborted) {
+      onAbort();
+      return () => {};
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (timeoutMs !== undefined) timer = setTimeout(() => abandon(new TimeoutError(op, timeoutMs)), timeoutMs);
+
+    const send = (conn: NonNullable<Supervisor['current']>) => {
+      if (settled) return;
+      try {
+        const transport = conn.transport;
+        const id = transport.send(op, body, named, {
+          onEvent: (msg) => settled || sink.event(msg),
+          onReply: (msg) => settled || (cleanup(), sink.reply(msg)),
+          onError: (error) => {
+            if (settled) return;
+            cleanup();
+            const cancelled = cancelRequested && error instanceof RemoteError && error.code === 'cancelled';
+            sink.fail(cancelled ? new AbortError(`${op} was cancelled`, { cause: error }) : error);
+          },
+        });
+        sent = { id, cancel: (i) => transport.cancel(i) };
+        if (cancelRequested) transport.cancel(id);
+      } catch (error) {
+        cleanup();
+        sink.fail(error as Error);
+      }
+    };
+    const live = this.#supervisor.current;
+    if (live) send(live);
+    else this.#supervisor.connection().then(send, (error: Error) => settled || (cleanup(), sink.fail(error)));
+
+    return () => {
+      if (settled || cancelRequested) return;
+      cancelRequested = true;
+      if (sent) sent.cancel(sent.id);
+    };
+  }
+}
+
+function identity(m: Incoming): Incoming {
+  return m;
+}
+
+function incoming(msg: Message): Incoming {
+  return { body: msg.body, tensors: Object.fromEntries(msg.tensors.map(({ name, ...t }) => [name, t as Tensor])) };
+}
+
+function namedTensors(tensors: TensorMap | undefined): NamedTensor[] {
+  if (tensors === undefined) return [];
+  return Object.entries(tensors).map(([name, t]) => {
+    checkTensor(`tensors.${name}`, t);
+    return { name, dtype: t.dtype, shape: t.shape, data: t.data } as NamedTensor;
+  });
+}
+
+function decodeFailure(op: string, what: string, cause: unknown): SoftpromptError {
+  if (cause instanceof SoftpromptError && !(cause.code === 'validation')) return cause;
+  return new ProtocolError(`unexpected ${op} ${what} from the worker: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+}
