@@ -1,0 +1,245 @@
+"""Suffix prompt tuning (SPT): trainable vectors appended after the text, pooled into an embedding.
+
+Zhao et al., "Prompt Tuning Can Simply Adapt Large Language Models to Text Encoders", RepL4NLP 2025.
+``k`` trainable vectors are placed right after each input's last content token, the frozen model reads
+``text + suffix``, and the text embedding is the final hidden state at the last suffix position. Under
+causal attention (SPT-uni, the default for decoder LMs) that position is the only one that has seen the
+whole text *and* the whole suffix, so the suffix learns to "summarise" the text for retrieval.
+
+Placement is per row: in a right-padded batch each row's suffix starts right after that row's text,
+never after padding. Trailing special tokens the tokenizer adds (BERT's ``[SEP]``, T5's ``</s>``) stay
+last: the suffix goes *before* them. The inputs are built with one gather, no per-row Python loop.
+
+Models: decoder LMs (GPT-2, Llama incl. GQA), encoders (BERT) and the encoder of encoder–decoders
+(T5, BART). PEFT has no suffix placement, so this module owns its injection.
+
+    >>> method = SuffixTuning(SuffixTuningConfig(num_virtual_tokens=8), frozen)
+    >>> batch = method.tokenize(["a query", "a longer passage text"])
+    >>> method.embed(batch).shape                       # (2, hidden)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import InvalidArgumentError
+from ..models import FrozenModel
+from .base import MethodConfig, SoftPromptMethod
+
+POOLINGS = ("last", "mean", "first")
+ATTENTIONS = ("model", "bidirectional")
+INITS = ("vocab", "random", "text")
+
+
+@dataclass
+class SuffixTuningConfig(MethodConfig):
+    """Options of suffix tuning. All are JSON scalars or string enums.
+
+    Args:
+        num_virtual_tokens: suffix length ``k``. 16 is issue 4's default; prompt-tuning lengths of
+            5–100 all work (Lester et al., 2021), longer suffixes help small models most.
+        attention: ``"model"`` keeps the model's own mask: causal for decoder LMs (SPT-uni, the paper's
+            main setting), bidirectional for encoders. ``"bidirectional"`` makes a decoder LM attend both
+            ways over text + suffix (SPT-bi) through a custom 4D mask; encoders are bidirectional already.
+        pooling: ``"last"``: the final hidden state at the last suffix position (the paper's choice, and
+            our default for every family: it is the one position whose input is fully trained);
+            ``"mean"``: mean over every real position (text, suffix, special tokens); ``"first"``: the
+            first position (BERT's ``[CLS]``; under causal attention it sees only itself).
+        normalize: L2-normalise embeddings (cosine similarity becomes a dot product).
+        init: ``"vocab"``: embeddings of random vocabulary tokens (Lester et al., 2021); ``"random"``:
+            normal with the embedding matrix's std; ``"text"``: the tokens of ``init_text``, repeated.
+        init_text: the text for ``init="text"``, e.g. ``"This sentence means in one word:"``.
+        max_length: most text tokens per input (special tokens included); the suffix comes on top.
+            ``None``: the model's position limit minus ``k``.
+    """
+
+    num_virtual_tokens: int = 16
+    attention: str = "model"
+    pooling: str = "last"
+    normalize: bool = True
+    init: str = "vocab"
+    init_text: str | None = None
+    max_length: int | None = None
+
+    def validate(self) -> None:
+        if not isinstance(self.num_virtual_tokens, int) or not 1 <= self.num_virtual_tokens <= 4096:
+            raise InvalidArgumentError(f"num_virtual_tokens: {self.num_virtual_tokens!r} is not an int in 1..4096")
+        for field, value, allowed in (("attention", self.attention, ATTENTIONS), ("pooling", self.pooling, POOLINGS),
+                                      ("init", self.init, INITS)):
+            if value not in allowed:
+                raise InvalidArgumentError(f"{field}: {value!r} is not one of {', '.join(allowed)}")
+        if (self.init == "text") != bool(self.init_text):
+            raise InvalidArgumentError(f"init_text: {self.init_text!r} must be set exactly when init is 'text'")
+        if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length < 1):
+            raise InvalidArgumentError(f"max_length: {self.max_length!r} is not a positive int")
+
+
+class SuffixTuning(SoftPromptMethod):
+    """``k`` trainable suffix vectors (``self.suffix``, ``(k, hidden)``, f32) on a frozen model."""
+
+    name = "suffix_tuning"
+    config_class = SuffixTuningConfig
+    config: SuffixTuningConfig
+
+    def __init__(self, config: SuffixTuningConfig, frozen: FrozenModel):
+        super().__init__(config, frozen)
+        if config.attention == "bidirectional" and not frozen.is_decoder_only:
+            raise InvalidArgumentError("attention: 'bidirectional' applies to decoder LMs; "
+                                       f"{frozen.spec.display_name} is already bidirectional, use 'model'")
+        self.trailing_specials = _trailing_special_count(frozen.tokenizer)
+        self.suffix = nn.Parameter(self._initial_suffix())  # (k, hidden)
+
+    def _initial_suffix(self) -> torch.Tensor:
+        k, cfg = self.config.num_virtual_tokens, self.config
+        table = self.frozen.input_embeddings().weight.detach().float()  # (vocab, hidden)
+        device = table.device
+        if cfg.init == "random":
+            return torch.randn(k, table.shape[1], device=device) * table.std()  # (k, hidden)
+        if cfg.init == "text":
+            ids = self.frozen.tokenizer(cfg.init_text, add_special_tokens=False)["input_ids"]
+            if not ids:
+                raise InvalidArgumentError(f"init_text: {cfg.init_text!r} has no tokens")
+            ids = torch.tensor((ids * k)[:k], device=device)  # (k,)
+        else:
+            ids = torch.randint(0, min(table.shape[0], len(self.frozen.tokenizer)), (k,), device=device)  # (k,)
+        return table[ids].clone()  # (k, hidden)
+
+    # -- inputs ----------------------------------------------------------------------------------
+    def max_text_length(self) -> int:
+        """Most text tokens per input, so that text + suffix fits the model's positions."""
+        cfg = self.frozen.config
+        limit = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+        room = limit - self.config.num_virtual_tokens if limit else None
+        lengths = [n for n in (self.config.max_length, room) if n is not None]
+        if lengths and min(lengths) < 1 + self.trailing_specials:
+            raise InvalidArgumentError(f"num_virtual_tokens: {self.config.num_virtual_tokens} leaves no room for "
+                                       f"text within the model's {limit} positions")
+        return min(lengths) if lengths else 512
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Right-padded, truncated ``input_ids`` and ``attention_mask`` (both ``(batch, seq)``)."""
+        device = self.frozen.device
+        if not texts:
+            empty = torch.zeros(0, 1, dtype=torch.long, device=device)  # (0, 1)
+            return {"input_ids": empty, "attention_mask": empty.clone()}
+        enc = self.frozen.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_text_length(),
+                                    padding_side="right", return_tensors="pt")
+        return {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}
+
+    def inject(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Place the suffix after each row's text: ``(inputs_embeds, attention_mask, suffix_end)``.
+
+        ``input_ids``/``attention_mask`` are ``(B, T)`` and right-padded. Returns embeddings
+        ``(B, T + k, H)``, the 2D mask ``(B, T + k)`` and the index of each row's last suffix position
+        ``(B,)``. Output position ``j`` of row ``b`` with insertion point ``p_b`` takes token ``j`` when
+        ``j < p_b``, suffix vector ``j - p_b`` when ``p_b <= j < p_b + k``, token ``j - k`` after that.
+        """
+        B, T = input_ids.shape
+        k = self.config.num_virtual_tokens
+        tokens = self.frozen.input_embeddings()(input_ids)  # (B, T, H)
+        H = tokens.shape[-1]
+        lengths = attention_mask.sum(dim=1)  # (B,)
+        insert_at = (lengths - self.trailing_specials).clamp(min=0)  # (B,)
+        suffix = self.suffix.to(tokens.dtype).unsqueeze(0).expand(B, k, H)  # (B, k, H)
+        pool = torch.cat([tokens, suffix], dim=1)  # (B, T + k, H): tokens, then the suffix at T..T+k-1
+        j = torch.arange(T + k, device=input_ids.device).unsqueeze(0)  # (1, T + k)
+        p = insert_at.unsqueeze(1)  # (B, 1)
+        source = torch.where(j < p, j, torch.where(j < p + k, T + (j - p), j - k))  # (B, T + k)
+        embeds = pool.gather(1, source.unsqueeze(-1).expand(B, T + k, H))  # (B, T + k, H)
+        mask = (j < (lengths + k).unsqueeze(1)).to(attention_mask.dtype)  # (B, T + k)
+        return embeds, mask, insert_at + k - 1
+
+    # -- forward ---------------------------------------------------------------------------------
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Final hidden states ``(B, T + k, H)`` of text + suffix, the 2D mask and the last suffix index."""
+        embeds, mask, suffix_end = self.inject(input_ids, attention_mask)
+        model_mask: torch.Tensor = mask
+        if self.config.attention == "bidirectional":
+            model_mask = bidirectional_mask(mask, embeds.dtype)  # (B, 1, T + k, T + k)
+        out = _backbone(self.frozen)(inputs_embeds=embeds, attention_mask=model_mask)
+        return out.last_hidden_state, mask, suffix_end  # (B, T + k, H), (B, T + k), (B,)
+
+    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Text embeddings ``(B, H)`` (f32) of a ``tokenize``d batch, pooled and optionally normalised."""
+        hidden, mask, suffix_end = self.hidden_states(batch["input_ids"], batch["attention_mask"])
+        pooled = pool(hidden, mask, self.config.pooling, suffix_end).float()  # (B, H)
+        return nn.functional.normalize(pooled, dim=-1) if self.config.normalize else pooled
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.embed(batch)
+
+    @torch.no_grad()
+    def encode(self, texts: list[str], batch_size: int = 32) -> torch.Tensor:
+        """Embeddings ``(len(texts), H)`` on the CPU, in input order, computed in batches without grad."""
+        return encode_in_batches(texts, batch_size, lambda chunk: self.embed(self.tokenize(chunk)))
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str, last_index: torch.Tensor | None = None):
+    """Pool ``hidden`` ``(B, T, H)`` under the 2D ``mask`` ``(B, T)`` into ``(B, H)``.
+
+    ``last``: position ``last_index`` ``(B,)`` (default: each row's last real position); ``mean``: mean over
+    real positions; ``first``: position 0.
+    """
+    if pooling == "first":
+        return hidden[:, 0]  # (B, H)
+    if pooling == "mean":
+        weights = mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)  # (B, H)
+    if pooling == "last":
+        if last_index is None:
+            last_index = mask.sum(1) - 1  # (B,)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last_index]  # (B, H)
+    raise InvalidArgumentError(f"pooling: {pooling!r} is not one of {', '.join(POOLINGS)}")
+
+
+def bidirectional_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Additive 4D mask ``(B, 1, T, T)``: every query attends to every real key, none to padding.
+
+    Additive (0 / dtype min) rather than boolean so both the eager path (``scores + mask``) and SDPA honour
+    it; transformers passes a 4D mask through unchanged. dtype min, not -inf: no row is ever all-masked.
+    """
+    B, T = mask.shape
+    blocked = torch.finfo(dtype).min
+    keys = torch.where(mask.bool(), 0.0, blocked).to(dtype)  # (B, T)
+    return keys[:, None, None, :].expand(B, 1, T, T)  # (B, 1, T, T)
+
+
+def encode_in_batches(texts: list[str], batch_size: int, embed_chunk: Any) -> torch.Tensor:
+    """Run ``embed_chunk(texts[i:i+batch_size])`` over ``texts`` in length-sorted batches (less padding)
+    and return the rows ``(len(texts), H)`` on the CPU in the input order."""
+    if batch_size < 1:
+        raise InvalidArgumentError(f"batch_size: {batch_size} is not a positive int")
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out: torch.Tensor | None = None
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        chunk = embed_chunk([texts[i] for i in idx]).float().cpu()  # (chunk, H)
+        if out is None:
+            out = chunk.new_empty(len(texts), chunk.shape[1])  # (N, H)
+        out[torch.tensor(idx)] = chunk
+    return out if out is not None else torch.empty(0, 0)  # (N, H)
+
+
+def _backbone(frozen: FrozenModel):
+    """The module that maps ``inputs_embeds`` to hidden states: no LM head (no vocab-sized logits)."""
+    if frozen.is_encoder_decoder:
+        return frozen.model.get_encoder()
+    return frozen.model.base_model
+
+
+def _trailing_special_count(tokenizer) -> int:
+    """How many special tokens the tokenizer appends after the content (BERT ``[SEP]``: 1; GPT-2: 0)."""
+    probe = "a b"
+    plain = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    full = tokenizer(probe)["input_ids"]
+    for start in range(len(full) - len(plain) + 1):
+        if full[start:start + len(plain)] == plain:
+            return len(full) - start - len(plain)
+    return 0  # the template rewrites the content: assume nothing trails
+
+
+METHOD = SuffixTuning
