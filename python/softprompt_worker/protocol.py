@@ -258,12 +258,18 @@ def encode(msg: Message) -> list[Any]:
             raise ValueError(f"tensor {t.name!r}: array {a.dtype}{list(a.shape)} does not match {t.dtype}{list(t.shape)}")
         if a.dtype.byteorder == ">":
             a = a.astype(a.dtype.newbyteorder("<"))
-        a = np.ascontiguousarray(a)
+        a = c_contiguous(a)
         descs.append({"name": t.name, "dtype": t.dtype, "shape": [int(d) for d in t.shape]})
         frames.append(a.reshape(-1).view(np.uint8))
     header = {"v": PROTOCOL_VERSION, "id": msg.id, "kind": msg.kind, "op": msg.op, "body": msg.body,
               "tensors": descs}
     return [msgpack.packb(header, use_bin_type=True, default=_to_msgpack), *frames]
+
+
+def c_contiguous(a: np.ndarray) -> np.ndarray:
+    """`a` itself when C-contiguous, else a C-contiguous copy (keeps 0-d arrays 0-d, unlike
+    `np.ascontiguousarray`)."""
+    return a if a.flags.c_contiguous else a.copy(order="C")
 
 
 def _to_msgpack(x: Any) -> Any:

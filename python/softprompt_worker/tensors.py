@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from softprompt_worker._proto.softprompt.v1 import tensor_pb2
-from softprompt_worker.protocol import NUMPY_DTYPES, WireTensor
+from softprompt_worker.protocol import NUMPY_DTYPES, WireTensor, c_contiguous
 
 if TYPE_CHECKING:
     import torch
@@ -59,7 +59,7 @@ def to_numpy(value: Any, dtype: str | None = None) -> tuple[str, np.ndarray]:
         name = dtype or wire_dtype_of(value)
         if value.dtype.itemsize != NUMPY_DTYPES[name].itemsize:
             raise ValueError(f"numpy dtype {value.dtype} cannot carry wire dtype {name}")
-        return name, np.ascontiguousarray(value.view(NUMPY_DTYPES[name]) if name == "bf16" else value)
+        return name, c_contiguous(value.view(NUMPY_DTYPES[name]) if name == "bf16" else value)
     import torch
 
     if not isinstance(value, torch.Tensor):

@@ -80,3 +80,9 @@ def test_proto_rejects_inconsistent_data() -> None:
     p.data = p.data[:-1]
     with pytest.raises(ValueError, match="needs 16"):
         tensor_from_proto(p)
+
+
+def test_zero_d_numpy_stays_zero_d() -> None:
+    name, array = to_numpy(np.array(2.5, np.float32))
+    assert (name, array.shape) == ("f32", ())
+    assert to_numpy(np.asfortranarray(np.ones((2, 3))))[1].flags.c_contiguous
