@@ -89,3 +89,44 @@ class SoftPromptMethod(nn.Module):
         if missing or unexpected:
             raise InvalidArgumentError(
                 f"{self.name}: checkpoint tensors do not match the method (missing {missing}, unexpected {unexpected})")
+
+
+class LMSoftPromptMethod(SoftPromptMethod):
+    """A method that conditions a language model (decoder-only or encoder–decoder) on soft vectors.
+
+    Subclasses say *what* they inject into one row by returning an ``Injection`` from ``injection()``
+    (virtual input embeddings, per-attention-module key/value prefixes, or both); ``methods/injection.py``
+    says *how* rows are packed and run, so one batch may mix rows of different prompts (see
+    ``injection.run_lm``). ``forward_lm`` is the entry point tasks use.
+    """
+
+    def injection(self):  # -> injection.Injection
+        """This prompt's contribution to one row, built from the current (trainable) parameters."""
+        raise NotImplementedError
+
+    def forward_lm(self, input_ids, attention_mask, labels=None, decoder_input_ids=None,
+                   decoder_attention_mask=None, prompt_mask=None):
+        """Runs the frozen model with this method's vectors injected.
+
+        Returns the transformers ModelOutput with ``logits`` aligned to the ORIGINAL token positions
+        (virtual positions stripped) and ``.loss`` computed only on ``labels != -100`` when labels are
+        given (mean over those tokens). Decoder-only: ``input_ids`` is prompt+target concatenated,
+        right-padded, ``labels`` aligned with it (the shift happens here). Enc–dec: ``input_ids`` /
+        ``attention_mask`` go to the encoder, ``labels`` / ``decoder_*`` to the decoder
+        (``decoder_input_ids`` default: ``labels`` shifted right).
+
+        Args:
+            input_ids: (batch, seq) long.
+            attention_mask: (batch, seq), 1 for real tokens.
+            labels: (batch, seq) decoder-only / (batch, target_seq) enc–dec, -100 = ignored.
+            prompt_mask: optional bool (batch,): True marks rows where the soft prompt is NOT applied
+                (they run through the bare model), for mixed batches.
+        """
+        from .injection import run_lm
+
+        injection = self.injection()
+        rows = [injection] * input_ids.shape[0]
+        if prompt_mask is not None:
+            rows = [None if bool(off) else row for row, off in zip(rows, prompt_mask.tolist())]
+        return run_lm(self.frozen, rows, input_ids, attention_mask, labels=labels,
+                      decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask)

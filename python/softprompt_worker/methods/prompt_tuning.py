@@ -1,0 +1,133 @@
+"""Prompt tuning: trainable virtual-token embeddings prepended to the input.
+
+Lester, Al-Rfou & Constant, "The Power of Scale for Parameter-Efficient Prompt Tuning" (EMNLP 2021),
+https://arxiv.org/abs/2104.08691. ``num_virtual_tokens`` vectors live in the model's input-embedding
+space and are prepended to the input embeddings: before the input of a decoder-only model, before
+the encoder input of an encoder–decoder. The model stays frozen.
+
+Differences from PEFT's ``PromptTuningConfig``:
+
+- Rows are packed so each row's virtual tokens sit right before its own real tokens
+  (``injection.pack_rows``), so left-padded batches give the same result as one row at a time;
+  one batch may mix rows with different prompts, or none.
+- ``init="random"`` draws from a normal with the standard deviation of the embedding matrix (PEFT
+  uses ``nn.Embedding``'s N(0, 1), far off the embedding scale of most models).
+- ``init="checkpoint"`` starts from another prompt's vectors (prompt transfer, Vu et al., "SPoT",
+  ACL 2022, https://arxiv.org/abs/2110.07904), repeated or truncated to ``num_virtual_tokens``.
+
+Example::
+
+    method = PromptTuning(PromptTuningConfig(num_virtual_tokens=8, init="text", init_text="Classify:"), frozen)
+    out = method.forward_lm(input_ids, attention_mask, labels=labels)   # out.loss, out.logits (B, L, vocab)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from ..errors import InvalidArgumentError
+from ..models import FrozenModel
+from .base import LMSoftPromptMethod, MethodConfig
+from .injection import Injection
+
+INITS = ("vocab", "text", "random", "checkpoint")
+# Lester et al. sample initial vectors from the 5,000 most common tokens; BPE ids are roughly
+# ordered by merge frequency, so the first 5,000 ids stand in for them.
+VOCAB_SAMPLE_SIZE = 5000
+
+
+@dataclass
+class PromptTuningConfig(MethodConfig):
+    """Options of prompt tuning.
+
+    Attributes:
+        num_virtual_tokens: virtual tokens prepended (Lester et al. find 20–100 best; 20 is cheap
+            and strong for large models).
+        init: "vocab" (embeddings of sampled vocabulary tokens; the paper's best init, default),
+            "text" (tokenise ``init_text`` and repeat/truncate it to ``num_virtual_tokens``; PEFT's TEXT),
+            "random" (normal at the embedding scale) or "checkpoint" (vectors of ``init_checkpoint``).
+        init_text: the text for ``init="text"``, e.g. "Classify the sentiment of this review:".
+        init_checkpoint: path of a prompt-tuning checkpoint for ``init="checkpoint"``.
+        seed: seeds the "vocab" and "random" inits.
+    """
+
+    num_virtual_tokens: int = 20
+    init: str = "vocab"
+    init_text: str | None = None
+    init_checkpoint: str | None = None
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not isinstance(self.num_virtual_tokens, int) or self.num_virtual_tokens < 1:
+            raise InvalidArgumentError(f"num_virtual_tokens: must be a positive integer, got {self.num_virtual_tokens!r}")
+        if self.init not in INITS:
+            raise InvalidArgumentError(f"init: {self.init!r} is not one of {', '.join(INITS)}")
+        if self.init == "text" and not self.init_text:
+            raise InvalidArgumentError("init_text: required (non-empty) when init is 'text'")
+        if self.init == "checkpoint" and not self.init_checkpoint:
+            raise InvalidArgumentError("init_checkpoint: required when init is 'checkpoint'")
+
+
+class PromptTuning(LMSoftPromptMethod):
+    """``embedding``: (num_virtual_tokens, hidden) float32, the only parameter."""
+
+    name: ClassVar[str] = "prompt_tuning"
+    config_class: ClassVar[type[MethodConfig]] = PromptTuningConfig
+
+    def __init__(self, config: PromptTuningConfig, frozen: FrozenModel):
+        super().__init__(config, frozen)
+        self.embedding = nn.Parameter(initial_vectors(config, frozen).to(frozen.device))  # (V, H) f32
+
+    def injection(self) -> Injection:
+        return Injection(embeds=self.embedding.to(self.frozen.dtype))  # (V, H)
+
+
+def initial_vectors(config: PromptTuningConfig, frozen: FrozenModel) -> torch.Tensor:
+    """The starting virtual-token vectors, (num_virtual_tokens, hidden) float32 on the CPU."""
+    n = config.num_virtual_tokens
+    table = frozen.input_embeddings()
+    weight = table.weight.detach().float().cpu()  # (vocab, H)
+    generator = torch.Generator().manual_seed(config.seed)
+    if config.init == "random":
+        return torch.randn(n, weight.shape[1], generator=generator) * weight.std()  # (V, H)
+    if config.init == "checkpoint":
+        return _repeat_to(checkpoint_vectors(config.init_checkpoint, frozen), n)
+    if config.init == "text":
+        ids = frozen.tokenizer(config.init_text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise InvalidArgumentError(f"init_text: {config.init_text!r} tokenises to nothing")
+        ids = torch.tensor(ids)
+    else:
+        ids = torch.randint(0, min(VOCAB_SAMPLE_SIZE, weight.shape[0]), (n,), generator=generator)
+    ids = _repeat_to(ids, n).to(table.weight.device)
+    with torch.no_grad():
+        # Through the embedding module, not the raw table: some models scale embeddings (BART, Gemma).
+        return table(ids[None])[0].float().cpu()  # (V, H)
+
+
+def checkpoint_vectors(path: str, frozen: FrozenModel) -> torch.Tensor:
+    """The ``embedding`` of a prompt-tuning checkpoint, checked against this model's hidden size."""
+    from ..checkpoints import load_checkpoint  # the checkpoint format lives with training (C1)
+
+    loaded = load_checkpoint(path)
+    method = getattr(loaded, "method", None)
+    if method != PromptTuning.name:
+        raise InvalidArgumentError(f"init_checkpoint: {path!r} holds a {method!r} prompt, not prompt_tuning")
+    vectors = loaded.tensors["embedding"].float().cpu()  # (V_src, H_src)
+    if vectors.shape[1] != frozen.hidden_size:
+        raise InvalidArgumentError(
+            f"init_checkpoint: hidden size {vectors.shape[1]} does not match the model's {frozen.hidden_size}")
+    return vectors
+
+
+def _repeat_to(x: torch.Tensor, n: int) -> torch.Tensor:
+    """Repeat ``x`` along dim 0 and cut to ``n`` rows."""
+    reps = -(-n // x.shape[0])
+    return x.repeat(reps, *([1] * (x.dim() - 1)))[:n]
+
+
+METHOD = PromptTuning
