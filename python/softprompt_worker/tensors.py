@@ -85,6 +85,8 @@ def to_torch(array: np.ndarray, dtype: str) -> torch.Tensor:
     """
     import torch
 
+    if not array.flags.aligned:  # a frame at an odd address: copy rather than hand torch unaligned memory
+        array = array.copy()
     np_view = array.view(np.int16) if dtype == "bf16" else array
     with warnings.catch_warnings():  # torch warns about read-only arrays; the contract above covers it
         warnings.simplefilter("ignore", UserWarning)
