@@ -1,0 +1,216 @@
+"""Passage-specific prompt tuning (PSPT) for reranking with a frozen causal LM.
+
+Wu et al., "Passage-specific Prompt Tuning for Passage Reranking in Question Answering with Large
+Language Models", SIGIR 2024 Gen-IR workshop. The reranker keeps UPR's score (Sachan et al., 2022),
+the log-likelihood of the query given the passage (``scoring.py``), and learns two things:
+
+- a **soft prompt** ``S`` of ``n`` vectors shared by all passages, initialised from the token embeddings
+  of UPR's instruction (``" Please write a question based on this passage.\\nQuestion:"``), so at step
+  0 the prompt slot reads exactly like the hard prompt;
+- **passage-specific vectors** ``V``: a small bottleneck ``up(act(down(x)))`` (``hidden → r → hidden``,
+  LoRA/adapter-like) applied to the passage's own frozen token embeddings. With ``residual`` (default)
+  the output is ``x + up(act(down(x)))`` and ``up`` starts at zero, so ``V`` starts as the plain
+  embeddings and training learns a correction.
+
+The authors published no code; these choices are ours and are options:
+
+- ``passage_vectors="pooled"`` (default): the passage's embeddings are mean-pooled into ``m``
+  contiguous chunks (``num_passage_vectors``; adaptive pooling, so short passages repeat tokens), then
+  the bottleneck maps each chunk: ``m`` extra positions, cheap for long passages.
+  ``"per_token"``: the bottleneck maps every passage token, giving one extra vector per token (the
+  passage is read twice: as itself and as its learned re-encoding); most expressive, twice the passage
+  length. ``"none"``: no passage vectors (plain prompt tuning of the reranker, an ablation).
+- Layout (``order``): ``"passage_first"``: ``[BOS][V][Passage: …][S][ query]`` (UPR's order: the
+  instruction follows the passage) or ``"prompt_first"``: ``[BOS][S][V][Passage: …][ query]``.
+- Trainable parameters are kept in float32 and cast to the model's dtype when injected.
+
+The base model stays frozen (its embedding layer included); ``parameters()`` are the prompt and the
+bottleneck only. Train it with the ``reranking`` task (``losses/query_likelihood.py``: NLL of the query
+given its positive passage plus a margin term over negatives).
+
+    >>> method = PassageTuning(PassageTuningConfig(), frozen)
+    >>> batch = method.encode_pairs(["who wrote it?"], ["A passage.", "Another."], [0, 0], [0, 1])
+    >>> method(batch).log_likelihood.shape                 # (2,)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import InvalidArgumentError
+from ..models import FrozenModel
+from ..scoring import ORDERS, UPR_INSTRUCTION, Layout, PairBatch, Scores, pair_log_likelihood, require_causal_lm, \
+    tokenize
+from .base import MethodConfig, SoftPromptMethod
+
+PASSAGE_VECTORS = ("pooled", "per_token", "none")
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
+INITS = ("text", "vocab")
+
+
+@dataclass
+class PassageTuningConfig(MethodConfig):
+    """Options of passage-specific prompt tuning. All are JSON scalars or string enums.
+
+    Args:
+        num_virtual_tokens: soft prompt length ``n``. ``None``: the token count of ``prompt_init_text``
+            (the prompt then starts as exactly UPR's instruction). Otherwise the text's tokens are
+            repeated/cut to ``n``, as PEFT's TEXT init does.
+        prompt_init: ``"text"``: from ``prompt_init_text`` (the paper initialises from a hard prompt);
+            ``"vocab"``: embeddings of random vocabulary tokens (Lester et al., 2021).
+        prompt_init_text: the instruction; UPR's by default.
+        passage_vectors: ``"pooled"`` | ``"per_token"`` | ``"none"`` (see the module docstring).
+        num_passage_vectors: ``m`` for ``"pooled"``. 8 is our default (no value in the paper).
+        bottleneck_dim: ``r``, the bottleneck width. 64 keeps it ~``2 * 64 * hidden`` parameters
+            (0.5M on a 4096-wide 7B model), in line with adapter sizes (Houlsby et al., 2019).
+        activation: ``"gelu"`` | ``"relu"`` | ``"tanh"`` between the projections.
+        residual: ``x + up(act(down(x)))`` with ``up`` zero-initialised (starts at the embeddings), or
+            ``up(act(down(x)))`` with default init.
+        order: ``"passage_first"`` (UPR) | ``"prompt_first"`` (see ``scoring.Layout``).
+        passage_prefix: hard text before the passage.
+        query_prefix: joined to each query before tokenizing (``" "``: a word start for BPE tokenizers;
+            use ``""`` for SentencePiece tokenizers that add their own).
+        prepend_bos: start each row with the tokenizer's BOS token, when it has one.
+        max_passage_tokens / max_query_tokens: longer texts are cut.
+    """
+
+    num_virtual_tokens: int | None = None
+    prompt_init: str = "text"
+    prompt_init_text: str = UPR_INSTRUCTION
+    passage_vectors: str = "pooled"
+    num_passage_vectors: int = 8
+    bottleneck_dim: int = 64
+    activation: str = "gelu"
+    residual: bool = True
+    order: str = "passage_first"
+    passage_prefix: str = "Passage: "
+    query_prefix: str = " "
+    prepend_bos: bool = True
+    max_passage_tokens: int = 256
+    max_query_tokens: int = 64
+
+    def validate(self) -> None:
+        for field, value, allowed in (("prompt_init", self.prompt_init, INITS),
+                                      ("passage_vectors", self.passage_vectors, PASSAGE_VECTORS),
+                                      ("activation", self.activation, tuple(ACTIVATIONS)), ("order", self.order, ORDERS)):
+            if value not in allowed:
+                raise InvalidArgumentError(f"{field}: {value!r} is not one of {', '.join(allowed)}")
+        for field in ("num_passage_vectors", "bottleneck_dim"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65536:
+                raise InvalidArgumentError(f"{field}: {value!r} is not an int in 1..65536")
+        n = self.num_virtual_tokens
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 4096):
+            raise InvalidArgumentError(f"num_virtual_tokens: {n!r} is not null or an int in 1..4096")
+        if self.prompt_init == "text" and not self.prompt_init_text:
+            raise InvalidArgumentError("prompt_init_text: must not be empty when prompt_init is 'text'")
+        if self.prompt_init == "vocab" and n is None:
+            raise InvalidArgumentError("num_virtual_tokens: must be set when prompt_init is 'vocab'")
+        self.layout().validate()
+
+    def layout(self) -> Layout:
+        return Layout(order=self.order, passage_prefix=self.passage_prefix, instruction=self.prompt_init_text,
+                      query_prefix=self.query_prefix, prepend_bos=self.prepend_bos,
+                      max_passage_tokens=self.max_passage_tokens, max_query_tokens=self.max_query_tokens)
+
+
+class Bottleneck(nn.Module):
+    """``(…, hidden) -> (…, hidden)``: ``up(act(down(x)))``, plus ``x`` when residual."""
+
+    def __init__(self, hidden: int, dim: int, activation: str, residual: bool):
+        super().__init__()
+        self.down = nn.Linear(hidden, dim)
+        self.act = ACTIVATIONS[activation]()
+        self.up = nn.Linear(dim, hidden)
+        self.residual = residual
+        if residual:  # start as the identity map (LoRA-style zero init of the second projection)
+            nn.init.zeros_(self.up.weight)
+            nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.up(self.act(self.down(x)))  # (..., hidden)
+        return x + out if self.residual else out
+
+
+class PassageTuning(SoftPromptMethod):
+    """Soft prompt ``self.prompt`` ``(n, hidden)`` + passage bottleneck ``self.bottleneck`` (f32)."""
+
+    name = "passage_tuning"
+    config_class = PassageTuningConfig
+    config: PassageTuningConfig
+
+    def __init__(self, config: PassageTuningConfig, frozen: FrozenModel):
+        super().__init__(config, frozen)
+        require_causal_lm(frozen)
+        self.layout = config.layout()
+        device = frozen.device
+        self.prompt = nn.Parameter(self._initial_prompt())  # (n, hidden)
+        self.bottleneck = None
+        if config.passage_vectors != "none":
+            self.bottleneck = Bottleneck(frozen.hidden_size, config.bottleneck_dim, config.activation,
+                                         config.residual).to(device)
+
+    def _initial_prompt(self) -> torch.Tensor:
+        cfg = self.config
+        table = self.frozen.input_embeddings().weight.detach().float()  # (vocab, hidden)
+        if cfg.prompt_init == "text":
+            ids = self.frozen.tokenizer(cfg.prompt_init_text, add_special_tokens=False)["input_ids"]
+            if not ids:
+                raise InvalidArgumentError(f"prompt_init_text: {cfg.prompt_init_text!r} has no tokens")
+            n = cfg.num_virtual_tokens or len(ids)
+            ids = torch.tensor((ids * n)[:n], device=table.device)  # (n,)
+        else:
+            vocab = min(table.shape[0], len(self.frozen.tokenizer))
+            ids = torch.randint(0, vocab, (cfg.num_virtual_tokens,), device=table.device)  # (n,)
+        return table[ids].clone()  # (n, hidden)
+
+    # -- the two slots (scoring.Conditioner) -------------------------------------------------------
+    def prompt_embeddings(self) -> torch.Tensor:
+        return self.prompt  # (n, hidden)
+
+    def passage_vectors(self, embeds: torch.Tensor, lengths: torch.Tensor):
+        """``(U, Lp, hidden)`` passage embeddings → ``((U, M, hidden), counts (U,))`` or None."""
+        if self.bottleneck is None:
+            return None
+        x = embeds.float()  # (U, Lp, hidden)
+        if self.config.passage_vectors == "pooled":
+            x = adaptive_mean_pool(x, lengths, self.config.num_passage_vectors)  # (U, m, hidden)
+            counts = torch.full_like(lengths, x.shape[1])  # (U,)
+        else:
+            counts = lengths  # (U,): one vector per passage token
+        return self.bottleneck(x), counts  # (U, M, hidden), (U,)
+
+    # -- entry points ----------------------------------------------------------------------------
+    def encode_pairs(self, queries: list[str], passages: list[str], pair_query, pair_passage) -> PairBatch:
+        """Tokenize texts once each and pair them by index, on the model's device."""
+        q = tokenize(self.frozen.tokenizer, queries, prefix=self.layout.query_prefix,
+                     max_tokens=self.layout.max_query_tokens)
+        p = tokenize(self.frozen.tokenizer, passages, prefix="", max_tokens=self.layout.max_passage_tokens)
+        return PairBatch.build(q, p, pair_query, pair_passage, self.frozen.device)
+
+    def forward(self, batch: PairBatch) -> Scores:
+        """Differentiable query log-likelihoods of every pair in ``batch``."""
+        return pair_log_likelihood(self.frozen, self, batch)
+
+
+def adaptive_mean_pool(x: torch.Tensor, lengths: torch.Tensor, m: int) -> torch.Tensor:
+    """Mean of ``m`` contiguous chunks of each row's first ``lengths`` positions: ``(U, L, H) -> (U, m, H)``.
+
+    Chunk ``j`` of a row of length ``l`` covers ``[floor(j*l/m), ceil((j+1)*l/m))`` (torch's adaptive
+    pooling rule), so every chunk is non-empty when ``l >= 1`` and padding is never read.
+    """
+    U, L, _ = x.shape
+    j = torch.arange(m, device=x.device)  # (m,)
+    l = lengths.to(x.device).unsqueeze(1)  # (U, 1)
+    start = torch.div(j * l, m, rounding_mode="floor")  # (U, m)
+    end = torch.div((j + 1) * l + m - 1, m, rounding_mode="floor")  # (U, m)
+    t = torch.arange(L, device=x.device)  # (L,)
+    weights = ((t >= start.unsqueeze(-1)) & (t < end.unsqueeze(-1))).to(x.dtype)  # (U, m, L)
+    weights = weights / weights.sum(-1, keepdim=True).clamp(min=1)  # (U, m, L)
+    return weights @ x  # (U, m, H)
+
+
+METHOD = PassageTuning
