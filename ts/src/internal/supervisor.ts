@@ -89,6 +89,7 @@ export class Supervisor {
     this.#current = undefined;
     if (conn === undefined) return;
     const ms = this.#options.shutdownTimeoutMs;
+    conn.transport.failAll(new ClientClosedError());
     const exited = conn.process.exited.then(() => true);
     await Promise.race([exited, unary(conn.transport, 'shutdown', {}, ms).catch(() => undefined)]);
     conn.transport.close(new ClientClosedError());

@@ -74,15 +74,20 @@ export class Transport {
     this.#pending.delete(id);
   }
 
+  /** Fails every open request with `error`; later messages for them are dropped. */
+  failAll(error: Error): void {
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const handlers of pending) handlers.onError(error);
+  }
+
   /** Fails every open request with `error` and closes the socket. Idempotent. */
   close(error: Error): void {
     if (this.#closed) return;
     this.#closed = true;
-    const pending = [...this.#pending.values()];
-    this.#pending.clear();
     this.#outbox.length = 0;
     this.#socket.close();
-    for (const handlers of pending) handlers.onError(error);
+    this.failAll(error);
   }
 
   #enqueue(frames: Buffer[], id: number): void {

@@ -73,7 +73,7 @@ export class WorkerProcess {
   static async start(options: SpawnOptions): Promise<{ process: WorkerProcess; ready: ReadyInfo }> {
     const { endpoint, socketDir } = await chooseEndpoint(options.transport, options.log);
     const [command, ...baseArgs] = options.workerCommand ?? [options.python.command, '-m', 'softprompt_worker'];
-    const pythonPath = [workerPythonPath(), process.env['PYTHONPATH']].filter(Boolean).join(':');
+    const pythonPath = [workerPythonPath(), options.env?.['PYTHONPATH'] ?? process.env['PYTHONPATH']].filter(Boolean).join(':');
     const child = execa(command!, [...baseArgs, '--endpoint', endpoint, '--parent-pid', String(process.pid)], {
       env: { PYTHONUNBUFFERED: '1', ...options.env, PYTHONPATH: pythonPath },
       stdin: 'ignore',
