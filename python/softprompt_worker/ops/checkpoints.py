@@ -1,0 +1,29 @@
+"""Reading checkpoints without loading a method.
+
+    checkpoint_inspect {"path": str, "model"?: ModelSpec}
+        -> {"path", "method", "method_config", "base_model", "step", "metrics", "versions",
+            "created_unix_ms", "content_sha256", "resumable", "tensors": {name: {"dtype", "shape"}},
+            "compatible"?: bool}        (compatible: the checkpoint fits ``model``, when one is given)
+
+The content hash is verified (a corrupt file is ``checkpoint_invalid``).
+"""
+
+from __future__ import annotations
+
+from softprompt_worker.checkpoints import load_checkpoint
+from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.ops.registry import OpContext, Reply, Request, op
+
+
+@op("checkpoint_inspect")
+def checkpoint_inspect(req: Request, ctx: OpContext) -> Reply:
+    path = req.body.get("path")
+    if not isinstance(path, str) or not path:
+        raise InvalidArgumentError(f"path: expected a checkpoint file path, got {path!r:.60}")
+    record = load_checkpoint(path)
+    body = record.describe()
+    if req.body.get("model") is not None:
+        from softprompt_worker.ops.train import frozen_model
+
+        body["compatible"] = frozen_model(ctx, req.body["model"]).fingerprint == record.base_model["fingerprint"]
+    return Reply(body=body)

@@ -1,0 +1,114 @@
+"""The ``train`` op: one streaming request trains one soft prompt and writes its run directory.
+
+Request body::
+
+    {"model": ModelSpec,                       # {"name_or_path": ...} or {"tiny": "gpt2"}, see models.py
+     "method": "prompt_tuning" | "prefix_tuning" | ...,
+     "method_config"?: {...},                  # the method's Config fields
+     "task": "generation" | "classification" | ...,
+     "task_options"?: {...},                   # e.g. {"labels": ["positive", "negative"]}
+     "data": {"train": {"path"}|{"dataset"}|{"rows"}, "eval"?: same, "eval_fraction"?, "on_bad_row"?},
+     "training"?: {...},                       # TrainingConfig fields
+     "run_dir": str,                           # job.json, events.jsonl, checkpoints/ go here
+     "resume_from"?: str}                      # a checkpoint with training state: continue that run
+
+Events: ``{"event": "data", train_rows, eval_rows, skipped, skipped_rows}`` then the training loop's
+``started / step / eval / checkpoint / done`` (see training.py). Final reply:
+``{"status": "completed" | "cancelled", "summary": {...}, "checkpoint": path}``. A cancelled job ends
+with this reply too, and its checkpoint is usable (and resumable).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from softprompt_worker.checkpoints import build_method_from_checkpoint, load_checkpoint, save_checkpoint
+from softprompt_worker.data import resolve_data
+from softprompt_worker.errors import InvalidArgumentError, WorkerError
+from softprompt_worker.methods.registry import method_class
+from softprompt_worker.models import FrozenModel, ModelSpec, load_frozen_model
+from softprompt_worker.ops.data import datasets
+from softprompt_worker.ops.registry import OpContext, Reply, Request, op
+from softprompt_worker.runs import RunDir
+from softprompt_worker.tasks.registry import check_method, task_class
+from softprompt_worker.training import TrainingConfig, train
+
+_FIELDS = {"model", "method", "method_config", "task", "task_options", "data", "training", "run_dir", "resume_from"}
+
+
+def frozen_model(ctx: OpContext, raw_spec: Any) -> FrozenModel:
+    """The frozen model a spec names, loaded once per worker (same cache key as the other ops)."""
+    spec = ModelSpec.from_dict(raw_spec)
+    key = json.dumps(asdict(spec), sort_keys=True, default=str)
+    return ctx.state.get_or_create(("frozen_model", key), lambda: load_frozen_model(spec))
+
+
+@op("train")
+def train_op(req: Request, ctx: OpContext) -> Reply:
+    body = req.body
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        raise InvalidArgumentError(f"train: unknown field(s) {unknown}; known: {sorted(_FIELDS)}")
+    for name in ("method", "task"):
+        if not isinstance(body.get(name), str):
+            raise InvalidArgumentError(f"{name}: expected a string, got {body.get(name)!r:.40}")
+    for name in ("method_config", "task_options", "training"):
+        if not isinstance(body.get(name) or {}, dict):
+            raise InvalidArgumentError(f"{name}: expected a map, got {type(body.get(name)).__name__}")
+    config = TrainingConfig.from_dict(body.get("training"))
+    task_cls = task_class(body["task"])
+    method_cls = method_class(body["method"])
+    check_method(task_cls, body["method"])
+    run = RunDir(body.get("run_dir"))
+    frozen = frozen_model(ctx, body.get("model"))
+    train_rows, eval_rows, report = resolve_data(body.get("data"), task_cls.validate_row, store=datasets(ctx),
+                                                 seed=config.seed)
+    method, resume = _method(body, method_cls, frozen)
+    options = dict(body.get("task_options") or {})
+    if "max_length" in getattr(task_cls, "options_defaults", {}):
+        options.setdefault("max_length", config.max_length)
+    task = task_cls(method, options, train_rows, eval_rows)
+
+    run.write_job(body)
+    log = run.events()
+
+    def emit(event: dict[str, Any]) -> None:
+        log.write(event)
+        ctx.emit(event)
+
+    def save(step: int, metrics: dict[str, float], state) -> str:
+        path = save_checkpoint(run.checkpoint_path(step), method, step=step, metrics=metrics, training_state=state,
+                               root=run.path)
+        return str(path)
+
+    try:
+        emit({"event": "data", **report.to_dict()})
+        summary = train(method, task, config, emit=emit, cancelled=lambda: ctx.cancelled, save_checkpoint=save,
+                        resume=resume)
+    except WorkerError as exc:
+        log.write({"event": "error", **exc.to_body()})
+        raise
+    finally:
+        log.close()
+    return Reply(body={"status": summary["status"], "summary": summary, "checkpoint": summary["checkpoint"]})
+
+
+def _method(body: dict[str, Any], method_cls, frozen: FrozenModel):
+    """A fresh method, or (when resuming) the checkpoint's method and training state."""
+    resume_from = body.get("resume_from")
+    if resume_from is None:
+        return method_cls(method_cls.config_class.from_dict(body.get("method_config")), frozen), None
+    if not isinstance(resume_from, str) or not resume_from:
+        raise InvalidArgumentError(f"resume_from: expected a checkpoint path, got {resume_from!r:.60}")
+    record = load_checkpoint(resume_from)
+    if record.method != body["method"]:
+        raise InvalidArgumentError(f"resume_from: {resume_from!r} is a {record.method!r} checkpoint, "
+                                   f"not {body['method']!r}")
+    if record.training_state is None:
+        raise InvalidArgumentError(f"resume_from: {resume_from!r} has no training state (an inference-only export)")
+    given = body.get("method_config")
+    if given is not None and method_cls.config_class.from_dict(given).to_dict() != record.method_config:
+        raise InvalidArgumentError("method_config: differs from the checkpoint's; omit it when resuming")
+    return build_method_from_checkpoint(record, frozen), record.training_state

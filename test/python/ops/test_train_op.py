@@ -1,0 +1,103 @@
+"""The train, data_* and checkpoint_inspect ops, called as the worker calls them."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import torch
+
+from softprompt_worker.errors import CheckpointInvalidError, InvalidArgumentError
+from softprompt_worker.ops import load_op_modules
+from softprompt_worker.ops.registry import OpContext, Request, WorkerState, get_op
+
+torch.set_num_threads(1)
+assert not load_op_modules(["softprompt_worker.ops.data", "softprompt_worker.ops.train",
+                            "softprompt_worker.ops.checkpoints"])
+
+ROWS = [{"input": f"{w}=", "target": w[::-1]} for w in ("abc", "hello", "xy", "kite", "moon", "stone", "sun", "tea")]
+
+
+def call(state, name, body, *, cancel_after=None):
+    events = []
+    cancel = threading.Event()
+
+    def emit(_id, _op, event, _tensors):
+        events.append(event)
+        if cancel_after is not None and event.get("event") == "step" and event["step"] >= cancel_after:
+            cancel.set()
+
+    ctx = OpContext(1, name, state, emit, cancel)
+    reply = get_op(name).handler(Request(1, name, body), ctx)
+    return reply.body, events
+
+
+def job(tmp_path, **over):
+    body = {"model": {"tiny": "gpt2", "device": "cpu"}, "method": "prompt_tuning",
+            "method_config": {"num_virtual_tokens": 4}, "task": "generation",
+            "data": {"train": {"rows": ROWS}, "eval_fraction": 0.25},
+            "training": {"steps": 4, "batch_size": 3, "log_every": 2, "checkpoint_every": 2},
+            "run_dir": str(tmp_path / "run")}
+    body.update(over)
+    return body
+
+
+def test_train_streams_events_writes_the_run_dir_and_inspects(tmp_path):
+    state = WorkerState()
+    reply, events = call(state, "train", job(tmp_path))
+    assert reply["status"] == "completed" and reply["summary"]["steps"] == 4
+    kinds = [e["event"] for e in events]
+    assert kinds == ["data", "started", "step", "checkpoint", "step", "eval", "checkpoint", "done"]
+    assert events[0]["train_rows"] == 6 and events[0]["eval_rows"] == 2
+    run = tmp_path / "run"
+    assert reply["checkpoint"] == str(run / "checkpoints" / "step-00000004.pb")
+    assert json.loads((run / "job.json").read_text())["method"] == "prompt_tuning"
+    logged = [json.loads(line)["event"] for line in (run / "events.jsonl").read_text().splitlines()]
+    assert logged == kinds
+    info, _ = call(state, "checkpoint_inspect", {"path": reply["checkpoint"], "model": {"tiny": "gpt2", "device": "cpu"}})
+    assert info["method"] == "prompt_tuning" and info["step"] == 4 and info["resumable"] and info["compatible"]
+    assert info["tensors"] == {"embedding": {"dtype": "float32", "shape": [4, 64]}}
+    other, _ = call(state, "checkpoint_inspect", {"path": reply["checkpoint"], "model": {"tiny": "llama", "device": "cpu"}})
+    assert other["compatible"] is False
+
+
+def test_cancel_ends_with_a_resumable_checkpoint_and_resume_continues(tmp_path):
+    state = WorkerState()
+    body = job(tmp_path, training={"steps": 6, "batch_size": 3, "log_every": 1})
+    reply, _ = call(state, "train", body, cancel_after=2)
+    assert reply["status"] == "cancelled" and reply["summary"]["steps"] == 2
+    resumed, events = call(state, "train", {**body, "resume_from": reply["checkpoint"], "run_dir": str(tmp_path / "r2")})
+    assert resumed["status"] == "completed" and events[1]["start_step"] == 2 and resumed["summary"]["steps"] == 6
+
+
+def test_data_ops_feed_train(tmp_path):
+    state = WorkerState()
+    opened, _ = call(state, "data_open", {})
+    ds = opened["dataset"]
+    assert call(state, "data_append", {"dataset": ds, "rows": ROWS[:5]})[0] == {"count": 5}
+    assert call(state, "data_append", {"dataset": ds, "rows": ROWS[5:]})[0] == {"count": 8}
+    reply, events = call(state, "train", job(tmp_path, data={"train": {"dataset": ds}},
+                                             training={"steps": 1, "batch_size": 4}))
+    assert reply["status"] == "completed" and events[0]["train_rows"] == 8
+    assert call(state, "data_close", {"dataset": ds})[0] == {"closed": True}
+
+
+@pytest.mark.parametrize("over, error, message", [
+    ({"training": {"lr": -1}}, InvalidArgumentError, "training.lr: must be > 0, got -1"),
+    ({"task": "translation"}, InvalidArgumentError, "task: 'translation' is not one of"),
+    ({"method": "suffix_tuning"}, InvalidArgumentError, "does not train method 'suffix_tuning'"),
+    ({"data": {"train": {"rows": [{"input": "a"}]}}}, InvalidArgumentError, r"data.train.rows\[0\]: target: missing"),
+    ({"method_config": {"num_virtual_tokens": 0}}, InvalidArgumentError, "num_virtual_tokens"),
+    ({"bogus": 1}, InvalidArgumentError, r"unknown field\(s\) \['bogus'\]"),
+])
+def test_bad_jobs_fail_naming_the_field(tmp_path, over, error, message):
+    with pytest.raises(error, match=message):
+        call(WorkerState(), "train", job(tmp_path, **over))
+
+
+def test_resume_from_a_corrupt_checkpoint(tmp_path):
+    bad = tmp_path / "bad.pb"
+    bad.write_bytes(b"junk")
+    with pytest.raises(CheckpointInvalidError):
+        call(WorkerState(), "train", job(tmp_path, resume_from=str(bad)))
