@@ -80,10 +80,33 @@ class PromptTuning(LMSoftPromptMethod):
 
     def __init__(self, config: PromptTuningConfig, frozen: FrozenModel):
         super().__init__(config, frozen)
-        self.embedding = nn.Parameter(initial_vectors(config, frozen).to(frozen.device))  # (V, H) f32
+        # A transfer source is read on first use, not here: a checkpoint of this prompt stores its own
+        # vectors and must load without the source file (``load_soft_state`` cancels the transfer).
+        self._pending_transfer = config.init_checkpoint if config.init == "checkpoint" else None
+        if self._pending_transfer:
+            vectors = torch.zeros(config.num_virtual_tokens, frozen.hidden_size)
+        else:
+            vectors = initial_vectors(config, frozen)
+        self.embedding = nn.Parameter(vectors.to(frozen.device))  # (V, H) f32
 
     def injection(self) -> Injection:
+        self._apply_transfer()
         return Injection(embeds=self.embedding.to(self.frozen.dtype))  # (V, H)
+
+    def soft_state(self) -> dict[str, torch.Tensor]:
+        self._apply_transfer()
+        return super().soft_state()
+
+    def load_soft_state(self, state: dict[str, torch.Tensor]) -> None:
+        super().load_soft_state(state)
+        self._pending_transfer = None
+
+    def _apply_transfer(self) -> None:
+        if self._pending_transfer:
+            vectors = _repeat_to(checkpoint_vectors(self._pending_transfer, self.frozen), self.embedding.shape[0])
+            with torch.no_grad():
+                self.embedding.copy_(vectors)  # (V, H)
+            self._pending_transfer = None
 
 
 def initial_vectors(config: PromptTuningConfig, frozen: FrozenModel) -> torch.Tensor:
@@ -94,8 +117,6 @@ def initial_vectors(config: PromptTuningConfig, frozen: FrozenModel) -> torch.Te
     generator = torch.Generator().manual_seed(config.seed)
     if config.init == "random":
         return torch.randn(n, weight.shape[1], generator=generator) * weight.std()  # (V, H)
-    if config.init == "checkpoint":
-        return _repeat_to(checkpoint_vectors(config.init_checkpoint, frozen), n)
     if config.init == "text":
         ids = frozen.tokenizer(config.init_text, add_special_tokens=False)["input_ids"]
         if not ids:

@@ -16,6 +16,8 @@ OP_MODULES: list[str] = [
     "softprompt_worker.ops.data",
     "softprompt_worker.ops.train",
     "softprompt_worker.ops.checkpoints",
+    "softprompt_worker.ops.prompts",
+    "softprompt_worker.ops.inference",
 ]
 
 EXTRA_ENV = "SOFTPROMPT_EXTRA_OP_MODULES"

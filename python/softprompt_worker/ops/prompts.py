@@ -1,0 +1,55 @@
+"""Ops ``prompt_load``, ``prompt_unload``, ``prompt_list``: soft prompts kept ready in the worker.
+
+``prompt_load``::
+
+    {"name": str, "path": str (checkpoint file), "model"?: ModelSpec}
+    -> {"name", "path", "method", "method_config", "model", "num_trainable_parameters", "step", "metrics"}
+
+    Loads the checkpoint onto the cached base model (``model``, or the model the checkpoint records),
+    checking the model fingerprint; a name already loaded is replaced. The model is loaded once per
+    worker and shared by every prompt on it.
+
+``prompt_unload``: ``{"name": str} -> {"unloaded": bool}``.
+``prompt_list``: ``{} -> {"prompts": [<prompt_load reply>, ...]}`` (sorted by name).
+"""
+
+from __future__ import annotations
+
+from ..errors import InvalidArgumentError
+from ..models import ModelSpec
+from ..ops.registry import OpContext, Reply, Request, op
+
+
+@op("prompt_load")
+def prompt_load(req: Request, ctx: OpContext) -> Reply:
+    from ..checkpoints import load_checkpoint
+    from ..prompts import get_frozen_model, prompt_cache, spec_for_checkpoint
+
+    name, path = _name(req.body), req.body.get("path")
+    if not isinstance(path, str) or not path:
+        raise InvalidArgumentError(f"path: expected a checkpoint file path, got {path!r:.60}")
+    model = req.body.get("model")
+    spec = ModelSpec.from_dict(model) if model is not None else spec_for_checkpoint(load_checkpoint(path).base_model)
+    frozen = get_frozen_model(ctx.state, spec)
+    return Reply(body=prompt_cache(ctx.state).load(name, path, frozen).describe())
+
+
+@op("prompt_unload")
+def prompt_unload(req: Request, ctx: OpContext) -> Reply:
+    from ..prompts import prompt_cache
+
+    return Reply(body={"unloaded": prompt_cache(ctx.state).unload(_name(req.body))})
+
+
+@op("prompt_list")
+def prompt_list(req: Request, ctx: OpContext) -> Reply:
+    from ..prompts import prompt_cache
+
+    return Reply(body={"prompts": prompt_cache(ctx.state).list()})
+
+
+def _name(body) -> str:
+    name = body.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidArgumentError(f"name: expected a non-empty string, got {name!r:.60}")
+    return name
