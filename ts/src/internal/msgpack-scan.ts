@@ -4,9 +4,7 @@
  * whether `id` was written as an integer.
  */
 
-const encoder = new TextEncoder();
-
-/** The head byte of `key`'s value in the top-level map of `buf`, or undefined if absent/unreadable. */
+/** The head byte of `key`'s value in the top-level map of `buf`, or undefined if absent/unreadable. `key` is ASCII. */
 export function headByteOf(buf: Uint8Array, key: string): number | undefined {
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const first = buf[0];
@@ -17,12 +15,12 @@ export function headByteOf(buf: Uint8Array, key: string): number | undefined {
   else if (first === 0xde) [entries, pos] = [view.getUint16(1), 3];
   else if (first === 0xdf) [entries, pos] = [view.getUint32(1), 5];
   else return undefined;
-  const want = encoder.encode(key);
   try {
     for (let i = 0; i < entries; i++) {
       const keyStart = pos;
       pos = skip(buf, view, pos);
-      const isKey = buf[keyStart] === (0xa0 | want.length) && want.every((b, j) => buf[keyStart + 1 + j] === b);
+      let isKey = buf[keyStart] === (0xa0 | key.length);
+      for (let j = 0; isKey && j < key.length; j++) isKey = buf[keyStart + 1 + j] === key.charCodeAt(j);
       if (isKey) return buf[pos];
       pos = skip(buf, view, pos);
     }

@@ -92,7 +92,7 @@ export function decodeMessage(frames: readonly Uint8Array[]): Message {
   if (typeof kind !== 'string' || !KINDS.has(kind)) throw new ProtocolError(`header.kind: unknown kind ${show(kind)}`);
   // id 0 is reserved for errors about messages whose id could not be read.
   const minId = kind === 'error' ? 0 : 1;
-  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < minId || !isIntegerHead(headByteOf(head, 'id'))) {
+  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < minId || (mayHoldFloat(head) && !isIntegerHead(headByteOf(head, 'id')))) {
     throw new ProtocolError(`header.id: expected an integer in [${minId}, 2^53), got ${show(id)}`);
   }
   if (typeof op !== 'string') throw new ProtocolError(`header.op: expected a string, got ${show(op)}`);
@@ -127,6 +127,11 @@ function decodeTensor(desc: unknown, bytes: Uint8Array, i: number): NamedTensor 
     throw new ProtocolError(`${at}: ${dtype}[${dims.join(', ')}] needs ${expected} bytes, frame has ${bytes.byteLength}`);
   }
   return { name, dtype: dtype as DTypeName, shape: dims, data: viewAs(dtype, bytes) };
+}
+
+/** A header without a float head byte anywhere cannot carry a float id (skips the scan on the hot path). */
+function mayHoldFloat(head: Uint8Array): boolean {
+  return head.includes(0xcb) || head.includes(0xca);
 }
 
 function checkKeys(at: string, map: Record<string, unknown>, keys: readonly string[]): void {
