@@ -18,6 +18,7 @@ OP_MODULES: list[str] = [
     "softprompt_worker.ops.checkpoints",
     "softprompt_worker.ops.prompts",
     "softprompt_worker.ops.inference",
+    "softprompt_worker.ops.peft",
 ]
 
 EXTRA_ENV = "SOFTPROMPT_EXTRA_OP_MODULES"
