@@ -33,8 +33,17 @@ const LEVEL_WORDS: ReadonlyArray<[RegExp, LogLevel]> = [
   [/\bDEBUG\b/, 'debug'],
 ];
 
-/** Guesses the level of a worker stderr line from its first words (Python logging puts it there). */
+/** The worker's record format: `2026-01-01 12:00:00,000 LEVEL logger: message`. */
+const RECORD = /^\S+ \S+ (DEBUG|INFO|WARNING|ERROR|CRITICAL) /;
+const RECORD_LEVELS: Readonly<Record<string, LogLevel>> = { DEBUG: 'debug', INFO: 'info', WARNING: 'warn', ERROR: 'error', CRITICAL: 'error' };
+
+/**
+ * The level of a worker stderr line: from the worker's record format, else guessed from the first
+ * words (raw Python output such as an uncaught traceback).
+ */
 export function levelOfLine(line: string): LogLevel {
+  const record = RECORD.exec(line);
+  if (record) return RECORD_LEVELS[record[1]!]!;
   const head = line.slice(0, 80);
   for (const [re, level] of LEVEL_WORDS) if (re.test(head)) return level;
   return 'info';
