@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 
 from .errors import CancelledError, InvalidArgumentError
-from .methods.injection import Injection, batch_prefixes, pack_rows
+from .methods.injection import Injection, batch_prefixes, check_positions, pack_rows
 from .methods.prefix_attention import prefix_context
 
 MAX_NEW_TOKENS = 4096
@@ -125,7 +125,7 @@ def generate(frozen, rows: list[Injection | None], inputs: list[str], options: G
         embeds = frozen.input_embeddings()(ids)  # (B, T, H)
         prefixes = batch_prefixes(rows, device, embeds.dtype)
         with prefix_context(prefixes):
-            step = _decoder_steps(frozen, rows, embeds, mask)
+            step = _decoder_steps(frozen, rows, embeds, mask, options.max_new_tokens)
             logits = next(step)  # (B, V)
             for _ in range(options.max_new_tokens):
                 if cancelled():
@@ -144,7 +144,7 @@ def generate(frozen, rows: list[Injection | None], inputs: list[str], options: G
     return [t.text for t in texts]
 
 
-def _decoder_steps(frozen, rows, embeds, mask):
+def _decoder_steps(frozen, rows, embeds, mask, max_new_tokens: int):
     """A generator: yields next-token logits (B, V), receives the chosen tokens (B,)."""
     model = frozen.model
     # transformers renamed ``past_key_values`` to ``cache`` (5.2x); take whichever this version has.
@@ -161,6 +161,7 @@ def _decoder_steps(frozen, rows, embeds, mask):
             past = _cache_of(out)
             current = (yield out.logits[:, -1])[:, None]  # (B, 1)
     packed = pack_rows(embeds, mask, rows, side="left")
+    check_positions(frozen, packed, extra=max_new_tokens)
     attention, positions = packed.mask, packed.position_ids[:, -1:]  # (B, total), (B, 1)
     out = model(inputs_embeds=packed.embeds, attention_mask=attention, position_ids=packed.position_ids,
                 use_cache=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from softprompt_worker.errors import CancelledError, InvalidArgumentError
+from softprompt_worker.errors import CancelledError, InvalidArgumentError, TooLargeError
 from softprompt_worker.inference import GenerationOptions, classify, generate
 from softprompt_worker.methods.injection import run_lm
 from softprompt_worker.methods.prefix_tuning import PrefixTuning, PrefixTuningConfig
@@ -109,6 +109,8 @@ def test_cancel_and_options():
         generate(frozen, [None], ["a"], GenerationOptions(top_p=0))
     with pytest.raises(InvalidArgumentError, match="max_new_tokens"):
         generate(frozen, [None], ["a"], GenerationOptions(max_new_tokens=0))
+    with pytest.raises(TooLargeError, match="256"):  # tiny gpt2 has 256 positions
+        generate(frozen, [None], ["a" * 200], GenerationOptions(max_new_tokens=100))
 
 
 def test_classify_mixed_equals_alone(setup):

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, TooLargeError
 from .prefix_attention import PrefixKV, prefix_context
 
 
@@ -85,6 +85,19 @@ def pack_rows(embeds: torch.Tensor, mask: torch.Tensor, rows: list[Injection | N
     return Packed(new_embeds, new_mask, index, position_ids)
 
 
+def check_positions(frozen, packed: Packed, extra: int = 0) -> None:
+    """TooLargeError when a decoder-only row (virtual tokens and ``extra`` new tokens included) would
+    run past the model's position table, instead of an index error deep inside the model."""
+    cfg = frozen.config
+    limit = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+    if frozen.is_encoder_decoder or not limit or packed.position_ids.numel() == 0:
+        return
+    need = int(packed.position_ids.max()) + 1 + extra
+    if need > limit:
+        raise TooLargeError(f"sequence needs {need} positions (input, virtual tokens and new tokens); "
+                            f"the model has {limit}: shorten the input or max_new_tokens")
+
+
 def batch_prefixes(rows: list[Injection | None], device, dtype) -> dict[Any, PrefixKV]:
     """Per attention module, the rows' prefixes padded to the longest, with a validity mask."""
     modules: dict[int, Any] = {}
@@ -125,6 +138,7 @@ def run_lm(frozen, rows: list[Injection | None], input_ids, attention_mask, labe
     model = frozen.model
     embeds = frozen.input_embeddings()(input_ids)  # (B, L, H)
     packed = pack_rows(embeds, attention_mask, rows, side="right")
+    check_positions(frozen, packed)
     prefixes = batch_prefixes(rows, embeds.device, embeds.dtype)
     with prefix_context(prefixes):
         if frozen.is_encoder_decoder:
