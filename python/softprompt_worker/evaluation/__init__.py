@@ -1,4 +1,4 @@
-"""Evaluation metrics over embeddings (retrieval: nDCG/Recall/MRR@k; STS: Spearman)."""
+"""Evaluation metrics: retrieval and STS over embeddings (``retrieval``), reranking (``reranking``)."""
 
 from .retrieval import metrics_from_rankings, retrieval_metrics, search, spearman, sts_spearman
 

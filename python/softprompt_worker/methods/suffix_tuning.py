@@ -120,13 +120,19 @@ class SuffixTuning(SoftPromptMethod):
                                        f"text within the model's {limit} positions")
         return min(lengths) if lengths else 512
 
-    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        """Right-padded, truncated ``input_ids`` and ``attention_mask`` (both ``(batch, seq)``)."""
-        device = self.frozen.device
+    def tokenize(self, texts: list[str], *, max_length: int | None = None,
+                 to_device: bool = True) -> dict[str, torch.Tensor]:
+        """Right-padded, truncated ``input_ids`` and ``attention_mask`` (both ``(batch, seq)``).
+
+        ``max_length`` lowers the text-token limit further; ``to_device=False`` leaves them on the CPU
+        (count tokens there without a device sync, then move).
+        """
+        device = self.frozen.device if to_device else torch.device("cpu")
         if not texts:
             empty = torch.zeros(0, 1, dtype=torch.long, device=device)  # (0, 1)
             return {"input_ids": empty, "attention_mask": empty.clone()}
-        enc = self.frozen.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_text_length(),
+        limit = min(self.max_text_length(), max_length or self.max_text_length())
+        enc = self.frozen.tokenizer(list(texts), padding=True, truncation=True, max_length=limit,
                                     padding_side="right", return_tensors="pt")
         return {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}
 
@@ -160,7 +166,7 @@ class SuffixTuning(SoftPromptMethod):
         model_mask: torch.Tensor = mask
         if self.config.attention == "bidirectional":
             model_mask = bidirectional_mask(mask, embeds.dtype)  # (B, 1, T + k, T + k)
-        out = _backbone(self.frozen)(inputs_embeds=embeds, attention_mask=model_mask)
+        out = backbone(self.frozen)(inputs_embeds=embeds, attention_mask=model_mask)
         return out.last_hidden_state, mask, suffix_end  # (B, T + k, H), (B, T + k), (B,)
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -224,7 +230,7 @@ def encode_in_batches(texts: list[str], batch_size: int, embed_chunk: Any) -> to
     return out if out is not None else torch.empty(0, 0)  # (N, H)
 
 
-def _backbone(frozen: FrozenModel):
+def backbone(frozen: FrozenModel):
     """The module that maps ``inputs_embeds`` to hidden states: no LM head (no vocab-sized logits)."""
     if frozen.is_encoder_decoder:
         return frozen.model.get_encoder()

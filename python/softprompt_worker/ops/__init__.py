@@ -19,6 +19,7 @@ OP_MODULES: list[str] = [
     "softprompt_worker.ops.prompts",
     "softprompt_worker.ops.inference",
     "softprompt_worker.ops.peft",
+    "softprompt_worker.ops.embedding",
 ]
 
 EXTRA_ENV = "SOFTPROMPT_EXTRA_OP_MODULES"

@@ -7,7 +7,7 @@ import torch
 
 from softprompt_worker.errors import InvalidArgumentError
 from softprompt_worker.methods.registry import method_class
-from softprompt_worker.methods.suffix_tuning import SuffixTuning, SuffixTuningConfig, _backbone
+from softprompt_worker.methods.suffix_tuning import SuffixTuning, SuffixTuningConfig, backbone
 from softprompt_worker.models import ModelSpec, load_frozen_model
 
 torch.set_num_threads(1)
@@ -35,7 +35,7 @@ def _reference_embedding(method: SuffixTuning, text: str) -> torch.Tensor:
     mask = torch.ones(embeds.shape[:2], dtype=torch.long)  # (1, L + k)
     if method.config.attention == "bidirectional":
         mask = torch.zeros(1, 1, embeds.shape[1], embeds.shape[1])  # (1, 1, L + k, L + k): all visible
-    hidden = _backbone(method.frozen)(inputs_embeds=embeds, attention_mask=mask).last_hidden_state[0]  # (L + k, H)
+    hidden = backbone(method.frozen)(inputs_embeds=embeds, attention_mask=mask).last_hidden_state[0]  # (L + k, H)
     pooled = {"last": hidden[cut + method.config.num_virtual_tokens - 1], "first": hidden[0],
               "mean": hidden.mean(0)}[method.config.pooling]  # (H,)
     return torch.nn.functional.normalize(pooled, dim=-1)

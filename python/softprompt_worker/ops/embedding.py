@@ -1,0 +1,258 @@
+"""Ops ``embed`` and ``evaluate_retrieval``: text embeddings from a suffix prompt or the base model.
+
+With ``prompt`` (a ``suffix_tuning`` prompt: the name of a loaded prompt, or a checkpoint path) texts are
+embedded by the trained suffix, pooled as the prompt's config says unless ``pooling`` overrides it.
+Without one, the frozen base model embeds them by mean pooling over real tokens (the usual baseline).
+``model`` may be left out when ``prompt`` is a checkpoint path: the checkpoint's base model is used.
+
+``embed``::
+
+    {"model"?: ModelSpec, "prompt"?: str, "texts": [str], "batch_size"?: int (32),
+     "normalize"?: bool (the prompt's config; true without a prompt), "pooling"?: "last" | "mean" | "first"}
+    -> body {"count": int, "dim": int, "pooling": str, "normalized": bool, "source": "suffix_tuning" | "base"}
+       tensor "embeddings": f32 (count, dim), row i embeds texts[i]
+
+``evaluate_retrieval`` (retrieval, STS or both)::
+
+    {"model"?: ModelSpec, "prompt"?: str, "batch_size"?: int (32), "pooling"?: str,
+     "queries"?: {qid: str}, "corpus"?: {docid: str}, "qrels"?: {qid: {docid: int}},
+     "k_values"?: [int] ([1, 10, 100]),
+     "sts"?: {"pairs": [[str, str]], "scores": [number]}}
+    -> {"source": ..., "metrics": {"ndcg@k", "recall@k", "mrr@k" per k; "sts_spearman"}, "queries": int,
+        "corpus": int, "pairs": int}
+
+Scores are cosine similarities; metric definitions in ``evaluation/retrieval.py``. Both ops emit
+``{"event": "progress", "done": int, "total": int}`` (texts embedded) at most twice a second and end
+with error ``cancelled`` when cancelled (checked between batches).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from ..checkpoints import build_method_from_checkpoint, load_checkpoint
+from ..errors import CancelledError, InvalidArgumentError, NotFoundError
+from ..evaluation.retrieval import DEFAULT_K_VALUES, retrieval_metrics, sts_spearman
+from ..methods.suffix_tuning import POOLINGS, backbone, encode_in_batches, pool
+from ..models import FrozenModel, ModelSpec, load_frozen_model
+from .registry import OpContext, Reply, Request, op
+
+PROGRESS_INTERVAL_S = 0.5
+MAX_TEXTS = 1_000_000
+
+
+@op("embed")
+def embed(req: Request, ctx: OpContext) -> Reply:
+    body = req.body
+    texts = _texts(body.get("texts"), "texts")
+    embedder = Embedder.from_body(ctx, body)
+    vectors = embedder.encode(texts, ctx)  # (count, dim)
+    return Reply(body={"count": len(texts), "dim": int(vectors.shape[1]), "pooling": embedder.pooling,
+                       "normalized": embedder.normalize, "source": embedder.source},
+                 tensors={"embeddings": vectors.float().contiguous()})
+
+
+@op("evaluate_retrieval")
+def evaluate_retrieval(req: Request, ctx: OpContext) -> Reply:
+    body = req.body
+    retrieval = any(body.get(f) is not None for f in ("queries", "corpus", "qrels"))
+    sts = body.get("sts")
+    if not retrieval and sts is None:
+        raise InvalidArgumentError("evaluate_retrieval: give 'queries' + 'corpus' + 'qrels', or 'sts', or both")
+    embedder = Embedder.from_body(ctx, body)
+    metrics: dict[str, float] = {}
+    counts = {"queries": 0, "corpus": 0, "pairs": 0}
+    if retrieval:
+        queries, corpus = _id_map(body.get("queries"), "queries"), _id_map(body.get("corpus"), "corpus")
+        qrels = _qrels(body.get("qrels"))
+        k_values = body.get("k_values", list(DEFAULT_K_VALUES))
+        q_emb = embedder.encode(list(queries.values()), ctx)  # (Q, H)
+        d_emb = embedder.encode(list(corpus.values()), ctx)  # (D, H)
+        metrics.update(retrieval_metrics(q_emb, d_emb, list(queries), list(corpus), qrels, k_values))
+        counts.update(queries=sum(1 for q in queries if any(float(g) > 0 for g in qrels.get(q, {}).values())),
+                      corpus=len(corpus))
+    if sts is not None:
+        first, second, gold = _sts(sts)
+        emb = embedder.encode(first + second, ctx)  # (2n, H)
+        metrics["sts_spearman"] = sts_spearman(emb[:len(first)], emb[len(first):], gold)
+        counts["pairs"] = len(first)
+    return Reply(body={"source": embedder.source, "metrics": metrics, **counts})
+
+
+class Embedder:
+    """Texts → embeddings with a suffix prompt (``method``) or the bare base model (``method is None``)."""
+
+    def __init__(self, frozen: FrozenModel, method, pooling: str, normalize: bool, batch_size: int):
+        self.frozen, self.method = frozen, method
+        self.pooling, self.normalize, self.batch_size = pooling, normalize, batch_size
+        self.source = method.name if method is not None else "base"
+
+    @classmethod
+    def from_body(cls, ctx: OpContext, body: dict[str, Any]) -> "Embedder":
+        batch_size = body.get("batch_size", 32)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= 4096:
+            raise InvalidArgumentError(f"batch_size: {batch_size!r} is not an int in 1..4096")
+        frozen, method = _resolve(ctx, body.get("model"), body.get("prompt"))
+        default_pooling = method.config.pooling if method is not None else "mean"
+        pooling = body.get("pooling", default_pooling)
+        if pooling not in POOLINGS:
+            raise InvalidArgumentError(f"pooling: {pooling!r} is not one of {', '.join(POOLINGS)}")
+        normalize = body.get("normalize", method.config.normalize if method is not None else True)
+        if not isinstance(normalize, bool):
+            raise InvalidArgumentError(f"normalize: expected a bool, got {normalize!r:.40}")
+        return cls(frozen, method, pooling, normalize, batch_size)
+
+    def embed_chunk(self, texts: list[str]) -> torch.Tensor:
+        """Embeddings ``(n, H)`` of one batch of texts."""
+        if self.method is not None:
+            batch = self.method.tokenize(texts)
+            hidden, mask, suffix_end = self.method.hidden_states(batch["input_ids"], batch["attention_mask"])
+            pooled = pool(hidden, mask, self.pooling, suffix_end)  # (n, H)
+        else:
+            enc = self.frozen.tokenizer(texts, padding=True, truncation=True, max_length=_max_positions(self.frozen),
+                                        padding_side="right", return_tensors="pt").to(self.frozen.device)
+            hidden = backbone(self.frozen)(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+            pooled = pool(hidden.last_hidden_state, enc["attention_mask"], self.pooling)  # (n, H)
+        pooled = pooled.float()  # (n, H)
+        return torch.nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
+
+    @torch.no_grad()
+    def encode(self, texts: list[str], ctx: OpContext | None = None) -> torch.Tensor:
+        """``(len(texts), H)`` f32 on the CPU, in order; progress events and cancellation via ``ctx``."""
+        done, last = [0], [0.0]
+
+        def chunk(part: list[str]) -> torch.Tensor:
+            if ctx is not None:
+                if ctx.cancelled:
+                    raise CancelledError(f"{ctx.op} cancelled after {done[0]} of {len(texts)} texts")
+                now = time.monotonic()
+                if now - last[0] >= PROGRESS_INTERVAL_S:
+                    last[0] = now
+                    ctx.emit({"event": "progress", "done": done[0], "total": len(texts)})
+            out = self.embed_chunk(part)
+            done[0] += len(part)
+            return out
+
+        return encode_in_batches(texts, self.batch_size, chunk)
+
+
+def _resolve(ctx: OpContext, raw_model: Any, prompt: Any):
+    """``(frozen model, suffix method or None)`` for a request's ``model`` and ``prompt``."""
+    if prompt is None:
+        if raw_model is None:
+            raise InvalidArgumentError("model: required when no prompt is given")
+        return get_frozen_model(ctx.state, ModelSpec.from_dict(raw_model)), None
+    if not isinstance(prompt, str) or not prompt:
+        raise InvalidArgumentError(f"prompt: expected a prompt name or checkpoint path, got {prompt!r:.60}")
+    method = _loaded_prompt(ctx, prompt)
+    if method is not None:
+        if raw_model is not None and model_key(ModelSpec.from_dict(raw_model)) != model_key(method.frozen.spec):
+            raise InvalidArgumentError(f"prompt {prompt!r} is loaded on {method.frozen.spec.display_name!r}, "
+                                       "not on the requested model")
+        return method.frozen, _check_embedding_method(method, prompt)
+    record = load_checkpoint(prompt)  # NotFoundError when neither a loaded name nor a file
+    spec = ModelSpec.from_dict(raw_model) if raw_model is not None else spec_for_checkpoint(record.base_model)
+    frozen = get_frozen_model(ctx.state, spec)
+    try:
+        stamp = os.stat(prompt).st_mtime_ns
+    except OSError:
+        stamp = None
+
+    def build():
+        method = build_method_from_checkpoint(record, frozen)  # checks the model fingerprint
+        method.eval()
+        return _check_embedding_method(method, prompt)
+
+    return frozen, ctx.state.get_or_create(("embedding_prompt", model_key(spec), prompt, stamp), build)
+
+
+def _loaded_prompt(ctx: OpContext, name: str):
+    """The method of a prompt loaded under ``name`` by ``prompt_load`` (``prompts.py``), if any."""
+    try:
+        from ..prompts import prompt_cache
+    except ImportError:  # pragma: no cover - the prompt cache is optional for this op
+        return None
+    try:
+        return prompt_cache(ctx.state).get(name).method
+    except NotFoundError:
+        return None
+
+
+def model_key(spec: ModelSpec) -> str:
+    """Canonical JSON of a spec, the frozen-model cache key every op shares (``prompts.py``, ``train``)."""
+    return json.dumps(asdict(spec), sort_keys=True, default=str)
+
+
+def get_frozen_model(state, spec: ModelSpec) -> FrozenModel:
+    return state.get_or_create(("frozen_model", model_key(spec)), lambda: load_frozen_model(spec))
+
+
+def spec_for_checkpoint(base_model: dict[str, Any]) -> ModelSpec:
+    """The ModelSpec a checkpoint's recorded base model names (``tiny:<family>`` for tiny models)."""
+    name = base_model.get("name_or_path") or ""
+    if not name:
+        raise InvalidArgumentError("model: the checkpoint records no base model name; pass 'model'")
+    return ModelSpec(tiny=name.removeprefix("tiny:")) if name.startswith("tiny:") else ModelSpec(name_or_path=name)
+
+
+def _check_embedding_method(method, prompt: str):
+    if not (hasattr(method, "embed") and hasattr(method, "hidden_states")):
+        raise InvalidArgumentError(f"prompt: {prompt!r} is a {method.name!r} prompt; embedding needs 'suffix_tuning' "
+                                   "(or no prompt for the base model)")
+    return method
+
+
+def _max_positions(frozen: FrozenModel) -> int:
+    cfg = frozen.config
+    return int(getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or 512)
+
+
+# -- body validation ---------------------------------------------------------------------------------
+
+def _texts(value: Any, field: str) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise InvalidArgumentError(f"{field}: expected a non-empty list of strings, got {type(value).__name__}")
+    if len(value) > MAX_TEXTS:
+        raise InvalidArgumentError(f"{field}: {len(value)} texts; the limit is {MAX_TEXTS} per call")
+    for i, text in enumerate(value):
+        if not isinstance(text, str):
+            raise InvalidArgumentError(f"{field}[{i}]: expected a string, got {type(text).__name__}")
+    return value
+
+
+def _id_map(value: Any, field: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not value:
+        raise InvalidArgumentError(f"{field}: expected a non-empty map of id -> text")
+    for key, text in value.items():
+        if not isinstance(key, str) or not isinstance(text, str):
+            raise InvalidArgumentError(f"{field}[{key!r:.40}]: expected a string id and a string text")
+    return value
+
+
+def _qrels(value: Any) -> dict[str, dict[str, float]]:
+    if not isinstance(value, dict) or not value:
+        raise InvalidArgumentError("qrels: expected a non-empty map of query id -> {doc id: grade}")
+    for qid, docs in value.items():
+        if not isinstance(docs, dict) or not all(
+                isinstance(d, str) and isinstance(g, (int, float)) and not isinstance(g, bool) for d, g in docs.items()):
+            raise InvalidArgumentError(f"qrels[{qid!r:.40}]: expected a map of doc id -> numeric grade")
+    return value
+
+
+def _sts(value: Any) -> tuple[list[str], list[str], torch.Tensor]:
+    pairs, scores = (value.get("pairs"), value.get("scores")) if isinstance(value, dict) else (None, None)
+    if not isinstance(pairs, list) or not isinstance(scores, list) or len(pairs) != len(scores) or len(pairs) < 2:
+        raise InvalidArgumentError("sts: expected {pairs: [[str, str]], scores: [number]} of the same length >= 2")
+    for i, pair in enumerate(pairs):
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(t, str) for t in pair)):
+            raise InvalidArgumentError(f"sts.pairs[{i}]: expected [str, str]")
+    if not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in scores):
+        raise InvalidArgumentError("sts.scores: expected numbers")
+    return [p[0] for p in pairs], [p[1] for p in pairs], torch.tensor(scores, dtype=torch.float64)
+
