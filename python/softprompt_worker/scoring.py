@@ -11,11 +11,14 @@ tuned reranker and its UPR baseline differ only in the vectors they put in the t
 
 Input layout (``Layout.order``), one row per (query, passage) pair::
 
-    passage_first (default, UPR's order):  [BOS] [V] [passage_prefix + passage] [S] [query_prefix + query]
+    passage_first (default, UPR's order):  [BOS] [passage_prefix + passage] [V] [S] [query_prefix + query]
     prompt_first:                          [BOS] [S] [V] [passage_prefix + passage] [query_prefix + query]
 
 ``S`` is the prompt slot (the instruction's token embeddings for UPR, trained vectors for the tuned
-model) and ``V`` the passage-vector slot (empty for UPR). Only the query tokens are scored. Text pieces
+model) and ``V`` the passage-vector slot (empty for UPR). ``V`` always sits next to ``S``: the
+passage-specific vectors act as a per-passage part of the prompt. In ``passage_first`` they follow the
+passage, inside the region an LM reads as passage content (placing them before ``Passage:`` made them
+far less usable in our learning test: a copying LM attends to the passage region). Only the query tokens are scored. Text pieces
 are tokenized separately (``add_special_tokens=False``); ``query_prefix`` (default ``" "``) is joined
 to each query so BPE tokenizers see a word start. Two scores come out per pair: the summed
 log-likelihood and its mean per query token. For the candidates of *one* query both rank identically
@@ -138,6 +141,7 @@ class PairBatch:
     pair_query: torch.Tensor  # (N,) index into queries
     pair_passage: torch.Tensor  # (N,) index into passages
     num_query_tokens: int  # sum over pairs of scored tokens, counted on the host
+    num_text_tokens: int  # sum over pairs of query + passage tokens (throughput), counted on the host
 
     @classmethod
     def build(cls, queries: Texts, passages: Texts, pair_query, pair_passage, device) -> "PairBatch":
@@ -155,7 +159,8 @@ class PairBatch:
         p_ids = passages.ids[p_used, :int(p_len.max())]  # (P, Lp)
         move = dict(device=device, non_blocking=True)
         return cls(q_ids.to(**move), q_len.to(**move), p_ids.to(**move), p_len.to(**move), q_index.to(**move),
-                   p_index.to(**move), num_query_tokens=int(q_len[q_index].sum()))
+                   p_index.to(**move), num_query_tokens=int(q_len[q_index].sum()),
+                   num_text_tokens=int(q_len[q_index].sum() + p_len[p_index].sum()))
 
 
 @dataclass
@@ -194,7 +199,7 @@ def pair_log_likelihood(frozen: FrozenModel, conditioner: Conditioner, batch: Pa
     P = (passage_embeds[batch.pair_passage], p_len)  # (N, Lp, hidden)
     Q = (embed(q_ids), q_len)  # (N, Lq, hidden)
     if layout.order == "passage_first":
-        segments = [const["bos"], V, const["passage_prefix"], P, S, Q]
+        segments = [const["bos"], const["passage_prefix"], P, V, S, Q]
     else:
         segments = [const["bos"], S, V, const["passage_prefix"], P, Q]
     segments = [_expand(s, N) for s in segments if s is not None]
@@ -279,3 +284,26 @@ def _assemble_left_padded(segments, hidden: int) -> tuple[torch.Tensor, torch.Te
     inputs = source.gather(1, index.unsqueeze(-1).expand(-1, -1, hidden))  # (N, T, hidden)
     mask = valid.gather(1, index)  # (N, T)
     return inputs, mask
+
+
+def score_candidates(frozen: FrozenModel, conditioner: Conditioner, queries: list[str],
+                     candidates: list[list[str]], *, batch_size: int = 16,
+                     before_batch: Callable[[int, int], None] | None = None) -> list[Scores]:
+    """Score each query against its own candidate passages: one ``Scores`` ``(C_i,)`` per query.
+
+    Every distinct query and passage text is tokenized once (a passage shared by several lists too);
+    all pairs of all queries go through ``score_pairs`` together, so batches mix queries and stay full.
+    """
+    layout = conditioner.layout
+    passage_index: dict[str, int] = {}
+    pair_query, pair_passage = [], []
+    for qi, passages in enumerate(candidates):
+        for text in passages:
+            pair_query.append(qi)
+            pair_passage.append(passage_index.setdefault(text, len(passage_index)))
+    q = tokenize(frozen.tokenizer, queries, prefix=layout.query_prefix, max_tokens=layout.max_query_tokens)
+    p = tokenize(frozen.tokenizer, list(passage_index), max_tokens=layout.max_passage_tokens)
+    scores = score_pairs(frozen, conditioner, q, p, pair_query, pair_passage, batch_size=batch_size,
+                         before_batch=before_batch)
+    sizes = [len(c) for c in candidates]
+    return [Scores(ll, n) for ll, n in zip(scores.log_likelihood.split(sizes), scores.num_tokens.split(sizes))]

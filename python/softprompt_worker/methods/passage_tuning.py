@@ -20,8 +20,9 @@ The authors published no code; these choices are ours and are options:
   ``"per_token"``: the bottleneck maps every passage token, giving one extra vector per token (the
   passage is read twice: as itself and as its learned re-encoding); most expressive, twice the passage
   length. ``"none"``: no passage vectors (plain prompt tuning of the reranker, an ablation).
-- Layout (``order``): ``"passage_first"``: ``[BOS][V][Passage: …][S][ query]`` (UPR's order: the
-  instruction follows the passage) or ``"prompt_first"``: ``[BOS][S][V][Passage: …][ query]``.
+- Layout (``order``): ``"passage_first"``: ``[BOS][Passage: …][V][S][ query]`` (UPR's order: the
+  instruction follows the passage) or ``"prompt_first"``: ``[BOS][S][V][Passage: …][ query]``. ``V``
+  always sits next to ``S``, a per-passage extension of the prompt.
 - Trainable parameters are kept in float32 and cast to the model's dtype when injected.
 
 The base model stays frozen (its embedding layer included); ``parameters()`` are the prompt and the

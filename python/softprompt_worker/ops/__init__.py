@@ -20,6 +20,7 @@ OP_MODULES: list[str] = [
     "softprompt_worker.ops.inference",
     "softprompt_worker.ops.peft",
     "softprompt_worker.ops.embedding",
+    "softprompt_worker.ops.rerank",
 ]
 
 EXTRA_ENV = "SOFTPROMPT_EXTRA_OP_MODULES"

@@ -53,7 +53,7 @@ def _reference(method: PassageTuning, qi: int, pi: int) -> float:
     bos = table(torch.tensor([tok.bos_token_id]))  # (1, H)
     prefix = table(enc(cfg.passage_prefix))
     query_ids = enc(cfg.query_prefix + QUERIES[qi])
-    parts = [bos, V, prefix, passage, method.prompt] if cfg.order == "passage_first" else \
+    parts = [bos, prefix, passage, V, method.prompt] if cfg.order == "passage_first" else \
         [bos, method.prompt, V, prefix, passage]
     context = torch.cat(parts)  # (C, H)
     embeds = torch.cat([context, table(query_ids)]).unsqueeze(0)  # (1, C + Lq, H)
