@@ -41,7 +41,7 @@ from typing import Callable, Protocol
 
 import torch
 
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, TooLargeError
 from .models import FrozenModel
 
 ORDERS = ("passage_first", "prompt_first")
@@ -205,6 +205,10 @@ def pair_log_likelihood(frozen: FrozenModel, conditioner: Conditioner, batch: Pa
     segments = [_expand(s, N) for s in segments if s is not None]
 
     inputs, mask = _assemble_left_padded(segments, hidden)  # (N, T, hidden), (N, T)
+    limit = getattr(frozen.config, "max_position_embeddings", None) or getattr(frozen.config, "n_positions", None)
+    if limit and inputs.shape[1] > limit:
+        raise TooLargeError(f"a scored row has {inputs.shape[1]} positions; {frozen.spec.display_name} has {limit}. "
+                            "Lower max_passage_tokens / max_query_tokens (or use fewer passage vectors)")
     position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)  # (N, T)
     Kq = q_ids.shape[1]
     out = model(inputs_embeds=inputs, attention_mask=mask.long(), position_ids=position_ids,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.errors import InvalidArgumentError, TooLargeError
 from softprompt_worker.models import ModelSpec, load_frozen_model
 from softprompt_worker.scoring import HardPrompt, Layout, PairBatch, pair_log_likelihood, score_pairs, tokenize
 
@@ -93,3 +93,11 @@ def test_rejects_encoder_decoder_and_empty_passages():
         score_pairs(gpt2, HardPrompt(gpt2), q, p, [0], [0])
     with pytest.raises(InvalidArgumentError, match="order"):
         HardPrompt(gpt2, Layout(order="sideways"))
+
+
+def test_rows_past_the_position_table_are_refused_with_the_numbers():
+    gpt2 = load_frozen_model(ModelSpec(tiny="gpt2", overrides={"n_positions": 32}))
+    q = tokenize(gpt2.tokenizer, ["a query"], prefix=" ", max_tokens=64)
+    p = tokenize(gpt2.tokenizer, ["a passage that is far too long for thirty-two positions"], max_tokens=256)
+    with pytest.raises(TooLargeError, match="has 32"):
+        score_pairs(gpt2, HardPrompt(gpt2), q, p, [0], [0])
