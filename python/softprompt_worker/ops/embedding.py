@@ -239,8 +239,9 @@ def _qrels(value: Any) -> dict[str, dict[str, float]]:
     if not isinstance(value, dict) or not value:
         raise InvalidArgumentError("qrels: expected a non-empty map of query id -> {doc id: grade}")
     for qid, docs in value.items():
-        if not isinstance(docs, dict) or not all(
-                isinstance(d, str) and isinstance(g, (int, float)) and not isinstance(g, bool) for d, g in docs.items()):
+        numeric = isinstance(docs, dict) and all(
+            isinstance(d, str) and isinstance(g, (int, float)) and not isinstance(g, bool) for d, g in docs.items())
+        if not numeric:
             raise InvalidArgumentError(f"qrels[{qid!r:.40}]: expected a map of doc id -> numeric grade")
     return value
 

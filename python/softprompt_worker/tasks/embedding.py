@@ -79,8 +79,9 @@ class EmbeddingTask(BaseTask):
         mini = opts["grad_cache_mini_batch"]
         if not isinstance(mini, int) or isinstance(mini, bool) or mini < 0:
             raise InvalidArgumentError(f"task_options.grad_cache_mini_batch: {mini!r} is not an int >= 0")
-        if not isinstance(opts["eval_batch_size"], int) or opts["eval_batch_size"] < 1:
-            raise InvalidArgumentError(f"task_options.eval_batch_size: {opts['eval_batch_size']!r} is not a positive int")
+        eval_batch = opts["eval_batch_size"]
+        if not isinstance(eval_batch, int) or isinstance(eval_batch, bool) or eval_batch < 1:
+            raise InvalidArgumentError(f"task_options.eval_batch_size: {eval_batch!r} is not a positive int")
         _check_k_values(opts["k_values"])
         if mini:
             self.loss_fn: InfoNCELoss = CachedInfoNCELoss(method.embed, opts["temperature"], opts["symmetric"], mini)
