@@ -1,0 +1,164 @@
+/**
+ * `sp.checkpoints`: read a checkpoint's metadata, and move prompts in and out of PEFT's adapter format.
+ * Mirrors python/softprompt_worker/ops/checkpoints.py (`checkpoint_inspect`) and ops/peft.py
+ * (`checkpoint_export_peft`, `checkpoint_import_peft`).
+ */
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { ProtocolError } from '../core/errors.js';
+import type { CallOptions, Incoming, Rpc } from '../internal/rpc.js';
+import { parseOrThrow } from '../internal/validate.js';
+import type { WireMap } from '../internal/wire.js';
+import { toCamel } from './case.js';
+import { type ModelSpec, modelSpecSchema, modelToWire } from './model-spec.js';
+import { nonEmpty } from './schema.js';
+import type { MethodName } from './spec.js';
+
+/** What `sp.checkpoints.inspect` reports; no tensor data is read into TS. */
+export interface CheckpointInfo {
+  readonly path: string;
+  readonly method: MethodName;
+  /** The method's options, named as in its builder (`numVirtualTokens`, ...). */
+  readonly methodConfig: Readonly<Record<string, unknown>>;
+  /** The model it was trained on; `fingerprint` identifies the architecture and parameter shapes. */
+  readonly baseModel: {
+    readonly nameOrPath: string;
+    readonly modelType: string;
+    readonly fingerprint: string;
+    readonly hiddenSize: number;
+    readonly numLayers: number;
+  };
+  readonly step: number;
+  readonly metrics: Readonly<Record<string, number>>;
+  /** Versions of softprompt, torch, transformers and peft that wrote it. */
+  readonly versions: Readonly<Record<string, string>>;
+  readonly createdUnixMs: number;
+  /** sha256 of the content, verified on load. */
+  readonly contentSha256: string;
+  /** True when it holds training state (`resumeFrom` can continue it). */
+  readonly resumable: boolean;
+  /** Soft-prompt tensors by name: torch dtype (`'float32'`) and shape. */
+  readonly tensors: Readonly<Record<string, { readonly dtype: string; readonly shape: readonly number[] }>>;
+  /** Whether it fits `options.model` (same fingerprint); only when a model was given. */
+  readonly compatible?: boolean;
+}
+
+/** What `sp.checkpoints.exportPeft` wrote. */
+export interface PeftExport {
+  readonly outDir: string;
+  readonly method: MethodName;
+  /** File names inside `outDir`: `adapter_config.json`, `adapter_model.safetensors`. */
+  readonly files: readonly string[];
+}
+
+/** What `sp.checkpoints.importPeft` wrote. */
+export interface ImportedCheckpoint {
+  /** The checkpoint file written. */
+  readonly path: string;
+  readonly method: MethodName;
+  readonly methodConfig: Readonly<Record<string, unknown>>;
+}
+
+export interface InspectOptions extends CallOptions {
+  /** Also report whether the checkpoint fits this model (`compatible`). Loads the model. */
+  readonly model?: ModelSpec;
+}
+
+export interface ExportPeftOptions extends CallOptions {
+  /** The model to build the adapter on. Default: the checkpoint's own model (`baseModel.nameOrPath`). */
+  readonly model?: ModelSpec;
+}
+
+export interface ImportPeftInput {
+  /** A PEFT adapter directory (`adapter_config.json` + `adapter_model.safetensors`). */
+  readonly adapterDir: string;
+  /** The base model the adapter was trained on. */
+  readonly model: ModelSpec;
+  /** The checkpoint file to write (`.pb`). */
+  readonly out: string;
+}
+
+const path = nonEmpty().transform((p) => resolve(p));
+const methodName = z.enum(['prompt_tuning', 'prefix_tuning', 'suffix_tuning', 'passage_tuning']);
+const KEEP = ['metrics', 'tensors', 'versions'];
+
+const infoSchema = z.object({
+  path: z.string(),
+  method: methodName,
+  methodConfig: z.record(z.string(), z.unknown()),
+  baseModel: z.object({
+    nameOrPath: z.string(),
+    modelType: z.string(),
+    fingerprint: z.string(),
+    hiddenSize: z.number(),
+    numLayers: z.number(),
+  }),
+  step: z.number(),
+  metrics: z.record(z.string(), z.number().or(z.nan())),
+  versions: z.record(z.string(), z.string()),
+  createdUnixMs: z.number(),
+  contentSha256: z.string(),
+  resumable: z.boolean(),
+  tensors: z.record(z.string(), z.object({ dtype: z.string(), shape: z.array(z.number()) })),
+  compatible: z.boolean().optional(),
+});
+const exportSchema = z.object({ outDir: z.string(), method: methodName, files: z.array(z.string()) });
+const importSchema = z.object({ path: z.string(), method: methodName, methodConfig: z.record(z.string(), z.unknown()) });
+
+function decoder<T>(op: string, schema: z.ZodType<T>): (reply: Incoming) => T {
+  return (reply) => {
+    const parsed = schema.safeParse(toCamel(reply.body, KEEP));
+    if (!parsed.success) throw new ProtocolError(`${op} reply: ${z.prettifyError(parsed.error)}`);
+    return parsed.data;
+  };
+}
+
+function model(spec: ModelSpec | undefined, root: string): WireMap | undefined {
+  return spec === undefined ? undefined : (modelToWire(parseOrThrow(modelSpecSchema, spec, root)) as WireMap);
+}
+
+/**
+ * Checkpoint helpers, reached as `sp.checkpoints`.
+ *
+ * @example
+ * const info = await sp.checkpoints.inspect(result.checkpoint, { model: { nameOrPath: 'gpt2' } });
+ * console.log(info.method, info.step, info.compatible);
+ * await sp.checkpoints.exportPeft(result.checkpoint, 'adapters/sst2');   // load with PeftModel.from_pretrained
+ */
+export class Checkpoints {
+  readonly #rpc: Rpc;
+
+  /** @internal Made by the client; use `sp.checkpoints`. */
+  constructor(rpc: Rpc) {
+    this.#rpc = rpc;
+  }
+
+  /** Reads a checkpoint's metadata (its content hash is verified); with `options.model`, whether it fits. */
+  inspect(checkpoint: string, options: InspectOptions = {}): Promise<CheckpointInfo> {
+    const { model: spec, ...call } = options;
+    const body: Record<string, unknown> = { path: parseOrThrow(path, checkpoint, 'path') };
+    const m = model(spec, 'options.model');
+    if (m) body['model'] = m;
+    return this.#rpc.request('checkpoint_inspect', body as WireMap, undefined, { ...call, decode: decoder('checkpoint_inspect', infoSchema) });
+  }
+
+  /**
+   * Writes a checkpoint as a PEFT adapter directory (`PeftModel.from_pretrained(base, outDir)` loads
+   * it). Prompt tuning on any model, prefix tuning on decoder-only models; anything PEFT cannot
+   * represent is a `RemoteError` with code `invalid_argument` that says why.
+   */
+  exportPeft(checkpoint: string, outDir: string, options: ExportPeftOptions = {}): Promise<PeftExport> {
+    const { model: spec, ...call } = options;
+    const body: Record<string, unknown> = { checkpoint: parseOrThrow(path, checkpoint, 'checkpoint'), out_dir: parseOrThrow(path, outDir, 'outDir') };
+    const m = model(spec, 'options.model');
+    if (m) body['model'] = m;
+    return this.#rpc.request('checkpoint_export_peft', body as WireMap, undefined, { ...call, decode: decoder('checkpoint_export_peft', exportSchema) });
+  }
+
+  /** Turns a PEFT adapter directory into a softprompt checkpoint (usable for inference and as an init). */
+  importPeft(input: ImportPeftInput, options: CallOptions = {}): Promise<ImportedCheckpoint> {
+    const parsed = parseOrThrow(z.strictObject({ adapterDir: path, model: modelSpecSchema, out: path }), input, 'input');
+    const body = { adapter_dir: parsed.adapterDir, model: modelToWire(parsed.model), out: parsed.out } as WireMap;
+    return this.#rpc.request('checkpoint_import_peft', body, undefined, { ...options, decode: decoder('checkpoint_import_peft', importSchema) });
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * The events of a training job and its final result, as the TS side sees them: a discriminated union
+ * on `type`, fields in camelCase. The worker sends snake_case bodies with an `event` key
+ * (python/softprompt_worker/training.py, ops/train.py); {@link decodeTrainingEvent} and
+ * {@link decodeTrainingResult} are the one place they are translated. Metric names (`token_accuracy`,
+ * `ndcg@10`) are data, not fields: they keep the worker's spelling.
+ */
+import { z } from 'zod';
+import { ProtocolError } from '../core/errors.js';
+import type { WireMap } from '../internal/wire.js';
+import { toCamel } from './case.js';
+
+/** Metric name → value, as the task reports them (`loss`, `accuracy`, `exact_match`, `ndcg@10`, ...). */
+export type Metrics = Readonly<Record<string, number>>;
+
+/** The rows were loaded and checked; training starts next. */
+export interface DataEvent {
+  readonly type: 'data';
+  readonly trainRows: number;
+  readonly evalRows: number;
+  /** Rows skipped under `onBadRow: 'skip'`. */
+  readonly skipped: number;
+  /** The first skipped rows: `where` is `file:line` or `dataset[i]`. */
+  readonly skippedRows: readonly { readonly where: string; readonly error: string }[];
+}
+
+/** The method is attached and the optimizer built. */
+export interface StartedEvent {
+  readonly type: 'started';
+  readonly trainableParams: number;
+  /** Trainable parameters ÷ base model parameters. */
+  readonly trainableFraction: number;
+  readonly totalParams: number;
+  /** `'cpu'`, `'cuda:0'`, ... */
+  readonly device: string;
+  /** Compute dtype: `'f32'` or `'bf16'`. */
+  readonly dtype: string;
+  readonly totalSteps: number;
+  /** 0, or the checkpoint's step when resuming. */
+  readonly startStep: number;
+}
+
+/** Every `training.logEvery` optimizer steps, and at the last one. */
+export interface StepEvent {
+  readonly type: 'step';
+  readonly step: number;
+  /** Mean training loss over the micro-batches since the previous step event. */
+  readonly loss: number;
+  /** Learning rate of this step. */
+  readonly lr: number;
+  /** Global gradient norm before clipping. */
+  readonly gradNorm: number;
+  readonly tokensPerS: number;
+  /** Peak device memory (CUDA) or peak resident set size (CPU), in bytes. */
+  readonly memoryBytes: number;
+}
+
+/** Every `training.evalEvery` steps and at the end, when there are eval rows. */
+export interface EvalEvent {
+  readonly type: 'eval';
+  readonly step: number;
+  readonly metrics: Metrics;
+}
+
+/** A checkpoint was written (every `training.checkpointEvery` steps, at the end, on cancel). */
+export interface CheckpointEvent {
+  readonly type: 'checkpoint';
+  readonly step: number;
+  /** Absolute path of the `.pb` checkpoint (resumable). */
+  readonly path: string;
+}
+
+/** How a run went. */
+export interface TrainingSummary {
+  readonly status: 'completed' | 'cancelled';
+  /** Optimizer steps done (resumed runs count from the start of the original run). */
+  readonly steps: number;
+  readonly totalSteps: number;
+  /** The last logged training loss (NaN when no step was logged). */
+  readonly finalLoss: number;
+  /** The last evaluation's metrics (empty without eval rows, or when cancelled before any). */
+  readonly metrics: Metrics;
+  readonly tokens: number;
+  readonly epochs: number;
+  readonly elapsedS: number;
+  /** The final checkpoint, or `null` when none was written. */
+  readonly checkpoint: string | null;
+}
+
+/** The run ended (completed or cancelled); the job's result follows. */
+export interface DoneEvent {
+  readonly type: 'done';
+  readonly summary: TrainingSummary;
+}
+
+/** Everything a training job reports while it runs, in this order: data, started, step/eval/checkpoint..., done. */
+export type TrainingEvent = DataEvent | StartedEvent | StepEvent | EvalEvent | CheckpointEvent | DoneEvent;
+
+/** `await job.result()`: how the job ended. A cancelled job still has a usable, resumable checkpoint. */
+export interface TrainingResult {
+  readonly status: 'completed' | 'cancelled';
+  /** The last checkpoint written (absolute path). */
+  readonly checkpoint: string;
+  readonly summary: TrainingSummary;
+}
+
+// Any float the worker sends, NaN included (zod's number() refuses NaN and ±Infinity).
+const float = z.custom<number>((v) => typeof v === 'number', { error: 'expected a number' });
+const int = z.number().int();
+const metrics = z.record(z.string(), float);
+const status = z.enum(['completed', 'cancelled']);
+
+const summarySchema = z.object({
+  status,
+  steps: int,
+  totalSteps: int,
+  finalLoss: float,
+  metrics,
+  tokens: int,
+  epochs: float,
+  elapsedS: float,
+  checkpoint: z.string().nullable(),
+});
+
+const eventSchemas = {
+  data: z.object({
+    trainRows: int,
+    evalRows: int,
+    skipped: int,
+    skippedRows: z.array(z.object({ where: z.string(), error: z.string() })),
+  }),
+  started: z.object({
+    trainableParams: int,
+    trainableFraction: float,
+    totalParams: int,
+    device: z.string(),
+    dtype: z.string(),
+    totalSteps: int,
+    startStep: int,
+  }),
+  step: z.object({ step: int, loss: float, lr: float, gradNorm: float, tokensPerS: float, memoryBytes: int }),
+  eval: z.object({ step: int, metrics }),
+  checkpoint: z.object({ step: int, path: z.string() }),
+  done: z.object({ summary: summarySchema }),
+} as const;
+
+const resultSchema = z.object({ status, checkpoint: z.string(), summary: summarySchema });
+
+// Data maps: their keys are names chosen by tasks and users, never translated.
+const KEEP = ['metrics'];
+
+/**
+ * A worker event body → a {@link TrainingEvent}; `undefined` for event kinds this SDK does not know
+ * (a newer worker may send more). Throws {@link ProtocolError} for a known kind with a bad shape.
+ */
+export function decodeTrainingEvent(body: WireMap): TrainingEvent | undefined {
+  const { event, ...fields } = toCamel(body, KEEP) as Record<string, unknown>;
+  if (typeof event !== 'string' || !Object.hasOwn(eventSchemas, event)) return undefined;
+  const type = event as keyof typeof eventSchemas;
+  const parsed = eventSchemas[type].safeParse(fields);
+  if (!parsed.success) throw new ProtocolError(`train event '${type}': ${z.prettifyError(parsed.error)}`);
+  return { type, ...parsed.data } as TrainingEvent;
+}
+
+/** The worker's final `train` reply → a {@link TrainingResult}. */
+export function decodeTrainingResult(body: WireMap): TrainingResult {
+  const parsed = resultSchema.safeParse(toCamel(body, KEEP));
+  if (!parsed.success) throw new ProtocolError(`train reply: ${z.prettifyError(parsed.error)}`);
+  return parsed.data;
+}

@@ -1,0 +1,69 @@
+/**
+ * Which frozen base model a job trains on: a hub id / local path, or a tiny offline model for tests.
+ * Mirrors `ModelSpec` in python/softprompt_worker/models.py.
+ */
+import { z } from 'zod';
+import { toSnake } from './case.js';
+import { dispatch, isRecord, nonEmpty, nonNegativeInt } from './schema.js';
+
+/** Tiny randomly initialised models built from a config (python/softprompt_worker/tiny.py). */
+export const TINY_FAMILIES = ['gpt2', 'llama', 't5', 'bart', 'bert'] as const;
+export type TinyFamily = (typeof TINY_FAMILIES)[number];
+
+/** Weight dtype: `'auto'` is bf16 on a CUDA device that supports it, else f32. */
+export type ModelDType = 'auto' | 'f32' | 'bf16' | 'f16';
+
+interface CommonModelOptions {
+  /** Weight dtype. Default `'auto'`: bf16 on a CUDA device that supports it, else f32 (models.py). */
+  readonly dtype?: ModelDType;
+  /** `'auto'` (default: CUDA when the worker sees a GPU, else CPU), `'cpu'`, `'cuda'`, `'cuda:1'`, ... */
+  readonly device?: string;
+}
+
+/** A model from the Hugging Face hub or a local directory. */
+export interface PretrainedModelSpec extends CommonModelOptions {
+  /** Hub id (`'gpt2'`, `'meta-llama/Llama-3.2-1B'`) or a local path. */
+  readonly nameOrPath: string;
+  /** Branch, tag or commit on the hub. Default: the default branch. */
+  readonly revision?: string;
+  /** Run code from the model repository. Default `false`: only enable it for repositories you trust. */
+  readonly trustRemoteCode?: boolean;
+}
+
+/** A tiny model built offline from a config (fast tests, no downloads). */
+export interface TinyModelSpec extends CommonModelOptions {
+  readonly tiny: TinyFamily;
+  /** Initialisation seed. Default 0. */
+  readonly seed?: number;
+  /** Config overrides (`{ n_layer: 1 }`), passed to the config as they are. Default none. */
+  readonly overrides?: Readonly<Record<string, unknown>>;
+}
+
+export type ModelSpec = PretrainedModelSpec | TinyModelSpec;
+
+const common = {
+  dtype: z.enum(['auto', 'f32', 'bf16', 'f16']).optional(),
+  device: nonEmpty().optional(),
+};
+
+const pretrainedSchema = z.strictObject({
+  nameOrPath: nonEmpty(),
+  revision: nonEmpty().optional(),
+  trustRemoteCode: z.boolean().optional(),
+  ...common,
+});
+
+const tinySchema = z.strictObject({
+  tiny: z.enum(TINY_FAMILIES),
+  seed: nonNegativeInt().optional(),
+  overrides: z.record(z.string(), z.unknown()).optional(),
+  ...common,
+});
+
+/** `{ tiny }` specs validate as tiny models, everything else as pretrained ones. */
+export const modelSpecSchema: z.ZodType<ModelSpec> = dispatch<ModelSpec>((v) => (isRecord(v) && 'tiny' in v ? tinySchema : pretrainedSchema) as z.ZodType<ModelSpec>);
+
+/** The worker's `model` body (`name_or_path`, `trust_remote_code`, ...); `overrides` are passed as they are. */
+export function modelToWire(spec: ModelSpec): Record<string, unknown> {
+  return toSnake(spec, ['overrides']) as Record<string, unknown>;
+}

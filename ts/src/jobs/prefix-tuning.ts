@@ -1,0 +1,67 @@
+/**
+ * Prefix tuning: trainable key/value prefixes in every attention layer of a frozen LM.
+ *
+ * Li & Liang, "Prefix-Tuning: Optimizing Continuous Prompts for Generation" (ACL 2021),
+ * https://arxiv.org/abs/2101.00190. Options mirror `PrefixTuningConfig` in
+ * python/softprompt_worker/methods/prefix_tuning.py. Encoder–decoders get prefixes on the encoder,
+ * the decoder and cross-attention, as in the paper.
+ *
+ * @example
+ * const spec = prefixTuning({
+ *   model: { nameOrPath: 't5-small' },
+ *   numVirtualTokens: 10,
+ *   prefixProjection: true,
+ *   data: { train: { path: 'e2e.jsonl' } },
+ *   training: { epochs: 5, lr: 5e-5 },
+ *   runDir: 'runs/e2e',
+ * });
+ */
+import { z } from 'zod';
+import type { ClassificationRow, GenerationRow, LmTask, ResolvedLmTask } from './lm-tasks.js';
+import { lmTaskSchema, lmTaskToWire } from './lm-tasks.js';
+import { nonNegativeInt, positiveInt } from './schema.js';
+import { type JobInput, type JobSpec, defineMethod } from './spec.js';
+
+/** The options of prefix tuning. */
+export interface PrefixTuningOptions {
+  /** Prefix length per attention module. Default 20 (PEFT examples use 20–30; the paper 10 for table-to-text, 200 for summarisation). */
+  readonly numVirtualTokens?: number;
+  /**
+   * Reparameterise the prefix through an MLP while training (the paper's Sec. 4.3: needed for stable
+   * optimisation, used with lr 5e-5..8e-5). Default `false` (PEFT's default).
+   */
+  readonly prefixProjection?: boolean;
+  /** The MLP's hidden width. Default: the model's key/value width (PEFT's `encoder_hidden_size`); the paper used 512–800. */
+  readonly projectionHiddenSize?: number;
+  /** Seeds the initialisation (PEFT's `nn.Embedding`/`nn.Linear` defaults). Default 0. */
+  readonly seed?: number;
+}
+
+export type ResolvedPrefixTuningOptions = Required<Omit<PrefixTuningOptions, 'projectionHiddenSize'>> &
+  Pick<PrefixTuningOptions, 'projectionHiddenSize'>;
+
+/** `prefixTuning(...)` input: the method's options beside model, task, data, training, runDir. */
+export interface PrefixTuningJob extends PrefixTuningOptions, JobInput<LmTask, GenerationRow | ClassificationRow> {
+  /** `'generation'` (default) or `{ type: 'classification', labels }`. */
+  readonly task?: LmTask;
+}
+
+export type PrefixTuningSpec = JobSpec<'prefix_tuning', ResolvedPrefixTuningOptions, ResolvedLmTask>;
+
+const configSchema = z.strictObject({
+  numVirtualTokens: positiveInt().default(20),
+  prefixProjection: z.boolean().default(false),
+  projectionHiddenSize: positiveInt().optional(),
+  seed: nonNegativeInt().default(0),
+});
+
+/**
+ * A prefix-tuning job: validated (a {@link ValidationError} names each bad field, e.g.
+ * `job.numVirtualTokens: must be > 0`) and frozen.
+ */
+export const prefixTuning: (job: PrefixTuningJob) => PrefixTuningSpec = defineMethod({
+  method: 'prefix_tuning',
+  config: configSchema as z.ZodType<ResolvedPrefixTuningOptions>,
+  task: lmTaskSchema,
+  taskToWire: lmTaskToWire,
+});

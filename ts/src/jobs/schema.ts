@@ -1,0 +1,44 @@
+/**
+ * zod pieces the job builders share: numbers with the messages the docs promise (`must be > 0`),
+ * a dispatcher that picks a schema by the value's shape (so errors name the real field instead of
+ * zod's "invalid union"), and deep freezing of a built spec.
+ */
+import { z } from 'zod';
+
+/** An integer ≥ 1. */
+export const positiveInt = () => z.number().int({ error: 'must be an integer' }).gt(0, { error: 'must be > 0' });
+/** An integer ≥ 0. */
+export const nonNegativeInt = () => z.number().int({ error: 'must be an integer' }).gte(0, { error: 'must be >= 0' });
+/** A finite number > 0. */
+export const positiveNumber = () => z.number().gt(0, { error: 'must be > 0' });
+/** A finite number ≥ 0. */
+export const nonNegativeNumber = () => z.number().gte(0, { error: 'must be >= 0' });
+/** A non-empty string. */
+export const nonEmpty = () => z.string().min(1, { error: 'must not be empty' });
+
+/**
+ * A schema that validates with `pick(value)`: e.g. `{ tiny }` specs with the tiny schema, others with
+ * the hub schema. Issues keep their field paths.
+ */
+export function dispatch<T>(pick: (value: unknown) => z.ZodType<T>): z.ZodType<T> {
+  return z.unknown().optional().transform((value, ctx) => {
+    const parsed = pick(value).safeParse(value);
+    if (parsed.success) return parsed.data;
+    for (const issue of parsed.error.issues) ctx.issues.push({ ...issue, input: value } as (typeof ctx.issues)[number]);
+    return z.NEVER;
+  }) as unknown as z.ZodType<T>;
+}
+
+/** True for `{...}` objects (not arrays, not null). */
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Freezes `value` and every plain object/array below it, except the values under keys in `skip`. */
+export function deepFreeze<T>(value: T, skip: ReadonlySet<string> = new Set()): T {
+  if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return value;
+  const proto = Object.getPrototypeOf(value);
+  if (!Array.isArray(value) && proto !== Object.prototype && proto !== null) return value;
+  for (const [key, v] of Object.entries(value)) if (!skip.has(key)) deepFreeze(v, skip);
+  return Object.freeze(value);
+}

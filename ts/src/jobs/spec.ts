@@ -1,0 +1,135 @@
+/**
+ * What every job builder shares: the fields beside the method's own options (model, task, data,
+ * training, runDir, resumeFrom), validation into one frozen {@link JobSpec}, and its `train` body.
+ *
+ * A builder is one call: `defineMethod({ method, config, task, taskToWire })` returns
+ * `(input) => JobSpec`. Its input is flat: the method's options next to the shared fields.
+ */
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { ValidationError } from '../core/errors.js';
+import type { WireMap } from '../internal/wire.js';
+import { toSnake } from './case.js';
+import { type DataOptions, type JsonRow, type ResolvedData, dataSchema } from './data.js';
+import { type ModelSpec, modelSpecSchema, modelToWire } from './model-spec.js';
+import { deepFreeze, isRecord, nonEmpty } from './schema.js';
+import { type ResolvedTrainingOptions, type TrainingOptions, trainingOptionsSchema, trainingToWire } from './training-options.js';
+
+/** The soft-prompt methods, named as in the worker's registry and the checkpoints. */
+export type MethodName = 'prompt_tuning' | 'prefix_tuning' | 'suffix_tuning' | 'passage_tuning';
+
+/** The fields every builder takes besides the method's options. */
+export interface JobInput<Task, Row extends object> {
+  /** The frozen base model. Required. */
+  readonly model: ModelSpec;
+  /** What to train the prompt for; each method documents its tasks and default. */
+  readonly task?: Task;
+  /** Training (and optional eval) rows. Required. */
+  readonly data: DataOptions<Row>;
+  /** Optimizer, schedule, batch shape, cadence; see {@link TrainingOptions}. Default: all defaults. */
+  readonly training?: TrainingOptions;
+  /**
+   * Directory the worker writes: `job.json`, `events.jsonl`, `checkpoints/step-*.pb`. Required; a
+   * relative path is resolved against `process.cwd()` when the spec is built.
+   */
+  readonly runDir: string;
+  /**
+   * A checkpoint with training state (any checkpoint a job wrote, a cancelled one included) to
+   * continue: steps, optimizer, data order and RNG pick up where it stopped. The method options then
+   * come from the checkpoint (give none, or the same ones). Default: start fresh.
+   */
+  readonly resumeFrom?: string;
+}
+
+/** A validated, frozen training job: pass it to `sp.train(spec)`. Built by `promptTuning(...)` & co. */
+export interface JobSpec<M extends MethodName = MethodName, Config = Readonly<Record<string, unknown>>, Task = unknown> {
+  readonly method: M;
+  readonly model: ModelSpec;
+  /** The method's options with defaults filled in. */
+  readonly config: Config;
+  readonly task: Task;
+  readonly data: ResolvedData;
+  readonly training: ResolvedTrainingOptions;
+  /** Absolute. */
+  readonly runDir: string;
+  /** Absolute, when set. */
+  readonly resumeFrom?: string;
+}
+
+export interface MethodDefinition<M extends MethodName, Config, Task> {
+  readonly method: M;
+  /** The method's options: a strict object with defaults; cross-field rules in its refinements. */
+  readonly config: z.ZodType<Config>;
+  /** The task field (already defaulted when absent). */
+  readonly task: z.ZodType<Task>;
+  /** The worker's `task` name and `task_options`. */
+  readonly taskToWire: (task: Task) => { task: string; taskOptions?: Record<string, unknown> };
+}
+
+const baseShape = {
+  model: modelSpecSchema,
+  data: dataSchema,
+  training: trainingOptionsSchema,
+  runDir: nonEmpty().transform((p) => resolve(p)),
+  resumeFrom: nonEmpty()
+    .transform((p) => resolve(p))
+    .optional(),
+};
+const BASE_KEYS = new Set([...Object.keys(baseShape), 'task']);
+
+/** The `train` body of each built spec, without `data` (uploaded rows get dataset ids at train time). */
+const wireBodies = new WeakMap<object, WireMap>();
+
+/** Makes a builder: validates the flat input, freezes the spec, remembers its wire body. */
+export function defineMethod<M extends MethodName, Config, Task, Input>(def: MethodDefinition<M, Config, Task>) {
+  const baseSchema = z.strictObject({ ...baseShape, task: def.task });
+  return (input: Input): JobSpec<M, Config, Task> => {
+    if (!isRecord(input)) throw new ValidationError(`job: expected an object, got ${input === null ? 'null' : typeof input}`);
+    const base: Record<string, unknown> = {};
+    const options: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(input)) (BASE_KEYS.has(key) ? base : options)[key] = value;
+    const b = baseSchema.safeParse(base);
+    const c = def.config.safeParse(options);
+    if (!b.success || !c.success) {
+      const issues = [...(b.success ? [] : b.error.issues), ...(c.success ? [] : c.error.issues)];
+      throw ValidationError.fromZod(new z.ZodError(issues), 'job');
+    }
+    const { resumeFrom, ...rest } = b.data;
+    const spec = { method: def.method, ...rest, config: c.data, ...(resumeFrom === undefined ? {} : { resumeFrom }) };
+    const { task, taskOptions } = def.taskToWire(spec.task);
+    // Resuming takes the method's options from the checkpoint; only options the caller gave are
+    // sent, for the worker to check against it.
+    const sendConfig = resumeFrom === undefined || Object.values(options).some((v) => v !== undefined);
+    const wire: Record<string, unknown> = {
+      model: modelToWire(spec.model),
+      method: def.method,
+      ...(sendConfig ? { method_config: toSnake(c.data) } : {}),
+      task,
+      ...(taskOptions ? { task_options: taskOptions } : {}),
+      training: trainingToWire(spec.training),
+      run_dir: spec.runDir,
+      ...(resumeFrom === undefined ? {} : { resume_from: resumeFrom }),
+    };
+    deepFreeze(spec, new Set(['rows']));
+    wireBodies.set(spec, wire as WireMap);
+    return spec as JobSpec<M, Config, Task>;
+  };
+}
+
+/** The `train` request body of a built spec with its `data` body; throws for objects no builder made. */
+export function trainBody(spec: JobSpec, data: WireMap): WireMap {
+  assertJobSpec(spec);
+  return { ...wireBodies.get(spec)!, data };
+}
+
+/** Throws {@link ValidationError} unless a builder made `spec`. */
+export function assertJobSpec(spec: unknown): asserts spec is JobSpec {
+  if (!isJobSpec(spec)) {
+    throw new ValidationError('spec: not a job spec; build one with promptTuning(...), prefixTuning(...), suffixTuning(...) or passageTuning(...)');
+  }
+}
+
+/** True for specs made by a builder. */
+export function isJobSpec(value: unknown): value is JobSpec {
+  return typeof value === 'object' && value !== null && wireBodies.has(value);
+}

@@ -1,0 +1,86 @@
+/**
+ * How to train: optimizer, schedule, batch shape, logging and checkpoint cadence. Mirrors
+ * `TrainingConfig` in python/softprompt_worker/training.py field for field (camelCase here).
+ *
+ * Defaults follow the PEFT prompt-learning examples (`peft_prompt_tuning_clm`,
+ * `peft_prefix_tuning_seq2seq`: AdamW, lr 3e-2, linear decay, no warmup). Soft prompts need far larger
+ * learning rates than fine-tuning: Lester et al. (2021) used Adafactor at lr 0.3.
+ */
+import { z } from 'zod';
+import { toSnake } from './case.js';
+import { nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from './schema.js';
+
+export const OPTIMIZERS = ['adamw', 'adafactor', 'sgd'] as const;
+export const SCHEDULES = ['constant', 'linear', 'cosine'] as const;
+export const TRAINING_DTYPES = ['auto', 'f32', 'bf16'] as const;
+
+/** Training options; every field is optional. */
+export interface TrainingOptions {
+  /** Optimizer steps. Default: unset, so {@link epochs} decides. Give `steps` or `epochs`, not both. */
+  readonly steps?: number;
+  /** Passes over the training rows when `steps` is unset. Default 1 (training.py). */
+  readonly epochs?: number;
+  /** Rows per micro-batch. Default 8 (PEFT prompt-tuning examples). */
+  readonly batchSize?: number;
+  /** Micro-batches per optimizer step (effective batch = `batchSize × gradAccumulation`). Default 1. */
+  readonly gradAccumulation?: number;
+  /** Tokens per row after truncation. Default 512 (training.py; tasks read it). */
+  readonly maxLength?: number;
+  /** `'adamw'` (default, PEFT examples), `'adafactor'` (Lester et al. 2021) or `'sgd'`. */
+  readonly optimizer?: (typeof OPTIMIZERS)[number];
+  /** Peak learning rate. Default 3e-2 (PEFT `peft_prompt_tuning_clm`; Lester et al. used 0.3 with Adafactor). */
+  readonly lr?: number;
+  /** Decay to 0 at the last step after warmup: `'linear'` (default, PEFT examples), `'cosine'`, `'constant'`. */
+  readonly schedule?: (typeof SCHEDULES)[number];
+  /** Linear warmup from 0 to `lr` over this many steps. Default 0 (PEFT examples). */
+  readonly warmupSteps?: number;
+  /** AdamW/Adafactor/SGD weight decay. Default 0 (PEFT examples; Lester et al. used 1e-5). */
+  readonly weightDecay?: number;
+  /** Gradient clipping by global norm; 0 disables it. Default 1.0 (transformers Trainer default). */
+  readonly maxGradNorm?: number;
+  /** Seeds the data order, the train/eval split and method-side randomness. Default 0. */
+  readonly seed?: number;
+  /** `'auto'` (default: bf16 autocast on CUDA when supported, else f32), `'f32'` or `'bf16'`. */
+  readonly dtype?: (typeof TRAINING_DTYPES)[number];
+  /** Steps between evaluations; 0 = only at the end. Default 0. */
+  readonly evalEvery?: number;
+  /** Steps between checkpoints; 0 = only at the end (and on cancel). Default 0. */
+  readonly checkpointEvery?: number;
+  /** Steps between `step` events (each one syncs the device once). Default 10. */
+  readonly logEvery?: number;
+}
+
+/** {@link TrainingOptions} after validation, defaults filled in (`steps` stays optional). */
+export type ResolvedTrainingOptions = Required<Omit<TrainingOptions, 'steps'>> & { readonly steps?: number };
+
+export const trainingOptionsSchema = z
+  .strictObject({
+    steps: positiveInt().optional(),
+    epochs: positiveInt().optional(),
+    batchSize: positiveInt().default(8),
+    gradAccumulation: positiveInt().default(1),
+    maxLength: positiveInt().default(512),
+    optimizer: z.enum(OPTIMIZERS).default('adamw'),
+    lr: positiveNumber().default(3e-2),
+    schedule: z.enum(SCHEDULES).default('linear'),
+    warmupSteps: nonNegativeInt().default(0),
+    weightDecay: nonNegativeNumber().default(0),
+    maxGradNorm: nonNegativeNumber().default(1.0),
+    seed: nonNegativeInt().default(0),
+    dtype: z.enum(TRAINING_DTYPES).default('auto'),
+    evalEvery: nonNegativeInt().default(0),
+    checkpointEvery: nonNegativeInt().default(0),
+    logEvery: positiveInt().default(10),
+  })
+  .superRefine((t, ctx) => {
+    if (t.steps !== undefined && t.epochs !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['epochs'], message: 'give steps or epochs, not both' });
+    }
+  })
+  .transform(({ epochs, ...rest }): ResolvedTrainingOptions => ({ ...rest, epochs: epochs ?? 1 }))
+  .prefault({});
+
+/** The worker's `training` body (`batch_size`, `grad_accumulation`, ...). */
+export function trainingToWire(options: ResolvedTrainingOptions): Record<string, unknown> {
+  return toSnake(options) as Record<string, unknown>;
+}
