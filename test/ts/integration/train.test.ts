@@ -1,0 +1,145 @@
+/**
+ * Training jobs against the real worker on a tiny GPT-2 (random weights at std 0.1, so the output
+ * depends on the prompt; see test/python/test_method_matrix.py): rows uploaded in chunks, a JSONL
+ * file, streamed events, cancel → resumable checkpoint → resume, inspect, PEFT export/import, and a
+ * bad row reported by file:line. One worker serves the file (~15 s of CPU).
+ */
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Softprompt } from '../../../ts/src/client.js';
+import { RemoteError } from '../../../ts/src/core/errors.js';
+import type { TrainingEvent, TrainingResult } from '../../../ts/src/jobs/events.js';
+import type { TinyModelSpec } from '../../../ts/src/jobs/model-spec.js';
+import { type PromptTuningJob, promptTuning } from '../../../ts/src/jobs/prompt-tuning.js';
+import { prefixTuning } from '../../../ts/src/jobs/prefix-tuning.js';
+import { testWorkerOptions } from '../helpers.js';
+
+const model: TinyModelSpec = { tiny: 'gpt2', overrides: { initializer_range: 0.1 }, device: 'cpu' };
+const WORDS = ['abc', 'hello', 'kite', 'moon', 'stone', 'sun', 'tea', 'xy'];
+const ROWS = WORDS.map((w) => ({ input: `${w}=`, target: [...w].reverse().join('') }));
+
+describe('training jobs with the real worker', () => {
+  let sp: Softprompt;
+  let dir: string;
+  let cancelled: TrainingResult;
+  const job = (over: Partial<PromptTuningJob>): PromptTuningJob => ({
+    model,
+    numVirtualTokens: 4,
+    data: { train: { rows: ROWS } },
+    training: { steps: 4, batchSize: 4, logEvery: 1, lr: 0.1, schedule: 'constant' },
+    runDir: join(dir, 'run'),
+    ...over,
+  });
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'softprompt-train-'));
+    sp = await Softprompt.start(testWorkerOptions({ env: { OMP_NUM_THREADS: '1' } }));
+  });
+  afterAll(async () => {
+    await sp?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('trains prompt tuning from rows uploaded in chunks, streaming events in order while the loss falls', async () => {
+    const many = Array.from({ length: 64 }, (_, i) => ROWS[i % ROWS.length]!);
+    const spec = promptTuning(job({
+      data: { train: { rows: many }, evalFraction: 0.25 },
+      training: { steps: 12, batchSize: 8, logEvery: 3, lr: 0.1, schedule: 'constant', checkpointEvery: 6 },
+      runDir: join(dir, 'rows'),
+    }));
+    const training = sp.train(spec, { uploadChunkBytes: 256 }); // ~8 rows per data_append
+    const events: TrainingEvent[] = [];
+    for await (const e of training.events()) events.push(e);
+    const result = await training.result();
+
+    expect(events.map((e) => e.type)).toEqual(['data', 'started', 'step', 'step', 'checkpoint', 'step', 'step', 'eval', 'checkpoint', 'done']);
+    expect(events[0]).toMatchObject({ type: 'data', trainRows: 48, evalRows: 16, skipped: 0 });
+    expect(events[1]).toMatchObject({ type: 'started', trainableParams: 4 * 64, device: 'cpu', totalSteps: 12, startStep: 0 });
+    const losses = events.flatMap((e) => (e.type === 'step' ? [e.loss] : []));
+    expect(losses.at(-1)!).toBeLessThan(losses[0]!);
+    const step = events.find((e) => e.type === 'step')!;
+    expect(step).toMatchObject({ lr: 0.1 });
+    expect(step.type === 'step' && step.gradNorm > 0 && step.tokensPerS > 0 && step.memoryBytes > 0).toBe(true);
+    expect(events.find((e) => e.type === 'eval')).toMatchObject({ step: 12, metrics: { loss: expect.any(Number), token_accuracy: expect.any(Number) } });
+    expect(result).toMatchObject({ status: 'completed', summary: { steps: 12, totalSteps: 12, status: 'completed' } });
+    expect(result.checkpoint).toBe(join(dir, 'rows', 'checkpoints', 'step-00000012.pb'));
+    expect(existsSync(join(dir, 'rows', 'events.jsonl'))).toBe(true);
+  });
+
+  it('trains from a JSONL file and inspects the checkpoint', async () => {
+    const file = join(dir, 'train.jsonl');
+    writeFileSync(file, ROWS.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const result = await sp.train(promptTuning(job({ data: { train: { path: file } }, runDir: join(dir, 'file') }))).result();
+    expect(result.status).toBe('completed');
+    const info = await sp.checkpoints.inspect(result.checkpoint, { model });
+    expect(info).toMatchObject({
+      path: result.checkpoint,
+      method: 'prompt_tuning',
+      methodConfig: { numVirtualTokens: 4, init: 'vocab' },
+      baseModel: { modelType: 'gpt2' },
+      step: 4,
+      resumable: true,
+      compatible: true,
+      tensors: { embedding: { dtype: 'float32', shape: [4, 64] } },
+    });
+    expect(info.contentSha256).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('cancel() stops mid-run with status cancelled and a resumable checkpoint', async () => {
+    const training = sp.train(promptTuning(job({ training: { steps: 5000, batchSize: 4, logEvery: 1, lr: 0.1 }, runDir: join(dir, 'cancel') })));
+    for await (const e of training.events()) if (e.type === 'step' && e.step >= 2) training.cancel();
+    cancelled = await training.result();
+    expect(cancelled.status).toBe('cancelled');
+    expect(cancelled.summary.steps).toBeGreaterThanOrEqual(2);
+    expect(cancelled.summary.steps).toBeLessThan(5000);
+    expect(existsSync(cancelled.checkpoint)).toBe(true);
+    const info = await sp.checkpoints.inspect(cancelled.checkpoint);
+    expect(info).toMatchObject({ step: cancelled.summary.steps, resumable: true });
+  });
+
+  it('resumes the cancelled run from its checkpoint to completion', async () => {
+    const steps = cancelled.summary.steps + 3;
+    const spec = promptTuning({ ...job({ training: { steps, batchSize: 4, logEvery: 1, lr: 0.1 }, runDir: join(dir, 'resumed') }), numVirtualTokens: undefined, resumeFrom: cancelled.checkpoint });
+    const training = sp.train(spec);
+    const events: TrainingEvent[] = [];
+    for await (const e of training) events.push(e);
+    expect(events.find((e) => e.type === 'started')).toMatchObject({ startStep: cancelled.summary.steps, totalSteps: steps });
+    expect((await training.result()).summary).toMatchObject({ status: 'completed', steps });
+  });
+
+  it('an AbortSignal cancels like cancel()', async () => {
+    const controller = new AbortController();
+    const training = sp.train(promptTuning(job({ training: { steps: 5000, batchSize: 4, logEvery: 1 }, runDir: join(dir, 'abort') })), { signal: controller.signal });
+    for await (const e of training.events()) if (e.type === 'step') controller.abort();
+    expect((await training.result()).status).toBe('cancelled');
+  });
+
+  it('reports a bad JSONL row by file:line as a typed error', async () => {
+    const file = join(dir, 'bad.jsonl');
+    writeFileSync(file, `${JSON.stringify(ROWS[0])}\n{"input": "x", "target": 3}\n`);
+    const failing = sp.train(promptTuning(job({ data: { train: { path: file } }, runDir: join(dir, 'bad') })));
+    const error = await failing.result().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RemoteError);
+    expect(error).toMatchObject({ code: 'invalid_argument' });
+    expect((error as Error).message).toContain(`${file}:2: target`);
+    // onBadRow 'skip' goes on and reports the line in the data event
+    const skipping = sp.train(promptTuning(job({ data: { train: { path: file }, onBadRow: 'skip' }, runDir: join(dir, 'skip'), training: { steps: 1 } })));
+    const events: TrainingEvent[] = [];
+    for await (const e of skipping) events.push(e);
+    expect(events[0]).toMatchObject({ type: 'data', trainRows: 1, skipped: 1, skippedRows: [{ where: `${file}:2` }] });
+  });
+
+  it('trains prefix tuning and round-trips it through a PEFT adapter', async () => {
+    const spec = prefixTuning({ model, numVirtualTokens: 3, data: { train: { rows: ROWS } }, training: { steps: 2, batchSize: 4 }, runDir: join(dir, 'prefix') });
+    const result = await sp.train(spec).result();
+    expect(result.status).toBe('completed');
+    const exported = await sp.checkpoints.exportPeft(result.checkpoint, join(dir, 'adapter'), { model });
+    expect(exported).toMatchObject({ method: 'prefix_tuning', files: ['adapter_config.json', 'adapter_model.safetensors'] });
+    for (const f of exported.files) expect(existsSync(join(dir, 'adapter', f))).toBe(true);
+    const imported = await sp.checkpoints.importPeft({ adapterDir: join(dir, 'adapter'), model, out: join(dir, 'imported.pb') });
+    expect(imported).toMatchObject({ path: join(dir, 'imported.pb'), method: 'prefix_tuning', methodConfig: { numVirtualTokens: 3 } });
+    expect((await sp.checkpoints.inspect(imported.path)).resumable).toBe(false);
+  });
+});
