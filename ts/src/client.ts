@@ -11,9 +11,14 @@ import { toLogFunction } from './core/logger.js';
 import { type StartOptions, parseStartOptions } from './internal/options.js';
 import { type CallOptions, Rpc } from './internal/rpc.js';
 import { type InternalHooks, Supervisor } from './internal/supervisor.js';
-import { Checkpoints } from './jobs/checkpoints.js';
-import { type TrainOptions, type TrainingJob, train } from './jobs/job.js';
-import type { JobSpec } from './jobs/spec.js';
+import { type ClassifyInput, type ClassifyResult, classify } from './inference/classify.js';
+import { type EmbedInput, type Embeddings, embed } from './inference/embed.js';
+import { Evaluate } from './inference/evaluate.js';
+import { type GenerateDelta, type GenerateInput, type GenerateResult, generate } from './inference/generate.js';
+import { Prompts } from './inference/prompts.js';
+import { type RerankInput, type RerankManyInput, type Reranked, rerank } from './inference/rerank.js';
+import type { ProgressOptions } from './inference/shared.js';
+import type { EventStream } from './core/event-stream.js';
 
 export type { CallOptions } from './internal/rpc.js';
 
@@ -36,15 +41,36 @@ export class Softprompt implements AsyncDisposable {
   private constructor(supervisor: Supervisor, requestTimeoutMs: number | undefined) {
     this.#supervisor = supervisor;
     this.#rpc = new Rpc(supervisor, requestTimeoutMs);
-    this.checkpoints = new Checkpoints(this.#rpc);
+    this.prompts = new Prompts(this.#rpc);
+    this.evaluate = new Evaluate(this.#rpc);
   }
 
-  /** Checkpoint helpers: `inspect`, `exportPeft`, `importPeft` (`jobs/checkpoints.ts`). */
-  readonly checkpoints: Checkpoints;
+  /** Soft prompts loaded in the worker, by name: `load`, `unload`, `list` (`inference/prompts.ts`). */
+  readonly prompts: Prompts;
 
-  /** Runs a training job built by `promptTuning(...)` & co.: events, `result()`, `cancel()` (`jobs/job.ts`). */
-  train(spec: JobSpec, options?: TrainOptions): TrainingJob {
-    return train(this.#rpc, spec, options);
+  /** Evaluation in the worker: `retrieval` (nDCG/Recall/MRR@k, STS) and `reranking` (Hits@k, MRR, nDCG). */
+  readonly evaluate: Evaluate;
+
+  /** Generates text with loaded prompts, streaming `{ row, text }` deltas (`inference/generate.ts`). */
+  generate(input: GenerateInput, options?: CallOptions): EventStream<GenerateDelta, GenerateResult> {
+    return generate(this.#rpc, input, options);
+  }
+
+  /** Picks the likeliest of `labels` for each input (`inference/classify.ts`). */
+  classify(input: ClassifyInput, options?: CallOptions): Promise<ClassifyResult> {
+    return classify(this.#rpc, input, options);
+  }
+
+  /** Embeds texts with a suffix prompt or the base model; rows × dim, Float32Array-backed (`inference/embed.ts`). */
+  embed(input: EmbedInput, options?: ProgressOptions): Promise<Embeddings> {
+    return embed(this.#rpc, input, options);
+  }
+
+  /** Orders passages by query likelihood, for one query or many (`inference/rerank.ts`). */
+  rerank(input: RerankInput, options?: ProgressOptions): Promise<Reranked>;
+  rerank(input: RerankManyInput, options?: ProgressOptions): Promise<Reranked[]>;
+  rerank(input: RerankInput | RerankManyInput, options?: ProgressOptions): Promise<Reranked | Reranked[]> {
+    return rerank(this.#rpc, input, options);
   }
 
   /**

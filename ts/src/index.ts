@@ -38,37 +38,21 @@ export type { Capabilities, GpuInfo } from './core/capabilities.js';
 export type { Logger, LogFunction, LogLevel } from './core/logger.js';
 
 export type { ModelSpec, PretrainedModelSpec, TinyModelSpec, TinyFamily } from './jobs/model-spec.js';
-
-// Training jobs: one builder per method, sp.train(spec) → TrainingJob, sp.checkpoints.
-export { promptTuning } from './jobs/prompt-tuning.js';
-export type { PromptTuningJob, PromptTuningOptions, PromptTuningSpec, ResolvedPromptTuningOptions } from './jobs/prompt-tuning.js';
-export { prefixTuning } from './jobs/prefix-tuning.js';
-export type { PrefixTuningJob, PrefixTuningOptions, PrefixTuningSpec, ResolvedPrefixTuningOptions } from './jobs/prefix-tuning.js';
-export type { JobSpec, JobInput, MethodName } from './jobs/spec.js';
-export type { ModelDType } from './jobs/model-spec.js';
-export type { LmTask, ResolvedLmTask, GenerationTask, ClassificationTask, GenerationRow, ClassificationRow } from './jobs/lm-tasks.js';
-export type { DataOptions, DataSource, FileSource, RowsSource, JsonRow, ResolvedData } from './jobs/data.js';
-export type { TrainingOptions, ResolvedTrainingOptions } from './jobs/training-options.js';
-export { TrainingJob } from './jobs/job.js';
-export type { TrainOptions } from './jobs/job.js';
+export type { Prompts } from './inference/prompts.js';
+export type { PromptInfo, PromptLoadOptions } from './inference/prompts.js';
+export type { GenerateInput, GenerateDelta, GenerateResult, PromptSelection } from './inference/generate.js';
+export type { ClassifyInput, ClassifyResult } from './inference/classify.js';
+export { Matrix, cosineSimilarity, dot } from './inference/matrix.js';
+export { Embeddings } from './inference/embed.js';
+export type { EmbedInput, EmbedderOptions, Pooling } from './inference/embed.js';
+export type { RerankInput, RerankManyInput, RerankQuery, RerankerOptions, RankedPassage, Reranked, Reranker } from './inference/rerank.js';
+export type { Evaluate } from './inference/evaluate.js';
 export type {
-  TrainingEvent,
-  DataEvent,
-  StartedEvent,
-  StepEvent,
-  EvalEvent,
-  CheckpointEvent,
-  DoneEvent,
-  TrainingResult,
-  TrainingSummary,
-  Metrics,
-} from './jobs/events.js';
-export type {
-  Checkpoints,
-  CheckpointInfo,
-  PeftExport,
-  ImportedCheckpoint,
-  InspectOptions,
-  ExportPeftOptions,
-  ImportPeftInput,
-} from './jobs/checkpoints.js';
+  RetrievalEvalInput,
+  RetrievalEvaluation,
+  RetrievalMetricName,
+  RerankingEvalInput,
+  RerankingEvalRow,
+  RerankingEvaluation,
+} from './inference/evaluate.js';
+export type { Progress, ProgressOptions } from './inference/shared.js';

@@ -1,0 +1,140 @@
+/**
+ * `sp.rerank`: query-likelihood reranking (op `rerank`, `python/softprompt_worker/ops/rerank.py`).
+ * Each passage is scored by how likely the LM finds the query after it: UPR (Sachan et al., 2022)
+ * with the frozen model and a hard instruction, or a trained `passage_tuning` prompt in its place.
+ */
+import { z } from 'zod';
+import { type ModelSpec, modelSpecSchema } from '../jobs/model-spec.js';
+import type { Incoming, Rpc } from '../internal/rpc.js';
+import { parseOrThrow } from '../internal/validate.js';
+import { positiveInt } from '../jobs/schema.js';
+import { type ProgressOptions, batchSize, requestWithProgress, toWireBody } from './shared.js';
+
+/** Which reranker scored: `'upr'` (no prompt) or `'passage_tuning'`. */
+export type Reranker = 'upr' | 'passage_tuning';
+
+/** Options shared by {@link rerank} and `sp.evaluate.reranking`: which reranker. */
+export interface RerankerOptions {
+  /** The base model (a causal LM). */
+  readonly model: ModelSpec;
+  /** A `passage_tuning` checkpoint path. Default: none, UPR's hard instruction (Sachan et al., 2022). */
+  readonly prompt?: string;
+  /** (query, passage) pairs per forward pass, 1..4096; never changes scores. Default 16 (`ops/rerank.py`). */
+  readonly batchSize?: number;
+}
+
+/** One query and its candidate passages. */
+export interface RerankQuery {
+  readonly query: string;
+  /** Candidates, non-empty strings. */
+  readonly passages: readonly string[];
+  /** Keep only the best `topK`. Default: all. */
+  readonly topK?: number;
+}
+
+/** Reranks one query's passages. */
+export interface RerankInput extends RerankerOptions, RerankQuery {}
+
+/** Reranks many queries in one call. */
+export interface RerankManyInput extends RerankerOptions {
+  readonly queries: readonly RerankQuery[];
+  /** Default `topK` for queries that set none. Default: all passages. */
+  readonly topK?: number;
+}
+
+/** One passage with its scores. */
+export interface RankedPassage {
+  /** Its index in the query's `passages`. */
+  readonly index: number;
+  readonly passage: string;
+  /** Summed log-likelihood of the query's tokens given the passage (the ranking score). */
+  readonly logLikelihood: number;
+  /** The same per query token. */
+  readonly meanLogLikelihood: number;
+}
+
+/** One query's passages, best first (ties keep input order), cut to `topK`. */
+export interface Reranked {
+  readonly reranker: Reranker;
+  readonly passages: RankedPassage[];
+}
+
+export const rerankerShape = {
+  model: modelSpecSchema,
+  prompt: z.string().min(1, 'expected a checkpoint path').optional(),
+  batchSize: batchSize.optional(),
+};
+
+const query = z.string().refine((s) => s.trim() !== '', 'expected a non-empty string');
+const passages = z.array(z.string().min(1, 'expected a non-empty string')).min(1, 'expected at least one passage');
+const topK = positiveInt();
+const querySchema = z.strictObject({ query, passages, topK: topK.optional() });
+
+const rerankSchema = z
+  .strictObject({
+    ...rerankerShape,
+    query: query.optional(),
+    passages: passages.optional(),
+    queries: z.array(querySchema).min(1, 'expected at least one query').optional(),
+    topK: topK.optional(),
+  })
+  .superRefine((v, ctx) => {
+    if (v.queries !== undefined) {
+      for (const key of ['query', 'passages'] as const) {
+        if (v[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: "give 'query' + 'passages', or 'queries', not both" });
+      }
+    } else {
+      for (const key of ['query', 'passages'] as const) {
+        if (v[key] === undefined) ctx.addIssue({ code: 'custom', path: [key], message: "required (or give 'queries')" });
+      }
+    }
+  })
+  .transform(({ query, passages, queries, topK, ...reranker }) => {
+    const list = queries ?? [{ query: query!, passages: passages!, topK: undefined }];
+    return toWireBody({ ...reranker, queries: list.map((q) => ({ ...q, topK: q.topK ?? topK })) });
+  });
+
+const replySchema = z.object({
+  reranker: z.enum(['upr', 'passage_tuning']),
+  results: z.array(
+    z.object({
+      indices: z.array(z.number().int().nonnegative()),
+      log_likelihood: z.array(z.number()),
+      mean_log_likelihood: z.array(z.number()),
+    }),
+  ),
+});
+
+function decoder(queries: readonly { passages: readonly string[] }[]) {
+  return (reply: Incoming): Reranked[] => {
+    const { reranker, results } = replySchema.parse(reply.body);
+    if (results.length !== queries.length) throw new Error(`expected ${queries.length} results, got ${results.length}`);
+    return results.map((r, q) => ({
+      reranker,
+      passages: r.indices.map((index, k) => {
+        const passage = queries[q]!.passages[index];
+        if (passage === undefined) throw new Error(`results[${q}]: index ${index} is outside the passages`);
+        return { index, passage, logLikelihood: r.log_likelihood[k]!, meanLogLikelihood: r.mean_log_likelihood[k]! };
+      }),
+    }));
+  };
+}
+
+/**
+ * Orders passages by how well they explain the query: one query (`query` + `passages`) or many
+ * (`queries`, one result per query in order).
+ *
+ * @example
+ * const { passages } = await sp.rerank({ model: { tiny: 'gpt2' }, query: 'who wrote it?', passages: docs, topK: 3 });
+ * passages[0].passage; passages[0].logLikelihood;
+ */
+export async function rerank(rpc: Rpc, input: RerankInput, options?: ProgressOptions): Promise<Reranked>;
+export async function rerank(rpc: Rpc, input: RerankManyInput, options?: ProgressOptions): Promise<Reranked[]>;
+export async function rerank(rpc: Rpc, input: RerankInput | RerankManyInput, options?: ProgressOptions): Promise<Reranked | Reranked[]>;
+export async function rerank(rpc: Rpc, input: RerankInput | RerankManyInput, options?: ProgressOptions): Promise<Reranked | Reranked[]> {
+  const body = parseOrThrow(rerankSchema, input, 'rerank');
+  const many = 'queries' in input && input.queries !== undefined;
+  const queries = many ? (input as RerankManyInput).queries : [input as RerankInput];
+  const results = await requestWithProgress(rpc, 'rerank', body, decoder(queries), options);
+  return many ? results : results[0]!;
+}

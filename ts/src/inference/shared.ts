@@ -1,0 +1,71 @@
+/**
+ * Pieces every inference module shares: the request-body translation, common zod fields, and unary
+ * calls that report progress events.
+ */
+import { z } from 'zod';
+import { toSnake } from '../jobs/case.js';
+import type { CallOptions, Incoming, Rpc } from '../internal/rpc.js';
+import type { WireMap } from '../internal/wire.js';
+
+/** How far a long call (embedding, reranking, evaluation) has come: `done` of `total` items. */
+export interface Progress {
+  readonly done: number;
+  readonly total: number;
+}
+
+/** Options of calls that report progress (the worker sends at most two updates a second). */
+export interface ProgressOptions extends CallOptions {
+  /** Called with each progress update from the worker. */
+  readonly onProgress?: (progress: Progress) => void;
+}
+
+/**
+ * A validated options object → the worker's request body: names in snake_case at every depth
+ * (`jobs/case.ts`, the one place names change case), `undefined` left out (the worker applies its
+ * defaults). Keys in `keep` hold user data (id maps, texts) and are copied as they are, as are a
+ * model spec's config `overrides`.
+ */
+export function toWireBody(options: Record<string, unknown>, keep: readonly string[] = []): WireMap {
+  return toSnake(options, ['overrides', ...keep]) as WireMap;
+}
+
+/** An integer in `min..max`, with the worker's wording (`must be an integer in 1..4096`). */
+export function intIn(min: number, max: number) {
+  const error = `must be an integer in ${min}..${max}`;
+  return z.number().int({ error }).gte(min, { error }).lte(max, { error });
+}
+
+/** A loaded prompt's name (`sp.prompts.load`). */
+export const promptName = z.string().min(1, 'expected a non-empty prompt name');
+
+/** A non-empty list of strings. */
+export const stringList = z.array(z.string()).min(1, 'expected at least one string');
+
+/** Rows per forward pass: a worker-side memory/speed knob that never changes results. */
+export const batchSize = intIn(1, 4096);
+
+const progressSchema = z.object({ event: z.literal('progress'), done: z.number(), total: z.number() });
+
+/**
+ * A unary op whose worker emits `{"event": "progress", done, total}` events before its reply:
+ * progress goes to `options.onProgress`, the reply through `decode`. Like {@link Rpc.stream} it has
+ * no default deadline (embedding a corpus can take long); `options.timeoutMs` sets one.
+ */
+export function requestWithProgress<R>(
+  rpc: Rpc,
+  op: string,
+  body: WireMap,
+  decode: (reply: Incoming) => R,
+  options: ProgressOptions = {},
+): Promise<R> {
+  const { onProgress, ...call } = options;
+  const stream = rpc.stream(op, body, undefined, {
+    ...call,
+    decodeEvent: (event) => {
+      const progress = progressSchema.safeParse(event.body);
+      if (progress.success) onProgress?.({ done: progress.data.done, total: progress.data.total });
+    },
+    decodeFinal: decode,
+  });
+  return stream.result(); // events still reach decodeEvent (and onProgress); result() only drops them
+}
