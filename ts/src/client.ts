@@ -11,6 +11,9 @@ import { toLogFunction } from './core/logger.js';
 import { type StartOptions, parseStartOptions } from './internal/options.js';
 import { type CallOptions, Rpc } from './internal/rpc.js';
 import { type InternalHooks, Supervisor } from './internal/supervisor.js';
+import { Checkpoints } from './jobs/checkpoints.js';
+import { type TrainOptions, type TrainingJob, train } from './jobs/job.js';
+import type { JobSpec } from './jobs/spec.js';
 import { type ClassifyInput, type ClassifyResult, classify } from './inference/classify.js';
 import { type EmbedInput, type Embeddings, embed } from './inference/embed.js';
 import { Evaluate } from './inference/evaluate.js';
@@ -41,6 +44,7 @@ export class Softprompt implements AsyncDisposable {
   private constructor(supervisor: Supervisor, requestTimeoutMs: number | undefined) {
     this.#supervisor = supervisor;
     this.#rpc = new Rpc(supervisor, requestTimeoutMs);
+    this.checkpoints = new Checkpoints(this.#rpc);
     this.prompts = new Prompts(this.#rpc);
     this.evaluate = new Evaluate(this.#rpc);
   }
@@ -71,6 +75,14 @@ export class Softprompt implements AsyncDisposable {
   rerank(input: RerankManyInput, options?: ProgressOptions): Promise<Reranked[]>;
   rerank(input: RerankInput | RerankManyInput, options?: ProgressOptions): Promise<Reranked | Reranked[]> {
     return rerank(this.#rpc, input, options);
+  }
+
+  /** Checkpoint helpers: `inspect`, `exportPeft`, `importPeft` (`jobs/checkpoints.ts`). */
+  readonly checkpoints: Checkpoints;
+
+  /** Runs a training job built by `promptTuning(...)` & co.: events, `result()`, `cancel()` (`jobs/job.ts`). */
+  train(spec: JobSpec, options?: TrainOptions): TrainingJob {
+    return train(this.#rpc, spec, options);
   }
 
   /**

@@ -56,3 +56,37 @@ export type {
   RerankingEvaluation,
 } from './inference/evaluate.js';
 export type { Progress, ProgressOptions } from './inference/shared.js';
+
+// Training jobs: one builder per method, sp.train(spec) → TrainingJob, sp.checkpoints.
+export { promptTuning } from './jobs/prompt-tuning.js';
+export type { PromptTuningJob, PromptTuningOptions, PromptTuningSpec, ResolvedPromptTuningOptions } from './jobs/prompt-tuning.js';
+export { prefixTuning } from './jobs/prefix-tuning.js';
+export type { PrefixTuningJob, PrefixTuningOptions, PrefixTuningSpec, ResolvedPrefixTuningOptions } from './jobs/prefix-tuning.js';
+export type { JobSpec, JobInput, MethodName } from './jobs/spec.js';
+export type { ModelDType } from './jobs/model-spec.js';
+export type { LmTask, ResolvedLmTask, GenerationTask, ClassificationTask, GenerationRow, ClassificationRow } from './jobs/lm-tasks.js';
+export type { DataOptions, DataSource, FileSource, RowsSource, JsonRow, ResolvedData } from './jobs/data.js';
+export type { TrainingOptions, ResolvedTrainingOptions } from './jobs/training-options.js';
+export { TrainingJob } from './jobs/job.js';
+export type { TrainOptions } from './jobs/job.js';
+export type {
+  TrainingEvent,
+  DataEvent,
+  StartedEvent,
+  StepEvent,
+  EvalEvent,
+  CheckpointEvent,
+  DoneEvent,
+  TrainingResult,
+  TrainingSummary,
+  Metrics,
+} from './jobs/events.js';
+export type {
+  Checkpoints,
+  CheckpointInfo,
+  PeftExport,
+  ImportedCheckpoint,
+  InspectOptions,
+  ExportPeftOptions,
+  ImportPeftInput,
+} from './jobs/checkpoints.js';
