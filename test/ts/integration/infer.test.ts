@@ -2,7 +2,8 @@
  * Inference against the real worker on a tiny GPT-2 (random weights, scaled up so greedy outputs vary):
  * the prompt cache, streamed generation, classification, embeddings, reranking and evaluation.
  * Prompts are untrained checkpoints written by fixtures/write_prompts.py (the worker's own
- * checkpoints.py), in parallel with the worker's start. One worker serves the whole file (~20 s CPU).
+ * checkpoints.py) in parallel with the worker's start, plus one trained for 2 steps with sp.train.
+ * One worker serves the whole file (~15 s of CPU).
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -14,6 +15,7 @@ import { Softprompt } from '../../../ts/src/client.js';
 import { AbortError, RemoteError } from '../../../ts/src/core/errors.js';
 import { workerPythonPath } from '../../../ts/src/internal/python.js';
 import type { TinyModelSpec } from '../../../ts/src/jobs/model-spec.js';
+import { promptTuning } from '../../../ts/src/jobs/prompt-tuning.js';
 import { fixtures, testWorkerOptions, venvPython } from '../helpers.js';
 
 const model: TinyModelSpec = { tiny: 'gpt2', overrides: { initializer_range: 0.2 } };
@@ -35,7 +37,7 @@ describe('inference with the real worker', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'softprompt-infer-'));
-    [sp, paths] = await Promise.all([Softprompt.start(testWorkerOptions()), writePrompts(dir)]);
+    [sp, paths] = await Promise.all([Softprompt.start(testWorkerOptions({ env: { OMP_NUM_THREADS: '1' } })), writePrompts(dir)]);
     await sp.prompts.load('pt', paths.pt, { model });
     await sp.prompts.load('px', paths.px, { model });
   });
@@ -54,6 +56,23 @@ describe('inference with the real worker', () => {
       await expect(sp.prompts.unload('tmp')).resolves.toBe(true);
       await expect(sp.prompts.unload('tmp')).resolves.toBe(false);
       expect((await sp.prompts.list()).map((p) => p.name)).toEqual(['pt', 'px']);
+    });
+
+    it('loads the checkpoint of a prompt trained with sp.train and generates with it', async () => {
+      const rows = ['abc', 'kite', 'moon', 'tea'].map((w) => ({ input: `${w}=`, target: [...w].reverse().join('') }));
+      const spec = promptTuning({
+        model,
+        numVirtualTokens: 4,
+        data: { train: { rows } },
+        training: { steps: 2, batchSize: 4, lr: 0.1, schedule: 'constant' },
+        runDir: join(dir, 'run'),
+      });
+      const { checkpoint } = await sp.train(spec).result();
+      const info = await sp.prompts.load('trained', checkpoint, { model });
+      expect(info).toMatchObject({ method: 'prompt_tuning', step: 2, methodConfig: { num_virtual_tokens: 4 } });
+      const { outputs } = await sp.generate({ prompt: 'trained', inputs: ['abc='], maxNewTokens: 4 }).result();
+      expect(outputs).toHaveLength(1);
+      await sp.prompts.unload('trained');
     });
 
     it('reports a missing checkpoint and an unloaded prompt as remote errors', async () => {
