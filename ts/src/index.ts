@@ -62,6 +62,26 @@ export { promptTuning } from './jobs/prompt-tuning.js';
 export type { PromptTuningJob, PromptTuningOptions, PromptTuningSpec, ResolvedPromptTuningOptions } from './jobs/prompt-tuning.js';
 export { prefixTuning } from './jobs/prefix-tuning.js';
 export type { PrefixTuningJob, PrefixTuningOptions, PrefixTuningSpec, ResolvedPrefixTuningOptions } from './jobs/prefix-tuning.js';
+export { suffixTuning } from './jobs/suffix-tuning.js';
+export type {
+  SuffixTuningJob,
+  SuffixTuningOptions,
+  SuffixTuningSpec,
+  ResolvedSuffixTuningOptions,
+  EmbeddingTask,
+  ResolvedEmbeddingTask,
+  EmbeddingRow,
+} from './jobs/suffix-tuning.js';
+export { passageTuning } from './jobs/passage-tuning.js';
+export type {
+  PassageTuningJob,
+  PassageTuningOptions,
+  PassageTuningSpec,
+  ResolvedPassageTuningOptions,
+  RerankingTask,
+  ResolvedRerankingTask,
+  RerankingRow,
+} from './jobs/passage-tuning.js';
 export type { JobSpec, JobInput, MethodName } from './jobs/spec.js';
 export type { ModelDType } from './jobs/model-spec.js';
 export type { LmTask, ResolvedLmTask, GenerationTask, ClassificationTask, GenerationRow, ClassificationRow } from './jobs/lm-tasks.js';

@@ -1,8 +1,9 @@
 /**
  * Training jobs against the real worker on a tiny GPT-2 (random weights at std 0.1, so the output
  * depends on the prompt; see test/python/test_method_matrix.py): rows uploaded in chunks, a JSONL
- * file, streamed events, cancel → resumable checkpoint → resume, inspect, PEFT export/import, and a
- * bad row reported by file:line. One worker serves the file (~15 s of CPU).
+ * file, streamed events, generation with the trained prompt, cancel → resumable checkpoint → resume,
+ * inspect, PEFT export/import, a bad row reported by file:line; suffix tuning (embedding) and passage
+ * tuning (reranking) end to end. One worker serves the file (~15 s wall, mostly the worker's start).
  */
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,7 +14,9 @@ import { RemoteError } from '../../../ts/src/core/errors.js';
 import type { TrainingEvent, TrainingResult } from '../../../ts/src/jobs/events.js';
 import type { TinyModelSpec } from '../../../ts/src/jobs/model-spec.js';
 import { type PromptTuningJob, promptTuning } from '../../../ts/src/jobs/prompt-tuning.js';
+import { passageTuning } from '../../../ts/src/jobs/passage-tuning.js';
 import { prefixTuning } from '../../../ts/src/jobs/prefix-tuning.js';
+import { suffixTuning } from '../../../ts/src/jobs/suffix-tuning.js';
 import { testWorkerOptions } from '../helpers.js';
 
 const model: TinyModelSpec = { tiny: 'gpt2', overrides: { initializer_range: 0.1 }, device: 'cpu' };
@@ -24,6 +27,7 @@ describe('training jobs with the real worker', () => {
   let sp: Softprompt;
   let dir: string;
   let cancelled: TrainingResult;
+  let trained: TrainingResult;
   const job = (over: Partial<PromptTuningJob>): PromptTuningJob => ({
     model,
     numVirtualTokens: 4,
@@ -53,6 +57,7 @@ describe('training jobs with the real worker', () => {
     const events: TrainingEvent[] = [];
     for await (const e of training.events()) events.push(e);
     const result = await training.result();
+    trained = result;
 
     expect(events.map((e) => e.type)).toEqual(['data', 'started', 'step', 'step', 'checkpoint', 'step', 'step', 'eval', 'checkpoint', 'done']);
     expect(events[0]).toMatchObject({ type: 'data', trainRows: 48, evalRows: 16, skipped: 0 });
@@ -66,6 +71,20 @@ describe('training jobs with the real worker', () => {
     expect(result).toMatchObject({ status: 'completed', summary: { steps: 12, totalSteps: 12, status: 'completed' } });
     expect(result.checkpoint).toBe(join(dir, 'rows', 'checkpoints', 'step-00000012.pb'));
     expect(existsSync(join(dir, 'rows', 'events.jsonl'))).toBe(true);
+  });
+
+  it('generates with the trained checkpoint loaded as a prompt', async () => {
+    const info = await sp.prompts.load('trained', trained.checkpoint, { model });
+    expect(info).toMatchObject({ name: 'trained', method: 'prompt_tuning', step: 12 });
+    const stream = sp.generate({ prompt: 'trained', inputs: ['kite=', 'moon='], maxNewTokens: 4 });
+    const deltas: string[] = [];
+    for await (const d of stream) if (d.row === 0) deltas.push(d.text);
+    const { outputs } = await stream.result();
+    expect(outputs).toHaveLength(2);
+    expect(deltas.join('')).toBe(outputs[0]);
+    const again = await sp.generate({ prompt: 'trained', inputs: ['kite=', 'moon='], maxNewTokens: 4 }).result();
+    expect(again.outputs).toEqual(outputs); // greedy: deterministic
+    await sp.prompts.unload('trained');
   });
 
   it('trains from a JSONL file and inspects the checkpoint', async () => {
@@ -141,5 +160,34 @@ describe('training jobs with the real worker', () => {
     const imported = await sp.checkpoints.importPeft({ adapterDir: join(dir, 'adapter'), model, out: join(dir, 'imported.pb') });
     expect(imported).toMatchObject({ path: join(dir, 'imported.pb'), method: 'prefix_tuning', methodConfig: { numVirtualTokens: 3 } });
     expect((await sp.checkpoints.inspect(imported.path)).resumable).toBe(false);
+  });
+
+  it('trains suffix tuning for embeddings and reports retrieval metrics', async () => {
+    const rows = WORDS.map((w) => ({ query: `what is ${w}`, positive: `${w} is a word`, negatives: [`not ${w}`] }));
+    const spec = suffixTuning({
+      model, numVirtualTokens: 4, task: { kValues: [1, 3] },
+      data: { train: { rows }, eval: { rows: rows.slice(0, 4) } },
+      training: { steps: 2, batchSize: 4 }, runDir: join(dir, 'suffix'),
+    });
+    const training = sp.train(spec);
+    const events: TrainingEvent[] = [];
+    for await (const e of training) events.push(e);
+    expect((await training.result()).status).toBe('completed');
+    expect(events.find((e) => e.type === 'eval')).toMatchObject({ metrics: { 'ndcg@3': expect.any(Number), 'recall@1': expect.any(Number) } });
+    expect(await sp.checkpoints.inspect((await training.result()).checkpoint)).toMatchObject({ method: 'suffix_tuning', methodConfig: { numVirtualTokens: 4 } });
+  });
+
+  it('trains passage tuning for reranking and reports reranking metrics', async () => {
+    const rows = WORDS.map((w, i) => ({ query: `${w}?`, positive: `about ${w}`, negatives: [`about ${WORDS[(i + 1) % WORDS.length]}`] }));
+    const spec = passageTuning({
+      model, numVirtualTokens: 4, numPassageVectors: 2, bottleneckDim: 8, task: { maxHardNegatives: 1 },
+      data: { train: { rows }, eval: { rows: rows.slice(0, 4) } },
+      training: { steps: 2, batchSize: 4 }, runDir: join(dir, 'passage'),
+    });
+    const training = sp.train(spec);
+    const events: TrainingEvent[] = [];
+    for await (const e of training) events.push(e);
+    expect((await training.result()).status).toBe('completed');
+    expect(events.find((e) => e.type === 'eval')).toMatchObject({ metrics: { mrr: expect.any(Number), 'hits@1': expect.any(Number) } });
   });
 });

@@ -42,3 +42,16 @@ export function deepFreeze<T>(value: T, skip: ReadonlySet<string> = new Set()): 
   for (const [key, v] of Object.entries(value)) if (!skip.has(key)) deepFreeze(v, skip);
   return Object.freeze(value);
 }
+
+/**
+ * The `task` field of a method that trains one task: absent, its name, or `{ type?: name, ...options }`
+ * (`options` gives `type` the default `name`); the output is always the object, defaults filled.
+ */
+export function singleTask<Out>(name: string, options: z.ZodType<Out>): z.ZodType<Out> {
+  const byName = z.literal(name, { error: `expected '${name}' or { type: '${name}', ... }` });
+  return dispatch<Out>((v) => {
+    if (v === undefined) return z.undefined().transform(() => options.parse({}));
+    if (typeof v === 'string') return byName.transform(() => options.parse({}));
+    return options;
+  });
+}

@@ -62,7 +62,7 @@ export interface MethodDefinition<M extends MethodName, Config, Task> {
   readonly config: z.ZodType<Config>;
   /** The task field (already defaulted when absent). */
   readonly task: z.ZodType<Task>;
-  /** The worker's `task` name and `task_options`. */
+  /** The worker's `task` name and its options (camelCase; translated to `task_options` here). */
   readonly taskToWire: (task: Task) => { task: string; taskOptions?: Record<string, unknown> };
 }
 
@@ -105,7 +105,7 @@ export function defineMethod<M extends MethodName, Config, Task, Input>(def: Met
       method: def.method,
       ...(sendConfig ? { method_config: toSnake(c.data) } : {}),
       task,
-      ...(taskOptions ? { task_options: taskOptions } : {}),
+      ...(taskOptions ? { task_options: toSnake(taskOptions) } : {}),
       training: trainingToWire(spec.training),
       run_dir: spec.runDir,
       ...(resumeFrom === undefined ? {} : { resume_from: resumeFrom }),
