@@ -17,13 +17,14 @@ export type Pooling = (typeof POOLINGS)[number];
 /** Options shared by {@link embed} and `sp.evaluate.retrieval`: which embedder. */
 export interface EmbedderOptions {
   /**
-   * The base model. Required without `prompt`; may be left out when `prompt` is a checkpoint path
-   * (the checkpoint's model is used) or a loaded prompt's name.
+   * The base model. Required without `prompt`; may be left out with one (the checkpoint's model is
+   * used).
    */
   readonly model?: ModelSpec;
   /**
-   * A `suffix_tuning` prompt: the name of a prompt loaded with `sp.prompts.load`, or a checkpoint
-   * path. Default: none, the base model embeds by mean pooling.
+   * A `suffix_tuning` checkpoint path (the worker keeps it ready, keyed by path and modification
+   * time). The op also takes the name of a loaded prompt, though `sp.prompts.load` today loads only
+   * prompts for generation. Default: none, the base model embeds by mean pooling.
    */
   readonly prompt?: string;
   /** Texts per forward pass, 1..4096; changes speed and memory, never the result. Default 32 (`ops/embedding.py`). */
