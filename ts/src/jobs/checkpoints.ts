@@ -134,7 +134,7 @@ export class Checkpoints {
   }
 
   /** Reads a checkpoint's metadata (its content hash is verified); with `options.model`, whether it fits. */
-  inspect(checkpoint: string, options: InspectOptions = {}): Promise<CheckpointInfo> {
+  async inspect(checkpoint: string, options: InspectOptions = {}): Promise<CheckpointInfo> {
     const { model: spec, ...call } = options;
     const body: Record<string, unknown> = { path: parseOrThrow(path, checkpoint, 'path') };
     const m = model(spec, 'options.model');
@@ -147,7 +147,7 @@ export class Checkpoints {
    * it). Prompt tuning on any model, prefix tuning on decoder-only models; anything PEFT cannot
    * represent is a `RemoteError` with code `invalid_argument` that says why.
    */
-  exportPeft(checkpoint: string, outDir: string, options: ExportPeftOptions = {}): Promise<PeftExport> {
+  async exportPeft(checkpoint: string, outDir: string, options: ExportPeftOptions = {}): Promise<PeftExport> {
     const { model: spec, ...call } = options;
     const body: Record<string, unknown> = { checkpoint: parseOrThrow(path, checkpoint, 'checkpoint'), out_dir: parseOrThrow(path, outDir, 'outDir') };
     const m = model(spec, 'options.model');
@@ -156,7 +156,7 @@ export class Checkpoints {
   }
 
   /** Turns a PEFT adapter directory into a softprompt checkpoint (usable for inference and as an init). */
-  importPeft(input: ImportPeftInput, options: CallOptions = {}): Promise<ImportedCheckpoint> {
+  async importPeft(input: ImportPeftInput, options: CallOptions = {}): Promise<ImportedCheckpoint> {
     const parsed = parseOrThrow(z.strictObject({ adapterDir: path, model: modelSpecSchema, out: path }), input, 'input');
     const body = { adapter_dir: parsed.adapterDir, model: modelToWire(parsed.model), out: parsed.out } as WireMap;
     return this.#rpc.request('checkpoint_import_peft', body, undefined, { ...options, decode: decoder('checkpoint_import_peft', importSchema) });
