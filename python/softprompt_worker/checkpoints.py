@@ -32,7 +32,7 @@ from .errors import CheckpointInvalidError, InvalidArgumentError, NotFoundError
 from .methods.base import SoftPromptMethod
 from .models import FrozenModel
 from .tensors import tensor_from_proto, tensor_to_proto
-from .training import TrainingState
+from .resume import TrainingState
 
 FORMAT_VERSION = 1
 

@@ -28,13 +28,14 @@ import contextlib
 import dataclasses
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 
 from .errors import InvalidArgumentError
 from .methods.base import SoftPromptMethod
+from .resume import DataStream, TrainingState, capture_state, restore_state
 from .tasks.base import Task
 
 OPTIMIZERS = ("adamw", "adafactor", "sgd")
@@ -117,15 +118,6 @@ def _coerce(name: str, value: Any, annotation: str) -> Any:
     return int(value) if wants == "int" else float(value) if wants == "float" else value
 
 
-@dataclass
-class TrainingState:
-    """What a checkpoint keeps to resume: named tensors (optimizer moments, RNG states) and JSON
-    (step, data cursor, optimizer param groups, the config). No pickle: both halves are plain data."""
-
-    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
 Emit = Callable[[dict[str, Any]], None]
 SaveCheckpoint = Callable[[int, dict[str, float], TrainingState], str]
 
@@ -152,7 +144,7 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
     stream = DataStream(task, config.batch_size, config.seed)
     step, tokens_total = 0, 0
     if resume is not None:
-        step, tokens_total = _restore(resume, config, optimizer, stream, device)
+        step, tokens_total = restore_state(resume, config, optimizer, stream, device)
     else:
         torch.manual_seed(config.seed)  # method-side randomness (dropout in a reparameterisation MLP)
     autocast = _autocast(config.dtype, device)
@@ -242,43 +234,6 @@ def build_optimizer(config: TrainingConfig, params: list[torch.nn.Parameter]) ->
     return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-class DataStream:
-    """Training batches as one endless stream across epochs, with a resumable cursor.
-
-    Epoch ``e`` is shuffled by a CPU generator seeded with ``(seed, e)``; ``cursor()`` is
-    ``{"epoch": e, "batch": b}``, the next batch to draw. Seeking re-collates the skipped batches of the
-    epoch (cheap next to a training step, and it keeps tasks free of resume logic).
-    """
-
-    def __init__(self, task: Task, batch_size: int, seed: int) -> None:
-        self.task, self.batch_size, self.seed = task, batch_size, seed
-        self.epoch, self.batch = 0, 0
-        self._it: Iterator[Any] | None = None
-
-    def cursor(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "batch": self.batch}
-
-    def seek(self, cursor: dict[str, int]) -> None:
-        self.epoch, self.batch, self._it = int(cursor["epoch"]), int(cursor["batch"]), None
-
-    def __iter__(self) -> "DataStream":
-        return self
-
-    def __next__(self) -> Any:
-        if self._it is None:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            self._it = iter(self.task.batches(self.batch_size, generator))
-            for _ in range(self.batch):
-                next(self._it)
-        try:
-            batch = next(self._it)
-        except StopIteration:
-            self.epoch, self.batch, self._it = self.epoch + 1, 0, None
-            return next(self)
-        self.batch += 1
-        return batch
-
-
 # -- evaluation and checkpoints --------------------------------------------------------------------
 
 def _evaluate(method, task, autocast, step: int, emit: Emit) -> dict[str, float]:
@@ -292,57 +247,11 @@ def _evaluate(method, task, autocast, step: int, emit: Emit) -> dict[str, float]
 
 
 def _checkpoint(save, step, metrics, optimizer, stream, tokens, config, device, emit) -> str:
-    state = capture_state(optimizer, step=step, cursor=stream.cursor(), tokens=tokens, config=config, device=device)
+    state = capture_state(optimizer, step=step, cursor=stream.cursor(), tokens=tokens, config=config.to_dict(),
+                          device=device)
     path = save(step, metrics, state)
     emit({"event": "checkpoint", "step": step, "path": str(path)})
     return str(path)
-
-
-def capture_state(optimizer, *, step: int, cursor: dict[str, int], tokens: int, config: TrainingConfig,
-                  device: torch.device) -> TrainingState:
-    """Optimizer state, RNG state, step and data cursor as named tensors + JSON."""
-    sd = optimizer.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for index, slots in sd["state"].items():
-        for key, value in slots.items():
-            if torch.is_tensor(value):
-                tensors[f"optimizer.{index}.{key}"] = value.detach().to("cpu").clone()
-            else:
-                scalars.setdefault(str(index), {})[key] = value
-    tensors["rng.cpu"] = torch.get_rng_state()
-    if device.type == "cuda":
-        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
-    meta = {"step": step, "cursor": dict(cursor), "tokens": tokens, "config": config.to_dict(),
-            "optimizer": {"name": config.optimizer, "param_groups": sd["param_groups"], "scalars": scalars}}
-    return TrainingState(tensors=tensors, meta=meta)
-
-
-_MUST_MATCH = ("optimizer", "batch_size", "grad_accumulation", "seed")
-
-
-def _restore(state: TrainingState, config: TrainingConfig, optimizer, stream: DataStream, device) -> tuple[int, int]:
-    saved = state.meta.get("config", {})
-    for name in _MUST_MATCH:
-        if name in saved and saved[name] != getattr(config, name):
-            raise InvalidArgumentError(f"training.{name}: resuming needs the checkpoint's value {saved[name]!r}, "
-                                       f"got {getattr(config, name)!r}")
-    opt_meta = state.meta["optimizer"]
-    slots: dict[int, dict[str, Any]] = {}
-    for name, tensor in state.tensors.items():
-        if name.startswith("optimizer."):
-            _, index, key = name.split(".", 2)
-            slots.setdefault(int(index), {})[key] = tensor
-    for index, values in opt_meta.get("scalars", {}).items():
-        slots.setdefault(int(index), {}).update(values)
-    groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in g.items()}
-              for g in opt_meta["param_groups"]]
-    optimizer.load_state_dict({"state": slots, "param_groups": groups})
-    torch.set_rng_state(state.tensors["rng.cpu"])
-    if device.type == "cuda" and "rng.cuda" in state.tensors:
-        torch.cuda.set_rng_state(state.tensors["rng.cuda"], device)
-    stream.seek(state.meta["cursor"])
-    return int(state.meta["step"]), int(state.meta.get("tokens", 0))
 
 
 # -- device helpers ----------------------------------------------------------------------------------

@@ -129,3 +129,10 @@ def test_schedules():
 def test_config_validation_names_the_field(raw, message):
     with pytest.raises(InvalidArgumentError, match=message):
         TrainingConfig.from_dict(raw)
+
+
+def test_epochs_mode_counts_optimizer_steps_from_the_data():
+    # 32 rows, batch 8, accumulation 3: 4 micro-batches per epoch -> ceil(4 / 3) = 2 steps per epoch.
+    _, _, events, summary = _run({"epochs": 3, "batch_size": 8, "grad_accumulation": 3, "log_every": 1})
+    assert events[0]["total_steps"] == 6 and summary["steps"] == 6
+    assert summary["epochs"] == pytest.approx(18 / 4)  # 6 steps × 3 micro-batches over 4 per epoch
