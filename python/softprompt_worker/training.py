@@ -154,7 +154,7 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
           "total_params": base_params + trainable, "device": str(device), "dtype": _dtype_name(config, device),
           "total_steps": total_steps, "start_step": step})
 
-    status, metrics, last_loss, checkpoint_path = "completed", {}, float("nan"), None
+    status, metrics, last_loss, checkpoint_path = "completed", {}, None, None
     window_loss = torch.zeros((), device=device)  # () sum of micro-batch losses since the last log
     window_micro, window_tokens, window_start, grad_norm = 0, 0, time.perf_counter(), None
     started_at = time.perf_counter()
