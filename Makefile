@@ -30,7 +30,7 @@ demo: build
 	node ts/dist/demo.js
 
 typecheck: setup
-	npx tsc -p tsconfig.json --noEmit
+	npm run typecheck
 
 proto: setup
 	scripts/gen-proto.sh

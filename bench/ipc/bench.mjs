@@ -8,6 +8,8 @@
 //             GB/s counts both directions (2 x 64 MiB per round trip). Target: SDK >= 0.8x raw.
 // A third column splits the gap: a raw zeromq.js client (no SDK: hand-encoded frames) against a real
 // worker. SDK vs that = what the TypeScript side adds; that vs raw echo = what the Python worker adds.
+// The sides take turns, one round trip each; on a loaded machine run it a few times and take medians.
+// bench/ipc/worker_loop.py measures the Python worker's loop alone (a pyzmq client, no Node).
 // Writes bench/results/ipc.json with the machine, versions and date.
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,7 +24,6 @@ import { resolvePython } from '../../ts/dist/internal/python.js';
 import { WorkerProcess } from '../../ts/dist/internal/worker-process.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const ROUNDS = 6;
 const SMALL_N = Number(process.env.BENCH_SMALL_N ?? 3000);
 const BIG_N = Number(process.env.BENCH_BIG_N ?? 12);
 const WARMUP = 300;
@@ -33,13 +34,15 @@ const median = (xs) => {
   return s[Math.floor(s.length / 2)];
 };
 
-async function timeEach(n, warmup, fn) {
-  for (let i = 0; i < warmup; i++) await fn();
-  const times = [];
-  for (let i = 0; i < n; i++) {
-    const t = process.hrtime.bigint();
-    await fn();
-    times.push(Number(process.hrtime.bigint() - t) / 1e3); // µs
+// Runs fns[0], fns[1], ... in turn, n + warmup times; returns each one's timed round trips in µs.
+async function timeInTurn(n, warmup, fns) {
+  const times = fns.map(() => []);
+  for (let i = 0; i < n + warmup; i++) {
+    for (const [k, fn] of fns.entries()) {
+      const t = process.hrtime.bigint();
+      await fn();
+      if (i >= warmup) times[k].push(Number(process.hrtime.bigint() - t) / 1e3);
+    }
   }
   return times;
 }
@@ -101,15 +104,9 @@ async function main() {
     const bigTensor = { x: tensor('f32', [bigData.length], bigData) };
     const bigFrames = encodeMessage({ v: 1, id: 1, kind: 'request', op: 'echo', body: {}, tensors: [{ name: 'x', ...bigTensor.x }] });
 
-    // Interleave rounds so drift (other load on the machine) hits both sides alike.
-    const rawSmall = [], bareSmall = [], sdkSmall = [], rawBig = [], sdkBig = [];
-    for (let round = 0; round < ROUNDS; round++) {
-      rawSmall.push(...(await timeEach(SMALL_N / ROUNDS, round ? 50 : WARMUP, () => raw.roundTrip(pingFrames))));
-      bareSmall.push(...(await timeEach(SMALL_N / ROUNDS, round ? 50 : WARMUP, bare.ping)));
-      sdkSmall.push(...(await timeEach(SMALL_N / ROUNDS, round ? 50 : WARMUP, () => sp.ping())));
-      rawBig.push(...(await timeEach(BIG_N / ROUNDS, 1, () => raw.roundTrip(bigFrames))));
-      sdkBig.push(...(await timeEach(BIG_N / ROUNDS, 1, () => sp.echo(bigTensor))));
-    }
+    // The sides take turns, one round trip each, so drift (other load on the machine) hits all alike.
+    const [rawSmall, bareSmall, sdkSmall] = await timeInTurn(SMALL_N, WARMUP, [() => raw.roundTrip(pingFrames), bare.ping, () => sp.ping()]);
+    const [rawBig, sdkBig] = await timeInTurn(BIG_N, 2, [() => raw.roundTrip(bigFrames), () => sp.echo(bigTensor)]);
     const gbps = (us) => (2 * BIG) / (us * 1e3); // bytes per ns = GB/s
     const latency = { raw_us: median(rawSmall), bare_client_to_worker_us: median(bareSmall), sdk_us: median(sdkSmall) };
     latency.ratio = latency.sdk_us / latency.raw_us;

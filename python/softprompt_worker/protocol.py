@@ -9,6 +9,7 @@ v, id, kind, op, body, tensors and MessagePack's smallest encodings, then one fr
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,7 @@ WIRE_DTYPES: tuple[str, ...] = tuple(
 )
 KINDS = ("request", "reply", "event", "error")
 HEADER_KEYS = ("v", "id", "kind", "op", "body", "tensors")
+_HEADER_KEY_SET = frozenset(HEADER_KEYS)
 TENSOR_KEYS = ("name", "dtype", "shape")
 MAX_ID = 2**53 - 1
 MAX_RANK = 32
@@ -104,30 +106,35 @@ def decode(frames: Sequence[Any], limits: Limits = Limits()) -> Message:
     """
     if len(frames) == 0:
         raise DecodeFailure(MalformedMessageError("empty message: expected a header frame"))
-    bufs = [_buffer(f) for f in frames]
-    total = sum(b.nbytes for b in bufs)
-    if bufs[0].nbytes > limits.max_header_bytes:
+    head = frames[0]
+    if type(head) is not bytes:  # the hot path (a small request) gets its header as bytes
+        head = _buffer(head)
+    head_bytes = len(head) if type(head) is bytes else head.nbytes
+    if head_bytes > limits.max_header_bytes:
         raise DecodeFailure(TooLargeError(
-            f"header frame is {bufs[0].nbytes} bytes; the limit is {limits.max_header_bytes}"))
-    header = _unpack_header(bufs[0])
-    id_, op = _peek_address(header)
+            f"header frame is {head_bytes} bytes; the limit is {limits.max_header_bytes}"))
+    header = _unpack_header(head)
     try:
         msg = _validate_header(header)
+        descs = header["tensors"]
+        if len(frames) == 1 and not descs:
+            return msg  # no tensors: the total is the header, already checked
+        bufs = [_buffer(f) for f in frames[1:]]
+        total = head_bytes + sum(b.nbytes for b in bufs)
         if total > limits.max_total_bytes:
             raise TooLargeError(f"message is {total} bytes; the limit is {limits.max_total_bytes}")
-        descs = header["tensors"]
-        if len(bufs) - 1 != len(descs):
+        if len(bufs) != len(descs):
             raise MalformedMessageError(
-                f"header describes {len(descs)} tensor(s) but {len(bufs) - 1} tensor frame(s) followed")
+                f"header describes {len(descs)} tensor(s) but {len(bufs)} tensor frame(s) followed")
         names: set[str] = set()
-        for i, (desc, buf) in enumerate(zip(descs, bufs[1:])):
+        for i, (desc, buf) in enumerate(zip(descs, bufs)):
             tensor = _read_tensor(i, desc, buf, limits)
             if tensor.name in names:
                 raise MalformedMessageError(f"header.tensors[{i}].name {tensor.name!r:.80} is used twice")
             names.add(tensor.name)
             msg.tensors.append(tensor)
     except WorkerError as err:
-        raise DecodeFailure(err, id_, op) from None
+        raise DecodeFailure(err, *_peek_address(header)) from None
     return msg
 
 
@@ -140,7 +147,7 @@ def _reject_ext(code: int, data: bytes) -> Any:
     raise MalformedMessageError(f"header: MessagePack extension type {code} is not allowed")
 
 
-def _unpack_header(buf: memoryview) -> dict[str, Any]:
+def _unpack_header(buf: bytes | memoryview) -> dict[str, Any]:
     try:
         header = msgpack.unpackb(buf, raw=False, strict_map_key=True, ext_hook=_reject_ext, timestamp=0)
     except WorkerError as err:
@@ -161,6 +168,8 @@ def _peek_address(header: dict[str, Any]) -> tuple[int, str]:
 
 
 def _validate_header(h: dict[str, Any]) -> Message:
+    if h.keys() == _HEADER_KEY_SET and h["v"] == PROTOCOL_VERSION and type(h["v"]) is int:
+        return _validate_fields(h)  # the usual case: skip the field-by-field search for what is wrong
     # The version first: another version may well have other fields.
     if "v" not in h:
         raise MalformedMessageError("header: missing field 'v'")
@@ -177,6 +186,11 @@ def _validate_header(h: dict[str, Any]) -> Message:
     extra = [k for k in h if k not in HEADER_KEYS]
     if extra:
         raise MalformedMessageError(f"header: unknown field {extra[0]!r:.80}")
+    return _validate_fields(h)
+
+
+def _validate_fields(h: dict[str, Any]) -> Message:
+    """Check the fields after `v` of a header that has exactly the `HEADER_KEYS`."""
     id_ = h["id"]
     if not _is_uint(id_):
         raise MalformedMessageError(f"header.id must be an unsigned integer, got {_type(id_)}")
@@ -244,26 +258,41 @@ def encode(msg: Message) -> list[Any]:
     """Encode `msg` into frames: header `bytes`, then each tensor as a zero-copy uint8 view of its
     array (send with `copy=False`). Raises `ValueError`/`TypeError` for a message this side built wrongly
     (bad dtype, shape mismatch, duplicate name, a body MessagePack cannot carry)."""
-    names: set[str] = set()
     descs: list[dict[str, Any]] = []
-    frames: list[Any] = []
-    for t in msg.tensors:
-        if t.name in names:
-            raise ValueError(f"duplicate tensor name {t.name!r}")
-        names.add(t.name)
-        if t.dtype not in NUMPY_DTYPES:
-            raise ValueError(f"tensor {t.name!r}: unknown wire dtype {t.dtype!r}")
-        a = t.array
-        if a.dtype.itemsize != NUMPY_DTYPES[t.dtype].itemsize or tuple(a.shape) != tuple(t.shape):
-            raise ValueError(f"tensor {t.name!r}: array {a.dtype}{list(a.shape)} does not match {t.dtype}{list(t.shape)}")
-        if a.dtype.byteorder == ">":
-            a = a.astype(a.dtype.newbyteorder("<"))
-        a = c_contiguous(a)
-        descs.append({"name": t.name, "dtype": t.dtype, "shape": [int(d) for d in t.shape]})
-        frames.append(a.reshape(-1).view(np.uint8))
+    frames: list[Any] = [None]
+    if msg.tensors:
+        names: set[str] = set()
+        for t in msg.tensors:
+            if t.name in names:
+                raise ValueError(f"duplicate tensor name {t.name!r}")
+            names.add(t.name)
+            if t.dtype not in NUMPY_DTYPES:
+                raise ValueError(f"tensor {t.name!r}: unknown wire dtype {t.dtype!r}")
+            a = t.array
+            if a.dtype.itemsize != NUMPY_DTYPES[t.dtype].itemsize or tuple(a.shape) != tuple(t.shape):
+                raise ValueError(f"tensor {t.name!r}: array {a.dtype}{list(a.shape)} does not match {t.dtype}{list(t.shape)}")
+            if a.dtype.byteorder == ">":
+                a = a.astype(a.dtype.newbyteorder("<"))
+            a = c_contiguous(a)
+            descs.append({"name": t.name, "dtype": t.dtype, "shape": [int(d) for d in t.shape]})
+            frames.append(a.reshape(-1).view(np.uint8))
     header = {"v": PROTOCOL_VERSION, "id": msg.id, "kind": msg.kind, "op": msg.op, "body": msg.body,
               "tensors": descs}
-    return [msgpack.packb(header, use_bin_type=True, default=_to_msgpack), *frames]
+    frames[0] = _packer().pack(header)
+    return frames
+
+
+_packers = threading.local()
+
+
+def _packer() -> msgpack.Packer:
+    """This thread's Packer (a Packer is not thread-safe; reusing one saves building it per message).
+    It resets itself when `pack` raises, so a failed encode leaves nothing behind."""
+    try:
+        return _packers.packer
+    except AttributeError:
+        _packers.packer = msgpack.Packer(use_bin_type=True, default=_to_msgpack)
+        return _packers.packer
 
 
 def c_contiguous(a: np.ndarray) -> np.ndarray:

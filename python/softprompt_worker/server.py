@@ -1,11 +1,17 @@
 """The socket loop: receive, validate, dispatch, reply (protocol: proto/WIRE.md). No ML imports.
 
 Threads:
-- main: owns the ROUTER (nothing else touches it). Polls the ROUTER and an inproc PULL; answers control
-  ops inline; queues every other op for the compute thread; forwards what arrives on the PULL.
+- main: owns the ROUTER (nothing else touches it). Blocks in `recv` on that one socket; answers control
+  ops inline; queues every other op for the compute thread; forwards what the `Outbox` sends.
 - compute: runs queued ops one at a time, in arrival order. Its events and replies are encoded there and
-  pushed through the PULL (`Outbox`), so a slow `.cpu()` of a result never stalls the loop.
+  sent by the `Outbox`, a DEALER connected to the ROUTER over inproc under the routing id `OUTBOX_ID`,
+  so a slow `.cpu()` of a result never stalls the loop. The ROUTER fair-queues the outbox with the
+  clients, and the loop needs no poller: one blocking `recv` serves both.
 - parent watcher (optional): stops the worker when the parent process dies.
+
+Hot path (a small request, e.g. `ping`): the routing id and header arrive as `bytes` (copying a few
+bytes beats building a `zmq.Frame`; a header over `Limits.max_header_bytes` is copied once, then
+refused); tensor frames arrive as `zmq.Frame`s, read in place (zero-copy). bench/ipc measures it.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +47,14 @@ from softprompt_worker.tensors import to_wire
 log = logging.getLogger("softprompt_worker")
 
 OUTBOX_ADDR = "inproc://softprompt-outbox"
-POLL_MS = 200  # how often the loop re-checks the shutdown flag when idle
+#: The outbox's routing id on the ROUTER. Claimed before any client can connect, and a ROUTER refuses a
+#: second peer with a routing id in use, so no client can pose as the outbox.
+OUTBOX_ID = b"\x00softprompt-outbox"
+POLL_MS = 200  # how often the loop re-checks the shutdown flag when idle (the ROUTER's receive timeout)
 SHUTDOWN_LINGER_MS = 2000  # time given to queued outgoing messages (the shutdown reply) to leave
+#: The cancel flag of every control op: they are answered inline, never queued, so `cancel` cannot reach
+#: them (and building a `threading.Event` per ping costs more than the rest of its dispatch).
+_NEVER_CANCELLED = threading.Event()
 
 
 @dataclass
@@ -74,20 +87,22 @@ def error_frames(id_: int, op: str, exc: BaseException) -> list[Any]:
 
 
 class Outbox:
-    """Thread-safe sender into the main loop (a PUSH socket connected to the loop's PULL)."""
+    """Thread-safe sender into the main loop: a DEALER connected to the ROUTER's inproc endpoint,
+    whose messages `[peer, *frames]` the loop forwards to `peer`."""
 
     def __init__(self, context: zmq.Context) -> None:
-        self._push = context.socket(zmq.PUSH)
-        self._push.connect(OUTBOX_ADDR)
+        self._dealer = context.socket(zmq.DEALER)
+        self._dealer.setsockopt(zmq.ROUTING_ID, OUTBOX_ID)
+        self._dealer.connect(OUTBOX_ADDR)
         self._lock = threading.Lock()
 
     def send(self, peer: bytes, frames: list[Any]) -> None:
         with self._lock:
-            self._push.send_multipart([peer, *frames], copy=False)
+            self._dealer.send_multipart([peer, *frames], copy=False)
 
     def close(self) -> None:
         with self._lock:
-            self._push.close(linger=0)
+            self._dealer.close(linger=0)
 
 
 class Server:
@@ -109,14 +124,14 @@ class Server:
     def run(self) -> int:
         """Serve until stopped; returns the process exit code (0 on a clean shutdown)."""
         self._install_signal_handlers()
-        pull = self._context.socket(zmq.PULL)
-        pull.bind(OUTBOX_ADDR)
         router = self._context.socket(zmq.ROUTER)
         router.setsockopt(zmq.SNDHWM, 0)  # a ROUTER drops at its HWM: never drop a reply
         router.setsockopt(zmq.LINGER, SHUTDOWN_LINGER_MS)
+        router.setsockopt(zmq.RCVTIMEO, POLL_MS)
+        router.bind(OUTBOX_ADDR)
         router.bind(self.endpoint)
         bound = router.getsockopt(zmq.LAST_ENDPOINT).decode()
-        self._outbox = Outbox(self._context)
+        self._outbox = Outbox(self._context)  # connects (claims OUTBOX_ID) before any client knows `bound`
         compute = threading.Thread(target=self._compute_loop, name="compute", daemon=True)
         compute.start()
         if self.parent_pid:
@@ -124,12 +139,11 @@ class Server:
         log.info("listening on %s (pid %d); ops: %s", bound, os.getpid(), ", ".join(registered_ops()))
         announce(bound)
         try:
-            self._loop(router, pull)
+            self._loop(router)
         finally:
             self._stop_compute(compute)
-            self._forward(router, pull)  # replies the compute thread finished meanwhile
+            self._drain(router)  # forward the replies the compute thread finished meanwhile
             self._outbox.close()
-            pull.close(linger=0)
             router.close()  # lingers so the shutdown reply leaves
             self._context.term()
         log.info("stopped")
@@ -176,51 +190,50 @@ class Server:
 
     # ------------------------------------------------------------------------------ main thread
 
-    def _loop(self, router: zmq.Socket, pull: zmq.Socket) -> None:
-        poller = zmq.Poller()
-        poller.register(router, zmq.POLLIN)
-        poller.register(pull, zmq.POLLIN)
-        while not self.state.shutdown.is_set():
-            ready = dict(poller.poll(POLL_MS))
-            if pull in ready:
-                self._forward(router, pull)
-            if router in ready:
-                for _ in range(64):  # bounded, so compute output is forwarded between bursts
-                    try:
-                        frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        break
-                    self._handle(router, frames)
-                    if self.state.shutdown.is_set():
-                        break
+    def _loop(self, router: zmq.Socket) -> None:
+        shutdown = self.state.shutdown
+        while not shutdown.is_set():
+            try:
+                peer = router.recv()  # blocks up to POLL_MS
+            except zmq.Again:
+                continue
+            if peer == OUTBOX_ID:
+                router.send_multipart(router.recv_multipart(copy=False), copy=False)
+                continue
+            header = router.recv() if router.getsockopt(zmq.RCVMORE) else None
+            tensors = router.recv_multipart(copy=False) if router.getsockopt(zmq.RCVMORE) else ()
+            self._handle(router, peer, header, tensors)
 
-    def _forward(self, router: zmq.Socket, pull: zmq.Socket) -> None:
+    def _drain(self, router: zmq.Socket) -> None:
+        """Forward what the outbox has sent; what clients sent after the shutdown is left unanswered."""
         while True:
             try:
-                frames = pull.recv_multipart(zmq.NOBLOCK, copy=False)
+                peer = router.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            router.send_multipart(frames, copy=False)
+            frames = router.recv_multipart(copy=False) if router.getsockopt(zmq.RCVMORE) else []
+            if peer == OUTBOX_ID:
+                router.send_multipart(frames, copy=False)
 
-    def _handle(self, router: zmq.Socket, frames: list[zmq.Frame]) -> None:
+    def _handle(self, router: zmq.Socket, peer: bytes, header: bytes | None, tensors: Sequence[zmq.Frame]) -> None:
         """One incoming message. Never raises: every problem becomes an error reply (or a log line)."""
-        if not frames:
-            return
-        peer = frames[0].bytes
         id_, op = 0, ""
         try:
-            msg = decode(frames[1:], self.limits)
+            msg = decode([header, *tensors] if header is not None else [], self.limits)
             id_, op = msg.id, msg.op
             if msg.kind != "request":
                 raise MalformedMessageError(f"header.kind must be 'request' for a message to the worker, got {msg.kind!r}")
             spec = get_op(msg.op)
             if spec is None:
                 raise UnknownOpError(f"unknown op {msg.op!r:.80}; this worker knows: {', '.join(registered_ops())}")
-            request = Request(id=msg.id, op=msg.op, body=msg.body,
-                              tensors={t.name: t.array for t in msg.tensors},
-                              dtypes={t.name: t.dtype for t in msg.tensors})
+            if msg.tensors:
+                request = Request(id=msg.id, op=msg.op, body=msg.body,
+                                  tensors={t.name: t.array for t in msg.tensors},
+                                  dtypes={t.name: t.dtype for t in msg.tensors})
+            else:
+                request = Request(id=msg.id, op=msg.op, body=msg.body, tensors={}, dtypes={})
             if spec.control:
-                ctx = OpContext(msg.id, msg.op, self.state, self._emit_for(peer), peer=peer)
+                ctx = OpContext(msg.id, msg.op, self.state, self._emit_for(peer), _NEVER_CANCELLED, peer=peer)
                 out = reply_frames(msg.id, msg.op, "reply", spec.handler(request, ctx))
             else:
                 self._enqueue(peer, spec, request)
