@@ -118,6 +118,23 @@ class InternalError(WorkerError, enum_value=errors_pb2.ERROR_CODE_INTERNAL):
     """A bug: an unexpected exception, reported with its type and text."""
 
 
+class StorageError(WorkerError, enum_value=errors_pb2.ERROR_CODE_STORAGE):
+    """Writing to disk failed (no space left, a file-size limit, a read-only or unwritable directory).
+
+    The message names the file and the reason; ``details`` carry ``path`` and ``errno`` (``"ENOSPC"``).
+    """
+
+    @classmethod
+    def from_os_error(cls, what: str, path: object, exc: OSError, *, hint: str = "") -> "StorageError":
+        """``StorageError`` for an ``OSError`` raised while writing ``what`` at ``path``."""
+        import errno as errno_names
+
+        name = errno_names.errorcode.get(exc.errno or 0, "EIO")
+        reason = exc.strerror or str(exc)
+        return cls(f"{what}: cannot write {str(path)!r}: {reason} ({name}){'; ' + hint if hint else ''}",
+                   details={"path": str(path), "errno": name})
+
+
 OOM_ADVICE = "reduce batch size or use gradient accumulation"
 
 

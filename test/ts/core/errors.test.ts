@@ -12,7 +12,7 @@ describe('errors', () => {
   it('derives remote codes from the generated ErrorCode enum', () => {
     expect([...REMOTE_ERROR_CODES]).toEqual([
       'malformed_message', 'protocol_version_mismatch', 'unknown_op', 'invalid_argument', 'not_found',
-      'too_large', 'cancelled', 'out_of_memory', 'checkpoint_invalid', 'dependency_missing', 'busy', 'internal',
+      'too_large', 'cancelled', 'out_of_memory', 'checkpoint_invalid', 'dependency_missing', 'busy', 'internal', 'storage',
     ]);
     expectTypeOf<'not_found'>().toExtend<RemoteErrorCode>();
     expectTypeOf<'nope'>().not.toExtend<RemoteErrorCode>();

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asoftprompt/v1/errors.proto\x12\rsoftprompt.v1*\x8f\x03\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12 \n\x1c\x45RROR_CODE_MALFORMED_MESSAGE\x10\x01\x12(\n$ERROR_CODE_PROTOCOL_VERSION_MISMATCH\x10\x02\x12\x19\n\x15\x45RROR_CODE_UNKNOWN_OP\x10\x03\x12\x1f\n\x1b\x45RROR_CODE_INVALID_ARGUMENT\x10\x04\x12\x18\n\x14\x45RROR_CODE_NOT_FOUND\x10\x05\x12\x18\n\x14\x45RROR_CODE_TOO_LARGE\x10\x06\x12\x18\n\x14\x45RROR_CODE_CANCELLED\x10\x07\x12\x1c\n\x18\x45RROR_CODE_OUT_OF_MEMORY\x10\x08\x12!\n\x1d\x45RROR_CODE_CHECKPOINT_INVALID\x10\t\x12!\n\x1d\x45RROR_CODE_DEPENDENCY_MISSING\x10\n\x12\x13\n\x0f\x45RROR_CODE_BUSY\x10\x0b\x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asoftprompt/v1/errors.proto\x12\rsoftprompt.v1*\xa7\x03\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12 \n\x1c\x45RROR_CODE_MALFORMED_MESSAGE\x10\x01\x12(\n$ERROR_CODE_PROTOCOL_VERSION_MISMATCH\x10\x02\x12\x19\n\x15\x45RROR_CODE_UNKNOWN_OP\x10\x03\x12\x1f\n\x1b\x45RROR_CODE_INVALID_ARGUMENT\x10\x04\x12\x18\n\x14\x45RROR_CODE_NOT_FOUND\x10\x05\x12\x18\n\x14\x45RROR_CODE_TOO_LARGE\x10\x06\x12\x18\n\x14\x45RROR_CODE_CANCELLED\x10\x07\x12\x1c\n\x18\x45RROR_CODE_OUT_OF_MEMORY\x10\x08\x12!\n\x1d\x45RROR_CODE_CHECKPOINT_INVALID\x10\t\x12!\n\x1d\x45RROR_CODE_DEPENDENCY_MISSING\x10\n\x12\x13\n\x0f\x45RROR_CODE_BUSY\x10\x0b\x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10\x0c\x12\x16\n\x12\x45RROR_CODE_STORAGE\x10\rb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,5 +32,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'softprompt.v1.errors_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ERRORCODE']._serialized_start=46
-  _globals['_ERRORCODE']._serialized_end=445
+  _globals['_ERRORCODE']._serialized_end=469
 # @@protoc_insertion_point(module_scope)

@@ -19,6 +19,7 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_DEPENDENCY_MISSING: _ClassVar[ErrorCode]
     ERROR_CODE_BUSY: _ClassVar[ErrorCode]
     ERROR_CODE_INTERNAL: _ClassVar[ErrorCode]
+    ERROR_CODE_STORAGE: _ClassVar[ErrorCode]
 ERROR_CODE_UNSPECIFIED: ErrorCode
 ERROR_CODE_MALFORMED_MESSAGE: ErrorCode
 ERROR_CODE_PROTOCOL_VERSION_MISMATCH: ErrorCode
@@ -32,3 +33,4 @@ ERROR_CODE_CHECKPOINT_INVALID: ErrorCode
 ERROR_CODE_DEPENDENCY_MISSING: ErrorCode
 ERROR_CODE_BUSY: ErrorCode
 ERROR_CODE_INTERNAL: ErrorCode
+ERROR_CODE_STORAGE: ErrorCode

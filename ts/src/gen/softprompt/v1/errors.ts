@@ -40,6 +40,11 @@ export enum ErrorCode {
   ERROR_CODE_BUSY = 11,
   /** ERROR_CODE_INTERNAL - Anything else: a bug. The message carries the exception type and text. */
   ERROR_CODE_INTERNAL = 12,
+  /**
+   * ERROR_CODE_STORAGE - Writing to disk failed: no space left, a file-size limit, a read-only or unwritable directory.
+   * The message names the file and the reason; details carry "path" and "errno" (e.g. "ENOSPC").
+   */
+  ERROR_CODE_STORAGE = 13,
   UNRECOGNIZED = -1,
 }
 
@@ -84,6 +89,9 @@ export function errorCodeFromJSON(object: any): ErrorCode {
     case 12:
     case "ERROR_CODE_INTERNAL":
       return ErrorCode.ERROR_CODE_INTERNAL;
+    case 13:
+    case "ERROR_CODE_STORAGE":
+      return ErrorCode.ERROR_CODE_STORAGE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -119,6 +127,8 @@ export function errorCodeToJSON(object: ErrorCode): string {
       return "ERROR_CODE_BUSY";
     case ErrorCode.ERROR_CODE_INTERNAL:
       return "ERROR_CODE_INTERNAL";
+    case ErrorCode.ERROR_CODE_STORAGE:
+      return "ERROR_CODE_STORAGE";
     case ErrorCode.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
