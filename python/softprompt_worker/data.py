@@ -20,13 +20,15 @@ import random
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable, Iterator
 
 from .errors import InvalidArgumentError, NotFoundError, TooLargeError, WorkerError
 
 ON_BAD_ROW = ("fail", "skip")
 MAX_REPORTED_SKIPS = 100  # the report keeps the first ones and counts the rest
 MAX_DATASET_ROWS = 10_000_000
+MAX_LINE_BYTES = 16 << 20  # one JSONL row; a longer line is a bad row (it is never read whole)
+_JSON_SPACE = " \t\r\n"  # only JSON's whitespace makes a line blank; anything else must parse
 
 Validate = Callable[[dict], None]
 
@@ -52,25 +54,65 @@ class DataReport:
 
 def load_jsonl(path: str | Path, validate: Validate, *, on_bad_row: str = "fail",
                report: DataReport | None = None) -> list[dict]:
-    """Rows of a JSONL file (blank lines ignored), each validated; bad rows fail or are reported."""
+    """Rows of a JSONL file (blank lines ignored), each validated; bad rows fail or are reported.
+
+    Lines are numbered by ``\\n`` as ``wc -l`` counts them; a UTF-8 byte order mark is allowed. A line
+    that is not UTF-8, not strict JSON (no NaN/Infinity), nested too deep, or longer than
+    ``MAX_LINE_BYTES`` is a bad row like one that fails ``validate``.
+    """
     report = report if report is not None else DataReport()
     p = Path(path)
     if not p.is_file():
         raise NotFoundError(f"data: no file at {str(p)!r}")
     rows = []
-    with p.open("r", encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
+    with p.open("rb") as f:
+        for number, raw in _numbered_lines(f):
             where = f"{p}:{number}"
+            if raw is None:
+                _bad(where, f"line is longer than {MAX_LINE_BYTES} bytes (data.MAX_LINE_BYTES)", on_bad_row, report)
+                continue
             try:
-                row = json.loads(line)
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                _bad(where, f"not valid UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1})", on_bad_row,
+                     report)
+                continue
+            if not line.strip(_JSON_SPACE):
+                continue
+            try:
+                row = json.loads(line, parse_constant=_reject_constant)
             except json.JSONDecodeError as exc:
                 _bad(where, f"not valid JSON ({exc.msg} at column {exc.colno})", on_bad_row, report)
+                continue
+            except (ValueError, RecursionError) as exc:  # NaN, over-long integers, too deep nesting
+                reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
+                _bad(where, f"not valid JSON ({reason})", on_bad_row, report)
                 continue
             if _check(row, where, validate, on_bad_row, report):
                 rows.append(row)
     return rows
+
+
+def _numbered_lines(f: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
+    """``(line_number, bytes | None)`` per line of a binary file; None for a line over MAX_LINE_BYTES,
+    whose rest is skipped in bounded reads."""
+    limit = MAX_LINE_BYTES
+    number = 0
+    while True:
+        raw = f.readline(limit + 2)  # content, maybe "\r", and "\n"
+        if not raw:
+            return
+        number += 1
+        if len(raw) > limit and len(raw.rstrip(b"\r\n")) > limit:
+            while raw and not raw.endswith(b"\n"):
+                raw = f.readline(1 << 20)
+            yield number, None
+        else:
+            yield number, raw
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def validate_rows(rows: list[Any], source: str, validate: Validate, *, on_bad_row: str = "fail",

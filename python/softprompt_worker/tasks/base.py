@@ -111,7 +111,7 @@ def require_str(row: dict, field: str, *, allow_empty: bool = False) -> str:
     if not isinstance(row, dict):
         raise InvalidArgumentError(f"row: expected an object, got {type(row).__name__}")
     if field not in row:
-        raise InvalidArgumentError(f"{field}: missing (row has {sorted(row)})")
+        raise InvalidArgumentError(f"{field}: missing (row has {sorted(map(str, row))})")
     value = row[field]
     if not isinstance(value, str):
         raise InvalidArgumentError(f"{field}: expected a string, got {type(value).__name__} {value!r:.40}")

@@ -46,7 +46,8 @@ def parse_row(row: dict) -> tuple[str, str, list[str]]:
             positive = require_str(row, positive_field)
             negatives = require_str_list(row, "negatives", min_len=0) if "negatives" in row else []
             return query, positive, negatives
-    raise InvalidArgumentError(f"row: needs 'query'/'anchor' + 'positive' or 'text1' + 'text2'; has {sorted(row)}")
+    raise InvalidArgumentError(
+        f"row: needs 'query'/'anchor' + 'positive' or 'text1' + 'text2'; has {sorted(map(str, row))}")
 
 
 @dataclass
