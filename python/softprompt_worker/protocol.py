@@ -117,7 +117,7 @@ def decode(frames: Sequence[Any], limits: Limits = Limits()) -> Message:
     try:
         msg = _validate_header(header)
         descs = header["tensors"]
-        if len(frames) == 1 and not descs:
+        if len(frames) == 1 and not descs and head_bytes <= limits.max_total_bytes:
             return msg  # no tensors: the total is the header, already checked
         bufs = [_buffer(f) for f in frames[1:]]
         total = head_bytes + sum(b.nbytes for b in bufs)
@@ -125,7 +125,7 @@ def decode(frames: Sequence[Any], limits: Limits = Limits()) -> Message:
             raise TooLargeError(f"message is {total} bytes; the limit is {limits.max_total_bytes}")
         if len(bufs) != len(descs):
             raise MalformedMessageError(
-                f"header describes {len(descs)} tensor(s) but {len(bufs)} tensor frame(s) followed")
+                f"header.tensors describes {len(descs)} tensor(s) but {len(bufs)} tensor frame(s) followed")
         names: set[str] = set()
         for i, (desc, buf) in enumerate(zip(descs, bufs)):
             tensor = _read_tensor(i, desc, buf, limits)
