@@ -15,6 +15,7 @@ prompt is never used with a model it was not trained for. No pickle anywhere: te
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -30,7 +31,7 @@ from . import __version__
 from ._proto.softprompt.v1 import checkpoint_pb2
 from .errors import CheckpointInvalidError, InvalidArgumentError, NotFoundError
 from .methods.base import SoftPromptMethod
-from .models import FrozenModel
+from .models import FrozenModel, ModelSpec
 from .tensors import tensor_from_proto, tensor_to_proto
 from .resume import TrainingState
 
@@ -116,13 +117,14 @@ def load_checkpoint(path: str | os.PathLike) -> CheckpointRecord:
             state = TrainingState(tensors={k: tensor_from_proto(v) for k, v in msg.training_state.items()},
                                   meta=json.loads(msg.training_state_json))
         config = json.loads(msg.method_config_json or "{}")
+        model_spec = json.loads(msg.base_model.model_spec_json) if msg.base_model.model_spec_json else None
     except ValueError as exc:
         raise CheckpointInvalidError(f"checkpoint {str(p)!r} is corrupt: {exc}") from exc
     bm = msg.base_model
     return CheckpointRecord(
         path=str(p), method=msg.method, method_config=config,
         base_model={"name_or_path": bm.name_or_path, "model_type": bm.model_type, "fingerprint": bm.fingerprint,
-                    "hidden_size": bm.hidden_size, "num_layers": bm.num_layers},
+                    "hidden_size": bm.hidden_size, "num_layers": bm.num_layers, "model_spec": model_spec},
         tensors=tensors, step=msg.step, metrics=dict(msg.metrics),
         versions={"softprompt": msg.versions.softprompt, "torch": msg.versions.torch,
                   "transformers": msg.versions.transformers, "peft": msg.versions.peft},
@@ -163,6 +165,7 @@ def _to_proto(method: SoftPromptMethod, *, step: int, metrics: dict[str, float],
     bm.fingerprint = frozen.fingerprint
     bm.hidden_size = frozen.hidden_size
     bm.num_layers = frozen.num_layers
+    bm.model_spec_json = model_spec_json(frozen.spec)
     for name, tensor in method.soft_state().items():
         msg.tensors[name].CopyFrom(tensor_to_proto(tensor))
     if training_state is not None:
@@ -173,6 +176,12 @@ def _to_proto(method: SoftPromptMethod, *, step: int, metrics: dict[str, float],
         msg.metrics[key] = float(value)
     msg.versions.CopyFrom(_versions())
     return msg
+
+
+def model_spec_json(spec: ModelSpec) -> str:
+    """``BaseModel.model_spec_json``: the spec as canonical JSON, without the per-run ``device`` and ``dtype``."""
+    fields = {k: v for k, v in dataclasses.asdict(spec).items() if k not in ("device", "dtype")}
+    return json.dumps(fields, sort_keys=True)
 
 
 def _versions() -> checkpoint_pb2.LibraryVersions:

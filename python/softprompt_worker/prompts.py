@@ -1,45 +1,76 @@
 """Worker-side caches: frozen base models by ``ModelSpec``, loaded soft prompts by name.
 
 One loaded base model serves any number of soft prompts: loading a prompt builds its method against
-the cached model (never a second copy) and keeps its ``Injection`` ready, so switching prompts, or
-mixing prompts in one batch, never reloads or touches the model. Both caches live in the worker's
-shared state (``ops.registry.WorkerState``), so every op (train, generate, classify, rerank...) sees
-the same models.
+the cached model (never a second copy), so switching prompts, or mixing prompts in one batch, never
+reloads or touches the model. Both caches live in the worker's shared state
+(``ops.registry.WorkerState``), so every op (train, generate, classify, embed, rerank...) sees the same
+models. The prompt cache holds prompts of every method; each op decides what using one means and
+refuses the wrong method by name: ``generate``/``classify`` take the methods that inject into a language
+model (prompt and prefix tuning, via their ``Injection``), ``embed`` takes ``suffix_tuning`` and
+``rerank`` takes ``passage_tuning`` (both through ``resolve_prompt``, which also takes checkpoint paths).
 
     frozen = get_frozen_model(state, ModelSpec.from_dict({"tiny": "gpt2"}))
     prompts = prompt_cache(state)
     prompts.load("sentiment", "/runs/a/final.pb", frozen)
     frozen, rows = resolve_rows(state, {"tiny": "gpt2"}, ["sentiment", None])   # per-row Injections
+    frozen, method = resolve_prompt(state, None, "ranker", use="rerank", needs=("passage_tuning",))
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Sequence
 
 import torch
 
 from .errors import InvalidArgumentError, NotFoundError
-from .models import FrozenModel, ModelSpec, load_frozen_model
+from .models import FrozenModel, ModelSpec, load_frozen_model, resolve_device, resolve_dtype
 
-MODEL_CACHE = "frozen_model"  # state.cache key prefix, shared with other ops (e.g. rerank)
+MODEL_CACHE = "frozen_model"  # state.cache key prefix of loaded base models
 PROMPT_CACHE = "prompts"
+CHECKPOINT_PROMPTS = "checkpoint_prompt"  # prompts used by checkpoint path, keyed by (model, path, mtime)
 
 
 def model_key(spec: ModelSpec) -> str:
-    """Canonical JSON of a spec: equal specs share one loaded model."""
-    return json.dumps(asdict(spec), sort_keys=True, default=str)
+    """Canonical JSON of a spec with ``device``/``dtype`` resolved: specs that load the same model share
+    one (``{"device": "auto"}`` and ``{"device": "cpu"}`` on a CPU-only machine are the same model)."""
+    device = resolve_device(spec.device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    dtype = str(resolve_dtype(spec.dtype, device)).removeprefix("torch.")
+    return json.dumps(asdict(replace(spec, device=str(device), dtype=dtype)), sort_keys=True, default=str)
 
 
 def get_frozen_model(state, spec: ModelSpec) -> FrozenModel:
-    """The model ``spec`` names, loaded once per worker."""
+    """The model ``spec`` names, loaded once per worker: the one frozen-model cache every op uses."""
     return state.get_or_create((MODEL_CACHE, model_key(spec)), lambda: load_frozen_model(spec))
 
 
 def spec_for_checkpoint(base_model: dict[str, Any]) -> ModelSpec:
-    """The ModelSpec a checkpoint's recorded base model names (``tiny:<family>`` for tiny models)."""
+    """The ModelSpec a checkpoint's recorded base model names, for requests that leave out ``model``.
+
+    Checkpoints record the full spec (``BaseModel.model_spec_json``: tiny seed and overrides, revision);
+    older ones only ``name_or_path`` (``tiny:<family>`` for tiny models, at the default init). Device and
+    dtype are per-run choices: the defaults (``auto``) apply. ``trust_remote_code`` is never taken from a
+    file: a checkpoint whose model needs it must be given ``model`` explicitly.
+    """
+    recorded = base_model.get("model_spec")
+    if recorded:
+        if not isinstance(recorded, dict):
+            raise InvalidArgumentError("model: the checkpoint's recorded model spec is not a map; pass 'model'")
+        if recorded.get("trust_remote_code"):
+            raise InvalidArgumentError(
+                f"model: the checkpoint's model {base_model.get('name_or_path')!r} runs code from its repository "
+                "(trust_remote_code), which is never enabled from a checkpoint file; pass 'model' with "
+                "trust_remote_code: true to opt in")
+        try:
+            return ModelSpec.from_dict(recorded)
+        except InvalidArgumentError as exc:
+            raise InvalidArgumentError(f"model: this worker cannot read the checkpoint's recorded model spec "
+                                       f"({exc.message}); pass 'model'") from exc
     name = base_model.get("name_or_path") or ""
     if name.startswith("tiny:"):
         return ModelSpec(tiny=name.removeprefix("tiny:"))
@@ -48,13 +79,20 @@ def spec_for_checkpoint(base_model: dict[str, Any]) -> ModelSpec:
     return ModelSpec(name_or_path=name)
 
 
+def require_method(prompt: str, method: str, use: str, needs: Sequence[str]) -> None:
+    """InvalidArgumentError unless ``method`` is one of ``needs``: "prompt 'x' is a prefix_tuning prompt;
+    rerank needs passage_tuning"."""
+    if method not in needs:
+        raise InvalidArgumentError(f"prompt {prompt!r} is a {method} prompt; {use} needs {' or '.join(needs)}")
+
+
 @dataclass
 class LoadedPrompt:
     name: str
     path: str
-    method: Any  # an LMSoftPromptMethod attached to a cached FrozenModel
+    method: Any  # a SoftPromptMethod attached to a cached FrozenModel, in eval mode
     model_key: str
-    injection: Any  # methods.injection.Injection, computed once (projection MLPs applied), no grad
+    injection: Any  # methods.injection.Injection for LM methods (computed once, no grad); None otherwise
     step: int
     metrics: dict[str, float]
 
@@ -67,23 +105,24 @@ class LoadedPrompt:
 
 
 class PromptCache:
-    """Loaded prompts by name. Loading a name again replaces it."""
+    """Loaded prompts of any method, by name. Loading a name again replaces it."""
 
     def __init__(self) -> None:
         self._prompts: dict[str, LoadedPrompt] = {}
         self._lock = threading.Lock()
 
-    def load(self, name: str, path: str, frozen: FrozenModel) -> LoadedPrompt:
+    def load(self, name: str, path: str, frozen: FrozenModel, record=None) -> LoadedPrompt:
+        """Builds the checkpoint at ``path`` (or its already-read ``record``) on ``frozen`` under ``name``."""
         from .checkpoints import build_method_from_checkpoint, load_checkpoint
+        from .methods.base import LMSoftPromptMethod
 
-        record = load_checkpoint(path)
+        record = record if record is not None else load_checkpoint(path)
         method = build_method_from_checkpoint(record, frozen)  # checks the model fingerprint
-        if not hasattr(method, "injection"):
-            raise InvalidArgumentError(f"prompt {name!r}: {record.method!r} prompts are not used for generation or "
-                                       "classification (see rerank / embed)")
         method.eval()
-        with torch.no_grad():
-            injection = method.injection()
+        injection = None
+        if isinstance(method, LMSoftPromptMethod):
+            with torch.no_grad():
+                injection = method.injection()
         loaded = LoadedPrompt(name=name, path=path, method=method, model_key=model_key(frozen.spec),
                               injection=injection, step=record.step, metrics=dict(record.metrics))
         with self._lock:
@@ -94,6 +133,10 @@ class PromptCache:
         with self._lock:
             return self._prompts.pop(name, None) is not None
 
+    def find(self, name: str) -> LoadedPrompt | None:
+        with self._lock:
+            return self._prompts.get(name)
+
     def get(self, name: str) -> LoadedPrompt:
         with self._lock:
             loaded = self._prompts.get(name)
@@ -101,6 +144,10 @@ class PromptCache:
         if loaded is None:
             raise NotFoundError(f"prompt {name!r} is not loaded (loaded: {known or 'none'}); call prompt_load first")
         return loaded
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._prompts)
 
     def list(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -112,14 +159,25 @@ def prompt_cache(state) -> PromptCache:
     return state.get_or_create(PROMPT_CACHE, PromptCache)
 
 
-def resolve_rows(state, model: dict | None, names: list[str | None]):
+def lm_method_names() -> list[str]:
+    """The methods whose prompts ``generate`` and ``classify`` use: those that inject into an LM."""
+    from .methods.base import LMSoftPromptMethod
+    from .methods.registry import method_class, method_names
+
+    return [n for n in method_names() if issubclass(method_class(n), LMSoftPromptMethod)]
+
+
+def resolve_rows(state, model: dict | None, names: list[str | None], use: str = "generate/classify"):
     """``(frozen model, [Injection | None per row])`` for a request naming one prompt (or none) per row.
 
     ``model`` may be omitted when a prompt is named: the prompts' model is used. Every named prompt must
-    be loaded on the request's model.
+    be loaded on the request's model and be of a method that injects into a language model.
     """
     cache = prompt_cache(state)
     loaded = [cache.get(n) if n is not None else None for n in names]
+    for p in loaded:
+        if p is not None and p.injection is None:
+            require_method(p.name, p.method.name, use, lm_method_names())
     keys = {p.model_key for p in loaded if p is not None}
     if model is not None:
         spec = ModelSpec.from_dict(model)
@@ -135,3 +193,67 @@ def resolve_rows(state, model: dict | None, names: list[str | None]):
             raise InvalidArgumentError(f"prompt {p.name!r} is loaded on {p.method.frozen.spec.display_name!r}, "
                                        f"not on the requested model {frozen.spec.display_name!r}")
     return frozen, [p.injection if p is not None else None for p in loaded]
+
+
+def resolve_prompt(state, raw_model: Any, prompt: Any, *, use: str, needs: Sequence[str]):
+    """``(frozen model, method or None)`` for a request's ``model`` and ``prompt``: the one resolver of the
+    ops that use a single prompt (``embed``, ``evaluate_retrieval``, ``rerank``, ``evaluate_reranking``).
+
+    ``prompt`` is the name of a loaded prompt first, else a checkpoint path; the checkpoint's method is
+    built once per (model, path, file modification time) and kept. Its method must be one of ``needs``
+    (InvalidArgumentError naming both, with ``use`` the op). Without ``prompt``, ``raw_model`` is
+    required and the method is None; with one, ``raw_model`` may be left out (the prompt's model).
+    """
+    if prompt is None:
+        if raw_model is None:
+            raise InvalidArgumentError("model: required when no prompt is given")
+        return get_frozen_model(state, ModelSpec.from_dict(raw_model)), None
+    if not isinstance(prompt, str) or not prompt:
+        raise InvalidArgumentError(f"prompt: expected a loaded prompt name or a checkpoint path, got {prompt!r:.60}")
+    loaded = prompt_cache(state).find(prompt)
+    if loaded is not None:
+        require_method(prompt, loaded.method.name, use, needs)
+        if raw_model is not None and model_key(ModelSpec.from_dict(raw_model)) != loaded.model_key:
+            raise InvalidArgumentError(f"prompt {prompt!r} is loaded on {loaded.method.frozen.spec.display_name!r}, "
+                                       "not on the requested model")
+        return loaded.method.frozen, loaded.method
+    return _checkpoint_prompt(state, raw_model, prompt, use, needs)
+
+
+def _checkpoint_prompt(state, raw_model: Any, path: str, use: str, needs: Sequence[str]):
+    from .checkpoints import build_method_from_checkpoint
+
+    try:
+        stamp = os.stat(path).st_mtime_ns
+    except OSError:
+        stamp = None
+    record = _read_checkpoint(state, path) if stamp is None else None  # raises: not a name, not a file
+    if raw_model is None:
+        record = _read_checkpoint(state, path)
+        require_method(path, record.method, use, needs)  # before loading a model for nothing
+        spec = spec_for_checkpoint(record.base_model)
+    else:
+        spec = ModelSpec.from_dict(raw_model)
+    frozen = get_frozen_model(state, spec)
+
+    def build():
+        checkpoint = record if record is not None else _read_checkpoint(state, path)
+        require_method(path, checkpoint.method, use, needs)
+        method = build_method_from_checkpoint(checkpoint, frozen)  # checks the model fingerprint
+        method.eval()
+        return method
+
+    method = state.get_or_create((CHECKPOINT_PROMPTS, model_key(spec), os.path.abspath(path), stamp), build)
+    require_method(path, method.name, use, needs)  # built earlier for another op
+    return frozen, method
+
+
+def _read_checkpoint(state, path: str):
+    from .checkpoints import load_checkpoint
+
+    try:
+        return load_checkpoint(path)
+    except NotFoundError as exc:
+        loaded = prompt_cache(state).names()
+        raise NotFoundError(f"prompt {path!r} is neither a loaded prompt (loaded: {loaded or 'none'}) nor a "
+                            "checkpoint file") from exc

@@ -23,7 +23,9 @@ def checkpoint_inspect(req: Request, ctx: OpContext) -> Reply:
     record = load_checkpoint(path)
     body = record.describe()
     if req.body.get("model") is not None:
-        from softprompt_worker.ops.train import frozen_model
+        from softprompt_worker.models import ModelSpec
+        from softprompt_worker.prompts import get_frozen_model
 
-        body["compatible"] = frozen_model(ctx, req.body["model"]).fingerprint == record.base_model["fingerprint"]
+        frozen = get_frozen_model(ctx.state, ModelSpec.from_dict(req.body["model"]))
+        body["compatible"] = frozen.fingerprint == record.base_model["fingerprint"]
     return Reply(body=body)

@@ -1,9 +1,10 @@
 """Ops ``embed`` and ``evaluate_retrieval``: text embeddings from a suffix prompt or the base model.
 
-With ``prompt`` (a ``suffix_tuning`` prompt: the name of a loaded prompt, or a checkpoint path) texts are
-embedded by the trained suffix, pooled as the prompt's config says unless ``pooling`` overrides it.
-Without one, the frozen base model embeds them by mean pooling over real tokens (the usual baseline).
-``model`` may be left out when ``prompt`` is a checkpoint path: the checkpoint's base model is used.
+With ``prompt`` (a ``suffix_tuning`` prompt: the name of a prompt loaded by ``prompt_load`` first, else a
+checkpoint path; ``prompts.resolve_prompt``) texts are embedded by the trained suffix, pooled as the
+prompt's config says unless ``pooling`` overrides it. Without one, the frozen base model embeds them by
+mean pooling over real tokens (the usual baseline). ``model`` may be left out when ``prompt`` is given:
+the prompt's base model is used. A prompt of another method is refused (``invalid_argument``).
 
 ``embed``::
 
@@ -28,19 +29,16 @@ with error ``cancelled`` when cancelled (checked between batches).
 
 from __future__ import annotations
 
-import json
-import os
 import time
-from dataclasses import asdict
 from typing import Any
 
 import torch
 
-from ..checkpoints import build_method_from_checkpoint, load_checkpoint
-from ..errors import CancelledError, InvalidArgumentError, NotFoundError
+from ..errors import CancelledError, InvalidArgumentError
 from ..evaluation.retrieval import DEFAULT_K_VALUES, retrieval_metrics, sts_spearman
 from ..methods.suffix_tuning import POOLINGS, backbone, encode_in_batches, pool
-from ..models import FrozenModel, ModelSpec, load_frozen_model
+from ..models import FrozenModel
+from ..prompts import resolve_prompt
 from .registry import OpContext, Reply, Request, op
 
 PROGRESS_INTERVAL_S = 0.5
@@ -98,7 +96,8 @@ class Embedder:
         batch_size = body.get("batch_size", 32)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= 4096:
             raise InvalidArgumentError(f"batch_size: {batch_size!r} is not an int in 1..4096")
-        frozen, method = _resolve(ctx, body.get("model"), body.get("prompt"))
+        frozen, method = resolve_prompt(ctx.state, body.get("model"), body.get("prompt"), use=ctx.op,
+                                        needs=("suffix_tuning",))
         default_pooling = method.config.pooling if method is not None else "mean"
         pooling = body.get("pooling", default_pooling)
         if pooling not in POOLINGS:
@@ -140,72 +139,6 @@ class Embedder:
             return out
 
         return encode_in_batches(texts, self.batch_size, chunk)
-
-
-def _resolve(ctx: OpContext, raw_model: Any, prompt: Any):
-    """``(frozen model, suffix method or None)`` for a request's ``model`` and ``prompt``."""
-    if prompt is None:
-        if raw_model is None:
-            raise InvalidArgumentError("model: required when no prompt is given")
-        return get_frozen_model(ctx.state, ModelSpec.from_dict(raw_model)), None
-    if not isinstance(prompt, str) or not prompt:
-        raise InvalidArgumentError(f"prompt: expected a prompt name or checkpoint path, got {prompt!r:.60}")
-    method = _loaded_prompt(ctx, prompt)
-    if method is not None:
-        if raw_model is not None and model_key(ModelSpec.from_dict(raw_model)) != model_key(method.frozen.spec):
-            raise InvalidArgumentError(f"prompt {prompt!r} is loaded on {method.frozen.spec.display_name!r}, "
-                                       "not on the requested model")
-        return method.frozen, _check_embedding_method(method, prompt)
-    record = load_checkpoint(prompt)  # NotFoundError when neither a loaded name nor a file
-    spec = ModelSpec.from_dict(raw_model) if raw_model is not None else spec_for_checkpoint(record.base_model)
-    frozen = get_frozen_model(ctx.state, spec)
-    try:
-        stamp = os.stat(prompt).st_mtime_ns
-    except OSError:
-        stamp = None
-
-    def build():
-        method = build_method_from_checkpoint(record, frozen)  # checks the model fingerprint
-        method.eval()
-        return _check_embedding_method(method, prompt)
-
-    return frozen, ctx.state.get_or_create(("embedding_prompt", model_key(spec), prompt, stamp), build)
-
-
-def _loaded_prompt(ctx: OpContext, name: str):
-    """The method of a prompt loaded under ``name`` by ``prompt_load`` (``prompts.py``), if any."""
-    try:
-        from ..prompts import prompt_cache
-    except ImportError:  # pragma: no cover - the prompt cache is optional for this op
-        return None
-    try:
-        return prompt_cache(ctx.state).get(name).method
-    except NotFoundError:
-        return None
-
-
-def model_key(spec: ModelSpec) -> str:
-    """Canonical JSON of a spec, the frozen-model cache key every op shares (``prompts.py``, ``train``)."""
-    return json.dumps(asdict(spec), sort_keys=True, default=str)
-
-
-def get_frozen_model(state, spec: ModelSpec) -> FrozenModel:
-    return state.get_or_create(("frozen_model", model_key(spec)), lambda: load_frozen_model(spec))
-
-
-def spec_for_checkpoint(base_model: dict[str, Any]) -> ModelSpec:
-    """The ModelSpec a checkpoint's recorded base model names (``tiny:<family>`` for tiny models)."""
-    name = base_model.get("name_or_path") or ""
-    if not name:
-        raise InvalidArgumentError("model: the checkpoint records no base model name; pass 'model'")
-    return ModelSpec(tiny=name.removeprefix("tiny:")) if name.startswith("tiny:") else ModelSpec(name_or_path=name)
-
-
-def _check_embedding_method(method, prompt: str):
-    if not (hasattr(method, "embed") and hasattr(method, "hidden_states")):
-        raise InvalidArgumentError(f"prompt: {prompt!r} is a {method.name!r} prompt; embedding needs 'suffix_tuning' "
-                                   "(or no prompt for the base model)")
-    return method
 
 
 def _max_positions(frozen: FrozenModel) -> int:

@@ -5,9 +5,12 @@
     {"name": str, "path": str (checkpoint file), "model"?: ModelSpec}
     -> {"name", "path", "method", "method_config", "model", "num_trainable_parameters", "step", "metrics"}
 
-    Loads the checkpoint onto the cached base model (``model``, or the model the checkpoint records),
-    checking the model fingerprint; a name already loaded is replaced. The model is loaded once per
-    worker and shared by every prompt on it.
+    Loads the checkpoint, of any method, onto the cached base model (``model``, or the model the
+    checkpoint records), checking the model fingerprint; a name already loaded is replaced. The model is
+    loaded once per worker and shared by every prompt on it. Each op uses the prompts of the methods it
+    understands and names the method it needs otherwise: ``generate`` / ``classify`` take
+    ``prompt_tuning`` and ``prefix_tuning`` prompts, ``embed`` / ``evaluate_retrieval`` take
+    ``suffix_tuning``, ``rerank`` / ``evaluate_reranking`` take ``passage_tuning``.
 
 ``prompt_unload``: ``{"name": str} -> {"unloaded": bool}``.
 ``prompt_list``: ``{} -> {"prompts": [<prompt_load reply>, ...]}`` (sorted by name).
@@ -29,9 +32,10 @@ def prompt_load(req: Request, ctx: OpContext) -> Reply:
     if not isinstance(path, str) or not path:
         raise InvalidArgumentError(f"path: expected a checkpoint file path, got {path!r:.60}")
     model = req.body.get("model")
-    spec = ModelSpec.from_dict(model) if model is not None else spec_for_checkpoint(load_checkpoint(path).base_model)
+    record = load_checkpoint(path)
+    spec = ModelSpec.from_dict(model) if model is not None else spec_for_checkpoint(record.base_model)
     frozen = get_frozen_model(ctx.state, spec)
-    return Reply(body=prompt_cache(ctx.state).load(name, path, frozen).describe())
+    return Reply(body=prompt_cache(ctx.state).load(name, path, frozen, record).describe())
 
 
 @op("prompt_unload")

@@ -2,11 +2,13 @@
 
 Without ``prompt`` the reranker is UPR (Sachan et al., 2022): the frozen LM with the hard instruction
 ``" Please write a question based on this passage.\\nQuestion:"``, no training. With ``prompt`` (a
-``passage_tuning`` checkpoint) the trained soft prompt and passage bottleneck fill the same slots.
+``passage_tuning`` prompt: the name of a prompt loaded by ``prompt_load`` first, else a checkpoint path;
+``prompts.resolve_prompt``) the trained soft prompt and passage bottleneck fill the same slots. A prompt
+of another method is refused (``invalid_argument``).
 
 ``rerank``::
 
-    {"model"?: ModelSpec, "prompt"?: str (passage_tuning checkpoint path), "batch_size"?: int (16),
+    {"model"?: ModelSpec, "prompt"?: str (loaded name or checkpoint path), "batch_size"?: int (16),
      "queries": [{"query": str, "passages": [str], "top_k"?: int}]}
     -> {"reranker": "upr" | "passage_tuning",
         "results": [{"indices": [int], "log_likelihood": [float], "mean_log_likelihood": [float]}]}
@@ -21,23 +23,20 @@ Without ``prompt`` the reranker is UPR (Sachan et al., 2022): the frozen LM with
      "rows": [{"query": str, "positive": str, "negatives"?: [str]}]}
     -> {"reranker": ..., "queries": int, "metrics": {"hits@1", "hits@5", "mrr", "ndcg@10": float}}
 
-``model`` may be left out when ``prompt`` is given: the checkpoint's base model is used. Both emit
+``model`` may be left out when ``prompt`` is given: the prompt's base model is used. Both emit
 ``{"event": "progress", "done": int, "total": int}`` (pairs scored) at most twice a second, and end
 with error ``cancelled`` when cancelled (checked between batches).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 import torch
 
-from ..checkpoints import build_method_from_checkpoint, load_checkpoint
 from ..errors import CancelledError, InvalidArgumentError, TooLargeError
-from ..models import ModelSpec
-from ..prompts import get_frozen_model, model_key, spec_for_checkpoint
+from ..prompts import model_key, resolve_prompt
 from ..scoring import HardPrompt, score_candidates
 from ..tasks.reranking import RerankingTask, evaluate_rows
 from .registry import OpContext, Reply, Request, op
@@ -93,47 +92,16 @@ def evaluate_reranking(req: Request, ctx: OpContext) -> Reply:
 # -- shared pieces -----------------------------------------------------------------------------------
 
 def _reranker(ctx: OpContext, body: dict[str, Any]):
-    """``(frozen model, conditioner, "upr" | "passage_tuning")``; model and prompt cached in the worker
-    state (the model cache is ``prompts.get_frozen_model``'s, shared with every other op)."""
-    prompt = body.get("prompt")
-    if prompt is not None and (not isinstance(prompt, str) or not prompt):
-        raise InvalidArgumentError(f"prompt: expected a passage_tuning checkpoint path, got {prompt!r:.60}")
-    record = None
-    if body.get("model") is not None:
-        spec = ModelSpec.from_dict(body["model"])
-    elif prompt is not None:
-        record = load_checkpoint(prompt)
-        spec = spec_for_checkpoint(record.base_model)
-    else:
+    """``(frozen model, conditioner, "upr" | "passage_tuning")``; models and prompts come from the worker's
+    caches (``prompts.py``), shared with every other op."""
+    if body.get("prompt") is None and body.get("model") is None:
         raise InvalidArgumentError("model: required when no prompt is given (UPR needs a model to score with)")
-    frozen = get_frozen_model(ctx.state, spec)
-    key = model_key(spec)
-    if prompt is None:
-        return frozen, ctx.state.get_or_create(("upr", key), lambda: HardPrompt(frozen)), "upr"
-    return frozen, _load_prompt(ctx, frozen, key, prompt, record), "passage_tuning"
-
-
-def _load_prompt(ctx: OpContext, frozen, model_key: str, path: str, record=None):
-    """A ``passage_tuning`` checkpoint as a ready method, cached by (model, path, file mtime).
-
-    Passage-tuned prompts are addressed by checkpoint path: ``prompt_load`` keeps prompts that inject
-    into generation (prompt/prefix tuning), which a reranker's passage-conditioned vectors are not.
-    """
-    try:
-        stamp = os.stat(path).st_mtime_ns
-    except OSError:
-        stamp = None  # load_checkpoint reports the missing file
-
-    def build():
-        loaded = record or load_checkpoint(path)
-        if loaded.method != "passage_tuning":
-            raise InvalidArgumentError(f"prompt: {path!r} is a {loaded.method!r} checkpoint; reranking needs "
-                                       "'passage_tuning' (or no prompt for UPR)")
-        method = build_method_from_checkpoint(loaded, frozen)  # checks the model fingerprint
-        method.eval()
-        return method
-
-    return ctx.state.get_or_create(("passage_prompt", model_key, path, stamp), build)
+    frozen, method = resolve_prompt(ctx.state, body.get("model"), body.get("prompt"), use=ctx.op,
+                                    needs=("passage_tuning",))
+    if method is None:
+        upr = ctx.state.get_or_create(("upr", model_key(frozen.spec)), lambda: HardPrompt(frozen))
+        return frozen, upr, "upr"
+    return frozen, method, "passage_tuning"
 
 
 def _progress(ctx: OpContext):

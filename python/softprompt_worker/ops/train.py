@@ -20,17 +20,19 @@ with this reply too, and its checkpoint is usable (and resumable).
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
+import threading
 from typing import Any
+
+import torch
 
 from softprompt_worker.checkpoints import build_method_from_checkpoint, load_checkpoint, save_checkpoint
 from softprompt_worker.data import resolve_data
 from softprompt_worker.errors import InvalidArgumentError, WorkerError
 from softprompt_worker.methods.registry import method_class
-from softprompt_worker.models import FrozenModel, ModelSpec, load_frozen_model
+from softprompt_worker.models import FrozenModel, ModelSpec
 from softprompt_worker.ops.data import datasets
 from softprompt_worker.ops.registry import OpContext, Reply, Request, op
+from softprompt_worker.prompts import get_frozen_model
 from softprompt_worker.runs import RunDir
 from softprompt_worker.tasks.registry import check_method, task_class
 from softprompt_worker.training import TrainingConfig, train
@@ -38,11 +40,9 @@ from softprompt_worker.training import TrainingConfig, train
 _FIELDS = {"model", "method", "method_config", "task", "task_options", "data", "training", "run_dir", "resume_from"}
 
 
-def frozen_model(ctx: OpContext, raw_spec: Any) -> FrozenModel:
-    """The frozen model a spec names, loaded once per worker (same cache key as the other ops)."""
-    spec = ModelSpec.from_dict(raw_spec)
-    key = json.dumps(asdict(spec), sort_keys=True, default=str)
-    return ctx.state.get_or_create(("frozen_model", key), lambda: load_frozen_model(spec))
+# Seeding and building a method is one step per job: two jobs starting at once do not interleave their
+# draws from torch's global generator, so a job's initial soft state depends on its seed alone.
+_INIT_LOCK = threading.Lock()
 
 
 @op("train")
@@ -62,10 +62,12 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
     method_cls = method_class(body["method"])
     check_method(task_cls, body["method"])
     run = RunDir(body.get("run_dir"))
-    frozen = frozen_model(ctx, body.get("model"))
+    frozen = get_frozen_model(ctx.state, ModelSpec.from_dict(body.get("model")))
     train_rows, eval_rows, report = resolve_data(body.get("data"), task_cls.validate_row, store=datasets(ctx),
                                                  seed=config.seed)
-    method, resume = _method(body, method_cls, frozen)
+    with _INIT_LOCK:
+        torch.manual_seed(config.seed)  # every method's initial soft vectors (and MLP weights) come from it
+        method, resume = _method(body, method_cls, frozen)
     options = dict(body.get("task_options") or {})
     if "max_length" in getattr(task_cls, "options_defaults", {}):
         options.setdefault("max_length", config.max_length)

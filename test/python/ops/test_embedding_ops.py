@@ -111,10 +111,9 @@ def test_bad_requests(trained, tmp_path):
             call(state, "embed", body)
     with pytest.raises(NotFoundError):
         call(state, "embed", {"prompt": str(tmp_path / "none.pb"), "texts": TEXTS})
-    # Without "model" the checkpoint's recorded model is used: "tiny:llama" at the default init, whose
-    # fingerprint differs from the std-0.2 model the prompt was trained on, so it is refused.
+    # The std-0.2 model the prompt was trained on, not "tiny:llama" at the default init: refused by fingerprint.
     with pytest.raises(CheckpointInvalidError):
-        call(state, "embed", {"prompt": path, "texts": TEXTS})
+        call(state, "embed", {"model": {"tiny": "llama"}, "prompt": path, "texts": TEXTS})
     with pytest.raises(CancelledError):
         call(state, "embed", {"model": MODEL, "texts": TEXTS}, cancelled=True)
     for body in ({"model": MODEL}, {"model": MODEL, "queries": {"q": "x"}, "corpus": {"d": "y"}, "qrels": {"q": 1}},

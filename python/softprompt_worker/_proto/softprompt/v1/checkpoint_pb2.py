@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from softprompt_worker._proto.softprompt.v1 import tensor_pb2 as softprompt_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esoftprompt/v1/checkpoint.proto\x12\rsoftprompt.v1\x1a\x1asoftprompt/v1/tensor.proto\"s\n\tBaseModel\x12\x14\n\x0cname_or_path\x18\x01 \x01(\t\x12\x12\n\nmodel_type\x18\x02 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x03 \x01(\t\x12\x13\n\x0bhidden_size\x18\x04 \x01(\x03\x12\x12\n\nnum_layers\x18\x05 \x01(\x03\"X\n\x0fLibraryVersions\x12\x12\n\nsoftprompt\x18\x01 \x01(\t\x12\r\n\x05torch\x18\x02 \x01(\t\x12\x14\n\x0ctransformers\x18\x03 \x01(\t\x12\x0c\n\x04peft\x18\x04 \x01(\t\"\x88\x05\n\nCheckpoint\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x1a\n\x12method_config_json\x18\x03 \x01(\t\x12,\n\nbase_model\x18\x04 \x01(\x0b\x32\x18.softprompt.v1.BaseModel\x12\x37\n\x07tensors\x18\x05 \x03(\x0b\x32&.softprompt.v1.Checkpoint.TensorsEntry\x12\x44\n\x0etraining_state\x18\x06 \x03(\x0b\x32,.softprompt.v1.Checkpoint.TrainingStateEntry\x12\x1b\n\x13training_state_json\x18\x07 \x01(\t\x12\x0c\n\x04step\x18\x08 \x01(\x04\x12\x37\n\x07metrics\x18\t \x03(\x0b\x32&.softprompt.v1.Checkpoint.MetricsEntry\x12\x30\n\x08versions\x18\n \x01(\x0b\x32\x1e.softprompt.v1.LibraryVersions\x12\x17\n\x0f\x63reated_unix_ms\x18\x0b \x01(\x03\x12\x16\n\x0e\x63ontent_sha256\x18\x0c \x01(\t\x1a\x45\n\x0cTensorsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.softprompt.v1.Tensor:\x02\x38\x01\x1aK\n\x12TrainingStateEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.softprompt.v1.Tensor:\x02\x38\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esoftprompt/v1/checkpoint.proto\x12\rsoftprompt.v1\x1a\x1asoftprompt/v1/tensor.proto\"\x8c\x01\n\tBaseModel\x12\x14\n\x0cname_or_path\x18\x01 \x01(\t\x12\x12\n\nmodel_type\x18\x02 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x03 \x01(\t\x12\x13\n\x0bhidden_size\x18\x04 \x01(\x03\x12\x12\n\nnum_layers\x18\x05 \x01(\x03\x12\x17\n\x0fmodel_spec_json\x18\x06 \x01(\t\"X\n\x0fLibraryVersions\x12\x12\n\nsoftprompt\x18\x01 \x01(\t\x12\r\n\x05torch\x18\x02 \x01(\t\x12\x14\n\x0ctransformers\x18\x03 \x01(\t\x12\x0c\n\x04peft\x18\x04 \x01(\t\"\x88\x05\n\nCheckpoint\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x1a\n\x12method_config_json\x18\x03 \x01(\t\x12,\n\nbase_model\x18\x04 \x01(\x0b\x32\x18.softprompt.v1.BaseModel\x12\x37\n\x07tensors\x18\x05 \x03(\x0b\x32&.softprompt.v1.Checkpoint.TensorsEntry\x12\x44\n\x0etraining_state\x18\x06 \x03(\x0b\x32,.softprompt.v1.Checkpoint.TrainingStateEntry\x12\x1b\n\x13training_state_json\x18\x07 \x01(\t\x12\x0c\n\x04step\x18\x08 \x01(\x04\x12\x37\n\x07metrics\x18\t \x03(\x0b\x32&.softprompt.v1.Checkpoint.MetricsEntry\x12\x30\n\x08versions\x18\n \x01(\x0b\x32\x1e.softprompt.v1.LibraryVersions\x12\x17\n\x0f\x63reated_unix_ms\x18\x0b \x01(\x03\x12\x16\n\x0e\x63ontent_sha256\x18\x0c \x01(\t\x1a\x45\n\x0cTensorsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.softprompt.v1.Tensor:\x02\x38\x01\x1aK\n\x12TrainingStateEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.softprompt.v1.Tensor:\x02\x38\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,16 +38,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHECKPOINT_TRAININGSTATEENTRY']._serialized_options = b'8\001'
   _globals['_CHECKPOINT_METRICSENTRY']._loaded_options = None
   _globals['_CHECKPOINT_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_BASEMODEL']._serialized_start=77
-  _globals['_BASEMODEL']._serialized_end=192
-  _globals['_LIBRARYVERSIONS']._serialized_start=194
-  _globals['_LIBRARYVERSIONS']._serialized_end=282
-  _globals['_CHECKPOINT']._serialized_start=285
-  _globals['_CHECKPOINT']._serialized_end=933
-  _globals['_CHECKPOINT_TENSORSENTRY']._serialized_start=739
-  _globals['_CHECKPOINT_TENSORSENTRY']._serialized_end=808
-  _globals['_CHECKPOINT_TRAININGSTATEENTRY']._serialized_start=810
-  _globals['_CHECKPOINT_TRAININGSTATEENTRY']._serialized_end=885
-  _globals['_CHECKPOINT_METRICSENTRY']._serialized_start=887
-  _globals['_CHECKPOINT_METRICSENTRY']._serialized_end=933
+  _globals['_BASEMODEL']._serialized_start=78
+  _globals['_BASEMODEL']._serialized_end=218
+  _globals['_LIBRARYVERSIONS']._serialized_start=220
+  _globals['_LIBRARYVERSIONS']._serialized_end=308
+  _globals['_CHECKPOINT']._serialized_start=311
+  _globals['_CHECKPOINT']._serialized_end=959
+  _globals['_CHECKPOINT_TENSORSENTRY']._serialized_start=765
+  _globals['_CHECKPOINT_TENSORSENTRY']._serialized_end=834
+  _globals['_CHECKPOINT_TRAININGSTATEENTRY']._serialized_start=836
+  _globals['_CHECKPOINT_TRAININGSTATEENTRY']._serialized_end=911
+  _globals['_CHECKPOINT_METRICSENTRY']._serialized_start=913
+  _globals['_CHECKPOINT_METRICSENTRY']._serialized_end=959
 # @@protoc_insertion_point(module_scope)

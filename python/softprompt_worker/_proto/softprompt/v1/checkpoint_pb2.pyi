@@ -8,18 +8,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class BaseModel(_message.Message):
-    __slots__ = ("name_or_path", "model_type", "fingerprint", "hidden_size", "num_layers")
+    __slots__ = ("name_or_path", "model_type", "fingerprint", "hidden_size", "num_layers", "model_spec_json")
     NAME_OR_PATH_FIELD_NUMBER: _ClassVar[int]
     MODEL_TYPE_FIELD_NUMBER: _ClassVar[int]
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     HIDDEN_SIZE_FIELD_NUMBER: _ClassVar[int]
     NUM_LAYERS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
     name_or_path: str
     model_type: str
     fingerprint: str
     hidden_size: int
     num_layers: int
-    def __init__(self, name_or_path: _Optional[str] = ..., model_type: _Optional[str] = ..., fingerprint: _Optional[str] = ..., hidden_size: _Optional[int] = ..., num_layers: _Optional[int] = ...) -> None: ...
+    model_spec_json: str
+    def __init__(self, name_or_path: _Optional[str] = ..., model_type: _Optional[str] = ..., fingerprint: _Optional[str] = ..., hidden_size: _Optional[int] = ..., num_layers: _Optional[int] = ..., model_spec_json: _Optional[str] = ...) -> None: ...
 
 class LibraryVersions(_message.Message):
     __slots__ = ("softprompt", "torch", "transformers", "peft")

@@ -29,6 +29,15 @@ export interface BaseModel {
   /** Hidden size and layer count, kept for readers that do not load the model. */
   hiddenSize: bigint;
   numLayers: bigint;
+  /**
+   * The ModelSpec the prompt was trained with (python/softprompt_worker/models.py, the TS ModelSpec in
+   * snake_case) as canonical JSON (sorted keys), minus `device` and `dtype`, which are per-run choices:
+   * e.g. {"name_or_path": null, "overrides": {"n_layer": 3}, "revision": null, "seed": 7, "tiny": "gpt2",
+   * "trust_remote_code": false}. It lets a prompt be loaded without naming its model, also for tiny models
+   * built with a seed and config overrides. Empty in checkpoints written before it existed: readers then
+   * fall back to name_or_path. `trust_remote_code` is recorded but never honoured from a file.
+   */
+  modelSpecJson: string;
 }
 
 export interface LibraryVersions {
@@ -82,7 +91,7 @@ export interface Checkpoint_MetricsEntry {
 }
 
 function createBaseBaseModel(): BaseModel {
-  return { nameOrPath: "", modelType: "", fingerprint: "", hiddenSize: 0n, numLayers: 0n };
+  return { nameOrPath: "", modelType: "", fingerprint: "", hiddenSize: 0n, numLayers: 0n, modelSpecJson: "" };
 }
 
 export const BaseModel: MessageFns<BaseModel> = {
@@ -107,6 +116,9 @@ export const BaseModel: MessageFns<BaseModel> = {
         throw new globalThis.Error("value provided for field message.numLayers of type int64 too large");
       }
       writer.uint32(40).int64(message.numLayers);
+    }
+    if (message.modelSpecJson !== "") {
+      writer.uint32(50).string(message.modelSpecJson);
     }
     return writer;
   },
@@ -164,6 +176,14 @@ export const BaseModel: MessageFns<BaseModel> = {
             message.numLayers = reader.int64() as bigint;
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.modelSpecJson = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -199,6 +219,11 @@ export const BaseModel: MessageFns<BaseModel> = {
         : isSet(object.num_layers)
         ? BigInt(object.num_layers)
         : 0n,
+      modelSpecJson: isSet(object.modelSpecJson)
+        ? globalThis.String(object.modelSpecJson)
+        : isSet(object.model_spec_json)
+        ? globalThis.String(object.model_spec_json)
+        : "",
     };
   },
 
@@ -219,6 +244,9 @@ export const BaseModel: MessageFns<BaseModel> = {
     if (message.numLayers !== 0n) {
       obj.numLayers = message.numLayers.toString();
     }
+    if (message.modelSpecJson !== "") {
+      obj.modelSpecJson = message.modelSpecJson;
+    }
     return obj;
   },
 
@@ -234,6 +262,7 @@ export const BaseModel: MessageFns<BaseModel> = {
       ? BigInt(object.hiddenSize)
       : 0n;
     message.numLayers = (object.numLayers !== undefined && object.numLayers !== null) ? BigInt(object.numLayers) : 0n;
+    message.modelSpecJson = object.modelSpecJson ?? "";
     return message;
   },
 };
