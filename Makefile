@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 # CUDA builds. Override for a GPU box, e.g. `make TORCH_SPEC='torch>=2.4' setup`.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test test-python test-ts typecheck build proto proto-check clean
+.PHONY: setup demo test test-python test-ts chromium typecheck build proto proto-check clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -42,7 +42,11 @@ proto-check: setup
 test-python: setup
 	$(PY) -m pytest
 
-test-ts: setup
+# The run-report tests open reports in Debian's headless Chromium (test/ts/reports/chromium.ts).
+chromium:
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test-ts: setup chromium
 	npx vitest run
 
 test: proto-check typecheck test-python test-ts

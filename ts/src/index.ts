@@ -110,3 +110,7 @@ export type {
   ExportPeftOptions,
   ImportPeftInput,
 } from './jobs/checkpoints.js';
+
+// Run reports: one self-contained HTML page per training run (sp.train writes it when a job ends).
+export { writeRunReport } from './reports/write.js';
+export type { RunReportOptions } from './reports/write.js';

@@ -13,9 +13,11 @@
  * }
  * ```
  */
+import type { Capabilities } from '../core/capabilities.js';
 import { AbortError, ProtocolError, RemoteError, SoftpromptError, TimeoutError } from '../core/errors.js';
 import { EventStream, type StreamController } from '../core/event-stream.js';
 import { type Tensor, type TensorMap, checkTensor } from '../core/tensor.js';
+import type { LogFunction } from '../core/logger.js';
 import type { Supervisor } from './supervisor.js';
 import type { Message, NamedTensor, WireMap } from './wire.js';
 
@@ -58,6 +60,16 @@ export class Rpc {
   constructor(supervisor: Supervisor, defaultTimeoutMs: number | undefined) {
     this.#supervisor = supervisor;
     this.#defaultTimeoutMs = defaultTimeoutMs;
+  }
+
+  /** The client's log function, for method modules that report beside their calls (jobs/job.ts). */
+  get log(): LogFunction {
+    return this.#supervisor.log;
+  }
+
+  /** The worker's capabilities as of its latest handshake (versions, devices). */
+  get capabilities(): Capabilities {
+    return this.#supervisor.hello.capabilities;
   }
 
   /**

@@ -73,6 +73,11 @@ export class Supervisor {
     return this.#lastHello;
   }
 
+  /** The client's log function (the `logger` start option). */
+  get log(): LogFunction {
+    return this.#log;
+  }
+
   /** The live connection, waiting for a restart in progress; rejects when closed or given up. */
   connection(): Promise<Connection> {
     if (this.#closed) return Promise.reject(new ClientClosedError());

@@ -102,6 +102,11 @@ export interface TrainingResult {
   /** The last checkpoint written (absolute path). */
   readonly checkpoint: string;
   readonly summary: TrainingSummary;
+  /**
+   * `<runDir>/report.html`, written when the job ended (reports/write.ts); absent when it could not
+   * be written (the reason is logged as a warning).
+   */
+  readonly report?: string;
 }
 
 // Any float the worker sends, NaN included (zod's number() refuses NaN and ±Infinity).
@@ -114,7 +119,7 @@ const summarySchema = z.object({
   status,
   steps: int,
   totalSteps: int,
-  finalLoss: float,
+  finalLoss: float.nullable().transform((v) => v ?? Number.NaN), // null when no step was logged (training.py)
   metrics,
   tokens: int,
   epochs: float,

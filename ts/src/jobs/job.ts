@@ -10,6 +10,7 @@ import { type TrainingEvent, type TrainingResult, decodeTrainingEvent, decodeTra
 import { type JobSpec, assertJobSpec, trainBody } from './spec.js';
 import { positiveInt } from './schema.js';
 import { parseOrThrow } from '../internal/validate.js';
+import { reportAfterJob } from '../reports/job-report.js';
 
 /** Options of `sp.train(spec, options)`. */
 export interface TrainOptions {
@@ -32,6 +33,9 @@ let construct: (rpc: Rpc, spec: JobSpec, options: TrainOptions) => TrainingJob;
  *   events are consumed once. Leaving the loop early cancels the job.
  * - `await job.result()` resolves when the job ends: `status` is `'completed'` or `'cancelled'`, and
  *   `checkpoint` is a usable, resumable checkpoint either way.
+ * - When it ends, the job writes `<runDir>/report.html` (charts, environment, timings; see
+ *   reports/write.ts) and `result().report` is its path; a report that cannot be written is logged as
+ *   a warning and never fails the job. For a failed run, call `writeRunReport(runDir)` yourself.
  * - `job.cancel()` (or the `signal` given to `sp.train`) asks the worker to stop after the current
  *   micro-batch; the result follows.
  * - Failures (bad data with its `file:line`, an unknown model, a crashed worker) are thrown as typed
@@ -109,7 +113,9 @@ export class TrainingJob implements AsyncIterable<TrainingEvent> {
       });
       this.#remote = remote;
       for await (const event of remote) if (event !== undefined) out.event(event);
-      out.end(await remote.result());
+      const result = await remote.result();
+      const report = await reportAfterJob(rpc, this.spec.runDir); // never throws: a failure is logged
+      out.end(report === undefined ? result : { ...result, report });
     } catch (error) {
       crashed = error instanceof WorkerCrashedError || error instanceof ClientClosedError;
       out.fail(error as Error);
