@@ -7,7 +7,7 @@
 Events (each a dict with an ``"event"`` key, emitted in this order):
     started    {trainable_params, trainable_fraction, total_params, device, dtype, total_steps, start_step}
     step       {step, loss, lr, grad_norm, tokens_per_s, memory_bytes}      every ``log_every`` steps
-    eval       {step, metrics}                                             every ``eval_every`` steps + end
+    eval       {step, metrics}                         at step 0 (baseline), every ``eval_every`` steps, end
     checkpoint {step, path}                                                every ``checkpoint_every`` + end
     done       {summary}
 
@@ -29,14 +29,18 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
+from . import limits
 from .errors import InvalidArgumentError
 from .methods.base import SoftPromptMethod
 from .resume import DataStream, TrainingState, capture_state, restore_state
 from .tasks.base import Task
+
+if TYPE_CHECKING:
+    from .distributed import DataParallel
 
 OPTIMIZERS = ("adamw", "adafactor", "sgd")
 SCHEDULES = ("constant", "linear", "cosine")
@@ -69,16 +73,17 @@ class TrainingConfig:
     eval_every: int = 0  # steps between evaluations; 0 = only at the end
     checkpoint_every: int = 0  # steps between checkpoints; 0 = only at the end
     log_every: int = 10  # steps between ``step`` events (each one syncs the device once)
+    eval_baseline: bool = True  # evaluate once before the first step (step 0): the untuned baseline
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> "TrainingConfig":
         raw = dict(raw or {})
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
+        unknown = sorted(map(str, set(raw) - known))
         if unknown:
             raise InvalidArgumentError(f"training: unknown field(s) {unknown}; known: {sorted(known)}")
         for f in dataclasses.fields(cls):
-            if f.name in raw and raw[f.name] is not None:
+            if f.name in raw:
                 raw[f.name] = _coerce(f"training.{f.name}", raw[f.name], f.type)
         config = cls(**raw)
         config.validate()
@@ -93,8 +98,12 @@ class TrainingConfig:
             positive("steps", self.steps)
         for name in ("epochs", "batch_size", "grad_accumulation", "max_length", "lr", "log_every"):
             positive(name, getattr(self, name))
-        for name in ("warmup_steps", "weight_decay", "max_grad_norm", "eval_every", "checkpoint_every"):
+        for name in ("warmup_steps", "weight_decay", "max_grad_norm", "eval_every", "checkpoint_every", "seed"):
             positive(name, getattr(self, name), zero_ok=True)
+        for name, limit in _LIMITS:
+            value = getattr(self, name)
+            if value is not None and value > limit:
+                raise InvalidArgumentError(f"training.{name}: {value} is over the limit of {limit} (limits.py)")
         for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("dtype", DTYPES)):
             if getattr(self, name) not in allowed:
                 raise InvalidArgumentError(
@@ -104,11 +113,28 @@ class TrainingConfig:
         return dataclasses.asdict(self)
 
 
+_LIMITS = (("steps", limits.MAX_STEPS), ("epochs", limits.MAX_EPOCHS), ("batch_size", limits.MAX_BATCH_SIZE),
+           ("grad_accumulation", limits.MAX_GRAD_ACCUMULATION), ("max_length", limits.MAX_SEQUENCE_LENGTH),
+           ("warmup_steps", limits.MAX_STEPS), ("eval_every", limits.MAX_STEPS),
+           ("checkpoint_every", limits.MAX_STEPS), ("log_every", limits.MAX_STEPS), ("seed", limits.MAX_SEED))
+
+
 def _coerce(name: str, value: Any, annotation: str) -> Any:
-    """Check a JSON value against the field's annotation (ints are fine where floats are expected)."""
+    """Check a JSON value against the field's annotation (ints are fine where floats are expected).
+    Null only where the annotation allows it; numbers must be finite."""
+    if value is None:
+        if "None" in annotation:
+            return None
+        raise InvalidArgumentError(f"{name}: must not be null")
+    if annotation == "bool":
+        if not isinstance(value, bool):
+            raise InvalidArgumentError(f"{name}: expected a boolean, got {value!r:.40}")
+        return value
     wants = "int" if "int" in annotation else "float" if "float" in annotation else "str"
     if isinstance(value, bool):
         raise InvalidArgumentError(f"{name}: expected a number, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidArgumentError(f"{name}: expected a finite number, got {value!r}")
     if wants == "int" and not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
         raise InvalidArgumentError(f"{name}: expected an integer, got {value!r:.40}")
     if wants == "float" and not isinstance(value, (int, float)):
@@ -124,11 +150,12 @@ SaveCheckpoint = Callable[[int, dict[str, float], TrainingState], str]
 
 def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit: Emit | None = None,
           cancelled: Callable[[], bool] | None = None, save_checkpoint: SaveCheckpoint | None = None,
-          resume: TrainingState | None = None) -> dict[str, Any]:
+          resume: TrainingState | None = None, parallel: DataParallel | None = None) -> dict[str, Any]:
     """Train ``method`` on ``task``; returns the summary (also sent in the ``done`` event).
 
     ``save_checkpoint(step, metrics, state) -> path`` writes a checkpoint and returns where; without it
     no checkpoint events are emitted. ``resume`` continues a run from a saved ``TrainingState``.
+    ``parallel`` (distributed.py) makes this one rank of a data-parallel run.
     """
     emit = emit or (lambda event: None)
     cancelled = cancelled or (lambda: False)
@@ -139,9 +166,12 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
     batches_per_epoch = task.num_batches(config.batch_size)
     if batches_per_epoch == 0:
         raise InvalidArgumentError("data.train: no training rows")
-    total_steps = config.steps or config.epochs * math.ceil(batches_per_epoch / config.grad_accumulation)
+    world = parallel.world_size if parallel is not None else 1  # one step takes a micro-batch on each rank
+    total_steps = config.steps or config.epochs * math.ceil(batches_per_epoch / (config.grad_accumulation * world))
     optimizer = build_optimizer(config, params)
     stream = DataStream(task, config.batch_size, config.seed)
+    if parallel is not None:  # loss through DDP, this rank's share of each global batch, the agreed cancel
+        task, stream, cancelled = parallel.attach(task, stream, cancelled)
     step, tokens_total = 0, 0
     if resume is not None:
         step, tokens_total = restore_state(resume, config, optimizer, stream, device)
@@ -155,6 +185,11 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
           "total_steps": total_steps, "start_step": step})
 
     status, metrics, last_loss, checkpoint_path = "completed", {}, None, None
+    baseline: dict[str, float] = {}
+    if config.eval_baseline and resume is None:
+        # The untuned prompt's metrics at step 0: what the report and the summary compare against.
+        # Evaluation draws no random numbers, so the training trajectory is the same with or without it.
+        baseline = _evaluate(method, task, autocast, 0, emit)
     window_loss = torch.zeros((), device=device)  # () sum of micro-batch losses since the last log
     window_micro, window_tokens, window_start, grad_norm = 0, 0, time.perf_counter(), None
     started_at = time.perf_counter()
@@ -185,6 +220,8 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
         optimizer.zero_grad(set_to_none=True)
         step += 1
         if step % config.log_every == 0 or step == total_steps:
+            if parallel is not None:  # the mean over ranks (and their tokens): one all-reduce per log step
+                window_loss, window_tokens = parallel.reduce_window(window_loss, window_tokens)
             last_loss = window_loss.item() / max(window_micro, 1)  # the one sync per log window
             if not math.isfinite(last_loss):
                 raise InvalidArgumentError(f"training diverged: loss is {last_loss} at step {step}; lower training.lr")
@@ -208,7 +245,8 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
     method.eval()
     cur = stream.cursor()
     summary = {"status": status, "steps": step, "total_steps": total_steps, "final_loss": last_loss,
-               "metrics": metrics, "tokens": tokens_total, "epochs": cur["epoch"] + cur["batch"] / batches_per_epoch,
+               "metrics": metrics, "baseline_metrics": baseline, "tokens": tokens_total,
+               "epochs": cur["epoch"] + cur["batch"] / batches_per_epoch,
                "elapsed_s": time.perf_counter() - started_at, "checkpoint": checkpoint_path}
     emit({"event": "done", "summary": summary})
     return summary

@@ -32,7 +32,9 @@ def test_loss_falls_only_soft_params_move_and_events_are_ordered():
                     emit=events.append)
     kinds = [e["event"] for e in events]
     assert kinds[0] == "started" and kinds[-1] == "done"
-    assert kinds.count("step") == 6 and kinds.count("eval") == 2
+    assert kinds.count("step") == 6 and kinds.count("eval") == 3  # baseline at step 0, step 15, end
+    assert kinds[1] == "eval" and events[1]["step"] == 0
+    assert summary["baseline_metrics"] == events[1]["metrics"]
     started = events[0]
     assert started["trainable_params"] == 4 * frozen.hidden_size + frozen.model.config.vocab_size
     assert 0 < started["trainable_fraction"] < 0.01 and started["dtype"] == "f32"
@@ -107,7 +109,7 @@ def test_cancellation_stops_cleanly_and_writes_a_final_checkpoint():
     assert summary["status"] == "cancelled" and summary["steps"] == 3
     assert summary["checkpoint"] == "ck-3" and events[-2] == {"event": "checkpoint", "step": 3, "path": "ck-3"}
     assert saved[3].meta["cursor"] == {"epoch": 1, "batch": 2}  # 4 batches per epoch; the partial step's micro-batch is not consumed
-    assert not any(e["event"] == "eval" for e in events)
+    assert [e["step"] for e in events if e["event"] == "eval"] == [0]  # only the baseline: cancelled runs skip the final eval
 
 
 def test_schedules():

@@ -48,7 +48,7 @@ def test_train_streams_events_writes_the_run_dir_and_inspects(tmp_path):
     reply, events = call(state, "train", job(tmp_path))
     assert reply["status"] == "completed" and reply["summary"]["steps"] == 4
     kinds = [e["event"] for e in events]
-    assert kinds == ["data", "started", "step", "checkpoint", "step", "eval", "checkpoint", "done"]
+    assert kinds == ["data", "started", "eval", "step", "checkpoint", "step", "eval", "checkpoint", "done"]
     assert events[0]["train_rows"] == 6 and events[0]["eval_rows"] == 2
     run = tmp_path / "run"
     assert reply["checkpoint"] == str(run / "checkpoints" / "step-00000004.pb")
