@@ -209,7 +209,7 @@ def resolve_data(spec: Any, validate: Validate, *, store: DatasetStore | None, s
     """``(train_rows, eval_rows, report)`` for a data spec (see the module docstring)."""
     if not isinstance(spec, dict):
         raise InvalidArgumentError(f"data: expected a map, got {type(spec).__name__}")
-    unknown = sorted(set(spec) - _SPEC_KEYS)
+    unknown = sorted(map(str, set(spec) - _SPEC_KEYS))
     if unknown:
         raise InvalidArgumentError(f"data: unknown field(s) {unknown}; known: {sorted(_SPEC_KEYS)}")
     on_bad_row = spec.get("on_bad_row", "fail")

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import DependencyMissingError, InvalidArgumentError, NotFoundError
+from .fields import check_fields
+from .limits import MAX_SEED
 
 _DTYPES = ("auto", "f32", "bf16", "f16")
 # Config fields that do not change what the weights compute.
@@ -32,7 +34,9 @@ class ModelSpec:
     revision: str | None = None
     dtype: str = "auto"  # auto: bf16 on a CUDA device that supports it, else f32
     device: str = "auto"  # auto: cuda when available, else cpu
-    trust_remote_code: bool = False  # runs code from the model repository: off unless the user opts in
+    # Runs Python code shipped in the model repository (modeling_*.py) inside the worker, with the user's
+    # rights. Off unless the user opts in with a real boolean true; only for repositories they trust.
+    trust_remote_code: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)  # tiny models only: config overrides
 
     @classmethod
@@ -41,12 +45,19 @@ class ModelSpec:
             raise InvalidArgumentError(f"model: expected a map, got {type(raw).__name__}")
         unknown = set(raw) - set(cls.__dataclass_fields__)
         if unknown:
-            raise InvalidArgumentError(f"model: unknown field(s) {sorted(unknown)}")
+            raise InvalidArgumentError(f"model: unknown field(s) {sorted(map(str, unknown))}")
+        check_fields(cls, raw, "model.")
         spec = cls(**raw)
         if (spec.name_or_path is None) == (spec.tiny is None):
             raise InvalidArgumentError("model: give exactly one of 'name_or_path' and 'tiny'")
         if spec.dtype not in _DTYPES:
             raise InvalidArgumentError(f"model.dtype: {spec.dtype!r} is not one of {', '.join(_DTYPES)}")
+        if not 0 <= spec.seed <= MAX_SEED:
+            raise InvalidArgumentError(f"model.seed: must be in 0..{MAX_SEED}, got {spec.seed}")
+        from .tiny import TINY_FAMILIES
+
+        if spec.tiny is not None and spec.tiny not in TINY_FAMILIES:
+            raise InvalidArgumentError(f"model.tiny: {spec.tiny!r} is not one of {', '.join(TINY_FAMILIES)}")
         return spec
 
     @property

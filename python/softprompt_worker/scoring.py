@@ -42,6 +42,7 @@ from typing import Callable, Protocol
 import torch
 
 from .errors import InvalidArgumentError, TooLargeError
+from .limits import MAX_SEQUENCE_LENGTH
 from .models import FrozenModel
 
 ORDERS = ("passage_first", "prompt_first")
@@ -65,8 +66,8 @@ class Layout:
             raise InvalidArgumentError(f"order: {self.order!r} is not one of {', '.join(ORDERS)}")
         for field in ("max_passage_tokens", "max_query_tokens"):
             value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InvalidArgumentError(f"{field}: {value!r} is not a positive int")
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_SEQUENCE_LENGTH:
+                raise InvalidArgumentError(f"{field}: {value!r} is not an int in 1..{MAX_SEQUENCE_LENGTH}")
 
 
 class Conditioner(Protocol):

@@ -7,7 +7,7 @@
 Events (each a dict with an ``"event"`` key, emitted in this order):
     started    {trainable_params, trainable_fraction, total_params, device, dtype, total_steps, start_step}
     step       {step, loss, lr, grad_norm, tokens_per_s, memory_bytes}      every ``log_every`` steps
-    eval       {step, metrics}                         at step 0 (baseline), every ``eval_every`` steps, end
+    eval       {step, metrics}                                             every ``eval_every`` steps + end
     checkpoint {step, path}                                                every ``checkpoint_every`` + end
     done       {summary}
 
@@ -29,7 +29,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import torch
 
@@ -38,9 +38,6 @@ from .errors import InvalidArgumentError
 from .methods.base import SoftPromptMethod
 from .resume import DataStream, TrainingState, capture_state, restore_state
 from .tasks.base import Task
-
-if TYPE_CHECKING:
-    from .distributed import DataParallel
 
 OPTIMIZERS = ("adamw", "adafactor", "sgd")
 SCHEDULES = ("constant", "linear", "cosine")
@@ -73,7 +70,6 @@ class TrainingConfig:
     eval_every: int = 0  # steps between evaluations; 0 = only at the end
     checkpoint_every: int = 0  # steps between checkpoints; 0 = only at the end
     log_every: int = 10  # steps between ``step`` events (each one syncs the device once)
-    eval_baseline: bool = True  # evaluate once before the first step (step 0): the untuned baseline
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> "TrainingConfig":
@@ -150,12 +146,11 @@ SaveCheckpoint = Callable[[int, dict[str, float], TrainingState], str]
 
 def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit: Emit | None = None,
           cancelled: Callable[[], bool] | None = None, save_checkpoint: SaveCheckpoint | None = None,
-          resume: TrainingState | None = None, parallel: DataParallel | None = None) -> dict[str, Any]:
+          resume: TrainingState | None = None) -> dict[str, Any]:
     """Train ``method`` on ``task``; returns the summary (also sent in the ``done`` event).
 
     ``save_checkpoint(step, metrics, state) -> path`` writes a checkpoint and returns where; without it
     no checkpoint events are emitted. ``resume`` continues a run from a saved ``TrainingState``.
-    ``parallel`` (distributed.py) makes this one rank of a data-parallel run.
     """
     emit = emit or (lambda event: None)
     cancelled = cancelled or (lambda: False)
@@ -166,12 +161,9 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
     batches_per_epoch = task.num_batches(config.batch_size)
     if batches_per_epoch == 0:
         raise InvalidArgumentError("data.train: no training rows")
-    world = parallel.world_size if parallel is not None else 1  # one step takes a micro-batch on each rank
-    total_steps = config.steps or config.epochs * math.ceil(batches_per_epoch / (config.grad_accumulation * world))
+    total_steps = config.steps or config.epochs * math.ceil(batches_per_epoch / config.grad_accumulation)
     optimizer = build_optimizer(config, params)
     stream = DataStream(task, config.batch_size, config.seed)
-    if parallel is not None:  # loss through DDP, this rank's share of each global batch, the agreed cancel
-        task, stream, cancelled = parallel.attach(task, stream, cancelled)
     step, tokens_total = 0, 0
     if resume is not None:
         step, tokens_total = restore_state(resume, config, optimizer, stream, device)
@@ -185,11 +177,6 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
           "total_steps": total_steps, "start_step": step})
 
     status, metrics, last_loss, checkpoint_path = "completed", {}, None, None
-    baseline: dict[str, float] = {}
-    if config.eval_baseline and resume is None:
-        # The untuned prompt's metrics at step 0: what the report and the summary compare against.
-        # Evaluation draws no random numbers, so the training trajectory is the same with or without it.
-        baseline = _evaluate(method, task, autocast, 0, emit)
     window_loss = torch.zeros((), device=device)  # () sum of micro-batch losses since the last log
     window_micro, window_tokens, window_start, grad_norm = 0, 0, time.perf_counter(), None
     started_at = time.perf_counter()
@@ -220,8 +207,6 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
         optimizer.zero_grad(set_to_none=True)
         step += 1
         if step % config.log_every == 0 or step == total_steps:
-            if parallel is not None:  # the mean over ranks (and their tokens): one all-reduce per log step
-                window_loss, window_tokens = parallel.reduce_window(window_loss, window_tokens)
             last_loss = window_loss.item() / max(window_micro, 1)  # the one sync per log window
             if not math.isfinite(last_loss):
                 raise InvalidArgumentError(f"training diverged: loss is {last_loss} at step {step}; lower training.lr")
@@ -245,8 +230,7 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
     method.eval()
     cur = stream.cursor()
     summary = {"status": status, "steps": step, "total_steps": total_steps, "final_loss": last_loss,
-               "metrics": metrics, "baseline_metrics": baseline, "tokens": tokens_total,
-               "epochs": cur["epoch"] + cur["batch"] / batches_per_epoch,
+               "metrics": metrics, "tokens": tokens_total, "epochs": cur["epoch"] + cur["batch"] / batches_per_epoch,
                "elapsed_s": time.perf_counter() - started_at, "checkpoint": checkpoint_path}
     emit({"event": "done", "summary": summary})
     return summary

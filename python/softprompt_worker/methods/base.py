@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidArgumentError
+from ..fields import check_fields
 from ..models import FrozenModel
 
 
@@ -32,11 +33,14 @@ class MethodConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None):
+        if raw is not None and not isinstance(raw, dict):
+            raise InvalidArgumentError(f"method_config: expected a map, got {type(raw).__name__}")
         raw = dict(raw or {})
         fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(raw) - fields)
+        unknown = sorted(map(str, set(raw) - fields))
         if unknown:
             raise InvalidArgumentError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(fields)}")
+        check_fields(cls, raw)
         try:
             config = cls(**raw)
         except TypeError as exc:

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidArgumentError
+from ..limits import MAX_HIDDEN_SIZE, MAX_NUM_VIRTUAL_TOKENS
 from ..models import FrozenModel
 from ..scoring import ORDERS, UPR_INSTRUCTION, Layout, PairBatch, Scores, pair_log_likelihood, require_causal_lm, \
     tokenize
@@ -101,11 +102,12 @@ class PassageTuningConfig(MethodConfig):
                 raise InvalidArgumentError(f"{field}: {value!r} is not one of {', '.join(allowed)}")
         for field in ("num_passage_vectors", "bottleneck_dim"):
             value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65536:
-                raise InvalidArgumentError(f"{field}: {value!r} is not an int in 1..65536")
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_HIDDEN_SIZE:
+                raise InvalidArgumentError(f"{field}: {value!r} is not an int in 1..{MAX_HIDDEN_SIZE}")
         n = self.num_virtual_tokens
-        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 4096):
-            raise InvalidArgumentError(f"num_virtual_tokens: {n!r} is not null or an int in 1..4096")
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_NUM_VIRTUAL_TOKENS):
+            raise InvalidArgumentError(
+                f"num_virtual_tokens: {n!r} is not null or an int in 1..{MAX_NUM_VIRTUAL_TOKENS}")
         if self.prompt_init == "text" and not self.prompt_init_text:
             raise InvalidArgumentError("prompt_init_text: must not be empty when prompt_init is 'text'")
         if self.prompt_init == "vocab" and n is None:

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidArgumentError
+from ..limits import MAX_HIDDEN_SIZE, MAX_NUM_VIRTUAL_TOKENS, MAX_SEED
 from ..models import FrozenModel
 from .base import LMSoftPromptMethod, MethodConfig
 from .injection import Injection
@@ -63,12 +64,15 @@ class PrefixTuningConfig(MethodConfig):
     seed: int = 0
 
     def validate(self) -> None:
-        if not isinstance(self.num_virtual_tokens, int) or self.num_virtual_tokens < 1:
-            raise InvalidArgumentError(f"num_virtual_tokens: must be a positive integer, got {self.num_virtual_tokens!r}")
-        if self.projection_hidden_size is not None and (
-                not isinstance(self.projection_hidden_size, int) or self.projection_hidden_size < 1):
-            raise InvalidArgumentError(
-                f"projection_hidden_size: must be a positive integer or null, got {self.projection_hidden_size!r}")
+        if not isinstance(self.num_virtual_tokens, int) or not 1 <= self.num_virtual_tokens <= MAX_NUM_VIRTUAL_TOKENS:
+            raise InvalidArgumentError(f"num_virtual_tokens: must be an integer in 1..{MAX_NUM_VIRTUAL_TOKENS}, "
+                                       f"got {self.num_virtual_tokens!r}")
+        width = self.projection_hidden_size
+        if width is not None and (not isinstance(width, int) or not 1 <= width <= MAX_HIDDEN_SIZE):
+            raise InvalidArgumentError(f"projection_hidden_size: must be null or an integer in 1..{MAX_HIDDEN_SIZE}, "
+                                       f"got {self.projection_hidden_size!r}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise InvalidArgumentError(f"seed: must be in 0..{MAX_SEED}, got {self.seed!r}")
 
 
 @dataclass(frozen=True)

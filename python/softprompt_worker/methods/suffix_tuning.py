@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidArgumentError
+from ..limits import MAX_NUM_VIRTUAL_TOKENS, MAX_SEQUENCE_LENGTH
 from ..models import FrozenModel
 from .base import MethodConfig, SoftPromptMethod
 
@@ -66,16 +67,18 @@ class SuffixTuningConfig(MethodConfig):
     max_length: int | None = None
 
     def validate(self) -> None:
-        if not isinstance(self.num_virtual_tokens, int) or not 1 <= self.num_virtual_tokens <= 4096:
-            raise InvalidArgumentError(f"num_virtual_tokens: {self.num_virtual_tokens!r} is not an int in 1..4096")
+        if not isinstance(self.num_virtual_tokens, int) or not 1 <= self.num_virtual_tokens <= MAX_NUM_VIRTUAL_TOKENS:
+            raise InvalidArgumentError(
+                f"num_virtual_tokens: {self.num_virtual_tokens!r} is not an int in 1..{MAX_NUM_VIRTUAL_TOKENS}")
         for field, value, allowed in (("attention", self.attention, ATTENTIONS), ("pooling", self.pooling, POOLINGS),
                                       ("init", self.init, INITS)):
             if value not in allowed:
                 raise InvalidArgumentError(f"{field}: {value!r} is not one of {', '.join(allowed)}")
         if (self.init == "text") != bool(self.init_text):
             raise InvalidArgumentError(f"init_text: {self.init_text!r} must be set exactly when init is 'text'")
-        if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length < 1):
-            raise InvalidArgumentError(f"max_length: {self.max_length!r} is not a positive int")
+        if self.max_length is not None and (
+                not isinstance(self.max_length, int) or not 1 <= self.max_length <= MAX_SEQUENCE_LENGTH):
+            raise InvalidArgumentError(f"max_length: {self.max_length!r} is not an int in 1..{MAX_SEQUENCE_LENGTH}")
 
 
 class SuffixTuning(SoftPromptMethod):

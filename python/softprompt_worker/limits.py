@@ -1,0 +1,16 @@
+"""Upper bounds on job parameters. ``ts/src/jobs/limits.ts`` mirrors them name for name (a test
+checks that the two agree), so the SDK refuses the same values before anything is sent.
+
+They are sanity bounds far above any useful setting: they turn a typo (an extra zero, a byte count
+where a token count was meant) into a clear error naming the field, the limit and the value, before
+the worker allocates anything. The model's own position table bounds sequence lengths further.
+"""
+
+MAX_NUM_VIRTUAL_TOKENS = 4096  # soft prompt / prefix / suffix length (Lester et al. used up to 150)
+MAX_STEPS = 10_000_000  # optimizer steps; also warmup_steps and the eval/checkpoint/log cadences
+MAX_EPOCHS = 100_000
+MAX_BATCH_SIZE = 65_536  # rows per micro-batch
+MAX_GRAD_ACCUMULATION = 65_536  # micro-batches per optimizer step
+MAX_SEQUENCE_LENGTH = 1_048_576  # tokens per row (max_length & co.), 2^20
+MAX_HIDDEN_SIZE = 65_536  # widths of learned layers and vector counts (projection, bottleneck)
+MAX_SEED = 2**53 - 1  # JavaScript's Number.MAX_SAFE_INTEGER: every seed survives the trip from TS
