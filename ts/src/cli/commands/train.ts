@@ -1,0 +1,113 @@
+/** `softprompt train <job-file>`: validate a job file with the SDK's builders and run it with a progress bar. */
+import type { TrainingEvent, TrainingResult } from '../../jobs/events.js';
+import type { Command, CommandContext } from '../command.js';
+import { EXIT, type ExitCode } from '../exit-codes.js';
+import { buildJob, loadDocument } from '../job-file.js';
+import type { Output } from '../output.js';
+import { ProgressBar, formatDuration } from '../progress.js';
+import { formatMetrics } from '../format.js';
+
+export const train: Command = {
+  name: 'train',
+  summary: 'train a soft prompt from a job file (JSON or YAML), with a progress bar; Ctrl-C cancels cleanly',
+  usage: 'train <job.json|job.yaml> [options]',
+  description: `A job file holds { method, ...the builder's fields }: method is prompt_tuning, prefix_tuning,
+suffix_tuning or passage_tuning, and the other fields are exactly those of promptTuning({...}) & co.
+(model, task, data, training, runDir, resumeFrom and the method's options), validated by the same
+schemas. Relative paths in the file are relative to the file's folder.
+
+  method: prompt_tuning
+  model: { nameOrPath: gpt2 }
+  numVirtualTokens: 20
+  task: { type: classification, labels: [positive, negative] }
+  data: { train: { path: sst2.jsonl }, evalFraction: 0.1 }
+  training: { steps: 500, lr: 0.03, checkpointEvery: 100 }
+  runDir: runs/sst2
+
+Progress goes to stderr: redrawn in place on a terminal, a line every --progress-every steps
+elsewhere; eval and checkpoint events are printed as they come. Ctrl-C asks the worker to stop after
+the current micro-batch: it writes a resumable checkpoint and the command exits with 130 (resume with
+--resume <checkpoint>). A second Ctrl-C quits at once.
+
+--json: the job's events as JSON lines on stdout ({"type":"data"|"started"|"step"|"eval"|
+"checkpoint"|"done", ...}), then {"type":"result","status","checkpoint","summary"}.`,
+  options: {
+    'run-dir': { type: 'string', arg: 'dir', help: "override the job's runDir" },
+    resume: { type: 'string', arg: 'checkpoint', help: "continue from a checkpoint a job wrote (sets resumeFrom)" },
+    'dry-run': { type: 'boolean', help: 'validate the job file and print the resolved job; start nothing' },
+    'progress-every': { type: 'string', arg: 'n', help: 'without a terminal: steps between progress lines. Default: a twentieth of the run' },
+  },
+  positionals: [1, 1],
+  run,
+};
+
+async function run(ctx: CommandContext): Promise<ExitCode> {
+  const { args, out } = ctx;
+  const file = args.positionals[0]!;
+  const every = args.int('progress-every');
+  const spec = buildJob(await loadDocument(file), file, {
+    ...(args.string('run-dir') !== undefined ? { runDir: args.string('run-dir')! } : {}),
+    ...(args.string('resume') !== undefined ? { resumeFrom: args.string('resume')! } : {}),
+  });
+  if (args.bool('dry-run')) {
+    if (out.json) await out.data(spec);
+    else out.print(`${file}: valid ${spec.method} job\n${JSON.stringify(spec, (k, v: unknown) => (k === 'rows' ? '[rows]' : v), 2)}`);
+    return EXIT.ok;
+  }
+
+  const sp = await ctx.client();
+  const job = sp.train(spec, { signal: ctx.signal });
+  const stderr = out.stderr;
+  const bar = out.json
+    ? undefined
+    : new ProgressBar(out, { tty: stderr.isTTY === true, ...(stderr.columns ? { columns: stderr.columns } : {}), ...(every ? { every } : {}) });
+  try {
+    for await (const event of job.events()) {
+      if (out.json) await out.data(event);
+      else describe(event, out, bar!);
+    }
+  } finally {
+    bar?.stop();
+  }
+  const result = await job.result();
+  if (out.json) await out.data({ type: 'result', ...result });
+  else summarize(result, file, out);
+  return result.status === 'cancelled' ? EXIT.cancelled : EXIT.ok;
+}
+
+function describe(e: TrainingEvent, out: Output, bar: ProgressBar): void {
+  switch (e.type) {
+    case 'data':
+      out.note(`data: ${e.trainRows} training rows, ${e.evalRows} eval rows${e.skipped ? `, ${e.skipped} skipped` : ''}`);
+      for (const s of e.skippedRows) out.note(`  skipped ${s.where}: ${s.error}`);
+      break;
+    case 'started': {
+      const pct = (e.trainableFraction * 100).toPrecision(2);
+      const from = e.startStep > 0 ? `, resuming at step ${e.startStep}` : '';
+      out.note(`training on ${e.device} (${e.dtype}): ${e.trainableParams.toLocaleString('en-US')} trainable parameters (${pct}% of ${e.totalParams.toLocaleString('en-US')}), ${e.totalSteps} steps${from}`);
+      bar.start(e.totalSteps, e.startStep);
+      break;
+    }
+    case 'step':
+      bar.step(e);
+      break;
+    case 'eval':
+      out.note(`eval @ step ${e.step}: ${formatMetrics(e.metrics)}`);
+      break;
+    case 'checkpoint':
+      out.note(`checkpoint @ step ${e.step}: ${e.path}`);
+      break;
+    case 'done':
+      bar.stop();
+      break;
+  }
+}
+
+function summarize(result: TrainingResult, file: string, out: Output): void {
+  const s = result.summary;
+  const loss = Number.isFinite(s.finalLoss) ? `, final loss ${s.finalLoss.toFixed(4)}` : '';
+  out.print(`${s.status}: ${s.steps}/${s.totalSteps} steps in ${s.elapsedS < 60 ? `${s.elapsedS.toFixed(1)} s` : formatDuration(s.elapsedS)}${loss}`);
+  if (Object.keys(s.metrics).length > 0) out.print(`metrics: ${formatMetrics(s.metrics)}`);
+  out.print(`checkpoint: ${result.checkpoint}`);
+  if (s.status === 'cancelled') out.print(`resume with: softprompt train ${file} --resume ${result.checkpoint}`);
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env node
+/**
+ * `softprompt`: the command line over the SDK. This file finds the command, parses its arguments,
+ * runs it with Ctrl-C handling and a lazily started client, and turns the outcome into an exit code
+ * (exit-codes.ts). Each command lives in commands/<name>.ts.
+ */
+import type { Softprompt } from '../client.js';
+import { packageVersion } from '../internal/package.js';
+import { parse } from './args.js';
+import type { Command } from './command.js';
+import { COMMANDS } from './commands.js';
+import { EXIT, UsageError, exitCodeFor } from './exit-codes.js';
+import { commandHelp, mainHelp } from './help.js';
+import { Output } from './output.js';
+import { handleInterrupts } from './signals.js';
+import { startClient } from './worker.js';
+
+/** Global options that take a value (so the command name is found after them). */
+const VALUED_GLOBALS = new Set(['--python', '--log-level']);
+
+/** Runs the CLI on `argv` (without `node main.js`); resolves with the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const json = argv.includes('--json');
+  const out = new Output(json);
+  const index = argv.findIndex((a, i) => !a.startsWith('-') && !VALUED_GLOBALS.has(argv[i - 1] ?? ''));
+  const name = index === -1 ? undefined : argv[index];
+  const rest = index === -1 ? [...argv] : [...argv.slice(0, index), ...argv.slice(index + 1)];
+
+  if (name === undefined || name === 'help') {
+    const topic = name === 'help' ? COMMANDS.find((c) => c.name === rest.find((a) => !a.startsWith('-'))) : undefined;
+    if (argv.includes('--version')) {
+      out.print(packageVersion());
+      if (json) await out.data({ version: packageVersion() });
+      return EXIT.ok;
+    }
+    const asked = name === 'help' || argv.includes('--help') || argv.includes('-h');
+    (asked ? process.stdout : process.stderr).write(topic ? commandHelp(topic) : mainHelp(COMMANDS, packageVersion()));
+    return asked ? EXIT.ok : EXIT.usage;
+  }
+  const command = COMMANDS.find((c) => c.name === name);
+  if (command === undefined) {
+    out.error(new UsageError(`unknown command '${name}'; commands: ${COMMANDS.map((c) => c.name).join(', ')} (see softprompt --help)`));
+    return EXIT.usage;
+  }
+  return runCommand(command, rest, out);
+}
+
+async function runCommand(command: Command, argv: readonly string[], out: Output): Promise<number> {
+  let client: Promise<Softprompt> | undefined;
+  const interrupts = handleInterrupts(out);
+  try {
+    const args = parse(argv, command.options, command.positionals, command.name);
+    if (args.bool('help')) {
+      process.stdout.write(commandHelp(command));
+      return EXIT.ok;
+    }
+    const workerOptions = { python: args.string('python'), logLevel: args.logLevel() };
+    const ctx = {
+      args,
+      out,
+      signal: interrupts.signal,
+      client: () => (client ??= startClient(workerOptions, out)),
+    };
+    const code = await command.run(ctx);
+    return interrupts.signal.aborted && code === EXIT.ok ? EXIT.cancelled : code;
+  } catch (error) {
+    const code = interrupts.signal.aborted ? EXIT.cancelled : exitCodeFor(error);
+    if (code === EXIT.cancelled) out.note('softprompt: cancelled');
+    else out.error(error);
+    return code;
+  } finally {
+    if (client) await client.then((sp) => sp.close(), () => {});
+    interrupts.dispose();
+  }
+}
+
+// `softprompt embed ... | head`: a closed stdout ends the command quietly.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(EXIT.ok);
+  throw error;
+});
+
+const code = await main(process.argv.slice(2)).catch((error: unknown) => {
+  console.error('softprompt: internal error:', error);
+  return EXIT.failure;
+});
+process.exitCode = code;
+// A worker that will not let go must not keep the CLI alive (the worker dies with us).
+setTimeout(() => process.exit(code), 3_000).unref();
