@@ -73,12 +73,18 @@ export class ValidationError extends SoftpromptError {
    */
   static fromZod(error: ZodError, root: string): ValidationError {
     const issues = error.issues.flatMap((issue) => {
-      const path = [root, ...issue.path.map(String)].join('.');
-      if (issue.code === 'unrecognized_keys') return issue.keys.map((k) => `${path}.${k}: unknown field`);
+      const path = root + issue.path.map(pathSegment).join('');
+      if (issue.code === 'unrecognized_keys') return issue.keys.map((k) => `${path}${pathSegment(k)}: unknown field`);
       return [`${path}: ${issue.message.replace(/^Invalid input: /, '')}`];
     });
     return new ValidationError(issues.join('; '), issues, { cause: error });
   }
+}
+
+/** `.name` or `.0` for a path segment; `["odd key"]` for a key that is not an identifier, so paths stay unambiguous. */
+function pathSegment(key: PropertyKey): string {
+  if (typeof key === 'number' || (typeof key === 'string' && /^([A-Za-z_$][\w$]*|\d+)$/.test(key))) return `.${key}`;
+  return `[${typeof key === 'string' ? JSON.stringify(key) : String(key)}]`;
 }
 
 /** The worker sent a message this SDK cannot read, or the wire itself failed. */

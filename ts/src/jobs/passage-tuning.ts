@@ -16,7 +16,8 @@
  * });
  */
 import { z } from 'zod';
-import { nonNegativeInt, nonNegativeNumber, positiveInt, singleTask } from './schema.js';
+import { MAX_HIDDEN_SIZE, MAX_NUM_VIRTUAL_TOKENS, MAX_SEQUENCE_LENGTH } from './limits.js';
+import { limit, nonNegativeInt, nonNegativeNumber, positiveInt, singleTask } from './schema.js';
 import { type JobInput, type JobSpec, defineMethod } from './spec.js';
 
 /** The options of passage-specific prompt tuning. */
@@ -93,11 +94,12 @@ export interface PassageTuningJob extends PassageTuningOptions, JobInput<'rerank
 
 export type PassageTuningSpec = JobSpec<'passage_tuning', ResolvedPassageTuningOptions, ResolvedRerankingTask>;
 
-const count = () => positiveInt().max(65536, { error: 'must be <= 65536' });
+const count = () => positiveInt().max(MAX_HIDDEN_SIZE, limit(MAX_HIDDEN_SIZE));
+const tokens = () => positiveInt().max(MAX_SEQUENCE_LENGTH, limit(MAX_SEQUENCE_LENGTH));
 
 const configSchema = z
   .strictObject({
-    numVirtualTokens: positiveInt().max(4096, { error: 'must be <= 4096' }).optional(),
+    numVirtualTokens: positiveInt().max(MAX_NUM_VIRTUAL_TOKENS, limit(MAX_NUM_VIRTUAL_TOKENS)).optional(),
     promptInit: z.enum(['text', 'vocab']).default('text'),
     promptInitText: z.string().min(1, { error: 'must not be empty' }).optional(),
     passageVectors: z.enum(['pooled', 'per_token', 'none']).default('pooled'),
@@ -109,8 +111,8 @@ const configSchema = z
     passagePrefix: z.string().default('Passage: '),
     queryPrefix: z.string().default(' '),
     prependBos: z.boolean().default(true),
-    maxPassageTokens: positiveInt().default(256),
-    maxQueryTokens: positiveInt().default(64),
+    maxPassageTokens: tokens().default(256),
+    maxQueryTokens: tokens().default(64),
   })
   .superRefine((c, ctx) => {
     if (c.promptInit === 'vocab' && c.numVirtualTokens === undefined) {

@@ -19,12 +19,13 @@
 import { z } from 'zod';
 import type { ClassificationRow, GenerationRow, LmTask, ResolvedLmTask } from './lm-tasks.js';
 import { lmTaskSchema, lmTaskToWire } from './lm-tasks.js';
-import { nonNegativeInt, positiveInt } from './schema.js';
+import { MAX_HIDDEN_SIZE, MAX_NUM_VIRTUAL_TOKENS } from './limits.js';
+import { limit, nonNegativeInt, positiveInt } from './schema.js';
 import { type JobInput, type JobSpec, defineMethod } from './spec.js';
 
 /** The options of prefix tuning. */
 export interface PrefixTuningOptions {
-  /** Prefix length per attention module. Default 20 (PEFT examples use 20–30; the paper 10 for table-to-text, 200 for summarisation). */
+  /** Prefix length per attention module, 1..4096. Default 20 (PEFT examples use 20–30; the paper 10 for table-to-text, 200 for summarisation). */
   readonly numVirtualTokens?: number;
   /**
    * Reparameterise the prefix through an MLP while training (the paper's Sec. 4.3: needed for stable
@@ -49,9 +50,9 @@ export interface PrefixTuningJob extends PrefixTuningOptions, JobInput<LmTask, G
 export type PrefixTuningSpec = JobSpec<'prefix_tuning', ResolvedPrefixTuningOptions, ResolvedLmTask>;
 
 const configSchema = z.strictObject({
-  numVirtualTokens: positiveInt().default(20),
+  numVirtualTokens: positiveInt().max(MAX_NUM_VIRTUAL_TOKENS, limit(MAX_NUM_VIRTUAL_TOKENS)).default(20),
   prefixProjection: z.boolean().default(false),
-  projectionHiddenSize: positiveInt().optional(),
+  projectionHiddenSize: positiveInt().max(MAX_HIDDEN_SIZE, limit(MAX_HIDDEN_SIZE)).optional(),
   seed: nonNegativeInt().default(0),
 });
 

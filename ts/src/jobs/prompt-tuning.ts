@@ -19,12 +19,13 @@
 import { z } from 'zod';
 import type { ClassificationRow, GenerationRow, LmTask, ResolvedLmTask } from './lm-tasks.js';
 import { lmTaskSchema, lmTaskToWire } from './lm-tasks.js';
-import { nonEmpty, nonNegativeInt, positiveInt } from './schema.js';
+import { MAX_NUM_VIRTUAL_TOKENS } from './limits.js';
+import { limit, nonEmpty, nonNegativeInt, positiveInt } from './schema.js';
 import { type JobInput, type JobSpec, defineMethod } from './spec.js';
 
 /** The options of prompt tuning. */
 export interface PromptTuningOptions {
-  /** Virtual tokens prepended to every input. Default 20 (Lester et al. find 20–100 best; 20 is cheap and strong). */
+  /** Virtual tokens prepended to every input, 1..4096. Default 20 (Lester et al. find 20–100 best; 20 is cheap and strong). */
   readonly numVirtualTokens?: number;
   /**
    * How the vectors start: `'vocab'` (default: embeddings of sampled common tokens, the paper's best
@@ -53,7 +54,7 @@ export type PromptTuningSpec = JobSpec<'prompt_tuning', ResolvedPromptTuningOpti
 
 const configSchema = z
   .strictObject({
-    numVirtualTokens: positiveInt().default(20),
+    numVirtualTokens: positiveInt().max(MAX_NUM_VIRTUAL_TOKENS, limit(MAX_NUM_VIRTUAL_TOKENS)).default(20),
     init: z.enum(['vocab', 'text', 'random', 'checkpoint']).default('vocab'),
     initText: nonEmpty().optional(),
     initCheckpoint: nonEmpty().optional(),

@@ -13,6 +13,8 @@ export const nonNegativeInt = () => z.number().int({ error: 'must be an integer'
 export const positiveNumber = () => z.number().gt(0, { error: 'must be > 0' });
 /** A finite number ≥ 0. */
 export const nonNegativeNumber = () => z.number().gte(0, { error: 'must be >= 0' });
+/** The `.max()` error of a limit (limits.ts): names the limit and the value, e.g. `must be <= 4096, got 5000`. */
+export const limit = (max: number) => ({ error: (issue: { input?: unknown }) => `must be <= ${max}, got ${String(issue.input)}` });
 /** A non-empty string. */
 export const nonEmpty = () => z.string().min(1, { error: 'must not be empty' });
 

@@ -84,10 +84,13 @@ const wireBodies = new WeakMap<object, WireMap>();
 export function defineMethod<M extends MethodName, Config, Task, Input>(def: MethodDefinition<M, Config, Task>) {
   const baseSchema = z.strictObject({ ...baseShape, task: def.task });
   return (input: Input): JobSpec<M, Config, Task> => {
-    if (!isRecord(input)) throw new ValidationError(`job: expected an object, got ${input === null ? 'null' : typeof input}`);
-    const base: Record<string, unknown> = {};
-    const options: Record<string, unknown> = {};
-    for (const [key, value] of Object.entries(input)) (BASE_KEYS.has(key) ? base : options)[key] = value;
+    if (!isRecord(input)) {
+      throw new ValidationError(`job: expected an object, got ${input === null ? 'null' : Array.isArray(input) ? 'an array' : typeof input}`);
+    }
+    // fromEntries defines own properties: an own "__proto__" key stays a key (and an unknown field).
+    const entries = Object.entries(input);
+    const base: Record<string, unknown> = Object.fromEntries(entries.filter(([key]) => BASE_KEYS.has(key)));
+    const options: Record<string, unknown> = Object.fromEntries(entries.filter(([key]) => !BASE_KEYS.has(key)));
     const b = baseSchema.safeParse(base);
     const c = def.config.safeParse(options);
     if (!b.success || !c.success) {

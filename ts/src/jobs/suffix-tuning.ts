@@ -17,7 +17,8 @@
  * });
  */
 import { z } from 'zod';
-import { nonEmpty, nonNegativeInt, positiveInt, positiveNumber, singleTask } from './schema.js';
+import { MAX_NUM_VIRTUAL_TOKENS, MAX_SEQUENCE_LENGTH } from './limits.js';
+import { limit, nonEmpty, nonNegativeInt, positiveInt, positiveNumber, singleTask } from './schema.js';
 import { type JobInput, type JobSpec, defineMethod } from './spec.js';
 
 /** The options of suffix tuning. */
@@ -80,13 +81,13 @@ export type SuffixTuningSpec = JobSpec<'suffix_tuning', ResolvedSuffixTuningOpti
 
 const configSchema = z
   .strictObject({
-    numVirtualTokens: positiveInt().max(4096, { error: 'must be <= 4096' }).default(16),
+    numVirtualTokens: positiveInt().max(MAX_NUM_VIRTUAL_TOKENS, limit(MAX_NUM_VIRTUAL_TOKENS)).default(16),
     attention: z.enum(['model', 'bidirectional']).default('model'),
     pooling: z.enum(['last', 'mean', 'first']).default('last'),
     normalize: z.boolean().default(true),
     init: z.enum(['vocab', 'random', 'text']).default('vocab'),
     initText: nonEmpty().optional(),
-    maxLength: positiveInt().optional(),
+    maxLength: positiveInt().max(MAX_SEQUENCE_LENGTH, limit(MAX_SEQUENCE_LENGTH)).optional(),
   })
   .superRefine((c, ctx) => {
     if (c.init === 'text' && c.initText === undefined) ctx.addIssue({ code: 'custom', path: ['initText'], message: "required when init is 'text'" });

@@ -8,23 +8,24 @@
  */
 import { z } from 'zod';
 import { toSnake } from './case.js';
-import { nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from './schema.js';
+import { MAX_BATCH_SIZE, MAX_EPOCHS, MAX_GRAD_ACCUMULATION, MAX_SEQUENCE_LENGTH, MAX_STEPS } from './limits.js';
+import { limit, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from './schema.js';
 
 export const OPTIMIZERS = ['adamw', 'adafactor', 'sgd'] as const;
 export const SCHEDULES = ['constant', 'linear', 'cosine'] as const;
 export const TRAINING_DTYPES = ['auto', 'f32', 'bf16'] as const;
 
-/** Training options; every field is optional. */
+/** Training options; every field is optional. Upper bounds are in limits.ts (the worker's limits.py). */
 export interface TrainingOptions {
-  /** Optimizer steps. Default: unset, so {@link epochs} decides. Give `steps` or `epochs`, not both. */
+  /** Optimizer steps, at most 10,000,000. Default: unset, so {@link epochs} decides. Give `steps` or `epochs`, not both. */
   readonly steps?: number;
   /** Passes over the training rows when `steps` is unset. Default 1 (training.py). */
   readonly epochs?: number;
-  /** Rows per micro-batch. Default 8 (PEFT prompt-tuning examples). */
+  /** Rows per micro-batch, at most 65,536. Default 8 (PEFT prompt-tuning examples). */
   readonly batchSize?: number;
   /** Micro-batches per optimizer step (effective batch = `batchSize × gradAccumulation`). Default 1. */
   readonly gradAccumulation?: number;
-  /** Tokens per row after truncation. Default 512 (training.py; tasks read it). */
+  /** Tokens per row after truncation, at most 2^20 (and the model's position table). Default 512 (training.py; tasks read it). */
   readonly maxLength?: number;
   /** `'adamw'` (default, PEFT examples), `'adafactor'` (Lester et al. 2021) or `'sgd'`. */
   readonly optimizer?: (typeof OPTIMIZERS)[number];
@@ -55,22 +56,22 @@ export type ResolvedTrainingOptions = Required<Omit<TrainingOptions, 'steps'>> &
 
 export const trainingOptionsSchema = z
   .strictObject({
-    steps: positiveInt().optional(),
-    epochs: positiveInt().optional(),
-    batchSize: positiveInt().default(8),
-    gradAccumulation: positiveInt().default(1),
-    maxLength: positiveInt().default(512),
+    steps: positiveInt().max(MAX_STEPS, limit(MAX_STEPS)).optional(),
+    epochs: positiveInt().max(MAX_EPOCHS, limit(MAX_EPOCHS)).optional(),
+    batchSize: positiveInt().max(MAX_BATCH_SIZE, limit(MAX_BATCH_SIZE)).default(8),
+    gradAccumulation: positiveInt().max(MAX_GRAD_ACCUMULATION, limit(MAX_GRAD_ACCUMULATION)).default(1),
+    maxLength: positiveInt().max(MAX_SEQUENCE_LENGTH, limit(MAX_SEQUENCE_LENGTH)).default(512),
     optimizer: z.enum(OPTIMIZERS).default('adamw'),
     lr: positiveNumber().default(3e-2),
     schedule: z.enum(SCHEDULES).default('linear'),
-    warmupSteps: nonNegativeInt().default(0),
+    warmupSteps: nonNegativeInt().max(MAX_STEPS, limit(MAX_STEPS)).default(0),
     weightDecay: nonNegativeNumber().default(0),
     maxGradNorm: nonNegativeNumber().default(1.0),
     seed: nonNegativeInt().default(0),
     dtype: z.enum(TRAINING_DTYPES).default('auto'),
-    evalEvery: nonNegativeInt().default(0),
-    checkpointEvery: nonNegativeInt().default(0),
-    logEvery: positiveInt().default(10),
+    evalEvery: nonNegativeInt().max(MAX_STEPS, limit(MAX_STEPS)).default(0),
+    checkpointEvery: nonNegativeInt().max(MAX_STEPS, limit(MAX_STEPS)).default(0),
+    logEvery: positiveInt().max(MAX_STEPS, limit(MAX_STEPS)).default(10),
   })
   .superRefine((t, ctx) => {
     if (t.steps !== undefined && t.epochs !== undefined) {
