@@ -12,13 +12,20 @@ export interface Sent {
 export interface FakeRpc {
   rpc: Rpc;
   sent: Sent[];
+  /** What method modules registered with `rpc.onRestart`; call them to play a worker restart. */
+  restartHooks: ((rpc: Rpc) => Promise<void>)[];
 }
 
 /** Replies to every call with `reply` (after `events`, for streams). */
 export function fakeRpc(reply: { body: WireMap; tensors?: Record<string, Tensor> } = { body: {} }, events: WireMap[] = []): FakeRpc {
   const sent: Sent[] = [];
+  const restartHooks: ((rpc: Rpc) => Promise<void>)[] = [];
   const final: Incoming = { body: reply.body, tensors: reply.tensors ?? {} };
   const rpc = {
+    log: () => {},
+    onRestart(replay: (rpc: Rpc) => Promise<void>): void {
+      restartHooks.push(replay);
+    },
     request<R>(op: string, body: WireMap, _t: unknown, options: RequestOptions<R> = {}): Promise<R> {
       sent.push({ op, body });
       return Promise.resolve(options.decode ? options.decode(final) : (final as R));
@@ -37,5 +44,5 @@ export function fakeRpc(reply: { body: WireMap; tensors?: Record<string, Tensor>
       });
     },
   };
-  return { rpc: rpc as unknown as Rpc, sent };
+  return { rpc: rpc as unknown as Rpc, sent, restartHooks };
 }

@@ -3,13 +3,15 @@
  * camelCase → snake_case request bodies the worker reads, and reply decoding.
  */
 import { describe, expect, it } from 'vitest';
-import { ValidationError } from '../../../ts/src/core/errors.js';
+import { RemoteError, ValidationError } from '../../../ts/src/core/errors.js';
 import { classify } from '../../../ts/src/inference/classify.js';
 import { Embeddings, embed } from '../../../ts/src/inference/embed.js';
 import { Evaluate } from '../../../ts/src/inference/evaluate.js';
 import { generate } from '../../../ts/src/inference/generate.js';
 import { Prompts } from '../../../ts/src/inference/prompts.js';
 import { rerank } from '../../../ts/src/inference/rerank.js';
+import type { Rpc } from '../../../ts/src/internal/rpc.js';
+import type { WireMap } from '../../../ts/src/internal/wire.js';
 import { fakeRpc } from './fake-rpc.js';
 
 const model = { tiny: 'gpt2' } as const;
@@ -102,6 +104,34 @@ describe('prompts', () => {
     expect(sent[0]).toEqual({ op: 'prompt_unload', body: { name: 'a' } });
   });
 
+  it('loads what it loaded into a restarted worker again, not what it unloaded or the worker refused', async () => {
+    const { rpc, restartHooks } = fakeRpc({ body: { ...info, unloaded: true } }); // one reply fits load and unload
+    const prompts = new Prompts(rpc);
+    expect(restartHooks).toHaveLength(0); // nothing to replay yet
+    await prompts.load('a', '/r/a.pb');
+    await prompts.load('b', '/r/b.pb', { model: { tiny: 'gpt2', seed: 3 } });
+    await prompts.load('c', '/r/c.pb');
+    await prompts.unload('c');
+    expect(restartHooks).toHaveLength(1); // one hook per Prompts, however many loads
+    const replay = async (refuse: string[]) => {
+      const sent: WireMap[] = [];
+      const worker = {
+        log: () => {},
+        request: (op: string, body: WireMap) => {
+          sent.push(body);
+          return refuse.includes(body['name'] as string) ? Promise.reject(new RemoteError('not_found', 'gone', op)) : Promise.resolve({});
+        },
+      };
+      await restartHooks[0]!(worker as unknown as Rpc);
+      return sent;
+    };
+    expect(await replay(['a'])).toEqual([
+      { name: 'a', path: '/r/a.pb' },
+      { name: 'b', path: '/r/b.pb', model: { tiny: 'gpt2', seed: 3 } },
+    ]);
+    expect(await replay([])).toEqual([{ name: 'b', path: '/r/b.pb', model: { tiny: 'gpt2', seed: 3 } }]); // 'a' was refused: forgotten
+  });
+
   it('names the bad argument', async () => {
     const prompts = new Prompts(fakeRpc().rpc);
     await expectInvalid(() => prompts.load('', '/x.pb'), 'prompts.load.name: expected a non-empty prompt name');
@@ -192,8 +222,21 @@ describe('rerank', () => {
     expect(r.map((q) => q.passages.map((p) => p.passage))).toEqual([['y', 'x'], ['z']]);
   });
 
+  it('takes a loaded prompt name without a model (the worker uses the prompt\'s)', async () => {
+    const { rpc, sent } = fakeRpc({ body: { reranker: 'passage_tuning', results: [reply.body.results[1]!] } });
+    const r = await rerank(rpc, { prompt: 'ranker', query: 'q', passages: ['p'] });
+    expect(sent[0]!.body).toEqual({ prompt: 'ranker', queries: [{ query: 'q', passages: ['p'] }] });
+    expect(r.reranker).toBe('passage_tuning');
+    const metrics = { 'hits@1': 1, 'hits@5': 1, mrr: 1, 'ndcg@10': 1 };
+    const evaluation = fakeRpc({ body: { reranker: 'passage_tuning', queries: 1, metrics } });
+    const evaluate = new Evaluate(evaluation.rpc);
+    await expect(evaluate.reranking({ prompt: 'ranker', rows: [{ query: 'q', positive: 'p' }] })).resolves.toMatchObject({ metrics });
+    expect(evaluation.sent[0]).toEqual({ op: 'evaluate_reranking', body: { prompt: 'ranker', rows: [{ query: 'q', positive: 'p' }] } });
+    await expectInvalid(() => evaluate.reranking({ rows: [{ query: 'q', positive: 'p' }] }), 'evaluate.reranking.model: required when no prompt');
+  });
+
   it.each([
-    [{ query: 'q', passages: ['p'] }, 'rerank.model:'],
+    [{ query: 'q', passages: ['p'] }, 'rerank.model: required when no prompt is given'],
     [{ model, query: ' ', passages: ['p'] }, 'rerank.query: expected a non-empty string'],
     [{ model, query: 'q', passages: [''] }, 'rerank.passages.0: expected a non-empty string'],
     [{ model, query: 'q' }, "rerank.passages: required (or give 'queries')"],

@@ -3,14 +3,15 @@
  * the prompt cache, streamed generation, classification, embeddings, reranking and evaluation.
  * Prompts are untrained checkpoints written by fixtures/write_prompts.py (the worker's own
  * checkpoints.py) in parallel with the worker's start, plus one trained for 2 steps with sp.train.
- * One worker serves the whole file (~15 s of CPU).
+ * One worker serves the whole file (~15 s of CPU); the last test kills it and checks that the restarted
+ * worker has the prompts again.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Softprompt } from '../../../ts/src/client.js';
 import { AbortError, RemoteError } from '../../../ts/src/core/errors.js';
 import { workerPythonPath } from '../../../ts/src/internal/python.js';
@@ -159,6 +160,21 @@ describe('inference with the real worker', () => {
       expect([suffix.rows, suffix.dim, suffix.source, suffix.pooling]).toEqual([3, 64, 'suffix_tuning', 'last']);
       expect(Array.from(suffix.row(2))).toEqual(Array.from(suffix.row(0)));
     });
+
+    it('embeds with a suffix prompt loaded by name, no model needed; refuses a prompt of another method', async () => {
+      expect((await sp.prompts.load('sx', paths.sx)).method).toBe('suffix_tuning'); // the checkpoint names its model
+      try {
+        const byName = await sp.embed({ prompt: 'sx', texts });
+        const byPath = await sp.embed({ model, prompt: paths.sx, texts });
+        expect(byName.source).toBe('suffix_tuning');
+        expect(Array.from(byName.data)).toEqual(Array.from(byPath.data));
+        const wrong = sp.embed({ prompt: 'pt', texts });
+        await expect(wrong).rejects.toBeInstanceOf(RemoteError);
+        await expect(wrong).rejects.toMatchObject({ code: 'invalid_argument', message: expect.stringContaining("prompt 'pt' is a prompt_tuning prompt; embed needs suffix_tuning") });
+      } finally {
+        await sp.prompts.unload('sx');
+      }
+    });
   });
 
   describe('rerank', () => {
@@ -190,6 +206,23 @@ describe('inference with the real worker', () => {
       expect(reranker).toBe('passage_tuning');
       expect(ranked).toHaveLength(4);
     });
+
+    it('reranks with a passage_tuning prompt loaded by name, no model needed; refuses a prompt of another method', async () => {
+      await sp.prompts.load('pa', paths.pa);
+      try {
+        const byName = await sp.rerank({ prompt: 'pa', query: 'what fell?', passages });
+        expect(byName).toEqual(await sp.rerank({ model, prompt: paths.pa, query: 'what fell?', passages }));
+        expect(byName.reranker).toBe('passage_tuning');
+        const rows = [{ query: 'what fell?', positive: passages[1]!, negatives: [passages[0]!] }];
+        expect((await sp.evaluate.reranking({ prompt: 'pa', rows })).reranker).toBe('passage_tuning');
+        await expect(sp.rerank({ prompt: 'px', query: 'q', passages })).rejects.toMatchObject({
+          code: 'invalid_argument',
+          message: expect.stringContaining("prompt 'px' is a prefix_tuning prompt; rerank needs passage_tuning"),
+        });
+      } finally {
+        await sp.prompts.unload('pa');
+      }
+    });
   });
 
   describe('evaluate', () => {
@@ -220,5 +253,18 @@ describe('inference with the real worker', () => {
       for (const key of ['hits@1', 'hits@5', 'mrr', 'ndcg@10']) expect(r.metrics[key]).toBeGreaterThanOrEqual(0);
       expect(r.metrics['hits@5']).toBe(1); // at most 3 candidates
     });
+  });
+
+  // Last: it kills the worker every other test uses.
+  it('loads its prompts into the worker restarted after a kill -9, before the next call reaches it', async () => {
+    const input = { prompt: 'pt', inputs: INPUTS, maxNewTokens: 6 };
+    const before = (await sp.generate(input).result()).outputs;
+    const pid = sp.workerPid!;
+    process.kill(pid, 'SIGKILL');
+    await vi.waitFor(() => expect(sp.workerPid).not.toBe(pid), { timeout: 10_000 }); // the crash is noticed
+    expect(sp.workerPid).toBeUndefined(); // restarting: the call below waits for the new worker and its prompts
+    expect((await sp.generate(input).result()).outputs).toEqual(before);
+    expect(sp.workerPid).not.toBe(pid);
+    expect((await sp.prompts.list()).map((p) => p.name)).toEqual(['pt', 'px']); // not 'sx', 'pa': unloaded
   });
 });

@@ -17,14 +17,14 @@ export type Pooling = (typeof POOLINGS)[number];
 /** Options shared by {@link embed} and `sp.evaluate.retrieval`: which embedder. */
 export interface EmbedderOptions {
   /**
-   * The base model. Required without `prompt`; may be left out with one (the checkpoint's model is
-   * used).
+   * The base model. Required without `prompt`; may be left out with one (the prompt's model: the one
+   * it was loaded on, or the one its checkpoint records).
    */
   readonly model?: ModelSpec;
   /**
-   * A `suffix_tuning` checkpoint path (the worker keeps it ready, keyed by path and modification
-   * time). The op also takes the name of a loaded prompt, though `sp.prompts.load` today loads only
-   * prompts for generation. Default: none, the base model embeds by mean pooling.
+   * A `suffix_tuning` prompt: the name of a prompt loaded with `sp.prompts.load`, else a checkpoint
+   * path (the worker keeps it ready, keyed by path and modification time). A prompt of another method
+   * is refused (`RemoteError` `invalid_argument`). Default: none, the base model embeds by mean pooling.
    */
   readonly prompt?: string;
   /** Texts per forward pass, 1..4096; changes speed and memory, never the result. Default 32 (`ops/embedding.py`). */

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import type { Incoming, Rpc } from '../internal/rpc.js';
 import { parseOrThrow } from '../internal/validate.js';
 import { type EmbedderOptions, checkEmbedder, embedderShape } from './embed.js';
-import { type Reranker, type RerankerOptions, rerankerShape } from './rerank.js';
+import { type Reranker, type RerankerOptions, checkReranker, rerankerShape } from './rerank.js';
 import { positiveInt } from '../jobs/schema.js';
 import { type ProgressOptions, requestWithProgress, toWireBody } from './shared.js';
 
@@ -96,12 +96,14 @@ const retrievalSchema = z
     }
   });
 
-const rerankingSchema = z.strictObject({
-  ...rerankerShape,
-  rows: z
-    .array(z.strictObject({ query: z.string(), positive: z.string(), negatives: z.array(z.string()).optional() }))
-    .min(1, 'expected at least one row'),
-});
+const rerankingSchema = z
+  .strictObject({
+    ...rerankerShape,
+    rows: z
+      .array(z.strictObject({ query: z.string(), positive: z.string(), negatives: z.array(z.string()).optional() }))
+      .min(1, 'expected at least one row'),
+  })
+  .superRefine(checkReranker);
 
 const metrics = z.record(z.string(), z.number());
 

@@ -1,11 +1,16 @@
 /**
- * The worker's prompt cache (ops `prompt_load`, `prompt_unload`, `prompt_list`): soft prompts kept
- * ready by name, so `generate` and `classify` can use them (several in one batch) without reloading.
- * The base model is loaded once per worker and shared by every prompt on it.
+ * The worker's prompt cache (ops `prompt_load`, `prompt_unload`, `prompt_list`): soft prompts of any
+ * method kept ready by name, so later calls use them without reloading: `generate` and `classify`
+ * (prompt and prefix tuning; several prompts in one batch), `embed` and `evaluate.retrieval` (suffix
+ * tuning), `rerank` and `evaluate.reranking` (passage tuning). The base model is loaded once per
+ * worker and shared by every prompt on it. The client remembers what it loaded and loads it again
+ * into a worker the supervisor restarted after a crash, before any other call reaches that worker.
  */
 import { z } from 'zod';
 import { type ModelSpec, modelSpecSchema } from '../jobs/model-spec.js';
+import { ClientClosedError, RemoteError, WorkerCrashedError } from '../core/errors.js';
 import type { CallOptions, Incoming, Rpc } from '../internal/rpc.js';
+import type { WireMap } from '../internal/wire.js';
 import { parseOrThrow } from '../internal/validate.js';
 import { promptName, toWireBody } from './shared.js';
 
@@ -76,6 +81,11 @@ const decodeInfo = (reply: Incoming): PromptInfo => promptInfoSchema.parse(reply
  */
 export class Prompts {
   readonly #rpc: Rpc;
+  /** What this client loaded, by name: the `prompt_load` body to send again after a worker restart. */
+  readonly #loaded = new Map<string, WireMap>();
+  /** The latest load/unload call per name; an older load that finishes later does not overwrite it. */
+  readonly #latest = new Map<string, symbol>();
+  #replayHooked = false;
 
   /** @internal The client makes this; use `sp.prompts`. */
   constructor(rpc: Rpc) {
@@ -84,21 +94,29 @@ export class Prompts {
 
   /**
    * Loads the checkpoint at `checkpointPath` under `name` (a name already loaded is replaced), checking
-   * that it was trained on this model (the model fingerprint).
+   * that it was trained on this model (the model fingerprint). Any method loads; each call that takes
+   * a prompt says which methods it uses. If the worker crashes, the restarted worker gets the prompt
+   * again (same path and model) before it serves other calls.
    *
    * @throws {ValidationError} `prompts.load.path: ...` before anything is sent.
-   * @throws {RemoteError} `not_found` (no such file), `checkpoint_invalid`, `invalid_argument` (a
-   *   method not used for generation, or another model).
+   * @throws {RemoteError} `not_found` (no such file), `checkpoint_invalid` (corrupt, or trained on
+   *   another model), `invalid_argument` (a bad `model`).
    */
   async load(name: string, checkpointPath: string, options: PromptLoadOptions = {}): Promise<PromptInfo> {
     const { model, ...call } = options;
-    const body = parseOrThrow(loadSchema, { name, path: checkpointPath, model }, 'prompts.load');
-    return this.#rpc.request('prompt_load', toWireBody(body), undefined, { ...call, decode: decodeInfo });
+    const body = toWireBody(parseOrThrow(loadSchema, { name, path: checkpointPath, model }, 'prompts.load'));
+    const token = Symbol(name);
+    this.#latest.set(name, token);
+    const info = await this.#rpc.request('prompt_load', body, undefined, { ...call, decode: decodeInfo });
+    if (this.#latest.get(name) === token) this.#remember(name, body);
+    return info;
   }
 
-  /** Forgets the prompt `name`; resolves with whether it was loaded. */
+  /** Forgets the prompt `name` (here and in the worker); resolves with whether the worker had it. */
   async unload(name: string, options?: CallOptions): Promise<boolean> {
     const body = parseOrThrow(z.strictObject({ name: promptName }), { name }, 'prompts.unload');
+    this.#latest.set(name, Symbol(name));
+    this.#loaded.delete(name); // not replayed after a restart, even if this call fails with the worker
     return this.#rpc.request('prompt_unload', body, undefined, {
       ...options,
       decode: (reply) => z.object({ unloaded: z.boolean() }).parse(reply.body).unloaded,
@@ -111,5 +129,29 @@ export class Prompts {
       ...options,
       decode: (reply) => z.object({ prompts: z.array(promptInfoSchema) }).parse(reply.body).prompts,
     });
+  }
+
+  #remember(name: string, body: WireMap): void {
+    this.#loaded.set(name, body);
+    if (this.#replayHooked) return;
+    this.#replayHooked = true;
+    this.#rpc.onRestart((worker) => this.#reload(worker));
+  }
+
+  /**
+   * Loads every remembered prompt into a restarted worker, in load order. A prompt the worker refuses
+   * now (its checkpoint was deleted, say) is forgotten and logged, so a later call naming it gets
+   * `not_found`; if the new worker dies too, the prompts stay remembered for the next restart.
+   */
+  async #reload(worker: Rpc): Promise<void> {
+    for (const [name, body] of [...this.#loaded]) {
+      try {
+        await worker.request('prompt_load', body);
+      } catch (error) {
+        if (error instanceof WorkerCrashedError || error instanceof ClientClosedError) return; // kept for the next restart
+        if (error instanceof RemoteError && this.#loaded.get(name) === body) this.#loaded.delete(name);
+        worker.log('warn', `prompt '${name}' could not be loaded again after the worker restarted: ${(error as Error).message}`);
+      }
+    }
   }
 }

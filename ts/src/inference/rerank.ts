@@ -15,9 +15,16 @@ export type Reranker = 'upr' | 'passage_tuning';
 
 /** Options shared by {@link rerank} and `sp.evaluate.reranking`: which reranker. */
 export interface RerankerOptions {
-  /** The base model (a causal LM). */
-  readonly model: ModelSpec;
-  /** A `passage_tuning` checkpoint path. Default: none, UPR's hard instruction (Sachan et al., 2022). */
+  /**
+   * The base model (a causal LM). Required without `prompt`; may be left out with one (the prompt's
+   * model: the one it was loaded on, or the one its checkpoint records).
+   */
+  readonly model?: ModelSpec;
+  /**
+   * A `passage_tuning` prompt: the name of a prompt loaded with `sp.prompts.load`, else a checkpoint
+   * path. A prompt of another method is refused (`RemoteError` `invalid_argument`). Default: none,
+   * UPR's hard instruction (Sachan et al., 2022).
+   */
   readonly prompt?: string;
   /** (query, passage) pairs per forward pass, 1..4096; never changes scores. Default 16 (`ops/rerank.py`). */
   readonly batchSize?: number;
@@ -60,10 +67,16 @@ export interface Reranked {
 }
 
 export const rerankerShape = {
-  model: modelSpecSchema,
-  prompt: z.string().min(1, 'expected a checkpoint path').optional(),
+  model: modelSpecSchema.optional(),
+  prompt: z.string().min(1, 'expected a prompt name or checkpoint path').optional(),
   batchSize: batchSize.optional(),
 };
+
+export function checkReranker(v: { model?: unknown; prompt?: string }, ctx: z.RefinementCtx): void {
+  if (v.model === undefined && v.prompt === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['model'], message: 'required when no prompt is given (UPR needs a model)' });
+  }
+}
 
 const query = z.string().refine((s) => s.trim() !== '', 'expected a non-empty string');
 const passages = z.array(z.string().min(1, 'expected a non-empty string')).min(1, 'expected at least one passage');
@@ -79,6 +92,7 @@ const rerankSchema = z
     topK: topK.optional(),
   })
   .superRefine((v, ctx) => {
+    checkReranker(v, ctx);
     if (v.queries !== undefined) {
       for (const key of ['query', 'passages'] as const) {
         if (v[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: "give 'query' + 'passages', or 'queries', not both" });

@@ -18,7 +18,7 @@ import { AbortError, ProtocolError, RemoteError, SoftpromptError, TimeoutError }
 import { EventStream, type StreamController } from '../core/event-stream.js';
 import { type Tensor, type TensorMap, checkTensor } from '../core/tensor.js';
 import type { LogFunction } from '../core/logger.js';
-import type { Supervisor } from './supervisor.js';
+import type { Connection, Supervisor } from './supervisor.js';
 import type { Message, NamedTensor, WireMap } from './wire.js';
 
 /** Per-call options every public method accepts. */
@@ -56,6 +56,8 @@ interface Sink {
 export class Rpc {
   readonly #supervisor: Supervisor;
   readonly #defaultTimeoutMs: number | undefined;
+  /** Set on the Rpc a restart hook gets: its calls go to this (not yet current) worker only. */
+  #pinned: Connection | undefined;
 
   constructor(supervisor: Supervisor, defaultTimeoutMs: number | undefined) {
     this.#supervisor = supervisor;
@@ -70,6 +72,20 @@ export class Rpc {
   /** The worker's capabilities as of its latest handshake (versions, devices). */
   get capabilities(): Capabilities {
     return this.#supervisor.hello.capabilities;
+  }
+
+  /**
+   * Runs `replay` on every restarted worker before any other call reaches it (calls made meanwhile
+   * wait): the hook for method modules that keep worker-side state, such as the prompts `sp.prompts`
+   * loaded. `replay` gets an Rpc whose calls go to the new worker only. Failures are logged
+   * ({@link Supervisor.onRestart}).
+   */
+  onRestart(replay: (rpc: Rpc) => Promise<void>): void {
+    this.#supervisor.onRestart((conn) => {
+      const pinned = new Rpc(this.#supervisor, this.#defaultTimeoutMs);
+      pinned.#pinned = conn;
+      return replay(pinned);
+    });
   }
 
   /**
@@ -189,7 +205,7 @@ export class Rpc {
         sink.fail(error as Error);
       }
     };
-    const live = this.#supervisor.current;
+    const live = this.#pinned ?? this.#supervisor.current;
     if (live) send(live);
     else this.#supervisor.connection().then(send, (error: Error) => settled || (cleanup(), sink.fail(error)));
 

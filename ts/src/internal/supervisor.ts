@@ -1,7 +1,8 @@
 /**
  * Owns the worker: starts it and shakes hands, notices when it dies, fails the calls that were open
  * with {@link WorkerCrashedError}, restarts it with exponential backoff up to a limit, and shuts it
- * down on close (shutdown request → SIGTERM → SIGKILL).
+ * down on close (shutdown request → SIGTERM → SIGKILL). A restarted worker first runs the
+ * {@link Supervisor.onRestart} hooks (which replay state the dead worker held), then takes calls.
  */
 import { type Capabilities, capabilitiesSchema } from '../core/capabilities.js';
 import { ClientClosedError, RemoteError, SoftpromptError, WorkerCrashedError, WorkerStartError } from '../core/errors.js';
@@ -35,6 +36,9 @@ export interface Connection {
   readonly startedAt: number;
 }
 
+/** Replays state onto a restarted worker before it takes calls; see {@link Supervisor.onRestart}. */
+export type RestartHook = (conn: Connection) => Promise<void>;
+
 /** A worker that stayed up this long is "stable": the restart count starts again from zero. */
 const STABLE_MS = 30_000;
 
@@ -48,6 +52,9 @@ export class Supervisor {
   #restarts = 0;
   #closed = false;
   #lastHello: HelloInfo;
+  readonly #restartHooks: RestartHook[] = [];
+  #markClosed: () => void = () => {};
+  readonly #closedNow = new Promise<void>((resolve) => (this.#markClosed = resolve));
 
   private constructor(options: ResolvedStartOptions, hooks: InternalHooks, log: LogFunction, first: Connection) {
     this.#options = options;
@@ -78,6 +85,16 @@ export class Supervisor {
     return this.#log;
   }
 
+  /**
+   * Registers `hook` to run on every restarted worker before it takes calls: {@link connection} (and so
+   * every queued or new call) resolves only once the hooks have settled, in registration order. A hook
+   * sends on the `conn` it is given (the new worker, not yet current). A hook that throws is logged and
+   * never fails the restart; if the new worker dies meanwhile, the restart goes on as for any crash.
+   */
+  onRestart(hook: RestartHook): void {
+    this.#restartHooks.push(hook);
+  }
+
   /** The live connection, waiting for a restart in progress; rejects when closed or given up. */
   connection(): Promise<Connection> {
     if (this.#closed) return Promise.reject(new ClientClosedError());
@@ -90,6 +107,7 @@ export class Supervisor {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#markClosed(); // a restart waiting on its hooks stops waiting
     const conn = this.#current ?? (await this.#restarting?.catch(() => undefined));
     this.#current = undefined;
     if (conn === undefined) return;
@@ -127,6 +145,7 @@ export class Supervisor {
         if (this.#closed) throw new ClientClosedError();
         try {
           const conn = await launch(this.#options, this.#hooks, this.#log);
+          await this.#runRestartHooks(conn);
           if (this.#closed) {
             conn.transport.close(new ClientClosedError());
             await conn.process.stop(this.#options.shutdownTimeoutMs);
@@ -154,6 +173,17 @@ export class Supervisor {
     }
   }
 
+  async #runRestartHooks(conn: Connection): Promise<void> {
+    const died = conn.process.exited.then(() => {}); // its crash is handled once adopted
+    for (const hook of this.#restartHooks) {
+      if (this.#closed) return;
+      const run = Promise.resolve().then(() => hook(conn)).catch((error: Error) => {
+        if (!this.#closed) this.#log('error', `restoring the restarted worker's state failed: ${error.message}`);
+      });
+      await Promise.race([run, died, this.#closedNow]);
+    }
+  }
+
   #emit(event: LifecycleEvent): void {
     try {
       this.#options.onLifecycle?.(event);
@@ -173,6 +203,7 @@ async function launch(options: ResolvedStartOptions, hooks: InternalHooks, log: 
     startTimeoutMs: options.startTimeoutMs,
     log,
     ...(options.env ? { env: options.env } : {}),
+    ...(options.distributed ? { distributed: options.distributed } : {}),
     ...(hooks.workerCommand ? { workerCommand: hooks.workerCommand } : {}),
   });
   const transport = Transport.connect(ready.endpoint, log);
