@@ -9,7 +9,7 @@
  */
 import { endianness } from 'node:os';
 import { Decoder, Encoder } from '@msgpack/msgpack';
-import { ProtocolError } from '../core/errors.js';
+import { ProtocolError, ValidationError } from '../core/errors.js';
 import { headByteOf, isIntegerHead } from './msgpack-scan.js';
 import { type DTypeName, type Tensor, isDTypeName, itemSize, numel, viewAs } from '../core/tensor.js';
 
@@ -17,6 +17,12 @@ import { type DTypeName, type Tensor, isDTypeName, itemSize, numel, viewAs } fro
 export const PROTOCOL_VERSION = 1;
 /** Largest header frame either side accepts. */
 export const MAX_HEADER_BYTES = 1 << 20;
+/**
+ * Largest message (header plus tensor frames), and largest tensor frame, the worker accepts: its
+ * `--max-message-bytes` default (protocol.py `Limits`, 2 GiB). The SDK refuses bigger ones before
+ * sending: the worker would read them whole only to answer `too_large`.
+ */
+export const MAX_MESSAGE_BYTES = 2 ** 31;
 
 export type MessageKind = 'request' | 'reply' | 'event' | 'error';
 const HEADER_KEYS = ['v', 'id', 'kind', 'op', 'body', 'tensors'] as const;
@@ -52,8 +58,12 @@ if (endianness() !== 'LE') {
 const encoder = new Encoder({ ignoreUndefined: true });
 const decoder = new Decoder();
 
-/** Encodes a message into frames. Tensor frames are views over the tensors' memory (no copy). */
-export function encodeMessage(msg: Message): Buffer[] {
+/**
+ * Encodes a message into frames. Tensor frames are views over the tensors' memory (no copy). Throws
+ * {@link ValidationError} naming the limit and the size for a header over {@link MAX_HEADER_BYTES} or
+ * a message over `maxMessageBytes`, before anything is sent.
+ */
+export function encodeMessage(msg: Message, maxMessageBytes: number = MAX_MESSAGE_BYTES): Buffer[] {
   const header = encoder.encode({
     v: msg.v,
     id: msg.id,
@@ -63,7 +73,14 @@ export function encodeMessage(msg: Message): Buffer[] {
     tensors: msg.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })),
   });
   if (header.byteLength > MAX_HEADER_BYTES) {
-    throw new ProtocolError(`${msg.op} header is ${header.byteLength} bytes; the limit is ${MAX_HEADER_BYTES}. Send large data as tensors.`);
+    throw new ValidationError(`${msg.op} header is ${header.byteLength} bytes; the limit is ${MAX_HEADER_BYTES}. Send large data as tensors.`);
+  }
+  let total = header.byteLength;
+  for (const t of msg.tensors) total += t.data.byteLength;
+  if (total > maxMessageBytes) {
+    const big = msg.tensors.find((t) => t.data.byteLength > maxMessageBytes);
+    const what = big ? `tensor ${JSON.stringify(big.name)} is ${big.data.byteLength} bytes` : `message is ${total} bytes`;
+    throw new ValidationError(`${msg.op}: ${what}; the limit is ${maxMessageBytes} (the worker's --max-message-bytes). Send it in parts.`);
   }
   const frames: Buffer[] = [Buffer.from(header.buffer, header.byteOffset, header.byteLength)];
   for (const t of msg.tensors) frames.push(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength));
