@@ -8,6 +8,13 @@ Threads:
   so a slow `.cpu()` of a result never stalls the loop. The ROUTER fair-queues the outbox with the
   clients, and the loop needs no poller: one blocking `recv` serves both.
 - parent watcher (optional): stops the worker when the parent process dies.
+- ZAP handler (with CURVE, `auth.py`): admits only the listed client keys.
+
+Two uses: the worker the SDK starts for one client (ipc, or loopback TCP, no CURVE: `check_endpoint`
+refuses anything else), and a shared worker (`softprompt-worker serve`, ``shared=True``) that waits for
+several clients, usually over TCP with CURVE. A shared worker serves compute ops only to connections that
+said `hello` (so each request belongs to a known client, `clients.py`), refuses `shutdown` from clients
+(it is stopped on its host), and drops silent clients by ZMTP heartbeats.
 
 Hot path (a small request, e.g. `ping`): the routing id and header arrive as `bytes` (copying a few
 bytes beats building a `zmq.Frame`; a header over `Limits.max_header_bytes` is copied once, then
@@ -31,10 +38,13 @@ from typing import Any
 import zmq
 
 from softprompt_worker import PROTOCOL_VERSION
+from softprompt_worker.auth import CurveServer, check_endpoint
+from softprompt_worker.clients import client_directory
 from softprompt_worker.errors import (
     BusyError,
     CancelledError,
     InternalError,
+    InvalidArgumentError,
     MalformedMessageError,
     UnknownOpError,
     WorkerError,
@@ -52,6 +62,8 @@ OUTBOX_ADDR = "inproc://softprompt-outbox"
 OUTBOX_ID = b"\x00softprompt-outbox"
 POLL_MS = 200  # how often the loop re-checks the shutdown flag when idle (the ROUTER's receive timeout)
 SHUTDOWN_LINGER_MS = 2000  # time given to queued outgoing messages (the shutdown reply) to leave
+HEARTBEAT_IVL_MS = 2000  # shared workers ping each client connection this often...
+HEARTBEAT_TIMEOUT_MS = 6000  # ...and drop it when nothing came back for this long
 #: The cancel flag of every control op: they are answered inline, never queued, so `cancel` cannot reach
 #: them (and building a `threading.Event` per ping costs more than the rest of its dispatch).
 _NEVER_CANCELLED = threading.Event()
@@ -109,12 +121,17 @@ class Server:
     """One worker: bind, announce, serve until `shutdown`, SIGTERM/SIGINT or the parent's death."""
 
     def __init__(self, endpoint: str, *, limits: Limits = Limits(), parent_pid: int | None = None,
-                 max_queued: int = 1024, state: WorkerState | None = None) -> None:
+                 max_queued: int = 1024, state: WorkerState | None = None, curve: CurveServer | None = None,
+                 shared: bool = False) -> None:
+        check_endpoint(endpoint, curve=curve is not None)
         self.endpoint = endpoint
         self.limits = limits
         self.parent_pid = parent_pid
         self.max_queued = max_queued
         self.state = state or WorkerState()
+        self.curve = curve
+        self.shared = shared
+        self._clients = client_directory(self.state)
         self._context = zmq.Context()
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._wake = threading.Event()
@@ -128,6 +145,12 @@ class Server:
         router.setsockopt(zmq.SNDHWM, 0)  # a ROUTER drops at its HWM: never drop a reply
         router.setsockopt(zmq.LINGER, SHUTDOWN_LINGER_MS)
         router.setsockopt(zmq.RCVTIMEO, POLL_MS)
+        if self.shared:
+            router.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+            router.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        if self.curve is not None:
+            self.curve.start(self._context)
+            self.curve.apply(router)  # inproc peers (the outbox) skip the handshake
         router.bind(OUTBOX_ADDR)
         router.bind(self.endpoint)
         bound = router.getsockopt(zmq.LAST_ENDPOINT).decode()
@@ -137,6 +160,9 @@ class Server:
         if self.parent_pid:
             threading.Thread(target=self._watch_parent, name="parent-watcher", daemon=True).start()
         log.info("listening on %s (pid %d); ops: %s", bound, os.getpid(), ", ".join(registered_ops()))
+        if self.curve is not None:
+            log.info("CURVE on: %d allowed client keys in %s (SIGHUP re-reads them)",
+                     len(self.curve.allowed), self.curve.allowed.folder)
         announce(bound)
         try:
             self._loop(router)
@@ -145,6 +171,8 @@ class Server:
             self._drain(router)  # forward the replies the compute thread finished meanwhile
             self._outbox.close()
             router.close()  # lingers so the shutdown reply leaves
+            if self.curve is not None:
+                self.curve.stop()
             self._context.term()
         log.info("stopped")
         return 0
@@ -162,6 +190,16 @@ class Server:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)
+        if self.curve is not None and hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, lambda signum, frame: self.reload_keys())
+
+    def reload_keys(self) -> None:
+        """Re-read the allowed client keys (SIGHUP); a bad folder keeps the current keys."""
+        assert self.curve is not None
+        try:
+            log.info("allowed client keys reloaded: %d", self.curve.allowed.reload())
+        except ValueError as exc:
+            log.error("allowed client keys not reloaded (the current ones stay): %s", exc)
 
     def _stop_compute(self, compute: threading.Thread) -> None:
         # Cancel what runs, drop what waits; the thread is a daemon, so a stuck op cannot hold exit.
@@ -233,6 +271,9 @@ class Server:
             else:
                 request = Request(id=msg.id, op=msg.op, body=msg.body, tensors={}, dtypes={})
             if spec.control:
+                if self.shared and msg.op == "shutdown":
+                    raise InvalidArgumentError("shutdown: this worker is shared by its clients (softprompt-worker "
+                                               "serve); stop it on its host (SIGTERM or Ctrl-C)")
                 ctx = OpContext(msg.id, msg.op, self.state, self._emit_for(peer), _NEVER_CANCELLED, peer=peer)
                 out = reply_frames(msg.id, msg.op, "reply", spec.handler(request, ctx))
             else:
@@ -248,10 +289,15 @@ class Server:
         if self._jobs.qsize() >= self.max_queued:
             raise BusyError(f"{self.max_queued} requests are already queued; retry when some finish",
                             details={"queued": self._jobs.qsize()})
+        client = self._clients.client_of(peer)
+        if client is None and self.shared:
+            raise InvalidArgumentError(f"{request.op}: say hello first; a shared worker serves a connection's "
+                                       "requests once its hello named the client")
         cancel_event = threading.Event()
         if not self.state.requests.add(peer, request.id, cancel_event):
             raise MalformedMessageError(f"header.id {request.id} is already used by an open request")
-        ctx = OpContext(request.id, request.op, self.state, self._emit_for(peer), cancel_event, peer=peer)
+        state = self.state if not client else self.state.for_client(client)
+        ctx = OpContext(request.id, request.op, state, self._emit_for(peer), cancel_event, peer=peer)
         self._jobs.put(_Job(peer, spec, request, ctx))
 
     def _emit_for(self, peer: bytes):

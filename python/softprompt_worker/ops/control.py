@@ -9,13 +9,18 @@ import os
 
 from softprompt_worker import PROTOCOL_VERSION, __version__
 from softprompt_worker.capabilities import capabilities
+from softprompt_worker.clients import MAX_CLIENT_ID_LENGTH, client_directory
 from softprompt_worker.errors import InvalidArgumentError, ProtocolVersionMismatchError
 from softprompt_worker.ops.registry import OpContext, Reply, Request, op
 
 
 @op("hello", control=True)
 def hello(req: Request, ctx: OpContext) -> Reply:
-    """{"protocol": 1, "client": str} -> {"protocol", "worker", "pid", "capabilities"}."""
+    """{"protocol": 1, "client": str, "client_id"?: str} -> {"protocol", "worker", "pid", "capabilities"}.
+
+    ``client_id`` names the client across reconnects (its connections' requests share its prompts,
+    ``clients.py``); without it the connection belongs to the anonymous client ``""``.
+    """
     protocol = req.body.get("protocol")
     if type(protocol) is not int:
         raise InvalidArgumentError(f"hello: body.protocol must be an integer, got {protocol!r:.40}")
@@ -24,6 +29,11 @@ def hello(req: Request, ctx: OpContext) -> Reply:
             f"client speaks protocol {protocol}; this worker ({__version__}) speaks {PROTOCOL_VERSION}. "
             "Install matching versions of the SDK and softprompt-worker.",
             details={"worker": PROTOCOL_VERSION, "client": protocol})
+    client_id = req.body.get("client_id", "")
+    if not isinstance(client_id, str) or len(client_id) > MAX_CLIENT_ID_LENGTH:
+        raise InvalidArgumentError(f"hello: body.client_id must be a string of at most {MAX_CLIENT_ID_LENGTH} "
+                                   f"characters, got {client_id!r:.40}")
+    client_directory(ctx.state).register(ctx.peer, client_id)
     return Reply(body={"protocol": PROTOCOL_VERSION, "worker": __version__, "pid": os.getpid(),
                        "capabilities": capabilities()})
 

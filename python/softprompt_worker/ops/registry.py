@@ -19,6 +19,7 @@ quick; all others run on the single compute thread in arrival order.
 
 from __future__ import annotations
 
+import copy
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
@@ -95,13 +96,24 @@ class OpenRequests:
 
 class WorkerState:
     """Per-process state shared by all ops: a generic `cache` that other modules hang objects on
-    (loaded models, jobs, ...), the open requests, and the shutdown flag. Thread-safe."""
+    (loaded models, jobs, ...), the open requests, and the shutdown flag. Thread-safe.
+
+    `client` names the client a request comes from (``clients.py``); the state an op sees is
+    ``for_client(...)`` of the worker's one state, so per-client caches (loaded prompts) can tell clients
+    apart while everything else stays shared."""
 
     def __init__(self) -> None:
         self.cache: dict[Any, Any] = {}
         self.requests = OpenRequests()
         self.shutdown = threading.Event()
         self._lock = threading.RLock()
+        self.client = ""  # the anonymous client: requests that named none, and code outside requests
+
+    def for_client(self, client: str) -> WorkerState:
+        """This state as one client's requests see it: the same cache, requests, flag and lock."""
+        view = copy.copy(self)
+        view.client = client
+        return view
 
     def get_or_create(self, key: Any, factory: Callable[[], T]) -> T:
         """Return `cache[key]`, creating it with `factory()` once (under the state lock)."""

@@ -1,0 +1,167 @@
+"""`softprompt-worker serve` and `keys new`: key files, CURVE on loopback TCP (a listed client gets in, an
+unlisted or plain one does not), the endpoint policy, and what a shared worker refuses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+
+from conftest import PYTHON_SRC, TEST_DIR, Client
+from softprompt_worker.__main__ import main
+from softprompt_worker.auth import check_endpoint, is_loopback_tcp
+from softprompt_worker.keys import KeyFileError, load_allowed_keys, load_public_key, load_secret_key, new_key_pair
+from softprompt_worker.server import Server
+
+REFUSED_WAIT_MS = 1500  # how long a refused client waits for an answer that never comes
+
+
+class CurveClient(Client):
+    """`conftest.Client` with CURVE client keys (or none: a plain TCP client)."""
+
+    def __init__(self, endpoint: str, server_public: bytes | None = None, keys: tuple[bytes, bytes] | None = None,
+                 timeout_ms: int = 10_000) -> None:
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        if keys is not None:
+            self.sock.curve_serverkey = server_public
+            self.sock.curve_publickey, self.sock.curve_secretkey = keys
+        self.sock.connect(endpoint)
+
+
+def make_keys(root: Path) -> dict[str, Any]:
+    new_key_pair(str(root), "server")
+    new_key_pair(str(root / "clients"), "alice")
+    new_key_pair(str(root / "clients"), "bob")
+    new_key_pair(str(root / "other"), "mallory")
+    allow = root / "allow"
+    allow.mkdir()
+    (allow / "alice.key").write_text((root / "clients" / "alice.key").read_text())
+    return {"server_secret": root / "server.key_secret", "server": load_public_key(str(root / "server.key")),
+            "allow": allow, **{n: load_secret_key(str(root / d / f"{n}.key_secret"))
+                               for n, d in (("alice", "clients"), ("bob", "clients"), ("mallory", "other"))}}
+
+
+def start_serve(*args: str) -> tuple[subprocess.Popen, dict[str, Any]]:
+    env = {**os.environ, "SOFTPROMPT_EXTRA_OP_MODULES": "test_server_plugin",
+           "PYTHONPATH": os.pathsep.join([str(PYTHON_SRC), str(TEST_DIR)])}
+    proc = subprocess.Popen([sys.executable, "-m", "softprompt_worker", "serve", "--log-level", "warning", *args],
+                            stdout=subprocess.PIPE, env=env)
+    line = proc.stdout.readline().decode()
+    assert line.startswith("SOFTPROMPT_READY "), f"unexpected first stdout line: {line!r}"
+    return proc, json.loads(line.split(" ", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    keys = make_keys(tmp_path_factory.mktemp("keys"))
+    proc, ready = start_serve("--bind", "tcp://127.0.0.1:*", "--server-key", str(keys["server_secret"]),
+                              "--allow", str(keys["allow"]))
+    yield {**keys, "endpoint": ready["endpoint"], "proc": proc}
+    proc.terminate()
+    assert proc.wait(timeout=10) == 0
+    proc.stdout.close()
+
+
+def connect(served: dict[str, Any], who: str | None, **kw: Any) -> CurveClient:
+    return CurveClient(served["endpoint"], served["server"], served[who] if who else None, **kw)
+
+
+def test_keys_new_writes_a_pair_with_a_private_secret(tmp_path: Path) -> None:
+    assert main(["keys", "new", "--out", str(tmp_path / "k"), "--name", "alice"]) == 0
+    public, secret = tmp_path / "k" / "alice.key", tmp_path / "k" / "alice.key_secret"
+    assert (secret.stat().st_mode & 0o777, (tmp_path / "k").stat().st_mode & 0o777) == (0o600, 0o700)
+    pub, sec = load_secret_key(str(secret))
+    assert load_public_key(str(public)) == pub and len(pub) == len(sec) == 40
+    assert zmq.curve_public(sec) == pub  # the pair belongs together
+    assert main(["keys", "new", "--out", str(tmp_path / "k"), "--name", "alice"]) == 2  # no silent overwrite
+    assert main(["keys", "new", "--out", str(tmp_path / "k"), "--name", "alice", "--force"]) == 0
+    assert load_public_key(str(public)) != pub
+    secret.chmod(0o644)
+    with pytest.raises(KeyFileError, match="readable by other users"):
+        load_secret_key(str(secret))
+    with pytest.raises(KeyFileError, match="no secret-key"):
+        load_secret_key(str(public))
+    (tmp_path / "bad.key").write_text('curve\n    public-key = "short"\n')
+    with pytest.raises(KeyFileError, match="40 characters of Z85"):
+        load_public_key(str(tmp_path / "bad.key"))
+    with pytest.raises(KeyFileError, match="is not a folder"):
+        load_allowed_keys(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(KeyFileError, match="holds no \\*.key"):
+        load_allowed_keys(str(tmp_path / "empty"))
+
+
+def test_endpoint_policy() -> None:
+    assert all(map(is_loopback_tcp, ["tcp://127.0.0.1:5", "tcp://localhost:5", "tcp://[::1]:5", "tcp://127.3.4.5:*"]))
+    assert not any(map(is_loopback_tcp, ["tcp://*:5", "tcp://0.0.0.0:5", "tcp://eth0:5", "tcp://10.0.0.1:5"]))
+    check_endpoint("tcp://127.0.0.1:*", curve=False)
+    check_endpoint("ipc:///tmp/x.sock", curve=False)
+    check_endpoint("tcp://0.0.0.0:5555", curve=True)
+    with pytest.raises(ValueError, match="without CURVE"):
+        Server("tcp://0.0.0.0:*")
+    # serve: TCP without keys is a usage error, even on loopback; so is a lone --allow
+    assert main(["serve", "--bind", "tcp://127.0.0.1:*"]) == 2
+    assert main(["serve", "--bind", "ipc:///tmp/x.sock", "--allow", "/tmp"]) == 2
+    # the SDK-started worker cannot be pointed at a public interface either
+    assert main(["--endpoint", "tcp://0.0.0.0:*"]) == 2
+
+
+def test_listed_client_gets_in_and_is_served_after_hello(served: dict[str, Any]) -> None:
+    c = connect(served, "alice")
+    try:
+        h, _ = c.call(1, "test_stream", {"n": 0})  # a compute op before hello: refused, the connection stays
+        assert (h["kind"], h["body"]["code"]) == ("error", "invalid_argument") and "hello" in h["body"]["message"]
+        h, _ = c.call(2, "hello", {"protocol": 1, "client": "pytest", "client_id": "alice-1"})
+        assert h["kind"] == "reply" and h["body"]["pid"] == served["proc"].pid
+        assert c.call(3, "ping")[0]["kind"] == "reply"
+        assert c.call(4, "test_stream", {"n": 0})[0]["body"] == {"done": 0}
+        h, _ = c.call(5, "shutdown")  # clients share this worker: none may stop it
+        assert (h["kind"], h["body"]["code"]) == ("error", "invalid_argument") and "SIGTERM" in h["body"]["message"]
+        assert c.call(6, "ping")[0]["kind"] == "reply"
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("who", ["mallory", None], ids=["unlisted-key", "plain-tcp"])
+def test_unlisted_and_plain_clients_are_refused(served: dict[str, Any], who: str | None) -> None:
+    c = connect(served, who, timeout_ms=REFUSED_WAIT_MS)
+    try:
+        c.send(1, "ping")
+        with pytest.raises(zmq.Again):  # the handshake failed: nothing of ours reached the worker
+            c.recv()
+    finally:
+        c.close()
+    ok = connect(served, "alice")  # and the worker still serves the others
+    try:
+        assert ok.call(1, "ping")[0]["kind"] == "reply"
+    finally:
+        ok.close()
+
+
+def test_sighup_rereads_the_allowed_keys(served: dict[str, Any]) -> None:
+    bob_key = Path(served["allow"]).parent / "clients" / "bob.key"
+    (Path(served["allow"]) / "bob.key").write_text(bob_key.read_text())
+    served["proc"].send_signal(signal.SIGHUP)
+    for attempt in range(10):  # a refused handshake is not retried: reconnect until the worker has re-read
+        c = connect(served, "bob", timeout_ms=500)
+        try:
+            c.send(1, "ping")
+            if c.recv()[0]["kind"] == "reply":
+                break
+        except zmq.Again:
+            continue
+        finally:
+            c.close()
+    else:
+        pytest.fail("bob's key was not accepted after SIGHUP")
