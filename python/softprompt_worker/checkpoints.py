@@ -29,7 +29,7 @@ import torch
 
 from . import __version__
 from ._proto.softprompt.v1 import checkpoint_pb2
-from .errors import CheckpointInvalidError, InvalidArgumentError, NotFoundError
+from .errors import CheckpointInvalidError, InvalidArgumentError, NotFoundError, StorageError
 from .methods.base import SoftPromptMethod
 from .models import FrozenModel, ModelSpec
 from .tensors import tensor_from_proto, tensor_to_proto
@@ -84,7 +84,10 @@ def save_checkpoint(path: str | os.PathLike, method: SoftPromptMethod, *, step: 
     target = resolve_under(root, path) if root is not None else Path(path).resolve()
     msg = _to_proto(method, step=step, metrics=metrics or {}, training_state=training_state)
     msg.content_sha256 = _content_hash(msg)
-    _atomic_write(target, msg.SerializeToString(deterministic=True))
+    try:
+        atomic_write(target, msg.SerializeToString(deterministic=True))
+    except OSError as exc:  # a full disk, a file-size limit, a read-only or unwritable directory
+        raise StorageError.from_os_error(f"checkpoint (step {step})", target, exc) from exc
     return target
 
 
@@ -204,7 +207,12 @@ def _content_hash(msg: checkpoint_pb2.Checkpoint) -> str:
     return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
 
 
-def _atomic_write(target: Path, data: bytes) -> None:
+def atomic_write(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` or leave it as it was: a temp file beside it, fsync, ``os.replace``.
+
+    On failure the temp file is removed and the ``OSError`` propagates; a process killed midway leaves
+    at most a ``.<name>.*.tmp`` file (``RunDir.remove_temp_files`` clears those), never a partial target.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:

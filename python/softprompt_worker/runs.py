@@ -2,56 +2,190 @@
 
     <run_dir>/job.json           the job spec as received (model, method, task, data, training, ...)
     <run_dir>/events.jsonl       every event of the job, one JSON object per line, with a timestamp
+    <run_dir>/data/train.jsonl   the rows the job trains on, after validation and the train/eval split
+    <run_dir>/data/eval.jsonl    its held-out rows (possibly none)
+    <run_dir>/data/manifest.json {"job_id", "train": {"file", "rows", "sha256"}, "eval": {...}}
     <run_dir>/checkpoints/step-00000100.pb   protobuf checkpoints (see checkpoints.py)
 
-Checkpoint names are resolved inside the run directory; a name that escapes it is rejected.
+The saved rows let a job resume after its worker died without the client sending its rows again:
+``inspect_run`` finds the newest checkpoint that verifies and the saved rows whose hashes match, and
+the resumed ``train`` reads ``data/*.jsonl`` as its sources, so it sees the same rows in the same order
+and split. Every file is written atomically (checkpoints.atomic_write); a write that fails raises
+``StorageError`` naming the file. Checkpoint names are resolved inside the run directory; a name that
+escapes it is rejected.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
-import os
+import re
 import time
 from pathlib import Path
 from typing import Any
 
-from .checkpoints import resolve_under
-from .errors import InvalidArgumentError
+from .checkpoints import atomic_write, load_checkpoint, resolve_under
+from .errors import InvalidArgumentError, StorageError, WorkerError
+
+_CHECKPOINT_NAME = re.compile(r"step-(\d+)\.pb")
+MANIFEST = "manifest.json"
 
 
 class RunDir:
     def __init__(self, path: Any) -> None:
-        if not isinstance(path, str) or not path:
-            raise InvalidArgumentError(f"run_dir: expected a directory path, got {path!r:.60}")
-        self.path = Path(path).expanduser().resolve()
+        self.path = run_path(path)
         if self.path.exists() and not self.path.is_dir():
             raise InvalidArgumentError(f"run_dir: {str(self.path)!r} exists and is not a directory")
         try:
             (self.path / "checkpoints").mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InvalidArgumentError(f"run_dir: cannot create {str(self.path)!r}: {exc.strerror}") from exc
+        self._inside("checkpoints")
 
     def write_job(self, job: dict[str, Any]) -> None:
-        tmp = self.path / ".job.json.tmp"
-        tmp.write_text(json.dumps(job, indent=2, sort_keys=True, default=str) + "\n")
-        os.replace(tmp, self.path / "job.json")
+        data = json.dumps(job, indent=2, sort_keys=True, default=str) + "\n"
+        _write(self.path / "job.json", data.encode(), "job spec")
+
+    def save_rows(self, train_rows: list[dict], eval_rows: list[dict], *, job_id: str | None) -> None:
+        """Write the resolved rows to ``data/`` (manifest last, so a manifest always names whole files).
+
+        Raises InvalidArgumentError for a row JSON cannot hold, StorageError when the disk refuses.
+        """
+        folder = self.path / "data"
+        try:
+            (folder / MANIFEST).unlink(missing_ok=True)  # until the new rows are complete, none are valid
+        except OSError as exc:
+            raise StorageError.from_os_error("data manifest", folder / MANIFEST, exc) from exc
+        manifest: dict[str, Any] = {"format": 1, "job_id": job_id}
+        for split, rows in (("train", train_rows), ("eval", eval_rows)):
+            data = _jsonl(rows, split)
+            _write(folder / f"{split}.jsonl", data, f"{split} rows")
+            manifest[split] = {"file": f"{split}.jsonl", "rows": len(rows), "sha256": hashlib.sha256(data).hexdigest()}
+        _write(folder / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode(), "data manifest")
+
+    def remove_temp_files(self) -> int:
+        """Delete the ``.*.tmp`` files a killed process left behind (a write it never finished)."""
+        removed = 0
+        for folder in (self.path, self._inside("checkpoints"), self._inside("data")):
+            for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+                with contextlib.suppress(OSError):  # best effort: a leftover is only clutter
+                    tmp.unlink()
+                    removed += 1
+        return removed
 
     def checkpoint_path(self, step: int) -> Path:
         return resolve_under(self.path, f"checkpoints/step-{step:08d}.pb")
 
     def events(self) -> "EventLog":
-        return EventLog(self.path / "events.jsonl")
+        return EventLog(self._inside("events.jsonl"))
+
+    def _inside(self, name: str) -> Path:
+        """``run_dir/name``, refused when it (or a folder on the way) is a symlink that leads outside:
+        the job writes under the directory the user chose and nowhere else."""
+        try:
+            return resolve_under(self.path, name)
+        except InvalidArgumentError:
+            raise InvalidArgumentError(f"run_dir: {name!r} in {str(self.path)!r} is a link that leads outside it; "
+                                       "refusing to write there") from None
 
 
 class EventLog:
     """Appends events to ``events.jsonl``, one line each, flushed so a crash loses at most one line."""
 
     def __init__(self, path: Path) -> None:
-        self._file = path.open("a", encoding="utf-8")
+        self.path = path
+        try:
+            self._file = path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise StorageError.from_os_error("event log", path, exc) from exc
 
     def write(self, event: dict[str, Any]) -> None:
-        self._file.write(json.dumps({"time": time.time(), **event}, default=str) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps({"time": time.time(), **event}, default=str) + "\n")
+            self._file.flush()
+        except OSError as exc:
+            raise StorageError.from_os_error("event log", self.path, exc) from exc
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:  # the failed flush was reported by write()
+            pass
+
+
+def run_path(path: Any) -> Path:
+    if not isinstance(path, str) or not path:
+        raise InvalidArgumentError(f"run_dir: expected a directory path, got {path!r:.60}")
+    return Path(path).expanduser().resolve()
+
+
+def inspect_run(path: Any, job_id: str | None = None) -> dict[str, Any]:
+    """What a resumed job can start from, read without writing anything:
+
+    ``{"run_dir", "checkpoint": {"path", "step"} | None, "data": {"train", "eval", "train_rows",
+    "eval_rows"} | None, "invalid": [{"path", "error"}]}``: the newest checkpoint with training state
+    that verifies, and the saved rows whose hashes match their manifest. With ``job_id``, only what
+    that job wrote counts (a run directory may hold an older job's files). Files that fail
+    verification are listed in ``invalid`` and skipped.
+    """
+    root = run_path(path)
+    out: dict[str, Any] = {"run_dir": str(root), "checkpoint": None, "data": None, "invalid": []}
+    folder = root / "checkpoints"
+    found = [(int(m.group(1)), p) for p in (folder.iterdir() if folder.is_dir() else ())
+             if (m := _CHECKPOINT_NAME.fullmatch(p.name))]
+    for step, p in sorted(found, reverse=True):
+        try:
+            record = load_checkpoint(p)
+        except WorkerError as exc:
+            out["invalid"].append({"path": str(p), "error": exc.message})
+            continue
+        state = record.training_state
+        if state is not None and (job_id is None or state.meta.get("job_id") == job_id):
+            out["checkpoint"] = {"path": str(p), "step": record.step}
+            break
+    out["data"] = _saved_rows(root / "data", job_id, out["invalid"])
+    return out
+
+
+def _saved_rows(folder: Path, job_id: str | None, invalid: list[dict[str, str]]) -> dict[str, Any] | None:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        invalid.append({"path": str(folder / MANIFEST), "error": f"unreadable: {exc}"})
+        return None
+    if job_id is not None and manifest.get("job_id") != job_id:
+        return None
+    out: dict[str, Any] = {}
+    for split in ("train", "eval"):
+        entry = manifest.get(split) or {}
+        file = folder / str(entry.get("file", f"{split}.jsonl"))
+        try:
+            digest = hashlib.sha256(file.read_bytes()).hexdigest()
+        except OSError as exc:
+            invalid.append({"path": str(file), "error": f"unreadable: {exc.strerror}"})
+            return None
+        if digest != entry.get("sha256"):
+            invalid.append({"path": str(file), "error": "sha256 does not match data/manifest.json"})
+            return None
+        out[split], out[f"{split}_rows"] = str(file), int(entry.get("rows", 0))
+    return out
+
+
+def _jsonl(rows: list[dict], split: str) -> bytes:
+    lines = []
+    for i, row in enumerate(rows):
+        try:
+            lines.append(json.dumps(row, allow_nan=True))
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(f"data.{split}[{i}]: cannot be saved as JSON for resuming ({exc})") from exc
+    return ("\n".join(lines) + "\n" if lines else "").encode()
+
+
+def _write(path: Path, data: bytes, what: str) -> None:
+    try:
+        atomic_write(path, data)
+    except OSError as exc:
+        raise StorageError.from_os_error(what, path, exc) from exc

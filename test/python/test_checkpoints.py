@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from softprompt_worker import checkpoints
 from softprompt_worker.checkpoints import (build_method_from_checkpoint, load_checkpoint, resolve_under,
                                            save_checkpoint)
-from softprompt_worker.errors import CheckpointInvalidError, InvalidArgumentError, NotFoundError
+from softprompt_worker.errors import CheckpointInvalidError, InvalidArgumentError, NotFoundError, StorageError
 from softprompt_worker.models import ModelSpec, load_frozen_model
 from softprompt_worker.training import TrainingConfig, train
 
@@ -85,10 +86,10 @@ def test_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
     before = path.read_bytes()
 
     def boom(*_):
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(checkpoints.os, "replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(StorageError, match=r"checkpoint \(step 2\): cannot write .*c\.pb.*No space left on device \(ENOSPC\)"):
         save_checkpoint(tmp_path / "c.pb", method, step=2)
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["c.pb"]
 
