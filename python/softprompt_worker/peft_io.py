@@ -32,6 +32,8 @@ def export_peft(method, out_dir: str | Path) -> Path:
     """Write ``method`` (prompt_tuning or decoder-only prefix_tuning) as a PEFT adapter in ``out_dir``."""
     from safetensors.torch import save_file
 
+    from .checkpoints import resolve_under
+
     frozen = method.frozen
     common = dict(task_type="SEQ_2_SEQ_LM" if frozen.is_encoder_decoder else "CAUSAL_LM",
                   num_virtual_tokens=method.config.num_virtual_tokens,
@@ -60,6 +62,12 @@ def export_peft(method, out_dir: str | Path) -> Path:
                                    "(prompt_tuning and prefix_tuning do)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for name in (CONFIG_FILE, WEIGHTS_FILE):  # both writers follow links: refuse one that leads outside out_dir
+        try:
+            resolve_under(out, name)
+        except InvalidArgumentError:
+            raise InvalidArgumentError(f"out_dir: {name!r} in {str(out)!r} is a link that leads outside it; "
+                                       "refusing to write there") from None
     config.save_pretrained(str(out))
     save_file({WEIGHT_KEY: weights.detach().float().cpu().contiguous()}, str(out / WEIGHTS_FILE))
     return out

@@ -52,7 +52,7 @@ class RunDir:
 
         Raises InvalidArgumentError for a row JSON cannot hold, StorageError when the disk refuses.
         """
-        folder = self.path / "data"
+        folder = self._inside("data")
         try:
             (folder / MANIFEST).unlink(missing_ok=True)  # until the new rows are complete, none are valid
         except OSError as exc:
