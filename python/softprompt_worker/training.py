@@ -29,7 +29,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -38,6 +38,9 @@ from .errors import InvalidArgumentError
 from .methods.base import SoftPromptMethod
 from .resume import DataStream, TrainingState, capture_state, restore_state
 from .tasks.base import Task
+
+if TYPE_CHECKING:
+    from .distributed import DataParallel
 
 OPTIMIZERS = ("adamw", "adafactor", "sgd")
 SCHEDULES = ("constant", "linear", "cosine")
@@ -146,11 +149,12 @@ SaveCheckpoint = Callable[[int, dict[str, float], TrainingState], str]
 
 def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit: Emit | None = None,
           cancelled: Callable[[], bool] | None = None, save_checkpoint: SaveCheckpoint | None = None,
-          resume: TrainingState | None = None) -> dict[str, Any]:
+          resume: TrainingState | None = None, parallel: DataParallel | None = None) -> dict[str, Any]:
     """Train ``method`` on ``task``; returns the summary (also sent in the ``done`` event).
 
     ``save_checkpoint(step, metrics, state) -> path`` writes a checkpoint and returns where; without it
     no checkpoint events are emitted. ``resume`` continues a run from a saved ``TrainingState``.
+    ``parallel`` (distributed.py) makes this one rank of a data-parallel run.
     """
     emit = emit or (lambda event: None)
     cancelled = cancelled or (lambda: False)
@@ -161,9 +165,12 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
     batches_per_epoch = task.num_batches(config.batch_size)
     if batches_per_epoch == 0:
         raise InvalidArgumentError("data.train: no training rows")
-    total_steps = config.steps or config.epochs * math.ceil(batches_per_epoch / config.grad_accumulation)
+    world = parallel.world_size if parallel is not None else 1  # one step takes a micro-batch on each rank
+    total_steps = config.steps or config.epochs * math.ceil(batches_per_epoch / (config.grad_accumulation * world))
     optimizer = build_optimizer(config, params)
     stream = DataStream(task, config.batch_size, config.seed)
+    if parallel is not None:  # loss through DDP, this rank's share of each global batch, the agreed cancel
+        task, stream, cancelled = parallel.attach(task, stream, cancelled)
     step, tokens_total = 0, 0
     if resume is not None:
         step, tokens_total = restore_state(resume, config, optimizer, stream, device)
@@ -207,6 +214,8 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
         optimizer.zero_grad(set_to_none=True)
         step += 1
         if step % config.log_every == 0 or step == total_steps:
+            if parallel is not None:  # the mean over ranks (and their tokens): one all-reduce per log step
+                window_loss, window_tokens = parallel.reduce_window(window_loss, window_tokens)
             last_loss = window_loss.item() / max(window_micro, 1)  # the one sync per log window
             if not math.isfinite(last_loss):
                 raise InvalidArgumentError(f"training diverged: loss is {last_loss} at step {step}; lower training.lr")

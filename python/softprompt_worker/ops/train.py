@@ -27,6 +27,7 @@ import torch
 
 from softprompt_worker.checkpoints import build_method_from_checkpoint, load_checkpoint, save_checkpoint
 from softprompt_worker.data import resolve_data
+from softprompt_worker.distributed import collective, data_parallel
 from softprompt_worker.errors import InvalidArgumentError, WorkerError
 from softprompt_worker.methods.registry import method_class
 from softprompt_worker.models import FrozenModel, ModelSpec
@@ -46,6 +47,7 @@ _INIT_LOCK = threading.Lock()
 
 
 @op("train")
+@collective  # under torchrun every rank runs it (distributed.py)
 def train_op(req: Request, ctx: OpContext) -> Reply:
     body = req.body
     unknown = sorted(set(body) - _FIELDS)
@@ -72,6 +74,9 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
     if "max_length" in getattr(task_cls, "options_defaults", {}):
         options.setdefault("max_length", config.max_length)
     task = task_cls(method, options, train_rows, eval_rows)
+    parallel = data_parallel(ctx, method, config.grad_accumulation)  # None in a single process
+    if parallel is not None and not parallel.is_leader:  # a follower trains along and writes nothing
+        return Reply(body=train(method, task, config, resume=resume, parallel=parallel))
 
     run.write_job(body)
     log = run.events()
@@ -88,7 +93,7 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
     try:
         emit({"event": "data", **report.to_dict()})
         summary = train(method, task, config, emit=emit, cancelled=lambda: ctx.cancelled, save_checkpoint=save,
-                        resume=resume)
+                        resume=resume, parallel=parallel)
     except WorkerError as exc:
         log.write({"event": "error", **exc.to_body()})
         raise

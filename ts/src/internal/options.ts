@@ -16,6 +16,36 @@ const logger = z.custom<Logger | LogFunction>(
 
 const positiveMs = z.number().int().positive();
 
+/**
+ * The schema of {@link DistributedOptions}. One node by default (`torchrun --standalone`); with
+ * `rdzvEndpoint`, static rendezvous, which puts global rank 0 (the worker the SDK speaks to) on node 0.
+ */
+export const distributedOptionsSchema = z
+  .strictObject({
+    nprocPerNode: z.number().int().min(1),
+    nnodes: z.number().int().min(1).default(1),
+    nodeRank: z.number().int().min(0).default(0),
+    rdzvEndpoint: z.string().min(1).optional(),
+    rdzvId: z.string().min(1).optional(),
+    backend: z.enum(['auto', 'nccl', 'gloo']).default('auto'),
+  })
+  .superRefine((d, ctx) => {
+    if (d.nnodes > 1 && d.rdzvEndpoint === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['rdzvEndpoint'],
+        message: `needed with nnodes ${d.nnodes}: HOST:PORT on this machine (node 0) that every node can reach`,
+      });
+    }
+    if (d.nodeRank !== 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['nodeRank'],
+        message: `must be 0, got ${d.nodeRank}: the SDK speaks to global rank 0, which runs on node 0; start the other nodes with torchrun (docs/distributed.md)`,
+      });
+    }
+  });
+
 /** The schema of {@link StartOptions}; unknown keys are errors so typos surface. */
 export const startOptionsSchema = z.strictObject({
   python: z.string().min(1).optional(),
@@ -31,6 +61,7 @@ export const startOptionsSchema = z.strictObject({
     })
     .default({ maxRestarts: 3, backoffMs: 500 }),
   logger: logger.optional(),
+  distributed: distributedOptionsSchema.optional(),
   onLifecycle: z.custom<(event: LifecycleEvent) => void>((v) => typeof v === 'function', { message: 'expected a function' }).optional(),
 });
 
@@ -39,6 +70,29 @@ export type LifecycleEvent =
   | { readonly type: 'crash'; readonly exitCode: number | null; readonly signal: string | null; readonly stderrTail: string }
   | { readonly type: 'restart'; readonly attempt: number; readonly pid: number }
   | { readonly type: 'restart_failed'; readonly attempt: number; readonly error: Error };
+
+/**
+ * A data-parallel worker group (`StartOptions.distributed`, docs/distributed.md): the SDK starts it with
+ * `python -m torch.distributed.run` and speaks to rank 0; training jobs run on every rank (DDP, one
+ * micro-batch of `batchSize` rows per rank per step), everything else on rank 0.
+ */
+export interface DistributedOptions {
+  /** Worker processes on this machine (torchrun `--nproc-per-node`): one per GPU, or CPU processes with gloo. */
+  nprocPerNode: number;
+  /** Machines in the group (default 1). More than one needs `rdzvEndpoint`; the other nodes are started with torchrun. */
+  nnodes?: number;
+  /** This machine's node rank: 0 (the default and the only value allowed), since rank 0 runs here. */
+  nodeRank?: number;
+  /** `HOST:PORT` on this machine that every node reaches (static rendezvous). Default: one node on a free local port. */
+  rdzvEndpoint?: string;
+  /** The run id all nodes pass to torchrun (`--rdzv-id`). */
+  rdzvId?: string;
+  /** Collective backend: `'auto'` (default: NCCL when the worker sees a GPU, else gloo), `'nccl'` or `'gloo'`. */
+  backend?: 'auto' | 'nccl' | 'gloo';
+}
+
+/** DistributedOptions after validation and defaults. */
+export type ResolvedDistributedOptions = z.output<typeof distributedOptionsSchema>;
 
 /** Options of `Softprompt.start()`. Every field is optional. */
 export interface StartOptions {
@@ -58,6 +112,8 @@ export interface StartOptions {
   restart?: { maxRestarts?: number; backoffMs?: number };
   /** Where worker logs and SDK diagnostics go. Default: warnings and errors to `console.error`. */
   logger?: Logger | LogFunction;
+  /** Train on several processes (and machines) with torch.distributed; see {@link DistributedOptions}. Default: one worker process. */
+  distributed?: DistributedOptions;
   /** Called on worker crash and restart. */
   onLifecycle?: (event: LifecycleEvent) => void;
 }

@@ -5,6 +5,10 @@
  * start-up"). It prints `SOFTPROMPT_READY {json}` on stdout once bound; its stderr lines go to the
  * logger and the last ones are kept for error messages. execa kills it when this process exits, and
  * the worker watches the parent pid itself.
+ *
+ * With `distributed`, the process is torchrun's agent (`python -m torch.distributed.run ... -m
+ * softprompt_worker --distributed BACKEND`), which starts the ranks; rank 0 prints READY. Each rank
+ * watches this process's pid (not the agent's), and the kernel kills the ranks when the agent dies.
  */
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,6 +18,7 @@ import { type ResultPromise, execa } from 'execa';
 import { WorkerStartError } from '../core/errors.js';
 import { type LogFunction, levelOfLine } from '../core/logger.js';
 import { PYTHON_FIX, type ResolvedPython, workerPythonPath } from './python.js';
+import type { ResolvedDistributedOptions } from './options.js';
 
 const READY_PREFIX = 'SOFTPROMPT_READY ';
 const STDERR_TAIL_LINES = 40;
@@ -26,6 +31,8 @@ export interface SpawnOptions {
   readonly workerCommand?: readonly string[];
   readonly env?: Readonly<Record<string, string>>;
   readonly transport: 'ipc' | 'tcp';
+  /** Start a torchrun worker group instead of one process. */
+  readonly distributed?: ResolvedDistributedOptions;
   readonly startTimeoutMs: number;
   readonly log: LogFunction;
 }
@@ -72,7 +79,7 @@ export class WorkerProcess {
   /** Spawns the worker and waits for its READY line. Throws {@link WorkerStartError} with a fix. */
   static async start(options: SpawnOptions): Promise<{ process: WorkerProcess; ready: ReadyInfo }> {
     const { endpoint, socketDir } = await chooseEndpoint(options.transport, options.log);
-    const [command, ...baseArgs] = options.workerCommand ?? [options.python.command, '-m', 'softprompt_worker'];
+    const [command, ...baseArgs] = options.workerCommand ?? workerArgv(options.python.command, options.distributed);
     const pythonPath = [workerPythonPath(), options.env?.['PYTHONPATH'] ?? process.env['PYTHONPATH']].filter(Boolean).join(':');
     const child = execa(command!, [...baseArgs, '--endpoint', endpoint, '--parent-pid', String(process.pid)], {
       env: { PYTHONUNBUFFERED: '1', ...options.env, PYTHONPATH: pythonPath },
@@ -174,6 +181,27 @@ export class WorkerProcess {
     const how = signal ? `was killed by ${signal}` : `exited with code ${exitCode}`;
     return new WorkerStartError(`The softprompt worker ${how} before it was ready.${tailText(tail)}`, { stderrTail: tail });
   }
+}
+
+/** `[python, '-m', 'softprompt_worker']`, or the torchrun command that starts a worker group. */
+export function workerArgv(python: string, distributed?: ResolvedDistributedOptions): string[] {
+  if (!distributed) return [python, '-m', 'softprompt_worker'];
+  const launcher = [python, '-m', 'torch.distributed.run', ...torchrunArgs(distributed)];
+  return [...launcher, '-m', 'softprompt_worker', '--distributed', distributed.backend];
+}
+
+/**
+ * torchrun's arguments: one node on a free local port (`--standalone`), or static rendezvous at
+ * `rdzvEndpoint` as node `nodeRank` (0), so global rank 0 runs on this machine (docs/distributed.md).
+ */
+export function torchrunArgs(d: ResolvedDistributedOptions): string[] {
+  const procs = ['--nproc-per-node', String(d.nprocPerNode)];
+  if (d.rdzvEndpoint === undefined) return ['--standalone', ...procs];
+  return [
+    '--nnodes', String(d.nnodes), ...procs, '--node-rank', String(d.nodeRank),
+    '--rdzv-backend', 'static', '--rdzv-endpoint', d.rdzvEndpoint,
+    ...(d.rdzvId === undefined ? [] : ['--rdzv-id', d.rdzvId]),
+  ];
 }
 
 function parseReady(json: string): ReadyInfo {
