@@ -151,6 +151,7 @@ def _decoder_steps(frozen, rows, embeds, mask, max_new_tokens: int):
     cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     if frozen.is_encoder_decoder:
         packed = pack_rows(embeds, mask, rows, side="right")
+        check_positions(frozen, packed, extra=max_new_tokens)
         encoder_out = model.get_encoder()(inputs_embeds=packed.embeds, attention_mask=packed.mask)
         start = model.config.decoder_start_token_id
         current = torch.full((embeds.shape[0], 1), start, dtype=torch.long, device=embeds.device)  # (B, 1)

@@ -85,17 +85,27 @@ def pack_rows(embeds: torch.Tensor, mask: torch.Tensor, rows: list[Injection | N
     return Packed(new_embeds, new_mask, index, position_ids)
 
 
-def check_positions(frozen, packed: Packed, extra: int = 0) -> None:
-    """TooLargeError when a decoder-only row (virtual tokens and ``extra`` new tokens included) would
-    run past the model's position table, instead of an index error deep inside the model."""
+def check_positions(frozen, packed: Packed, extra: int = 0, decoder_length: int = 0) -> None:
+    """TooLargeError when a row (virtual tokens and ``extra`` new tokens included) would run past the
+    model's position table, instead of an index error deep inside the model. Encoder–decoders with a
+    learned table (BART) are checked on both sides (``decoder_length`` + ``extra`` decoder tokens);
+    T5's relative positions have no table and no limit."""
     cfg = frozen.config
+    if frozen.is_encoder_decoder:
+        limit = getattr(cfg, "max_position_embeddings", None)
+        sides = (("encoder input", packed.embeds.shape[1]), ("decoder sequence", decoder_length + extra))
+        for side, need in sides if limit else ():
+            if need > limit:
+                raise TooLargeError(f"{side} needs {need} positions (tokens and virtual tokens); the model has "
+                                    f"{limit}: shorten the text, or lower training.max_length / max_new_tokens")
+        return
     limit = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
-    if frozen.is_encoder_decoder or not limit or packed.position_ids.numel() == 0:
+    if not limit or packed.position_ids.numel() == 0:
         return
     need = int(packed.position_ids.max()) + 1 + extra
     if need > limit:
         raise TooLargeError(f"sequence needs {need} positions (input, virtual tokens and new tokens); "
-                            f"the model has {limit}: shorten the input or max_new_tokens")
+                            f"the model has {limit}: shorten the input, or lower training.max_length / max_new_tokens")
 
 
 def batch_prefixes(rows: list[Injection | None], device, dtype) -> dict[Any, PrefixKV]:
@@ -138,7 +148,8 @@ def run_lm(frozen, rows: list[Injection | None], input_ids, attention_mask, labe
     model = frozen.model
     embeds = frozen.input_embeddings()(input_ids)  # (B, L, H)
     packed = pack_rows(embeds, attention_mask, rows, side="right")
-    check_positions(frozen, packed)
+    decoder = decoder_input_ids if decoder_input_ids is not None else labels  # (B, T_dec) or None
+    check_positions(frozen, packed, decoder_length=decoder.shape[1] if decoder is not None else 0)
     prefixes = batch_prefixes(rows, embeds.device, embeds.dtype)
     with prefix_context(prefixes):
         if frozen.is_encoder_decoder:

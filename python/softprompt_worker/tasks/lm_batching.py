@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..errors import InvalidArgumentError
+
 IGNORE = -100
 
 
@@ -46,6 +48,9 @@ class LMEncoder:
         self.tokenizer = frozen.tokenizer
         self.max_length = int(max_length)
         self.decoder_only = not frozen.is_encoder_decoder
+        if self.decoder_only and self.max_length < 2:
+            raise InvalidArgumentError(f"training.max_length: a decoder-only model needs at least 2 tokens per row "
+                                       f"(one to read, one to predict), got {self.max_length}")
         self.pad_id = self.tokenizer.pad_token_id
         self.eos_id = self.tokenizer.eos_token_id
 
