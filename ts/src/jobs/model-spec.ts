@@ -26,7 +26,11 @@ export interface PretrainedModelSpec extends CommonModelOptions {
   readonly nameOrPath: string;
   /** Branch, tag or commit on the hub. Default: the default branch. */
   readonly revision?: string;
-  /** Run code from the model repository. Default `false`: only enable it for repositories you trust. */
+  /**
+   * Let transformers import and run the Python files the model repository ships (`modeling_*.py`,
+   * custom tokenizers) inside the worker, with your user's rights. Default `false`; only the boolean
+   * `true` turns it on. Enable it only for repositories you have read or trust.
+   */
   readonly trustRemoteCode?: boolean;
 }
 
