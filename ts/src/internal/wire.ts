@@ -64,14 +64,20 @@ const decoder = new Decoder();
  * a message over `maxMessageBytes`, before anything is sent.
  */
 export function encodeMessage(msg: Message, maxMessageBytes: number = MAX_MESSAGE_BYTES): Buffer[] {
-  const header = encoder.encode({
-    v: msg.v,
-    id: msg.id,
-    kind: msg.kind,
-    op: msg.op,
-    body: msg.body,
-    tensors: msg.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })),
-  });
+  let header: Uint8Array;
+  try {
+    header = encoder.encode({
+      v: msg.v,
+      id: msg.id,
+      kind: msg.kind,
+      op: msg.op,
+      body: msg.body,
+      tensors: msg.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })),
+    });
+  } catch (cause) {
+    // A value MessagePack has no encoding for (a function, a symbol, a bigint): the caller's input.
+    throw new ValidationError(`${msg.op} arguments cannot be sent: ${(cause as Error).message}`, undefined, { cause });
+  }
   if (header.byteLength > MAX_HEADER_BYTES) {
     throw new ValidationError(`${msg.op} header is ${header.byteLength} bytes; the limit is ${MAX_HEADER_BYTES}. Send large data as tensors.`);
   }

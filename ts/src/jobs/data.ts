@@ -98,6 +98,10 @@ export async function* chunkRows(
   let bytes = 0;
   let index = 0;
   for await (const row of rows as AsyncIterable<JsonRow>) {
+    const odd = notJsonData(row, new Set());
+    if (odd !== undefined) {
+      throw new ValidationError(`${where}[${index}]${odd.path}: ${odd.what} is not JSON data; rows hold plain objects, arrays, strings, numbers, booleans and null`);
+    }
     let size: number;
     try {
       size = Buffer.byteLength(JSON.stringify(row) ?? 'null');
@@ -117,6 +121,27 @@ export async function* chunkRows(
     index += 1;
   }
   if (chunk.length > 0) yield chunk;
+}
+
+/**
+ * The first value inside `value` that JSON cannot carry as it is (MessagePack would send a Date as an
+ * extension the worker refuses, a Map or Set as `{}`, a typed array as bytes), with its path below the
+ * row; undefined for plain JSON data. A repeated object (a cycle) counts too.
+ */
+function notJsonData(value: unknown, seen: Set<object>, path = ''): { path: string; what: string } | undefined {
+  if (value === null || value === undefined || typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return undefined;
+  if (typeof value !== 'object') return { path, what: `a ${typeof value}` };
+  const proto = Object.getPrototypeOf(value);
+  if (!Array.isArray(value) && proto !== Object.prototype && proto !== null) return { path, what: `a ${proto?.constructor?.name ?? 'non-plain object'}` };
+  if (seen.has(value)) return { path, what: 'a cycle' };
+  seen.add(value);
+  for (const [key, v] of Object.entries(value)) {
+    const step = Array.isArray(value) ? `[${key}]` : /^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
+    const odd = notJsonData(v, seen, path + step);
+    if (odd !== undefined) return odd;
+  }
+  seen.delete(value);
+  return undefined;
 }
 
 /** Data a job has uploaded: the worker's `data` body, and how to free the worker's copies. */
