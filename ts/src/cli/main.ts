@@ -67,6 +67,7 @@ async function runCommand(command: Command, argv: readonly string[], out: Output
     const code = interrupts.signal.aborted ? EXIT.cancelled : exitCodeFor(error);
     if (code === EXIT.cancelled) out.note('softprompt: cancelled');
     else out.error(error);
+    if (code === EXIT.workerStart && !out.json) out.note('softprompt: `softprompt doctor` checks the worker\'s Python and says what to install.');
     return code;
   } finally {
     if (client) await client.then((sp) => sp.close(), () => {});

@@ -3,8 +3,8 @@
  *
  *     step 40/100 [########------------]  40% | loss 2.3141 | lr 3.00e-2 | 1.2k tok/s | ETA 0:45
  *
- * On a terminal it is redrawn in place (and kept below the lines other output prints); elsewhere (a
- * log file, CI) it prints one line every `every` steps and at the last step.
+ * On a terminal it is redrawn in place, at most ten times a second (and kept below the lines other
+ * output prints); elsewhere (a log file, CI) it prints one line every `every` steps and at the last.
  */
 import type { StepEvent } from '../jobs/events.js';
 import type { Output, StatusLine } from './output.js';
@@ -20,6 +20,8 @@ export interface ProgressOptions {
   readonly now?: () => number;
 }
 
+const REDRAW_MS = 100;
+
 /** Width of `loss 2.3141 | lr 3.00e-2 | 12.3k tok/s | ETA 12:34` (give or take). */
 const FIELDS_WIDTH = 52;
 
@@ -33,6 +35,7 @@ export class ProgressBar implements StatusLine {
   #every = 1;
   #lastPrinted = -Infinity;
   #barWidth = 0;
+  #drawnAt = -Infinity;
   #line = '';
 
   constructor(out: Output, options: ProgressOptions) {
@@ -58,6 +61,10 @@ export class ProgressBar implements StatusLine {
   step(e: StepEvent): void {
     this.#line = this.format(e);
     if (this.#options.tty) {
+      // At most ~10 redraws a second; the last step always shows.
+      const now = this.#now();
+      if (now - this.#drawnAt < REDRAW_MS && e.step < this.#total) return;
+      this.#drawnAt = now;
       this.redraw();
     } else if (e.step - this.#lastPrinted >= this.#every || e.step >= this.#total) {
       this.#lastPrinted = e.step;
