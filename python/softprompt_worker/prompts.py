@@ -8,6 +8,8 @@ models. The prompt cache holds prompts of every method; each op decides what usi
 refuses the wrong method by name: ``generate``/``classify`` take the methods that inject into a language
 model (prompt and prefix tuning, via their ``Injection``), ``embed`` takes ``suffix_tuning`` and
 ``rerank`` takes ``passage_tuning`` (both through ``resolve_prompt``, which also takes checkpoint paths).
+Loaded prompts belong to the client that loaded them (``state.client``, ``clients.py``) unless loaded with
+``shared=True``; models are shared by all.
 
     frozen = get_frozen_model(state, ModelSpec.from_dict({"tiny": "gpt2"}))
     prompts = prompt_cache(state)
@@ -155,8 +157,47 @@ class PromptCache:
         return [p.describe() for p in sorted(prompts, key=lambda p: p.name)]
 
 
-def prompt_cache(state) -> PromptCache:
-    return state.get_or_create(PROMPT_CACHE, PromptCache)
+class ClientPrompts:
+    """The prompts one client sees (``state.client``, ``clients.py``): its own, then those any client loaded
+    with ``shared=True``; its own shadow a shared one of the same name. Same methods as `PromptCache`."""
+
+    def __init__(self, own: PromptCache, shared: PromptCache) -> None:
+        self._own, self._shared = own, shared
+
+    def load(self, name: str, path: str, frozen: FrozenModel, record=None, *, shared: bool = False) -> LoadedPrompt:
+        loaded = (self._shared if shared else self._own).load(name, path, frozen, record)
+        if shared:
+            self._own.unload(name)  # else this client's own prompt of that name would hide the new one
+        return loaded
+
+    def unload(self, name: str) -> bool:
+        return self._own.unload(name) or self._shared.unload(name)
+
+    def find(self, name: str) -> LoadedPrompt | None:
+        found = self._own.find(name)
+        return found if found is not None else self._shared.find(name)
+
+    def get(self, name: str) -> LoadedPrompt:
+        loaded = self.find(name)
+        if loaded is None:
+            known = self.names()
+            raise NotFoundError(f"prompt {name!r} is not loaded (loaded: {known or 'none'}); call prompt_load first")
+        return loaded
+
+    def names(self) -> list[str]:
+        return sorted(set(self._own.names()) | set(self._shared.names()))
+
+    def list(self) -> list[dict[str, Any]]:
+        own = [{**p, "shared": False} for p in self._own.list()]
+        taken = {p["name"] for p in own}
+        shared = [{**p, "shared": True} for p in self._shared.list() if p["name"] not in taken]
+        return sorted(own + shared, key=lambda p: p["name"])
+
+
+def prompt_cache(state) -> ClientPrompts:
+    """The prompt cache as the client of ``state`` (``WorkerState.for_client``) sees it."""
+    shared = state.get_or_create((PROMPT_CACHE, "shared"), PromptCache)
+    return ClientPrompts(state.get_or_create((PROMPT_CACHE, "client", state.client), PromptCache), shared)
 
 
 def lm_method_names() -> list[str]:

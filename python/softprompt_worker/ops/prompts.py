@@ -2,8 +2,8 @@
 
 ``prompt_load``::
 
-    {"name": str, "path": str (checkpoint file), "model"?: ModelSpec}
-    -> {"name", "path", "method", "method_config", "model", "num_trainable_parameters", "step", "metrics"}
+    {"name": str, "path": str (checkpoint file), "model"?: ModelSpec, "shared"?: bool}
+    -> {"name", "path", "method", "method_config", "model", "num_trainable_parameters", "step", "metrics", "shared"}
 
     Loads the checkpoint, of any method, onto the cached base model (``model``, or the model the
     checkpoint records), checking the model fingerprint; a name already loaded is replaced. The model is
@@ -12,7 +12,11 @@
     ``prompt_tuning`` and ``prefix_tuning`` prompts, ``embed`` / ``evaluate_retrieval`` take
     ``suffix_tuning``, ``rerank`` / ``evaluate_reranking`` take ``passage_tuning``.
 
-``prompt_unload``: ``{"name": str} -> {"unloaded": bool}``.
+    Prompts are per client (the ``client_id`` of its ``hello``): another client sharing the worker neither
+    sees nor replaces them, unless loaded with ``"shared": true`` (then every client sees it; its own
+    prompt of the same name comes first).
+
+``prompt_unload``: ``{"name": str} -> {"unloaded": bool}`` (the client's own prompt first, else a shared one).
 ``prompt_list``: ``{} -> {"prompts": [<prompt_load reply>, ...]}`` (sorted by name).
 """
 
@@ -35,7 +39,11 @@ def prompt_load(req: Request, ctx: OpContext) -> Reply:
     record = load_checkpoint(path)
     spec = ModelSpec.from_dict(model) if model is not None else spec_for_checkpoint(record.base_model)
     frozen = get_frozen_model(ctx.state, spec)
-    return Reply(body=prompt_cache(ctx.state).load(name, path, frozen, record).describe())
+    shared = req.body.get("shared", False)
+    if not isinstance(shared, bool):
+        raise InvalidArgumentError(f"shared: expected true or false, got {shared!r:.40}")
+    loaded = prompt_cache(ctx.state).load(name, path, frozen, record, shared=shared)
+    return Reply(body={**loaded.describe(), "shared": shared})
 
 
 @op("prompt_unload")
