@@ -1,5 +1,6 @@
 /**
- * The client: owns one managed Python worker and exposes its operations.
+ * The client: owns one managed Python worker (`Softprompt.start`), or uses a shared one on another
+ * machine (`Softprompt.connect`), and exposes its operations the same way for both.
  *
  * Method modules (jobs/, inference) are functions over the internal {@link Rpc}; the client's
  * methods delegate to them in one line each, so this file stays a table of contents.
@@ -8,7 +9,10 @@ import type { Capabilities } from './core/capabilities.js';
 import { capabilitiesSchema } from './core/capabilities.js';
 import type { Tensor, TensorMap } from './core/tensor.js';
 import { toLogFunction } from './core/logger.js';
+import { type ConnectOptions, loadKeys, parseConnectOptions } from './internal/connect-options.js';
+import type { WorkerLink } from './internal/link.js';
 import { type StartOptions, parseStartOptions } from './internal/options.js';
+import { RemoteLink } from './internal/remote.js';
 import { type CallOptions, Rpc } from './internal/rpc.js';
 import { type InternalHooks, Supervisor } from './internal/supervisor.js';
 import { Checkpoints } from './jobs/checkpoints.js';
@@ -25,8 +29,8 @@ import type { EventStream } from './core/event-stream.js';
 
 export type { CallOptions } from './internal/rpc.js';
 
-// The constructor stays private to this module: only startSoftprompt makes clients.
-let construct: (supervisor: Supervisor, requestTimeoutMs: number | undefined) => Softprompt;
+// The constructor stays private to this module: only startSoftprompt and connect make clients.
+let construct: (link: WorkerLink, requestTimeoutMs: number | undefined, maxInFlight: number) => Softprompt;
 
 /**
  * A softprompt client with its own worker process.
@@ -37,13 +41,13 @@ let construct: (supervisor: Supervisor, requestTimeoutMs: number | undefined) =>
  * const { x } = await sp.echo({ x: tensor('f32', [2], new Float32Array([1, 2])) });
  */
 export class Softprompt implements AsyncDisposable {
-  readonly #supervisor: Supervisor;
+  readonly #link: WorkerLink;
   readonly #rpc: Rpc;
   #closing: Promise<void> | undefined;
 
-  private constructor(supervisor: Supervisor, requestTimeoutMs: number | undefined) {
-    this.#supervisor = supervisor;
-    this.#rpc = new Rpc(supervisor, requestTimeoutMs);
+  private constructor(link: WorkerLink, requestTimeoutMs: number | undefined, maxInFlight: number) {
+    this.#link = link;
+    this.#rpc = new Rpc(link, requestTimeoutMs, maxInFlight);
     this.checkpoints = new Checkpoints(this.#rpc);
     this.prompts = new Prompts(this.#rpc);
     this.evaluate = new Evaluate(this.#rpc);
@@ -97,19 +101,41 @@ export class Softprompt implements AsyncDisposable {
     return startSoftprompt(options, {});
   }
 
+  /**
+   * Connects to a shared worker (`softprompt-worker serve --bind tcp://HOST:PORT ...`) and returns a
+   * client with the same API as {@link start}'s. TCP always runs with CURVE: pass `keys` (`{ dir }`
+   * with the files `softprompt-worker keys new` wrote, or the Z85 strings). Loaded prompts are this
+   * client's own (other clients of the worker do not see them) unless loaded with `shared: true`.
+   * A lost connection fails the open calls with `ConnectionLostError`; the client reconnects by itself.
+   * `close()` lets go of the worker without stopping it.
+   *
+   * @example
+   * await using sp = await Softprompt.connect('tcp://gpu-box:5555', { keys: { dir: '~/.softprompt/keys' } });
+   *
+   * @throws {ValidationError} a bad endpoint or option, no keys for TCP, a missing or bad key file.
+   * @throws {WorkerStartError} no answer within `connectTimeoutMs` (unreachable, or the key refused:
+   *   the message says which when ZeroMQ reported it), another protocol version, or no torch there.
+   */
+  static async connect(endpoint: string, options?: ConnectOptions): Promise<Softprompt> {
+    const resolved = parseConnectOptions(endpoint, options);
+    const keys = await loadKeys(resolved.keys);
+    const link = await RemoteLink.connect(endpoint, resolved, keys, toLogFunction(resolved.logger));
+    return construct(link, resolved.requestTimeoutMs, resolved.maxInFlight);
+  }
+
   /** What the worker can do (versions, devices, methods), as of the latest (re)start. */
   get capabilities(): Capabilities {
-    return this.#supervisor.hello.capabilities;
+    return this.#link.hello.capabilities;
   }
 
   /** The worker's version string (`softprompt_worker.__version__`). */
   get workerVersion(): string {
-    return this.#supervisor.hello.workerVersion;
+    return this.#link.hello.workerVersion;
   }
 
-  /** The worker's process id, or `undefined` while it is being restarted or after close. */
+  /** The worker's process id (on its machine), or `undefined` while it restarts or reconnects, or after close. */
   get workerPid(): number | undefined {
-    return this.#supervisor.current?.hello.pid;
+    return this.#link.current?.hello.pid;
   }
 
   /** Asks the worker for its capabilities now (they are also cached in {@link capabilities}). */
@@ -136,11 +162,12 @@ export class Softprompt implements AsyncDisposable {
   }
 
   /**
-   * Shuts the worker down (a `shutdown` request, then SIGTERM, then SIGKILL) and fails calls still
-   * open with `ClientClosedError`. Safe to call more than once.
+   * Shuts the worker down (a `shutdown` request, then SIGTERM, then SIGKILL; a shared worker from
+   * {@link connect} keeps running) and fails calls still open with `ClientClosedError`. Safe to call
+   * more than once.
    */
   close(): Promise<void> {
-    this.#closing ??= this.#supervisor.close();
+    this.#closing ??= this.#link.close();
     return this.#closing;
   }
 
@@ -150,7 +177,7 @@ export class Softprompt implements AsyncDisposable {
   }
 
   static {
-    construct = (supervisor, requestTimeoutMs) => new Softprompt(supervisor, requestTimeoutMs);
+    construct = (link, requestTimeoutMs, maxInFlight) => new Softprompt(link, requestTimeoutMs, maxInFlight);
   }
 }
 
@@ -161,5 +188,5 @@ export class Softprompt implements AsyncDisposable {
 export async function startSoftprompt(options: StartOptions | undefined, hooks: InternalHooks): Promise<Softprompt> {
   const resolved = parseStartOptions(options);
   const supervisor = await Supervisor.start(resolved, hooks, toLogFunction(resolved.logger));
-  return construct(supervisor, resolved.requestTimeoutMs);
+  return construct(supervisor, resolved.requestTimeoutMs, resolved.maxInFlight);
 }

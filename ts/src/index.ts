@@ -5,6 +5,7 @@
 export { Softprompt } from './client.js';
 export type { CallOptions } from './client.js';
 export type { StartOptions, LifecycleEvent } from './internal/options.js';
+export type { ConnectOptions, ConnectKeys } from './internal/connect-options.js';
 
 export {
   SoftpromptError,
@@ -12,6 +13,7 @@ export {
   ProtocolError,
   WorkerStartError,
   WorkerCrashedError,
+  ConnectionLostError,
   TimeoutError,
   AbortError,
   RemoteError,

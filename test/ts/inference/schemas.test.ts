@@ -89,7 +89,7 @@ describe('classify', () => {
 
 describe('prompts', () => {
   const info = { name: 'a', path: '/r/a.pb', method: 'prompt_tuning', method_config: { num_virtual_tokens: 4 }, model: 'tiny:gpt2', num_trainable_parameters: 256, step: 3, metrics: { loss: 1.5 } };
-  const camel = { name: 'a', path: '/r/a.pb', method: 'prompt_tuning', methodConfig: { num_virtual_tokens: 4 }, model: 'tiny:gpt2', numTrainableParameters: 256, step: 3, metrics: { loss: 1.5 } };
+  const camel = { name: 'a', path: '/r/a.pb', method: 'prompt_tuning', methodConfig: { num_virtual_tokens: 4 }, model: 'tiny:gpt2', numTrainableParameters: 256, step: 3, metrics: { loss: 1.5 }, shared: false };
 
   it('loads with a model spec and decodes the description', async () => {
     const { rpc, sent } = fakeRpc({ body: info });
@@ -102,6 +102,13 @@ describe('prompts', () => {
     const { rpc, sent } = fakeRpc({ body: { unloaded: true } });
     await expect(new Prompts(rpc).unload('a')).resolves.toBe(true);
     expect(sent[0]).toEqual({ op: 'prompt_unload', body: { name: 'a' } });
+  });
+
+  it('loads a prompt every client of a shared worker sees with shared: true', async () => {
+    const { rpc, sent } = fakeRpc({ body: { ...info, shared: true } });
+    await expect(new Prompts(rpc).load('a', '/r/a.pb', { shared: true })).resolves.toEqual({ ...camel, shared: true });
+    expect(sent[0]).toEqual({ op: 'prompt_load', body: { name: 'a', path: '/r/a.pb', shared: true } });
+    await expect(new Prompts(rpc).load('a', '/r/a.pb', { shared: 'yes' as never })).rejects.toThrow('prompts.load.shared:');
   });
 
   it('loads what it loaded into a restarted worker again, not what it unloaded or the worker refused', async () => {

@@ -6,8 +6,9 @@
  * | {@link ValidationError} | an argument did not validate, before anything was sent |
  * | {@link RemoteError} | the worker answered with an error (`code` is the shared `ErrorCode` name) |
  * | {@link ProtocolError} | the worker sent something this SDK cannot read |
- * | {@link WorkerStartError} | the worker could not be started (Python, packages, protocol version) |
+ * | {@link WorkerStartError} | the worker could not be started or reached (Python, packages, protocol version, keys) |
  * | {@link WorkerCrashedError} | the worker died while the call was open |
+ * | {@link ConnectionLostError} | the connection to a remote worker (`Softprompt.connect`) broke while the call was open |
  * | {@link TimeoutError} | the call ran past its `timeoutMs` |
  * | {@link AbortError} | the caller's `AbortSignal` fired, or the stream was left early |
  *
@@ -30,6 +31,7 @@ export type LocalErrorCode =
   | 'protocol'
   | 'worker_start'
   | 'worker_crashed'
+  | 'connection_lost'
   | 'timeout'
   | 'aborted'
   | 'closed'
@@ -94,7 +96,10 @@ export class ProtocolError extends SoftpromptError {
   }
 }
 
-/** The worker could not be started. The message says what failed and how to fix it. */
+/**
+ * The worker could not be started (`Softprompt.start`) or reached (`Softprompt.connect`: unreachable,
+ * the key refused). The message says what failed and how to fix it.
+ */
 export class WorkerStartError extends SoftpromptError {
   /** The last lines the worker wrote to stderr, if it got that far. */
   readonly stderrTail: string;
@@ -121,6 +126,22 @@ export class WorkerCrashedError extends SoftpromptError {
     this.exitCode = exitCode;
     this.signal = signal;
     this.stderrTail = stderrTail;
+  }
+}
+
+/**
+ * The connection to a remote worker (`Softprompt.connect`) broke while the call was open (the worker
+ * stopped, the network failed, or heartbeats went unanswered), or did not come back within
+ * `reconnectWaitMs`. The client keeps reconnecting by itself: a later call works once the worker is
+ * reachable again. Whether the worker finished the call is unknown.
+ */
+export class ConnectionLostError extends SoftpromptError {
+  /** The worker's endpoint, e.g. `tcp://gpu-box:5555`. */
+  readonly endpoint: string;
+
+  constructor(endpoint: string, reason: string, options?: ErrorOptions) {
+    super('connection_lost', `The connection to the softprompt worker at ${endpoint} was lost (${reason}); the client reconnects by itself, so the call can be retried.`, options);
+    this.endpoint = endpoint;
   }
 }
 

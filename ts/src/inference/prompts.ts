@@ -31,18 +31,27 @@ export interface PromptInfo {
   readonly step: number;
   /** Metrics recorded with the checkpoint (`{ loss: 1.5 }`). */
   readonly metrics: Readonly<Record<string, number>>;
+  /** Whether every client of a shared worker sees it (loaded with `shared: true`); else it is this client's own. */
+  readonly shared: boolean;
 }
 
 /** Options of {@link Prompts.load}. */
 export interface PromptLoadOptions extends CallOptions {
   /** The base model to load the prompt onto. Default: the model the checkpoint records. */
   readonly model?: ModelSpec;
+  /**
+   * On a worker several clients share (`Softprompt.connect`): let every client use it by `name`
+   * (a client's own prompt of that name still comes first for that client). Default false: prompts
+   * are the loading client's own.
+   */
+  readonly shared?: boolean;
 }
 
 const loadSchema = z.strictObject({
   name: promptName,
   path: z.string().min(1, 'expected a checkpoint file path'),
   model: modelSpecSchema.optional(),
+  shared: z.boolean().optional(),
 });
 
 const promptInfoSchema = z
@@ -55,6 +64,7 @@ const promptInfoSchema = z
     num_trainable_parameters: z.number(),
     step: z.number(),
     metrics: z.record(z.string(), z.number()),
+    shared: z.boolean().default(false),
   })
   .transform(
     (p): PromptInfo => ({
@@ -66,6 +76,7 @@ const promptInfoSchema = z
       numTrainableParameters: p.num_trainable_parameters,
       step: p.step,
       metrics: p.metrics,
+      shared: p.shared,
     }),
   );
 
@@ -103,8 +114,8 @@ export class Prompts {
    *   another model), `invalid_argument` (a bad `model`).
    */
   async load(name: string, checkpointPath: string, options: PromptLoadOptions = {}): Promise<PromptInfo> {
-    const { model, ...call } = options;
-    const body = toWireBody(parseOrThrow(loadSchema, { name, path: checkpointPath, model }, 'prompts.load'));
+    const { model, shared, ...call } = options;
+    const body = toWireBody(parseOrThrow(loadSchema, { name, path: checkpointPath, model, shared }, 'prompts.load'));
     const token = Symbol(name);
     this.#latest.set(name, token);
     const info = await this.#rpc.request('prompt_load', body, undefined, { ...call, decode: decodeInfo });

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import type { LogFunction, Logger, LogLevel } from '../core/logger.js';
 import { parseOrThrow } from './validate.js';
 
-const logger = z.custom<Logger | LogFunction>(
+export const logger = z.custom<Logger | LogFunction>(
   (v) =>
     typeof v === 'function' ||
     (typeof v === 'object' &&
@@ -14,7 +14,11 @@ const logger = z.custom<Logger | LogFunction>(
   { message: 'expected a function (level, message) => void or an object with debug/info/warn/error methods' },
 );
 
-const positiveMs = z.number().int().positive();
+export const positiveMs = z.number().int().positive();
+
+/** Calls open at once per client, by default; more wait in the client (the worker queues at most 1,024). */
+export const DEFAULT_MAX_IN_FLIGHT = 128;
+export const maxInFlight = z.number().int().positive().default(DEFAULT_MAX_IN_FLIGHT);
 
 /**
  * The schema of {@link DistributedOptions}. One node by default (`torchrun --standalone`); with
@@ -53,6 +57,7 @@ export const startOptionsSchema = z.strictObject({
   transport: z.enum(['ipc', 'tcp']).default('ipc'),
   startTimeoutMs: positiveMs.default(120_000),
   requestTimeoutMs: positiveMs.optional(),
+  maxInFlight,
   shutdownTimeoutMs: positiveMs.default(5_000),
   restart: z
     .strictObject({
@@ -106,6 +111,8 @@ export interface StartOptions {
   startTimeoutMs?: number;
   /** Default deadline of each call, in ms; a call's own `timeoutMs` wins. Default: none. */
   requestTimeoutMs?: number;
+  /** Calls open at once; further calls wait in the client, in call order (their deadlines run). Default 128. */
+  maxInFlight?: number;
   /** How long `close()` waits for a clean exit before SIGTERM, and again before SIGKILL, in ms. Default 5000. */
   shutdownTimeoutMs?: number;
   /** Restarting a crashed worker: at most `maxRestarts` times (default 3), waiting `backoffMs × 2^attempt` (default 500). */

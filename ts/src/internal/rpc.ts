@@ -4,6 +4,9 @@
  * live worker (across a restart), apply `signal` and `timeoutMs`, send `cancel` to the worker when a
  * call is abandoned, and turn every failure into a typed {@link SoftpromptError}.
  *
+ * At most `maxInFlight` calls are open at once (backpressure: a worker queues at most 1,024); the
+ * others wait here, in call order, their deadlines and signals already running.
+ *
  * A method module (jobs/, inference) is a function over an `Rpc`:
  *
  * ```ts
@@ -18,7 +21,7 @@ import { AbortError, ProtocolError, RemoteError, SoftpromptError, TimeoutError }
 import { EventStream, type StreamController } from '../core/event-stream.js';
 import { type Tensor, type TensorMap, checkTensor } from '../core/tensor.js';
 import type { LogFunction } from '../core/logger.js';
-import type { Connection, Supervisor } from './supervisor.js';
+import type { LinkConnection, WorkerLink } from './link.js';
 import type { Message, NamedTensor, WireMap } from './wire.js';
 
 /** Per-call options every public method accepts. */
@@ -54,35 +57,39 @@ interface Sink {
 }
 
 export class Rpc {
-  readonly #supervisor: Supervisor;
+  readonly #link: WorkerLink;
   readonly #defaultTimeoutMs: number | undefined;
+  readonly #inFlight: InFlight;
   /** Set on the Rpc a restart hook gets: its calls go to this (not yet current) worker only. */
-  #pinned: Connection | undefined;
+  #pinned: LinkConnection | undefined;
 
-  constructor(supervisor: Supervisor, defaultTimeoutMs: number | undefined) {
-    this.#supervisor = supervisor;
+  /** `link`: a local Supervisor or a RemoteLink. `maxInFlight`: calls open at once (default: no limit). */
+  constructor(link: WorkerLink, defaultTimeoutMs: number | undefined, maxInFlight = Number.POSITIVE_INFINITY) {
+    this.#link = link;
     this.#defaultTimeoutMs = defaultTimeoutMs;
+    this.#inFlight = new InFlight(maxInFlight);
   }
 
   /** The client's log function, for method modules that report beside their calls (jobs/job.ts). */
   get log(): LogFunction {
-    return this.#supervisor.log;
+    return this.#link.log;
   }
 
   /** The worker's capabilities as of its latest handshake (versions, devices). */
   get capabilities(): Capabilities {
-    return this.#supervisor.hello.capabilities;
+    return this.#link.hello.capabilities;
   }
 
   /**
    * Runs `replay` on every restarted worker before any other call reaches it (calls made meanwhile
    * wait): the hook for method modules that keep worker-side state, such as the prompts `sp.prompts`
    * loaded. `replay` gets an Rpc whose calls go to the new worker only. Failures are logged
-   * ({@link Supervisor.onRestart}).
+   * ({@link WorkerLink.onRestart}). The hook's Rpc has no in-flight limit: the calls waiting for the
+   * new worker hold this one's slots.
    */
   onRestart(replay: (rpc: Rpc) => Promise<void>): void {
-    this.#supervisor.onRestart((conn) => {
-      const pinned = new Rpc(this.#supervisor, this.#defaultTimeoutMs);
+    this.#link.onRestart((conn) => {
+      const pinned = new Rpc(this.#link, this.#defaultTimeoutMs);
       pinned.#pinned = conn;
       return replay(pinned);
     });
@@ -155,12 +162,14 @@ export class Rpc {
     let cancelRequested = false;
     let sent: { id: number; cancel: (id: number) => void } | undefined;
     let timer: NodeJS.Timeout | undefined;
+    let leave = () => {};
     const { signal, timeoutMs } = options;
 
     const cleanup = () => {
       settled = true;
       if (timer) clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
+      leave();
     };
     const abandon = (error: Error) => {
       if (settled) return;
@@ -184,7 +193,7 @@ export class Rpc {
     signal?.addEventListener('abort', onAbort, { once: true });
     if (timeoutMs !== undefined) timer = setTimeout(() => abandon(new TimeoutError(op, timeoutMs)), timeoutMs);
 
-    const send = (conn: NonNullable<Supervisor['current']>) => {
+    const send = (conn: LinkConnection) => {
       if (settled) return;
       try {
         const transport = conn.transport;
@@ -205,15 +214,57 @@ export class Rpc {
         sink.fail(error as Error);
       }
     };
-    const live = this.#pinned ?? this.#supervisor.current;
-    if (live) send(live);
-    else this.#supervisor.connection().then(send, (error: Error) => settled || (cleanup(), sink.fail(error)));
+    leave = this.#inFlight.enter(() => {
+      if (settled) return;
+      const live = this.#pinned ?? this.#link.current;
+      if (live) send(live);
+      else this.#link.connection().then(send, (error: Error) => settled || (cleanup(), sink.fail(error)));
+    });
+    if (settled) leave(); // it settled inside enter (a send that threw), before `leave` was set
 
     return () => {
       if (settled || cancelRequested) return;
       cancelRequested = true;
       if (sent) sent.cancel(sent.id);
     };
+  }
+}
+
+/** At most `limit` calls started at once; the others wait, in call order, until one leaves. */
+class InFlight {
+  #free: number;
+  readonly #waiting: { start: () => void; state: 'waiting' | 'running' | 'left' }[] = [];
+
+  constructor(limit: number) {
+    this.#free = limit;
+  }
+
+  /** Runs `start` now or once a slot frees; returns `leave`, called when the call settles (or gives up waiting). */
+  enter(start: () => void): () => void {
+    const entry = { start, state: 'waiting' as 'waiting' | 'running' | 'left' };
+    const leave = () => {
+      const wasRunning = entry.state === 'running';
+      entry.state = 'left';
+      if (wasRunning) this.#release();
+    };
+    if (this.#free > 0) {
+      this.#free--;
+      entry.state = 'running';
+      start();
+    } else {
+      this.#waiting.push(entry);
+    }
+    return leave;
+  }
+
+  #release(): void {
+    for (let next = this.#waiting.shift(); next !== undefined; next = this.#waiting.shift()) {
+      if (next.state !== 'waiting') continue; // abandoned while it waited
+      next.state = 'running';
+      next.start();
+      return;
+    }
+    this.#free++;
   }
 }
 

@@ -4,14 +4,15 @@
  * down on close (shutdown request → SIGTERM → SIGKILL). A restarted worker first runs the
  * {@link Supervisor.onRestart} hooks (which replay state the dead worker held), then takes calls.
  */
-import { type Capabilities, capabilitiesSchema } from '../core/capabilities.js';
 import { ClientClosedError, RemoteError, SoftpromptError, WorkerCrashedError, WorkerStartError } from '../core/errors.js';
 import type { LogFunction } from '../core/logger.js';
 import type { LifecycleEvent, ResolvedStartOptions } from './options.js';
 import { packageVersion } from './package.js';
 import { PYTHON_FIX, resolvePython } from './python.js';
+import { type HelloInfo, parseHello, unary } from './handshake.js';
+import type { RestartHook, WorkerLink } from './link.js';
 import { Transport } from './transport.js';
-import { type Message, PROTOCOL_VERSION, type WireMap } from './wire.js';
+import { PROTOCOL_VERSION } from './wire.js';
 import { WorkerProcess } from './worker-process.js';
 
 /** Hooks for tests; never part of the public options. */
@@ -20,13 +21,7 @@ export interface InternalHooks {
   readonly workerCommand?: readonly string[];
 }
 
-/** The worker's answer to `hello`. */
-export interface HelloInfo {
-  readonly protocol: number;
-  readonly workerVersion: string;
-  readonly pid: number;
-  readonly capabilities: Capabilities;
-}
+export type { HelloInfo, RestartHook };
 
 /** A live, handshaken worker. */
 export interface Connection {
@@ -36,13 +31,10 @@ export interface Connection {
   readonly startedAt: number;
 }
 
-/** Replays state onto a restarted worker before it takes calls; see {@link Supervisor.onRestart}. */
-export type RestartHook = (conn: Connection) => Promise<void>;
-
 /** A worker that stayed up this long is "stable": the restart count starts again from zero. */
 const STABLE_MS = 30_000;
 
-export class Supervisor {
+export class Supervisor implements WorkerLink {
   readonly #options: ResolvedStartOptions;
   readonly #hooks: InternalHooks;
   readonly #log: LogFunction;
@@ -244,32 +236,6 @@ function mismatch(workerProtocol: number | undefined, cause?: Error): WorkerStar
       'does not point at an environment with another softprompt-worker.',
     cause ? { cause } : undefined,
   );
-}
-
-function parseHello(msg: Message): HelloInfo {
-  const { protocol, worker, pid, capabilities } = msg.body;
-  if (typeof protocol !== 'number' || typeof worker !== 'string' || typeof pid !== 'number') {
-    throw new WorkerStartError(`The worker's hello reply is malformed: ${JSON.stringify(msg.body)}`);
-  }
-  const caps = capabilitiesSchema.safeParse(capabilities);
-  if (!caps.success) throw new WorkerStartError(`The worker's capabilities are malformed: ${caps.error.message}`);
-  return { protocol, workerVersion: worker, pid, capabilities: caps.data };
-}
-
-/** A bare request with a deadline, for the supervisor's own handshake and shutdown. */
-function unary(transport: Transport, op: string, body: WireMap, timeoutMs: number): Promise<Message> {
-  return new Promise<Message>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      transport.forget(id);
-      reject(new WorkerStartError(`The worker did not answer ${op} within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const settle = () => clearTimeout(timer);
-    const id = transport.send(op, body, [], {
-      onEvent: () => {},
-      onReply: (msg) => (settle(), resolve(msg)),
-      onError: (error) => (settle(), reject(error)),
-    });
-  });
 }
 
 function sleep(ms: number): Promise<void> {

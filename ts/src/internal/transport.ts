@@ -3,7 +3,7 @@
  * routes each reply, event or error to its open request by id.
  */
 import { Decoder } from '@msgpack/msgpack';
-import { Dealer } from 'zeromq';
+import { Dealer, type Observer, type SocketOptions } from 'zeromq';
 import { ProtocolError, REMOTE_ERROR_CODES, RemoteError, type RemoteErrorCode } from '../core/errors.js';
 import type { LogFunction } from '../core/logger.js';
 import { type Message, type NamedTensor, PROTOCOL_VERSION, type WireMap, decodeMessage, encodeMessage } from './wire.js';
@@ -33,11 +33,19 @@ export class Transport {
     void this.#receiveLoop();
   }
 
-  /** Connects a DEALER to the worker's bound endpoint. */
-  static connect(endpoint: string, log: LogFunction): Transport {
-    const socket = new Dealer({ linger: 0, receiveHighWaterMark: 0, sendHighWaterMark: 0 });
+  /**
+   * Connects a DEALER to the worker's bound endpoint. `socketOptions` adds to the defaults (the
+   * remote link's CURVE keys, heartbeats and reconnect intervals).
+   */
+  static connect(endpoint: string, log: LogFunction, socketOptions: SocketOptions<Dealer> = {}): Transport {
+    const socket = new Dealer({ linger: 0, receiveHighWaterMark: 0, sendHighWaterMark: 0, ...socketOptions });
     socket.connect(endpoint);
     return new Transport(socket, log);
+  }
+
+  /** The socket's connection events (connect, disconnect, handshake failures): the remote link watches them. */
+  get events(): Observer {
+    return this.#socket.events;
   }
 
   /** Number of requests still waiting for their final message. */
@@ -74,10 +82,14 @@ export class Transport {
     this.#pending.delete(id);
   }
 
-  /** Fails every open request with `error`; later messages for them are dropped. */
+  /**
+   * Fails every open request with `error`; later messages for them are dropped, and requests still
+   * waiting in this side's send queue are not sent.
+   */
   failAll(error: Error): void {
     const pending = [...this.#pending.values()];
     this.#pending.clear();
+    this.#outbox.length = 0;
     for (const handlers of pending) handlers.onError(error);
   }
 

@@ -1,0 +1,161 @@
+/**
+ * Softprompt.connect against `softprompt-worker serve` on loopback TCP with CURVE: listed keys get in
+ * (hello, ping, embed on a tiny model), an unlisted or wrong key fails the handshake with a clear
+ * WorkerStartError, no keys is refused before connecting; a dead or silent server fails the open call
+ * with ConnectionLostError and the next call works once it is back (prompts replayed on a restarted
+ * one); two clients share a worker with prompts of their own unless shared.
+ */
+import { execFile } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Softprompt } from '../../../ts/src/client.js';
+import { ConnectionLostError, RemoteError, ValidationError, WorkerStartError } from '../../../ts/src/core/errors.js';
+import { type ConnectOptions, loadKeys, parseConnectOptions } from '../../../ts/src/internal/connect-options.js';
+import { Prompts } from '../../../ts/src/inference/prompts.js';
+import { workerPythonPath } from '../../../ts/src/internal/python.js';
+import { RemoteLink } from '../../../ts/src/internal/remote.js';
+import { Rpc } from '../../../ts/src/internal/rpc.js';
+import { fixtures, quietLogger, venvPython } from '../helpers.js';
+import { type Keys, type Served, kill, makeKeys, serve } from './served-worker.js';
+
+const model = { tiny: 'gpt2' as const };
+type Checkpoints = Record<'pt' | 'px' | 'sx' | 'pa', string>;
+
+async function writePrompts(dir: string): Promise<Checkpoints> {
+  const { stdout } = await promisify(execFile)(venvPython, [join(fixtures, 'write_prompts.py'), dir, JSON.stringify(model)], {
+    env: { ...process.env, PYTHONPATH: workerPythonPath(), OMP_NUM_THREADS: '1' },
+  });
+  return JSON.parse(stdout) as Checkpoints;
+}
+
+describe('remote worker over CURVE (softprompt-worker serve)', () => {
+  let keys: Keys;
+  let server: Served;
+  let paths: Checkpoints;
+  const open: Softprompt[] = [];
+
+  const connect = async (who: 'alice' | 'bob' | 'mallory', extra: Parameters<typeof Softprompt.connect>[1] = {}) => {
+    const sp = await Softprompt.connect(server.endpoint, { keys: { dir: keys.dir(who), name: who }, logger: quietLogger(), ...extra });
+    open.push(sp);
+    return sp;
+  };
+
+  /** The pieces Softprompt.connect assembles, for the test ops (test_sleep) the public API lacks. */
+  const remote = async (who: 'alice' | 'bob', extra: ConnectOptions = {}) => {
+    const options = parseConnectOptions(server.endpoint, { keys: { dir: keys.dir(who), name: who }, ...extra });
+    const link = await RemoteLink.connect(server.endpoint, options, await loadKeys(options.keys), quietLogger());
+    const rpc = new Rpc(link, undefined);
+    open.push({ close: () => link.close() } as Softprompt);
+    return { link, rpc, prompts: new Prompts(rpc) };
+  };
+
+  beforeAll(async () => {
+    keys = await makeKeys();
+    [server, paths] = await Promise.all([serve(keys), writePrompts(keys.root)]);
+  });
+  afterAll(async () => {
+    await Promise.all(open.map((sp) => sp.close()));
+    if (server) await kill(server);
+    if (keys) rmSync(keys.root, { recursive: true, force: true });
+  });
+
+  it('a listed client key gets in: hello, ping and embed, with the same API as a local worker', async () => {
+    const sp = await connect('alice');
+    expect(sp.workerPid).toBe(server.pid);
+    expect(sp.capabilities.methods).toContain('suffix_tuning');
+    expect(await sp.ping()).toBeGreaterThan(0);
+    const e = await sp.embed({ model, texts: ['a cat', 'a dog'] });
+    expect([e.rows, e.source]).toEqual([2, 'base']);
+  });
+
+  it('an unlisted key fails the handshake at once, with a WorkerStartError that says so', async () => {
+    const start = Date.now();
+    const err = await connect('mallory', { connectTimeoutMs: 20_000 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkerStartError);
+    expect((err as Error).message).toMatch(/refused this client's key \(authentication failed/);
+    expect(Date.now() - start).toBeLessThan(10_000); // ZeroMQ reports the refusal; no waiting for the timeout
+  });
+
+  it("a wrong server key (the server's secret never matches) times out: authentication failed or unreachable", async () => {
+    const alice = { dir: keys.dir('alice'), name: 'alice' };
+    const { readFileSync } = await import('node:fs');
+    const field = (file: string, name: string) => new RegExp(`${name} = "(.{40})"`).exec(readFileSync(file, 'utf8'))![1]!;
+    const mallory = join(keys.dir('mallory'), 'mallory.key_secret');
+    const err = await Softprompt.connect(server.endpoint, {
+      keys: {
+        serverPublicKey: field(mallory, 'public-key'), // not the server's key
+        clientPublicKey: field(join(alice.dir, 'alice.key_secret'), 'public-key'),
+        clientSecretKey: field(join(alice.dir, 'alice.key_secret'), 'secret-key'),
+      },
+      connectTimeoutMs: 1_000,
+      logger: quietLogger(),
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkerStartError);
+    expect((err as Error).message).toMatch(/within 1000 ms \(connectTimeoutMs\): authentication failed or the server is unreachable/);
+  });
+
+  it('refuses TCP without keys, and bad key files, before connecting', async () => {
+    await expect(Softprompt.connect(server.endpoint)).rejects.toThrow(/options.keys: required for a tcp:\/\/ endpoint/);
+    await expect(Softprompt.connect('http://x')).rejects.toBeInstanceOf(ValidationError);
+    await expect(Softprompt.connect(server.endpoint, { keys: { dir: keys.dir('alice'), name: 'nobody' } })).rejects.toThrow(
+      /cannot read .*nobody.key_secret/,
+    );
+    await expect(Softprompt.connect(server.endpoint, { keys: { serverPublicKey: 'x', clientPublicKey: 'y', clientSecretKey: 'z' } })).rejects.toThrow(
+      /options.keys.serverPublicKey: expected a 40-character Z85 CURVE key/,
+    );
+  });
+
+  it('two clients share the worker: prompts are per client unless loaded with shared: true', async () => {
+    const [alice, bob] = await Promise.all([connect('alice'), connect('bob')]);
+    await alice.prompts.load('mine', paths.pt, { model });
+    expect((await alice.prompts.list()).map((p) => [p.name, p.shared])).toEqual([['mine', false]]);
+    expect(await bob.prompts.list()).toEqual([]);
+    await expect(bob.generate({ prompt: 'mine', inputs: ['x'], maxNewTokens: 1 }).result()).rejects.toMatchObject({ code: 'not_found' });
+
+    const info = await alice.prompts.load('common', paths.px, { model, shared: true });
+    expect(info).toMatchObject({ name: 'common', shared: true });
+    expect((await bob.prompts.list()).map((p) => [p.name, p.shared])).toEqual([['common', true]]);
+    const { outputs } = await bob.generate({ prompt: 'common', inputs: ['x'], maxNewTokens: 2 }).result();
+    expect(outputs).toHaveLength(1);
+    await alice.prompts.unload('common');
+    expect(await bob.prompts.list()).toEqual([]);
+  });
+
+  it('a killed server fails the open call with ConnectionLostError; restarted on its port, the next call works', async () => {
+    const { link, rpc, prompts } = await remote('alice', { reconnectWaitMs: 60_000 });
+    await prompts.load('kept', paths.pt, { model });
+    const sleeping = rpc.request('test_sleep', { s: 60 }).catch((e: unknown) => e);
+    await rpc.request('ping', {}); // the sleep has reached the worker
+    const port = server.endpoint.split(':').pop()!;
+    await kill(server);
+    const err = await sleeping;
+    expect(err).toBeInstanceOf(ConnectionLostError);
+    expect(err).toMatchObject({ code: 'connection_lost', endpoint: server.endpoint });
+
+    expect(link.current).toBeUndefined();
+    const waiting = prompts.list(); // made while the server is down: waits for the reconnect
+    server = await serve(keys, `tcp://127.0.0.1:${port}`);
+    const listed = await waiting; // the restarted worker got this client's prompt again first
+    expect(listed.map((p) => p.name)).toEqual(['kept']);
+    expect(link.current?.hello.pid).toBe(server.pid);
+    await expect(rpc.request('ping', {})).resolves.toBeDefined();
+  });
+
+  it('a silent server (SIGSTOP) is noticed by heartbeats; after SIGCONT the next call works', async () => {
+    const { rpc } = await remote('bob', { heartbeatMs: 250 });
+    const sleeping = rpc.request('test_sleep', { s: 60 }).catch((e: unknown) => e);
+    await rpc.request('ping', {});
+    server.child.kill('SIGSTOP');
+    try {
+      const start = Date.now();
+      const err = await sleeping;
+      expect(err).toBeInstanceOf(ConnectionLostError);
+      expect(Date.now() - start).toBeLessThan(5_000); // 3 heartbeats of 250 ms, plus scheduling
+    } finally {
+      server.child.kill('SIGCONT');
+    }
+    await expect(rpc.request('ping', {})).resolves.toBeDefined();
+  });
+});
