@@ -9,17 +9,31 @@ Request body::
      "task_options"?: {...},                   # e.g. {"labels": ["positive", "negative"]}
      "data": {"train": {"path"}|{"dataset"}|{"rows"}, "eval"?: same, "eval_fraction"?, "on_bad_row"?},
      "training"?: {...},                       # TrainingConfig fields
-     "run_dir": str,                           # job.json, events.jsonl, checkpoints/ go here
-     "resume_from"?: str}                      # a checkpoint with training state: continue that run
+     "run_dir": str,                           # job.json, events.jsonl, data/, checkpoints/ go here
+     "resume_from"?: str,                      # a checkpoint with training state: continue that run
+     "job_id"?: str}                           # the client's id for the job, kept across its resumes
 
 Events: ``{"event": "data", train_rows, eval_rows, skipped, skipped_rows}`` then the training loop's
 ``started / step / eval / checkpoint / done`` (see training.py). Final reply:
 ``{"status": "completed" | "cancelled", "summary": {...}, "checkpoint": path}``. A cancelled job ends
 with this reply too, and its checkpoint is usable (and resumable).
+
+Crash recovery (runs.py): the resolved rows are saved to ``run_dir/data/`` before training starts and
+``job_id`` goes into every checkpoint's training state, so after a worker died ``run_inspect`` says
+where that job can pick up, and the resumed ``train`` reads the saved rows as its data:
+
+    run_inspect {"run_dir": str, "job_id"?: str}
+        -> {"run_dir", "checkpoint": {"path", "step"} | None, "data": {"train", "eval", "train_rows",
+            "eval_rows"} | None, "invalid": [{"path", "error"}]}
+
+Failures end the request with an error (also logged to events.jsonl as ``{"event": "error", ...}``): a
+checkpoint the disk refuses is ``storage`` naming the file and the previous, intact checkpoint; a
+device out of memory is ``out_of_memory`` with the batch settings to try instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -28,17 +42,18 @@ import torch
 from softprompt_worker.checkpoints import build_method_from_checkpoint, load_checkpoint, save_checkpoint
 from softprompt_worker.data import resolve_data
 from softprompt_worker.distributed import collective, data_parallel
-from softprompt_worker.errors import InvalidArgumentError, WorkerError
+from softprompt_worker.errors import InvalidArgumentError, OutOfMemoryError, StorageError, WorkerError, from_exception
 from softprompt_worker.methods.registry import method_class
 from softprompt_worker.models import FrozenModel, ModelSpec
 from softprompt_worker.ops.data import datasets
 from softprompt_worker.ops.registry import OpContext, Reply, Request, op
 from softprompt_worker.prompts import get_frozen_model
-from softprompt_worker.runs import RunDir
+from softprompt_worker.runs import RunDir, inspect_run
 from softprompt_worker.tasks.registry import check_method, task_class
 from softprompt_worker.training import TrainingConfig, train
 
-_FIELDS = {"model", "method", "method_config", "task", "task_options", "data", "training", "run_dir", "resume_from"}
+_FIELDS = {"model", "method", "method_config", "task", "task_options", "data", "training", "run_dir", "resume_from",
+           "job_id"}
 
 
 # Seeding and building a method is one step per job: two jobs starting at once do not interleave their
@@ -59,6 +74,9 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
     for name in ("method_config", "task_options", "training"):
         if not isinstance(body.get(name) or {}, dict):
             raise InvalidArgumentError(f"{name}: expected a map, got {type(body.get(name)).__name__}")
+    job_id = body.get("job_id")
+    if job_id is not None and (not isinstance(job_id, str) or not job_id):
+        raise InvalidArgumentError(f"job_id: expected a non-empty string, got {job_id!r:.40}")
     config = TrainingConfig.from_dict(body.get("training"))
     task_cls = task_class(body["task"])
     method_cls = method_class(body["method"])
@@ -78,28 +96,69 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
     if parallel is not None and not parallel.is_leader:  # a follower trains along and writes nothing
         return Reply(body=train(method, task, config, resume=resume, parallel=parallel))
 
+    run.remove_temp_files()  # what a killed worker left half-written
+    run.save_rows(train_rows, eval_rows, job_id=job_id)  # a resumed job reads these, not the client's upload
     run.write_job(body)
     log = run.events()
+    last_checkpoint: list[str] = [body["resume_from"]] if body.get("resume_from") else []
 
     def emit(event: dict[str, Any]) -> None:
         log.write(event)
         ctx.emit(event)
 
     def save(step: int, metrics: dict[str, float], state) -> str:
-        path = save_checkpoint(run.checkpoint_path(step), method, step=step, metrics=metrics, training_state=state,
-                               root=run.path)
+        if job_id is not None:
+            state.meta["job_id"] = job_id  # run_inspect finds this job's checkpoints by it
+        try:
+            path = save_checkpoint(run.checkpoint_path(step), method, step=step, metrics=metrics,
+                                   training_state=state, root=run.path)
+        except StorageError as exc:
+            previous = (f"the previous checkpoint {last_checkpoint[-1]!r} is intact: free space or fix the "
+                        "directory, then resume from it") if last_checkpoint else "no earlier checkpoint exists"
+            raise StorageError(f"{exc.message}; {previous}", details={
+                **(exc.details or {}), "previous_checkpoint": last_checkpoint[-1] if last_checkpoint else None,
+            }) from exc
+        last_checkpoint.append(str(path))
         return str(path)
 
     try:
         emit({"event": "data", **report.to_dict()})
         summary = train(method, task, config, emit=emit, cancelled=lambda: ctx.cancelled, save_checkpoint=save,
                         resume=resume, parallel=parallel)
-    except WorkerError as exc:
-        log.write({"event": "error", **exc.to_body()})
-        raise
+    except Exception as exc:  # noqa: BLE001 - logged, then sent as a typed error
+        error = from_exception(exc)
+        if isinstance(error, OutOfMemoryError) and error is not exc:
+            error = _oom_error(exc, config)
+        with contextlib.suppress(WorkerError):  # a full disk may refuse the log line too
+            log.write({"event": "error", **error.to_body()})
+        if error is exc:
+            raise
+        raise error from exc
     finally:
         log.close()
     return Reply(body={"status": summary["status"], "summary": summary, "checkpoint": summary["checkpoint"]})
+
+
+@op("run_inspect")
+def run_inspect(req: Request, ctx: OpContext) -> Reply:
+    job_id = req.body.get("job_id")
+    if job_id is not None and (not isinstance(job_id, str) or not job_id):
+        raise InvalidArgumentError(f"job_id: expected a non-empty string, got {job_id!r:.40}")
+    return Reply(body=inspect_run(req.body.get("run_dir"), job_id))
+
+
+def _oom_error(exc: BaseException, config: TrainingConfig) -> OutOfMemoryError:
+    """Out of memory while training, with the settings to try. (What the failed step held is freed when
+    the server drops the exception, so the worker and its loaded prompts go on serving.)"""
+    bs, ga = config.batch_size, config.grad_accumulation
+    advice = (f"lower training.batch_size (now {bs}, try {max(1, bs // 2)}) and raise training.grad_accumulation "
+              f"(now {ga}) so batch_size x grad_accumulation stays {bs * ga}, or lower training.max_length "
+              f"(now {config.max_length})")
+    if bs == 1:
+        advice = f"lower training.max_length (now {config.max_length}), or use a smaller model or dtype 'bf16'"
+    return OutOfMemoryError(f"device out of memory while training at batch_size {config.batch_size}: {exc}; "
+                            f"{advice}", details={"advice": advice, "batch_size": config.batch_size,
+                                                 "grad_accumulation": config.grad_accumulation})
 
 
 def _method(body: dict[str, Any], method_cls, frozen: FrozenModel):

@@ -6,7 +6,7 @@
  * `ndcg@10`) are data, not fields: they keep the worker's spelling.
  */
 import { z } from 'zod';
-import { ProtocolError } from '../core/errors.js';
+import { ProtocolError, type WorkerCrashedError } from '../core/errors.js';
 import type { WireMap } from '../internal/wire.js';
 import { toCamel } from './case.js';
 
@@ -93,8 +93,29 @@ export interface DoneEvent {
   readonly summary: TrainingSummary;
 }
 
-/** Everything a training job reports while it runs, in this order: data, started, step/eval/checkpoint..., done. */
-export type TrainingEvent = DataEvent | StartedEvent | StepEvent | EvalEvent | CheckpointEvent | DoneEvent;
+/**
+ * The worker died during the job; the job goes on by itself in a restarted worker (jobs/resume.ts).
+ * Sent by the SDK, not the worker. The events that follow are the resumed run's own (data, started
+ * with `startStep` = `fromStep`, step ...): steps after `fromStep` that were reported before the
+ * crash are done again, so their numbers repeat.
+ */
+export interface RestartedEvent {
+  readonly type: 'restarted';
+  /** 1 for the first resume of this job, up to `TrainOptions.maxResumes`. */
+  readonly attempt: number;
+  /** The checkpoint the job continues from, or `null` when it starts over (no checkpoint yet). */
+  readonly fromCheckpoint: string | null;
+  /** That checkpoint's step (0 when starting over). */
+  readonly fromStep: number;
+  /** How the worker ended (exit code or signal, the end of its stderr). */
+  readonly cause: WorkerCrashedError;
+}
+
+/**
+ * Everything a training job reports while it runs, in this order: data, started, step/eval/checkpoint...,
+ * done; after a worker crash, `restarted` and the resumed run's data, started, ... again.
+ */
+export type TrainingEvent = DataEvent | StartedEvent | StepEvent | EvalEvent | CheckpointEvent | DoneEvent | RestartedEvent;
 
 /** `await job.result()`: how the job ended. A cancelled job still has a usable, resumable checkpoint. */
 export interface TrainingResult {
