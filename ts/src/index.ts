@@ -99,6 +99,7 @@ export type {
   EvalEvent,
   CheckpointEvent,
   DoneEvent,
+  RestartedEvent,
   TrainingResult,
   TrainingSummary,
   Metrics,
