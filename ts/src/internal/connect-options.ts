@@ -3,6 +3,7 @@
  * defaults, and reading CURVE keys from the files `softprompt-worker keys new` writes.
  */
 import { readFile, stat } from 'node:fs/promises';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { ValidationError } from '../core/errors.js';
@@ -33,8 +34,8 @@ export const connectOptionsSchema = z.strictObject({
 export type ConnectKeys =
   | { serverPublicKey: string; clientPublicKey: string; clientSecretKey: string }
   /**
-   * A folder holding the server's public key file `server.key` and this client's `NAME.key_secret`
-   * (`name`, default `'client'`), as `softprompt-worker keys new` writes them.
+   * A folder (`~/` is the home folder) holding the server's public key file `server.key` and this
+   * client's `NAME.key_secret` (`name`, default `'client'`), as `softprompt-worker keys new` writes them.
    */
   | { dir: string; name?: string };
 
@@ -95,8 +96,9 @@ export function parseConnectOptions(endpoint: unknown, options: unknown): Resolv
  */
 export async function loadKeys(keys: ResolvedConnectOptions['keys']): Promise<CurveKeys | undefined> {
   if (keys === undefined || 'serverPublicKey' in keys) return keys;
-  const server = join(keys.dir, 'server.key');
-  const secretFile = join(keys.dir, `${keys.name}.key_secret`);
+  const dir = keys.dir === '~' || keys.dir.startsWith('~/') ? join(homedir(), keys.dir.slice(1)) : keys.dir;
+  const server = join(dir, 'server.key');
+  const secretFile = join(dir, `${keys.name}.key_secret`);
   const [serverFile, clientFile] = await Promise.all([readKeyFile(server), readKeyFile(secretFile)]);
   const mode = (await stat(secretFile)).mode;
   if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
