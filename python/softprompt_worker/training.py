@@ -7,7 +7,7 @@
 Events (each a dict with an ``"event"`` key, emitted in this order):
     started    {trainable_params, trainable_fraction, total_params, device, dtype, total_steps, start_step}
     step       {step, loss, lr, grad_norm, tokens_per_s, memory_bytes}      every ``log_every`` steps
-    eval       {step, metrics}                                             every ``eval_every`` steps + end
+    eval       {step, metrics}                         at step 0 (baseline), every ``eval_every`` steps, end
     checkpoint {step, path}                                                every ``checkpoint_every`` + end
     done       {summary}
 
@@ -73,9 +73,12 @@ class TrainingConfig:
     eval_every: int = 0  # steps between evaluations; 0 = only at the end
     checkpoint_every: int = 0  # steps between checkpoints; 0 = only at the end
     log_every: int = 10  # steps between ``step`` events (each one syncs the device once)
+    eval_baseline: bool = True  # evaluate once before the first step (step 0): the untuned baseline
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> "TrainingConfig":
+        if raw is not None and not isinstance(raw, dict):
+            raise InvalidArgumentError(f"training: expected a map, got {type(raw).__name__}")
         raw = dict(raw or {})
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(map(str, set(raw) - known))
@@ -184,6 +187,11 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
           "total_steps": total_steps, "start_step": step})
 
     status, metrics, last_loss, checkpoint_path = "completed", {}, None, None
+    baseline: dict[str, float] = {}
+    if config.eval_baseline and resume is None:
+        # The untuned prompt's metrics at step 0: what the report and the summary compare against.
+        # Evaluation draws no random numbers, so the training trajectory is the same with or without it.
+        baseline = _evaluate(method, task, autocast, 0, emit)
     window_loss = torch.zeros((), device=device)  # () sum of micro-batch losses since the last log
     window_micro, window_tokens, window_start, grad_norm = 0, 0, time.perf_counter(), None
     started_at = time.perf_counter()
@@ -239,7 +247,8 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
     method.eval()
     cur = stream.cursor()
     summary = {"status": status, "steps": step, "total_steps": total_steps, "final_loss": last_loss,
-               "metrics": metrics, "tokens": tokens_total, "epochs": cur["epoch"] + cur["batch"] / batches_per_epoch,
+               "metrics": metrics, "baseline_metrics": baseline, "tokens": tokens_total,
+               "epochs": cur["epoch"] + cur["batch"] / batches_per_epoch,
                "elapsed_s": time.perf_counter() - started_at, "checkpoint": checkpoint_path}
     emit({"event": "done", "summary": summary})
     return summary
