@@ -161,10 +161,16 @@ class ClientPrompts:
     """The prompts one client sees (``state.client``, ``clients.py``): its own, then those any client loaded
     with ``shared=True``; its own shadow a shared one of the same name. Same methods as `PromptCache`."""
 
-    def __init__(self, own: PromptCache, shared: PromptCache) -> None:
-        self._own, self._shared = own, shared
+    def __init__(self, state) -> None:
+        self._state = state
+        self._key = (PROMPT_CACHE, "client", state.client)
+        # A client gets a cache entry only once it loads a prompt: lookups by passing clients leave none.
+        self._own = state.cache.get(self._key) or _NO_PROMPTS
+        self._shared = state.get_or_create((PROMPT_CACHE, "shared"), PromptCache)
 
     def load(self, name: str, path: str, frozen: FrozenModel, record=None, *, shared: bool = False) -> LoadedPrompt:
+        if not shared:
+            self._own = self._state.get_or_create(self._key, PromptCache)
         loaded = (self._shared if shared else self._own).load(name, path, frozen, record)
         if shared:
             self._own.unload(name)  # else this client's own prompt of that name would hide the new one
@@ -194,10 +200,12 @@ class ClientPrompts:
         return sorted(own + shared, key=lambda p: p["name"])
 
 
+_NO_PROMPTS = PromptCache()  # the own prompts of a client that has loaded none (never loaded into)
+
+
 def prompt_cache(state) -> ClientPrompts:
     """The prompt cache as the client of ``state`` (``WorkerState.for_client``) sees it."""
-    shared = state.get_or_create((PROMPT_CACHE, "shared"), PromptCache)
-    return ClientPrompts(state.get_or_create((PROMPT_CACHE, "client", state.client), PromptCache), shared)
+    return ClientPrompts(state)
 
 
 def lm_method_names() -> list[str]:

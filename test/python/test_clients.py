@@ -63,6 +63,7 @@ def test_prompts_are_per_client_unless_shared(checkpoint: str) -> None:
     alice, bob, anonymous = state.for_client("alice"), state.for_client("bob"), state
     assert alice.cache is state.cache and alice.requests is state.requests  # one worker, one cache
 
+    assert names(bob) == [] and not [k for k in state.cache if k[:2] == ("prompts", "client")]  # lookups add nothing
     call(alice, "prompt_load", {"name": "mine", "path": checkpoint, "model": MODEL})
     assert names(alice) == [("mine", False)] and names(bob) == [] and names(anonymous) == []
     with pytest.raises(NotFoundError, match="'mine' is not loaded"):
