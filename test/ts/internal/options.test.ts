@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ValidationError } from '../../../ts/src/core/errors.js';
 import { parseStartOptions } from '../../../ts/src/internal/options.js';
@@ -15,10 +16,17 @@ describe('start options', () => {
     [{ restart: { maxRestarts: -1 } }, 'options.restart.maxRestarts:'],
     [{ env: { A: 1 } }, 'options.env.A: expected string'],
     [{ logger: { info() {} } }, 'options.logger: expected a function'],
+    [{ workerPath: 'python' }, 'options.workerPath: expected an absolute path'],
+    [{ workerPath: '/nonexistent/app.asar.unpacked/python' }, 'options.workerPath: no softprompt_worker package in this folder'],
   ])('names the bad field: %j', (options, message) => {
     const run = () => parseStartOptions(options);
     expect(run).toThrow(ValidationError);
     expect(run).toThrow(message);
+  });
+
+  it('accepts a workerPath that holds softprompt_worker/', () => {
+    const workerPath = fileURLToPath(new URL('../../../python', import.meta.url));
+    expect(parseStartOptions({ workerPath }).workerPath).toBe(workerPath);
   });
 
   it('lists every problem', () => {

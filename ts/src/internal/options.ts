@@ -1,6 +1,8 @@
 /**
  * `Softprompt.start()` options: the zod schema, its defaults, and the parsed shape the internals use.
  */
+import { existsSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
 import type { LogFunction, Logger, LogLevel } from '../core/logger.js';
 import { parseOrThrow } from './validate.js';
@@ -53,6 +55,14 @@ export const distributedOptionsSchema = z
 /** The schema of {@link StartOptions}; unknown keys are errors so typos surface. */
 export const startOptionsSchema = z.strictObject({
   python: z.string().min(1).optional(),
+  workerPath: z
+    .string()
+    .min(1)
+    .refine(isAbsolute, { message: 'expected an absolute path (the folder that holds softprompt_worker/)' })
+    .refine((p) => existsSync(join(p, 'softprompt_worker', '__init__.py')), {
+      message: 'no softprompt_worker package in this folder (expected softprompt_worker/__init__.py inside it)',
+    })
+    .optional(),
   env: z.record(z.string(), z.string()).optional(),
   transport: z.enum(['ipc', 'tcp']).default('ipc'),
   startTimeoutMs: positiveMs.default(120_000),
@@ -103,6 +113,13 @@ export type ResolvedDistributedOptions = z.output<typeof distributedOptionsSchem
 export interface StartOptions {
   /** Python interpreter. Default: `$SOFTPROMPT_PYTHON`, then the project's `.venv/bin/python`, then `python3`. */
   python?: string;
+  /**
+   * The folder that holds the worker's Python package (`softprompt_worker/`), put first on the
+   * worker's `PYTHONPATH`. Default: `python/` in this package. Set it when this package's files are
+   * not on disk as such, e.g. inside an Electron `app.asar`: unpack `python/**` (electron-builder
+   * `asarUnpack`) and pass the `app.asar.unpacked/.../softprompt/python` folder (examples/electron-main.ts).
+   */
+  workerPath?: string;
   /** Extra environment variables for the worker (merged over `process.env`). */
   env?: Readonly<Record<string, string>>;
   /** `'ipc'` (a Unix socket in a private 0700 directory; default) or `'tcp'` (127.0.0.1, a kernel-chosen port). */

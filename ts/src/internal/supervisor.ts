@@ -195,6 +195,7 @@ async function launch(options: ResolvedStartOptions, hooks: InternalHooks, log: 
     startTimeoutMs: options.startTimeoutMs,
     log,
     ...(options.env ? { env: options.env } : {}),
+    ...(options.workerPath ? { workerPath: options.workerPath } : {}),
     ...(options.distributed ? { distributed: options.distributed } : {}),
     ...(hooks.workerCommand ? { workerCommand: hooks.workerCommand } : {}),
   });

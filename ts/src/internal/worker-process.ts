@@ -27,6 +27,8 @@ const MAX_IPC_PATH = 100;
 
 export interface SpawnOptions {
   readonly python: ResolvedPython;
+  /** The folder holding `softprompt_worker/` (`StartOptions.workerPath`). Default: this package's `python/`. */
+  readonly workerPath?: string;
   /** Test hook: replaces `[python, '-m', 'softprompt_worker']`; endpoint arguments are appended. */
   readonly workerCommand?: readonly string[];
   readonly env?: Readonly<Record<string, string>>;
@@ -80,7 +82,7 @@ export class WorkerProcess {
   static async start(options: SpawnOptions): Promise<{ process: WorkerProcess; ready: ReadyInfo }> {
     const { endpoint, socketDir } = await chooseEndpoint(options.transport, options.log);
     const [command, ...baseArgs] = options.workerCommand ?? workerArgv(options.python.command, options.distributed);
-    const pythonPath = [workerPythonPath(), options.env?.['PYTHONPATH'] ?? process.env['PYTHONPATH']].filter(Boolean).join(':');
+    const pythonPath = [options.workerPath ?? workerPythonPath(), options.env?.['PYTHONPATH'] ?? process.env['PYTHONPATH']].filter(Boolean).join(':');
     const child = execa(command!, [...baseArgs, '--endpoint', endpoint, '--parent-pid', String(process.pid)], {
       env: { PYTHONUNBUFFERED: '1', ...options.env, PYTHONPATH: pythonPath },
       stdin: 'ignore',
