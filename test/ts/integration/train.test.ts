@@ -59,7 +59,8 @@ describe('training jobs with the real worker', () => {
     const result = await training.result();
     trained = result;
 
-    expect(events.map((e) => e.type)).toEqual(['data', 'started', 'step', 'step', 'checkpoint', 'step', 'step', 'eval', 'checkpoint', 'done']);
+    // The step-0 eval is the untuned baseline (training.evalBaseline, on by default).
+    expect(events.map((e) => e.type)).toEqual(['data', 'started', 'eval', 'step', 'step', 'checkpoint', 'step', 'step', 'eval', 'checkpoint', 'done']);
     expect(events[0]).toMatchObject({ type: 'data', trainRows: 48, evalRows: 16, skipped: 0 });
     expect(events[1]).toMatchObject({ type: 'started', trainableParams: 4 * 64, device: 'cpu', totalSteps: 12, startStep: 0 });
     const losses = events.flatMap((e) => (e.type === 'step' ? [e.loss] : []));
@@ -67,7 +68,10 @@ describe('training jobs with the real worker', () => {
     const step = events.find((e) => e.type === 'step')!;
     expect(step).toMatchObject({ lr: 0.1 });
     expect(step.type === 'step' && step.gradNorm > 0 && step.tokensPerS > 0 && step.memoryBytes > 0).toBe(true);
-    expect(events.find((e) => e.type === 'eval')).toMatchObject({ step: 12, metrics: { loss: expect.any(Number), token_accuracy: expect.any(Number) } });
+    const baseline = events.find((e) => e.type === 'eval');
+    expect(baseline).toMatchObject({ step: 0, metrics: { loss: expect.any(Number) } });
+    expect(result.summary.baselineMetrics).toEqual(baseline?.type === 'eval' ? baseline.metrics : undefined);
+    expect(events.filter((e) => e.type === 'eval').at(-1)).toMatchObject({ step: 12, metrics: { loss: expect.any(Number), token_accuracy: expect.any(Number) } });
     expect(result).toMatchObject({ status: 'completed', summary: { steps: 12, totalSteps: 12, status: 'completed' } });
     expect(result.checkpoint).toBe(join(dir, 'rows', 'checkpoints', 'step-00000012.pb'));
     expect(existsSync(join(dir, 'rows', 'events.jsonl'))).toBe(true);

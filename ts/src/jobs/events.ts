@@ -80,6 +80,8 @@ export interface TrainingSummary {
   readonly finalLoss: number;
   /** The last evaluation's metrics (empty without eval rows, or when cancelled before any). */
   readonly metrics: Metrics;
+  /** The untuned prompt's metrics from the step-0 evaluation (empty when skipped or resumed). */
+  readonly baselineMetrics: Metrics;
   readonly tokens: number;
   readonly epochs: number;
   readonly elapsedS: number;
@@ -142,6 +144,7 @@ const summarySchema = z.object({
   totalSteps: int,
   finalLoss: float.nullable().transform((v) => v ?? Number.NaN), // null when no step was logged (training.py)
   metrics,
+  baselineMetrics: metrics.default({}),
   tokens: int,
   epochs: float,
   elapsedS: float,
@@ -173,7 +176,7 @@ const eventSchemas = {
 const resultSchema = z.object({ status, checkpoint: z.string(), summary: summarySchema });
 
 // Data maps: their keys are names chosen by tasks and users, never translated.
-const KEEP = ['metrics'];
+const KEEP = ['metrics', 'baseline_metrics'];
 
 /**
  * A worker event body → a {@link TrainingEvent}; `undefined` for event kinds this SDK does not know

@@ -49,6 +49,11 @@ export interface TrainingOptions {
   readonly checkpointEvery?: number;
   /** Steps between `step` events (each one syncs the device once). Default 10. */
   readonly logEvery?: number;
+  /**
+   * Evaluate the untuned prompt once before the first step (an `eval` event at step 0, and
+   * `summary.baselineMetrics`): the baseline every report compares against. Default true.
+   */
+  readonly evalBaseline?: boolean;
 }
 
 /** {@link TrainingOptions} after validation, defaults filled in (`steps` stays optional). */
@@ -72,6 +77,7 @@ export const trainingOptionsSchema = z
     evalEvery: nonNegativeInt().max(MAX_STEPS, limit(MAX_STEPS)).default(0),
     checkpointEvery: nonNegativeInt().max(MAX_STEPS, limit(MAX_STEPS)).default(0),
     logEvery: positiveInt().max(MAX_STEPS, limit(MAX_STEPS)).default(10),
+    evalBaseline: z.boolean().default(true),
   })
   .superRefine((t, ctx) => {
     if (t.steps !== undefined && t.epochs !== undefined) {
