@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 # CUDA builds. Override for a GPU box, e.g. `make TORCH_SPEC='torch>=2.4' setup`.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo demo-quick test test-python test-ts chromium typecheck build proto proto-check clean
+.PHONY: bench-setup setup demo demo-quick test test-python test-ts chromium typecheck build proto proto-check clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -56,6 +56,10 @@ test-ts: setup chromium
 	npx vitest run
 
 test: proto-check typecheck test-python test-ts
+
+# The peers benchmark (bench/peers) compares against sentence-transformers: the optional `bench` extra.
+bench-setup: setup
+	$(PY) -m pip install -q -e '.[bench]'
 
 clean:
 	rm -rf $(VENV) node_modules ts/dist
