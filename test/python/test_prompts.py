@@ -193,7 +193,7 @@ def test_a_tiny_model_with_seed_and_overrides_needs_no_model_again(tmp_path):
                                     "training": {"steps": 1, "batch_size": 2}, "run_dir": str(tmp_path / "run")})
     path = trained["checkpoint"]
     info = call(WorkerState(), "checkpoint_inspect", {"path": path})
-    assert info["base_model"]["model_spec"] == {"tiny": "gpt2", "seed": 5, "name_or_path": None, "revision": None,
+    assert info["base_model"]["model_spec"] == {"tiny": "gpt2", "seed": 5, "name_or_path": None, "embedded": None, "revision": None,
                                                 "trust_remote_code": False,
                                                 "overrides": {"initializer_range": 0.2, "n_layer": 1}}
     texts = ["alpha", "beta"]
