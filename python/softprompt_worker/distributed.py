@@ -60,6 +60,7 @@ from torch.nn.parallel import DistributedDataParallel
 from softprompt_worker.errors import ERROR_CLASSES, InternalError, InvalidArgumentError, WorkerError, from_exception
 from softprompt_worker.logging_setup import FORMAT, OneLineFormatter
 from softprompt_worker.ops.registry import Handler, OpContext, Reply, Request, WorkerState, get_op
+from softprompt_worker.server import process_alive
 
 if TYPE_CHECKING:
     from softprompt_worker.methods.base import SoftPromptMethod
@@ -297,22 +298,13 @@ def _stdout_to_stderr() -> None:
 def _watch_parent(pid: int) -> None:
     """The SDK's process is the group's parent, not torchrun's agent. When it dies rank 0 notices (its
     own watcher) and sends the stop; this only ends a follower that rank 0 could not reach."""
-    while _alive(pid):
+    while process_alive(pid):
         time.sleep(1)
     log.warning("parent process %d is gone", pid)
     time.sleep(PARENT_GRACE_S)
     log.error("no stop from rank 0 %d s after the parent died: exiting", PARENT_GRACE_S)
     _exit(1)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # -- collective ops ---------------------------------------------------------------------------------------

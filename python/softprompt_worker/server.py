@@ -219,7 +219,7 @@ class Server:
         assert self.parent_pid
         original_ppid = os.getppid()
         while not self.state.shutdown.wait(0.5):
-            if not _alive(self.parent_pid) or (original_ppid == self.parent_pid and os.getppid() != original_ppid):
+            if not process_alive(self.parent_pid) or (original_ppid == self.parent_pid and os.getppid() != original_ppid):
                 log.warning("parent process %d is gone: stopping", self.parent_pid)
                 self.stop()
                 time.sleep(10)  # a clean stop should be over by now; otherwise leave no orphan
@@ -340,7 +340,8 @@ def announce(endpoint: str) -> None:
     sys.stdout = sys.stderr
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
