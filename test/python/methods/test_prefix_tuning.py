@@ -12,25 +12,9 @@ from softprompt_worker.methods.registry import method_class
 from softprompt_worker.models import ModelSpec, load_frozen_model
 
 torch.set_num_threads(1)
-FAMILIES = ("gpt2", "llama", "t5", "bart")
-
-
-@pytest.fixture(scope="module", params=FAMILIES)
-def frozen(request):
-    return load_frozen_model(ModelSpec(tiny=request.param))
-
-
-def _batch(frozen, texts, side="right"):
-    frozen.tokenizer.padding_side = side
-    enc = frozen.tokenizer(texts, padding=True, return_tensors="pt")
-    frozen.tokenizer.padding_side = "right"
-    return enc["input_ids"], enc["attention_mask"]
-
-
-def _labels(frozen, ids, mask, targets):
-    if frozen.is_encoder_decoder:
-        return frozen.tokenizer(targets, padding=True, return_tensors="pt")["input_ids"]
-    return ids.masked_fill(mask == 0, -100)
+from fixtures.lm_batches import FAMILIES, frozen  # noqa: F401  (frozen is a fixture)
+from fixtures.lm_batches import batch as _batch
+from fixtures.lm_batches import labels as _labels
 
 
 def _row_logits(frozen, logits, mask, row):
