@@ -14,13 +14,13 @@ row's sample does not depend on the other rows of the batch.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
 from .errors import CancelledError, InvalidArgumentError
+from .kv_cache import cache_kwargs, cache_of
 from .methods.injection import Injection, batch_prefixes, check_positions, pack_rows
 from .methods.prefix_attention import prefix_context
 
@@ -147,8 +147,6 @@ def generate(frozen, rows: list[Injection | None], inputs: list[str], options: G
 def _decoder_steps(frozen, rows, embeds, mask, max_new_tokens: int):
     """A generator: yields next-token logits (B, V), receives the chosen tokens (B,)."""
     model = frozen.model
-    # transformers renamed ``past_key_values`` to ``cache`` (5.2x); take whichever this version has.
-    cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     if frozen.is_encoder_decoder:
         packed = pack_rows(embeds, mask, rows, side="right")
         check_positions(frozen, packed, extra=max_new_tokens)
@@ -158,8 +156,8 @@ def _decoder_steps(frozen, rows, embeds, mask, max_new_tokens: int):
         past = None
         while True:
             out = model(encoder_outputs=encoder_out, attention_mask=packed.mask, decoder_input_ids=current,
-                        use_cache=True, **{cache_arg: past})
-            past = _cache_of(out)
+                        use_cache=True, **cache_kwargs(model, past))
+            past = cache_of(out)
             current = (yield out.logits[:, -1])[:, None]  # (B, 1)
     packed = pack_rows(embeds, mask, rows, side="left")
     check_positions(frozen, packed, extra=max_new_tokens)
@@ -171,12 +169,7 @@ def _decoder_steps(frozen, rows, embeds, mask, max_new_tokens: int):
         attention = torch.cat([attention, attention.new_ones(attention.shape[0], 1)], dim=1)  # (B, total + t)
         positions = positions + 1  # (B, 1)
         out = model(input_ids=chosen[:, None], attention_mask=attention, position_ids=positions,
-                    use_cache=True, **{cache_arg: _cache_of(out)})
-
-
-def _cache_of(out):
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
+                    use_cache=True, **cache_kwargs(model, cache_of(out)))
 
 
 def _emit(on_delta: DeltaFn | None, row: int, text: _RowText, final: bool) -> None:

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidArgumentError
+from ..kv_cache import cache_kwargs, cache_of
 from ..limits import MAX_NUM_VIRTUAL_TOKENS, MAX_SEQUENCE_LENGTH
 from ..models import FrozenModel
 from .base import MethodConfig, SoftPromptMethod
@@ -174,9 +175,41 @@ class SuffixTuning(SoftPromptMethod):
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Text embeddings ``(B, H)`` (f32) of a ``tokenize``d batch, pooled and optionally normalised."""
-        hidden, mask, suffix_end = self.hidden_states(batch["input_ids"], batch["attention_mask"])
-        pooled = pool(hidden, mask, self.config.pooling, suffix_end).float()  # (B, H)
+        if self.text_is_suffix_independent():
+            pooled = self._last_suffix_state_over_cached_text(batch["input_ids"], batch["attention_mask"]).float()
+        else:
+            hidden, mask, suffix_end = self.hidden_states(batch["input_ids"], batch["attention_mask"])
+            pooled = pool(hidden, mask, self.config.pooling, suffix_end).float()  # (B, H)
         return nn.functional.normalize(pooled, dim=-1) if self.config.normalize else pooled
+
+    def text_is_suffix_independent(self) -> bool:
+        """True for SPT-uni on a decoder LM with last-suffix pooling and nothing after the suffix (the
+        paper's setting and our default): causal attention means no text position sees the suffix, so the
+        text's keys/values are constants of the suffix and only the ``k`` suffix positions need a graph."""
+        return (self.frozen.is_decoder_only and self.config.attention == "model" and self.config.pooling == "last"
+                and self.trailing_specials == 0)
+
+    def _last_suffix_state_over_cached_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        """The final hidden state ``(B, H)`` at the last suffix position, computed in two passes: the text
+        ``(B, T)`` once without autograd (its key/value cache), then the suffix ``(B, k)`` with autograd,
+        attending to that cache. Equal to ``hidden_states`` + ``pool(..., "last")`` up to float rounding,
+        but backward covers ``k`` positions instead of ``T + k``: training is ~2x cheaper at k=16, T=64.
+
+        Padding sits between a short row's text and its suffix here; the mask hides it and the suffix's
+        ``position_ids`` continue each row's text, so every row sees exactly its inline layout."""
+        B, T = input_ids.shape
+        k = self.config.num_virtual_tokens
+        model = backbone(self.frozen)
+        with torch.no_grad():
+            cache = cache_of(model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True))
+        lengths = attention_mask.sum(dim=1, keepdim=True)  # (B, 1)
+        positions = lengths + torch.arange(k, device=input_ids.device).unsqueeze(0)  # (B, k)
+        mask = torch.cat([attention_mask, attention_mask.new_ones(B, k)], dim=1)  # (B, T + k)
+        embeds = self.frozen.input_embeddings().weight
+        suffix = self.suffix.to(embeds.dtype).unsqueeze(0).expand(B, k, -1)  # (B, k, H)
+        out = model(inputs_embeds=suffix, attention_mask=mask, position_ids=positions, use_cache=False,
+                    **cache_kwargs(model, cache))
+        return out.last_hidden_state[:, -1]  # (B, H)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.embed(batch)

@@ -7,7 +7,7 @@ import torch
 
 from softprompt_worker.errors import InvalidArgumentError
 from softprompt_worker.methods.registry import method_class
-from softprompt_worker.methods.suffix_tuning import SuffixTuning, SuffixTuningConfig, backbone
+from softprompt_worker.methods.suffix_tuning import SuffixTuning, SuffixTuningConfig, backbone, pool
 from softprompt_worker.models import ModelSpec, load_frozen_model
 
 torch.set_num_threads(1)
@@ -79,6 +79,26 @@ def test_only_the_suffix_gets_gradients(frozen):
     (embeddings @ torch.randn(embeddings.shape[1], generator=torch.Generator().manual_seed(0))).sum().backward()
     assert method.suffix.grad is not None and method.suffix.grad.abs().sum() > 0
     assert all(p.grad is None and not p.requires_grad for p in frozen.model.parameters())
+
+
+def test_cached_text_path_matches_the_inline_layout_in_value_and_gradient(frozen):
+    """Decoder + causal + last pooling runs the text once without a graph and only the suffix with one;
+    the embedding and the suffix's gradient must equal the inline text + suffix pass."""
+    method = _method(frozen)
+    assert method.text_is_suffix_independent() == (frozen.spec.tiny in ("gpt2", "llama"))
+    assert not _method(frozen, pooling="mean").text_is_suffix_independent()
+    if frozen.is_decoder_only:
+        assert not _method(frozen, attention="bidirectional").text_is_suffix_independent()
+    batch = method.tokenize(TEXTS)
+    fast = method.embed(batch)  # (4, H)
+    direction = torch.randn(fast.shape[1], generator=torch.Generator().manual_seed(1))  # (H,)
+    (grad_fast,) = torch.autograd.grad((fast @ direction).square().sum(), method.suffix)
+    hidden, mask, end = method.hidden_states(batch["input_ids"], batch["attention_mask"])
+    inline = torch.nn.functional.normalize(pool(hidden, mask, "last", end).float(), dim=-1)  # (4, H)
+    (grad_inline,) = torch.autograd.grad((inline @ direction).square().sum(), method.suffix)
+    torch.testing.assert_close(fast, inline, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(grad_fast, grad_inline, atol=1e-5, rtol=1e-3)
+    assert grad_fast.abs().sum() > 0
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
