@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(caps, indent=2))
         return 1 if caps.get("missing") else 0
 
-    from softprompt_worker.server import Server, set_parent_death_signal
+    from softprompt_worker.process import set_parent_death_signal
+    from softprompt_worker.server import Server
 
     if args.parent_pid:
         set_parent_death_signal()
@@ -154,7 +155,7 @@ def _limits(args: argparse.Namespace) -> Limits | None:
 
 def _join_group(args: argparse.Namespace) -> int | None:
     """`--distributed`: join the torchrun group. Followers never bind a socket: they stay in
-    `distributed.start` and get their exit code; rank 0 gets None and serves (distributed.py)."""
+    `distributed.start` and get their exit code; rank 0 gets None and serves (distributed/lifecycle.py)."""
     from softprompt_worker import distributed
 
     return distributed.start(args.distributed, parent_pid=getattr(args, "parent_pid", None))

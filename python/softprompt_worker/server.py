@@ -23,12 +23,10 @@ refused); tensor frames arrive as `zmq.Frame`s, read in place (zero-copy). bench
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
 import signal
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -37,7 +35,6 @@ from typing import Any
 
 import zmq
 
-from softprompt_worker import PROTOCOL_VERSION
 from softprompt_worker.auth import CurveServer, check_endpoint
 from softprompt_worker.clients import client_directory
 from softprompt_worker.errors import (
@@ -51,6 +48,7 @@ from softprompt_worker.errors import (
     from_exception,
 )
 from softprompt_worker.ops.registry import OpContext, OpSpec, Reply, Request, WorkerState, get_op, registered_ops
+from softprompt_worker.process import announce, process_alive
 from softprompt_worker.protocol import DecodeFailure, Limits, Message, decode, encode, error_message
 from softprompt_worker.tensors import to_wire
 
@@ -327,40 +325,3 @@ class Server:
             except zmq.ZMQError as exc:  # the context is closing: the worker is stopping
                 log.warning("reply to request %d dropped: %s", req.id, exc)
 
-
-def announce(endpoint: str) -> None:
-    """Print the one stdout line (WIRE.md), then point stdout at stderr so nothing else lands there."""
-    line = json.dumps({"endpoint": endpoint, "protocol": PROTOCOL_VERSION, "pid": os.getpid()})
-    sys.stdout.write(f"SOFTPROMPT_READY {line}\n")
-    sys.stdout.flush()
-    try:
-        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):  # no real fds (embedded use): Python level is enough
-        pass
-    sys.stdout = sys.stderr
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process with this pid exists (one we may not signal counts as alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def set_parent_death_signal() -> None:
-    """Linux: have the kernel SIGKILL this process when its parent dies (no-op elsewhere)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
-    except Exception as exc:  # noqa: BLE001 - the watcher thread still covers it
-        log.warning("prctl(PR_SET_PDEATHSIG) unavailable: %s", exc)
