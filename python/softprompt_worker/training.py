@@ -157,7 +157,7 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
 
     ``save_checkpoint(step, metrics, state) -> path`` writes a checkpoint and returns where; without it
     no checkpoint events are emitted. ``resume`` continues a run from a saved ``TrainingState``.
-    ``parallel`` (distributed.py) makes this one rank of a data-parallel run.
+    ``parallel`` (distributed/ddp.py) makes this one rank of a data-parallel run.
     """
     emit = emit or (lambda event: None)
     cancelled = cancelled or (lambda: False)

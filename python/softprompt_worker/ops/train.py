@@ -62,7 +62,7 @@ _INIT_LOCK = threading.Lock()
 
 
 @op("train")
-@collective  # under torchrun every rank runs it (distributed.py)
+@collective  # under torchrun every rank runs it (distributed/collective_ops.py)
 def train_op(req: Request, ctx: OpContext) -> Reply:
     body = req.body
     unknown = sorted(set(body) - _FIELDS)
