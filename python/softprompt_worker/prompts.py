@@ -34,6 +34,7 @@ from .models import FrozenModel, ModelSpec, load_frozen_model, resolve_device, r
 MODEL_CACHE = "frozen_model"  # state.cache key prefix of loaded base models
 PROMPT_CACHE = "prompts"
 CHECKPOINT_PROMPTS = "checkpoint_prompt"  # prompts used by checkpoint path, keyed by (model, path, mtime)
+MAX_CHECKPOINT_PROMPTS = 8  # the most recently used ones are kept; a rewritten file is a new key
 
 
 def model_key(spec: ModelSpec) -> str:
@@ -251,7 +252,8 @@ def resolve_prompt(state, raw_model: Any, prompt: Any, *, use: str, needs: Seque
     ops that use a single prompt (``embed``, ``evaluate_retrieval``, ``rerank``, ``evaluate_reranking``).
 
     ``prompt`` is the name of a loaded prompt first, else a checkpoint path; the checkpoint's method is
-    built once per (model, path, file modification time) and kept. Its method must be one of ``needs``
+    built once per (model, path, file modification time) and kept while it is among the
+    ``MAX_CHECKPOINT_PROMPTS`` most recently used. Its method must be one of ``needs``
     (InvalidArgumentError naming both, with ``use`` the op). Without ``prompt``, ``raw_model`` is
     required and the method is None; with one, ``raw_model`` may be left out (the prompt's model).
     """
@@ -294,7 +296,8 @@ def _checkpoint_prompt(state, raw_model: Any, path: str, use: str, needs: Sequen
         method.eval()
         return method
 
-    method = state.get_or_create((CHECKPOINT_PROMPTS, model_key(spec), os.path.abspath(path), stamp), build)
+    method = state.get_or_create_recent((CHECKPOINT_PROMPTS, model_key(spec), os.path.abspath(path), stamp), build,
+                                        MAX_CHECKPOINT_PROMPTS)
     require_method(path, method.name, use, needs)  # built earlier for another op
     return frozen, method
 

@@ -18,7 +18,8 @@ from softprompt_worker.methods.prompt_tuning import PromptTuning, PromptTuningCo
 from softprompt_worker.methods.suffix_tuning import SuffixTuning, SuffixTuningConfig
 from softprompt_worker.ops import load_op_modules
 from softprompt_worker.ops.registry import OpContext, Request, WorkerState, get_op
-from softprompt_worker.prompts import get_frozen_model, prompt_cache, spec_for_checkpoint
+from softprompt_worker.prompts import (CHECKPOINT_PROMPTS, MAX_CHECKPOINT_PROMPTS, get_frozen_model, prompt_cache,
+                                       resolve_prompt, spec_for_checkpoint)
 from softprompt_worker.models import ModelSpec
 
 torch.set_num_threads(1)
@@ -159,6 +160,20 @@ def test_embed_and_rerank_take_a_loaded_name_like_a_path(every_method):
     assert call(state, "evaluate_reranking", {"prompt": "pa", "rows": rows})["reranker"] == "passage_tuning"
     sts = {"pairs": [["cats", "cats!"], ["rain", "tea"]], "scores": [5, 0]}
     assert call(state, "evaluate_retrieval", {"prompt": "sx", "sts": sts})["source"] == "suffix_tuning"
+
+
+def test_prompts_used_by_checkpoint_path_are_kept_for_the_most_recent_paths_only(world, tmp_path):
+    state, frozen, _, _ = world
+    sx = SuffixTuning(SuffixTuningConfig(num_virtual_tokens=2, init="random"), frozen)
+    paths = [str(save_checkpoint(tmp_path / f"sx{i}.pb", sx, step=i)) for i in range(MAX_CHECKPOINT_PROMPTS + 2)]
+    built = {p: resolve_prompt(state, None, p, use="embed", needs=("suffix_tuning",))[1] for p in paths}
+    cached = lambda: [k[2] for k in state.cache if isinstance(k, tuple) and k[0] == CHECKPOINT_PROMPTS]  # noqa: E731
+    assert cached() == paths[2:]  # bounded: the two least recently used are gone
+    assert resolve_prompt(state, None, paths[2], use="embed", needs=("suffix_tuning",))[1] is built[paths[2]]  # a hit
+    assert cached()[-1] == paths[2]  # ... that is now the most recent
+    rebuilt = resolve_prompt(state, None, paths[0], use="embed", needs=("suffix_tuning",))[1]
+    assert rebuilt is not built[paths[0]] and torch.equal(rebuilt.suffix, built[paths[0]].suffix)
+    assert len(cached()) == MAX_CHECKPOINT_PROMPTS and paths[3] not in cached()
 
 
 def test_a_prompt_of_the_wrong_method_is_refused_by_name(every_method):

@@ -122,6 +122,20 @@ class WorkerState:
                 self.cache[key] = factory()
             return self.cache[key]
 
+    def get_or_create_recent(self, key: tuple, factory: Callable[[], T], limit: int) -> T:
+        """`get_or_create` for a bounded group of entries: the tuple keys that share `key[0]`. A hit
+        becomes the group's most recent entry; a miss that makes the group exceed `limit` drops its least
+        recently used entries (whoever still holds one keeps it alive)."""
+        with self._lock:
+            if key in self.cache:
+                self.cache[key] = self.cache.pop(key)  # dicts keep insertion order: now the newest
+                return self.cache[key]
+            value = self.cache[key] = factory()
+            group = [k for k in self.cache if isinstance(k, tuple) and k and k[0] == key[0]]  # oldest first
+            for old in group[:max(0, len(group) - limit)]:
+                del self.cache[old]
+            return value
+
 
 EmitFn = Callable[[int, str, dict[str, Any], dict[str, Any]], None]
 
