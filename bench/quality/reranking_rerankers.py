@@ -32,10 +32,9 @@ METRICS = ("hits@1", "hits@5", "mrr")
 
 
 def bm25_scores(stage: FirstStage) -> torch.Tensor:
-    """``(R, k)``: minus the BM25 rank of each candidate of each scored query (higher is better)."""
-    hits = stage.hit_queries()
-    k = stage.top_k
-    return -torch.arange(k, dtype=torch.float32).expand(len(hits), k).clone()  # (R, k)
+    """``(R, k)``: minus the BM25 rank of each candidate of each scored query (higher is better); a
+    query with fewer than ``k`` BM25 matches (no shared term with the rest) is padded (see ``mask``)."""
+    return _pad([-torch.arange(len(q.candidates), dtype=torch.float32) for q in stage.hit_queries()], stage.top_k)
 
 
 def llm_scores(frozen, conditioner, stage: FirstStage, batch_size: int) -> tuple[torch.Tensor, dict[str, float]]:
@@ -45,8 +44,8 @@ def llm_scores(frozen, conditioner, stage: FirstStage, batch_size: int) -> tuple
     scored = score_candidates(frozen, conditioner, [q.query for q in hits],
                               [[stage.corpus[c] for c in q.candidates] for q in hits], batch_size=batch_size)
     seconds = time.perf_counter() - t0
-    scores = torch.stack([s.log_likelihood for s in scored])  # (R, k): every list has k candidates
-    pairs = scores.numel()
+    scores = _pad([s.log_likelihood.float() for s in scored], stage.top_k)  # (R, k)
+    pairs = sum(len(s.log_likelihood) for s in scored)
     return scores, {"score_seconds": seconds, "pairs": pairs, "pairs_per_s": pairs / max(seconds, 1e-9)}
 
 
@@ -54,15 +53,24 @@ def metrics(stage: FirstStage, scores: torch.Tensor) -> dict[str, Any]:
     """Hits@1, Hits@5, MRR over all queries (misses = 0) and over the scored queries, plus the
     1-based rank of each query's positive (None for a miss), for paired comparisons."""
     hits = stage.hit_queries()
-    relevance = torch.tensor([[float(c == q.positive) for c in q.candidates] for q in hits])  # (R, k)
-    scored = reranking_metrics(scores, relevance, hits_at=(1, 5), ndcg_at=())
+    relevance = _pad([torch.tensor([float(c == q.positive) for c in q.candidates]) for q in hits], stage.top_k)
+    mask = _pad([torch.ones(len(q.candidates)) for q in hits], stage.top_k).bool()  # (R, k) real candidates
+    scored = reranking_metrics(scores, relevance, mask, hits_at=(1, 5), ndcg_at=())
     share = len(hits) / max(len(stage.queries), 1)
-    order = rank_candidates(scores, relevance)  # (R, k) best first, ties pessimistic
+    order = rank_candidates(scores, relevance, mask)  # (R, k) best first, ties pessimistic, padding last
     ranks = (relevance.gather(1, order).argmax(1) + 1).tolist()  # (R,) 1-based rank of the positive
     it = iter(ranks)
     all_ranks = [next(it) if q.positive_rank is not None else None for q in stage.queries]
     return {"all": {m: scored[m] * share for m in METRICS}, "scored": {m: scored[m] for m in METRICS},
             "positive_ranks": all_ranks}
+
+
+def _pad(rows: list[torch.Tensor], width: int) -> torch.Tensor:
+    """Rows of up to ``width`` values -> ``(R, width)``, zero-padded on the right."""
+    out = torch.zeros(len(rows), width)  # (R, width)
+    for i, row in enumerate(rows):
+        out[i, :len(row)] = row
+    return out
 
 
 def upr(frozen, layout) -> HardPrompt:

@@ -8,11 +8,16 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "quality"
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
 import reranking  # noqa: E402
+import torch  # noqa: E402
+from reranking_first_stage import FirstStage, Query  # noqa: E402
+from reranking_rerankers import metrics  # noqa: E402
 
 METRICS = {"hits@1", "hits@5", "mrr"}
 
@@ -40,10 +45,10 @@ def test_smoke_writes_a_complete_finite_record(tmp_path: Path) -> None:
     by = {r["key"]: r for r in saved["rerankers"]}
     assert by["bm25"]["trainable_params"] == 0 and by["upr"]["trainable_params"] == 0
     assert by["pspt"]["trainable_params"] > 0 and 0 < by["pspt"]["trainable_fraction"] < 1
-    assert by["upr"]["pairs"] == by["pspt"]["pairs"] == stage["positive_in_top_k"] * stage["top_k"]
+    first = reranking.first_stage(stage["queries"], stage["top_k"])
+    assert by["upr"]["pairs"] == by["pspt"]["pairs"] == sum(len(q.candidates) for q in first.hit_queries())
     # The BM25 order's positive ranks are the first stage's own.
-    assert by["bm25"]["metrics"]["positive_ranks"] == [
-        q.positive_rank for q in reranking.first_stage(stage["queries"], stage["top_k"]).queries]
+    assert by["bm25"]["metrics"]["positive_ranks"] == [q.positive_rank for q in first.queries]
     for pair in saved["paired"].values():
         assert sum(pair.values()) == stage["positive_in_top_k"]
     training = saved["training"]
@@ -59,3 +64,18 @@ def test_smoke_dev_mode_picks_a_learning_rate_on_the_train_split(tmp_path: Path)
     assert record["best_lr"] in [r["lr"] for r in record["runs"]]
     assert {"hits@1", "mrr"} <= set(record["upr"]) and all(math.isfinite(r["metrics"]["mrr"]) for r in record["runs"])
     assert (tmp_path / "quality-reranking-dev.json").exists()
+
+
+def test_short_candidate_lists_are_padded_and_misses_count_zero() -> None:
+    """BM25 lists only documents sharing a term with the query, so a list can be shorter than k: its
+    padding must never outrank a real candidate, even when every real score is negative."""
+    stage = FirstStage(corpus=["a", "b", "c", "d"], top_k=3, queries=[
+        Query("q1", positive=1, candidates=[0, 1]),  # a 2-candidate list
+        Query("q2", positive=2, candidates=[3, 0, 2]),
+        Query("q3", positive=3, candidates=[0, 1, 2]),  # a miss
+    ])
+    scores = torch.tensor([[-5.0, -9.0, 0.0], [-3.0, -2.0, -1.0]])  # (2 scored queries, k): log-likelihoods
+    m = metrics(stage, scores)
+    assert m["positive_ranks"] == [2, 1, None]
+    assert m["scored"] == pytest.approx({"hits@1": 0.5, "hits@5": 1.0, "mrr": 0.75})
+    assert m["all"] == pytest.approx({"hits@1": 0.5 * 2 / 3, "hits@5": 2 / 3, "mrr": 0.75 * 2 / 3})
