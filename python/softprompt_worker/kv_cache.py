@@ -20,3 +20,13 @@ def cache_of(out: Any) -> Any:
     """The key/value cache of a model output, under either name."""
     cache = getattr(out, "cache", None)
     return cache if cache is not None else out.past_key_values
+
+
+def layer_key_values(cache: Any) -> list[tuple[Any, Any]]:
+    """Per layer ``(keys, values)``, each ``(batch, kv_heads, seq, head_dim)``, from a ``DynamicCache``
+    (``.layers`` in transformers >= 4.56, ``key_cache``/``value_cache`` before) or a legacy tuple."""
+    if hasattr(cache, "layers"):
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    if hasattr(cache, "key_cache"):
+        return list(zip(cache.key_cache, cache.value_cache))
+    return [(k, v) for k, v in cache]

@@ -37,12 +37,14 @@ import torch
 from torch import nn
 
 from ..errors import InvalidArgumentError
+from ..kv_cache import cache_of, layer_key_values
 from ..limits import MAX_HIDDEN_SIZE, MAX_NUM_VIRTUAL_TOKENS, MAX_SEED
 from ..models import FrozenModel
 from .base import LMSoftPromptMethod, MethodConfig
 from .injection import Injection
 
 SITES = ("self", "encoder", "decoder", "cross")  # decoder-only self-attn; enc-dec encoder/decoder/cross
+INITS = ("random", "text")
 
 
 @dataclass
@@ -56,12 +58,20 @@ class PrefixTuningConfig(MethodConfig):
         projection_hidden_size: the MLP's hidden width; None = the model's key/value width
             (PEFT's ``encoder_hidden_size`` default). The paper used 512–800.
         seed: seeds the initialisation (PEFT's: ``nn.Embedding``/``nn.Linear`` defaults).
+        init: ``"random"``: PEFT's N(0, 1) prefix; ``"text"``: Li & Liang's initialisation with the
+            activations of real words (Sec. 7.2: it matters most with little data): the keys and values the
+            frozen model computes for ``init_text``'s tokens (repeated or cut to ``num_virtual_tokens``), so
+            the untrained prefix acts exactly like that text written before the input. Decoder-only models,
+            without ``prefix_projection`` (an MLP's output cannot be set to given activations).
+        init_text: the text for ``init="text"``, e.g. ``"Classify the package by its section:"``.
     """
 
     num_virtual_tokens: int = 20
     prefix_projection: bool = False
     projection_hidden_size: int | None = None
     seed: int = 0
+    init: str = "random"
+    init_text: str | None = None
 
     def validate(self) -> None:
         if not isinstance(self.num_virtual_tokens, int) or not 1 <= self.num_virtual_tokens <= MAX_NUM_VIRTUAL_TOKENS:
@@ -73,6 +83,12 @@ class PrefixTuningConfig(MethodConfig):
                                        f"got {self.projection_hidden_size!r}")
         if not 0 <= self.seed <= MAX_SEED:
             raise InvalidArgumentError(f"seed: must be in 0..{MAX_SEED}, got {self.seed!r}")
+        if self.init not in INITS:
+            raise InvalidArgumentError(f"init: {self.init!r} is not one of {', '.join(INITS)}")
+        if (self.init == "text") != bool(self.init_text):
+            raise InvalidArgumentError(f"init_text: {self.init_text!r} must be set exactly when init is 'text'")
+        if self.init == "text" and self.prefix_projection:
+            raise InvalidArgumentError("init: 'text' sets the prefix itself; it needs prefix_projection false")
 
 
 @dataclass(frozen=True)
@@ -154,9 +170,29 @@ class PrefixTuning(LMSoftPromptMethod):
                 self.embedding = nn.Embedding(P, self.kv_width)
                 self.transform = nn.Sequential(nn.Linear(self.kv_width, hidden), nn.Tanh(),
                                                nn.Linear(hidden, out_width))
+            elif config.init == "text":
+                self.prefix = nn.Parameter(self._text_prefix())  # (P, T * 2 * kv_width)
             else:
                 self.prefix = nn.Parameter(torch.randn(P, out_width))  # (P, T * 2 * kv_width), nn.Embedding's N(0, 1)
         self.to(frozen.device)
+
+    def _text_prefix(self) -> torch.Tensor:
+        """The frozen model's keys/values for ``init_text`` in the flat layout ``(P, T * 2 * kv_width)``.
+        Decoder-only prefixes sit at positions 0..P-1 (real tokens start at P), where the text is computed:
+        the untrained prefix equals the text as a hard prompt."""
+        if not self.frozen.is_decoder_only:
+            raise InvalidArgumentError(f"init: 'text' is for decoder-only models; {self.frozen.spec.display_name} "
+                                       "is an encoder-decoder (use init 'random')")
+        P = self.config.num_virtual_tokens
+        ids = self.frozen.tokenizer(self.config.init_text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise InvalidArgumentError(f"init_text: {self.config.init_text!r} has no tokens")
+        ids = torch.tensor([(ids * P)[:P]], device=self.frozen.device)  # (1, P)
+        with torch.no_grad():
+            cache = cache_of(self.frozen.model(input_ids=ids, use_cache=True))
+        layers = layer_key_values(cache)  # per layer: (1, kv_heads, P, head_dim) twice
+        kv = torch.stack([torch.stack([k[0], v[0]]) for k, v in layers])  # (T, 2, h, P, d)
+        return kv.permute(3, 0, 1, 2, 4).reshape(P, -1).float().clone()  # (P, T * 2 * kv_width)
 
     def flat_prefix(self) -> torch.Tensor:
         """The prefix the model sees, (P, targets * 2 * kv_width): projected when reparameterised."""

@@ -116,3 +116,29 @@ def test_learns_and_base_is_untouched(family):
     assert all(p.grad is not None for p in method.parameters())
     for n, p in frozen.model.named_parameters():
         assert torch.equal(p, before[n]), n
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_text_init_acts_exactly_like_the_text_written_before_the_input(family):
+    """Li & Liang's real-word initialisation: the untrained prefix is the frozen model's own keys/values
+    for the text, so the output equals running the model on ``text + input`` (positions included)."""
+    frozen = load_frozen_model(ModelSpec(tiny=family))
+    text_ids = frozen.tokenizer("sort:", add_special_tokens=False)["input_ids"]
+    method = PrefixTuning(PrefixTuningConfig(num_virtual_tokens=len(text_ids), init="text", init_text="sort:"), frozen)
+    ids = torch.tensor([frozen.tokenizer("cab", add_special_tokens=False)["input_ids"]])  # (1, L)
+    with torch.no_grad():
+        tuned = method.forward_lm(ids, torch.ones_like(ids)).logits  # (1, L, V)
+        hard = frozen.model(input_ids=torch.cat([torch.tensor([text_ids]), ids], dim=1)).logits  # (1, P + L, V)
+    torch.testing.assert_close(tuned, hard[:, len(text_ids):], atol=1e-4, rtol=1e-4)
+    random = PrefixTuning(PrefixTuningConfig(num_virtual_tokens=len(text_ids)), frozen)
+    with torch.no_grad():
+        assert not torch.allclose(random.forward_lm(ids, torch.ones_like(ids)).logits, tuned, atol=1e-2)
+
+
+def test_text_init_is_refused_where_it_cannot_hold():
+    with pytest.raises(InvalidArgumentError, match="prefix_projection"):
+        PrefixTuningConfig.from_dict({"init": "text", "init_text": "x", "prefix_projection": True})
+    with pytest.raises(InvalidArgumentError, match="init_text"):
+        PrefixTuningConfig.from_dict({"init": "text"})
+    with pytest.raises(InvalidArgumentError, match="decoder-only"):
+        PrefixTuning(PrefixTuningConfig(init="text", init_text="x"), load_frozen_model(ModelSpec(tiny="t5")))

@@ -9,7 +9,7 @@ describe('prefixTuning', () => {
   it('fills the PrefixTuningConfig defaults', () => {
     const spec = prefixTuning(base);
     expect(spec.method).toBe('prefix_tuning');
-    expect(spec.config).toEqual({ numVirtualTokens: 20, prefixProjection: false, seed: 0 });
+    expect(spec.config).toEqual({ numVirtualTokens: 20, prefixProjection: false, seed: 0, init: 'random' });
     expect(spec.task).toEqual({ type: 'generation' });
   });
 
@@ -25,7 +25,7 @@ describe('prefixTuning', () => {
     });
     const body = trainBody(spec, { train: { path: spec.data.train && '/data/train.jsonl' } });
     expect(body['model']).toEqual({ tiny: 'bart', seed: 3 });
-    expect(body['method_config']).toEqual({ num_virtual_tokens: 10, prefix_projection: true, projection_hidden_size: 512, seed: 0 });
+    expect(body['method_config']).toEqual({ num_virtual_tokens: 10, prefix_projection: true, projection_hidden_size: 512, seed: 0, init: 'random' });
     expect(body['task']).toBe('generation');
     expect(body).not.toHaveProperty('task_options');
     expect(body['training']).toMatchObject({ epochs: 3, lr: 5e-5, checkpoint_every: 100, eval_every: 50 });
@@ -42,6 +42,13 @@ describe('prefixTuning', () => {
     expect(() => prefixTuning({ ...base, prefixProjection: 'yes' as never })).toThrow(/^job\.prefixProjection: expected boolean/);
     expect(() => prefixTuning({ ...base, data: { train: {} as never } })).toThrow('job.data.train: expected { path } (a JSONL file) or { rows }');
     expect(() => prefixTuning({ ...base, training: { maxGradNorm: -1 } })).toThrow('job.training.maxGradNorm: must be >= 0');
-    expect(() => prefixTuning({ ...base, initText: 'x' } as never)).toThrow('job.initText: unknown field');
+    expect(() => prefixTuning({ ...base, init: 'vocab' } as never)).toThrow(/^job\.init: /);
+    expect(() => prefixTuning({ ...base, init: 'text' })).toThrow("job.initText: required when init is 'text'");
+    expect(() => prefixTuning({ ...base, init: 'text', initText: 'x', prefixProjection: true })).toThrow(/^job\.init: 'text' sets the prefix itself/);
+  });
+
+  it('sends the real-word initialisation as init/init_text', () => {
+    const spec = prefixTuning({ ...base, init: 'text', initText: 'Summarise:' });
+    expect(trainBody(spec, {})['method_config']).toMatchObject({ init: 'text', init_text: 'Summarise:' });
   });
 });

@@ -20,7 +20,7 @@ import { z } from 'zod';
 import type { ClassificationRow, GenerationRow, LmTask, ResolvedLmTask } from './lm-tasks.js';
 import { lmTaskSchema, lmTaskToWire } from './lm-tasks.js';
 import { MAX_HIDDEN_SIZE, MAX_NUM_VIRTUAL_TOKENS } from './limits.js';
-import { limit, nonNegativeInt, positiveInt } from './schema.js';
+import { limit, nonEmpty, nonNegativeInt, positiveInt } from './schema.js';
 import { type JobInput, type JobSpec, defineMethod } from './spec.js';
 
 /** The options of prefix tuning. */
@@ -36,10 +36,19 @@ export interface PrefixTuningOptions {
   readonly projectionHiddenSize?: number;
   /** Seeds the initialisation (PEFT's `nn.Embedding`/`nn.Linear` defaults). Default 0. */
   readonly seed?: number;
+  /**
+   * `'random'` (default, PEFT's N(0, 1)) or `'text'`: the paper's initialisation with real words' activations
+   * (Sec. 7.2; it matters most with little data): the keys/values the frozen model computes for `initText`,
+   * so the untrained prefix acts exactly like that text before the input. Decoder-only models, without
+   * `prefixProjection`.
+   */
+  readonly init?: 'random' | 'text';
+  /** The text for `init: 'text'`, e.g. `'Classify the package by its section:'`. Required then. */
+  readonly initText?: string;
 }
 
-export type ResolvedPrefixTuningOptions = Required<Omit<PrefixTuningOptions, 'projectionHiddenSize'>> &
-  Pick<PrefixTuningOptions, 'projectionHiddenSize'>;
+export type ResolvedPrefixTuningOptions = Required<Omit<PrefixTuningOptions, 'projectionHiddenSize' | 'initText'>> &
+  Pick<PrefixTuningOptions, 'projectionHiddenSize' | 'initText'>;
 
 /** `prefixTuning(...)` input: the method's options beside model, task, data, training, runDir. */
 export interface PrefixTuningJob extends PrefixTuningOptions, JobInput<LmTask, GenerationRow | ClassificationRow> {
@@ -49,12 +58,21 @@ export interface PrefixTuningJob extends PrefixTuningOptions, JobInput<LmTask, G
 
 export type PrefixTuningSpec = JobSpec<'prefix_tuning', ResolvedPrefixTuningOptions, ResolvedLmTask>;
 
-const configSchema = z.strictObject({
-  numVirtualTokens: positiveInt().max(MAX_NUM_VIRTUAL_TOKENS, limit(MAX_NUM_VIRTUAL_TOKENS)).default(20),
-  prefixProjection: z.boolean().default(false),
-  projectionHiddenSize: positiveInt().max(MAX_HIDDEN_SIZE, limit(MAX_HIDDEN_SIZE)).optional(),
-  seed: nonNegativeInt().default(0),
-});
+const configSchema = z
+  .strictObject({
+    numVirtualTokens: positiveInt().max(MAX_NUM_VIRTUAL_TOKENS, limit(MAX_NUM_VIRTUAL_TOKENS)).default(20),
+    prefixProjection: z.boolean().default(false),
+    projectionHiddenSize: positiveInt().max(MAX_HIDDEN_SIZE, limit(MAX_HIDDEN_SIZE)).optional(),
+    seed: nonNegativeInt().default(0),
+    init: z.enum(['random', 'text']).default('random'),
+    initText: nonEmpty().optional(),
+  })
+  .superRefine((c, ctx) => {
+    if (c.init === 'text' && c.initText === undefined) ctx.addIssue({ code: 'custom', path: ['initText'], message: "required when init is 'text'" });
+    if (c.init === 'text' && c.prefixProjection) {
+      ctx.addIssue({ code: 'custom', path: ['init'], message: "'text' sets the prefix itself; it needs prefixProjection false" });
+    }
+  });
 
 /**
  * A prefix-tuning job: validated (a {@link ValidationError} names each bad field, e.g.
