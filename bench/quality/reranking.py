@@ -1,6 +1,6 @@
-"""Reranking quality on real data, offline: passage-specific prompt tuning vs UPR vs the BM25 order.
+"""Reranking quality on real data, offline: passage-specific prompt tuning vs UPR, LoRA and the BM25 order.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/quality/reranking.py          # full run (~15 min, 1 thread)
+    OMP_NUM_THREADS=1 .venv/bin/python bench/quality/reranking.py          # full run (~17 min, 1 thread)
     OMP_NUM_THREADS=1 .venv/bin/python bench/quality/reranking.py --dev    # the learning-rate choice
     OMP_NUM_THREADS=1 .venv/bin/python bench/quality/reranking.py --smoke  # tiny random model, seconds
 
@@ -9,10 +9,12 @@ description gives each of the first ``queries`` synopses of ``retrieval.eval.jso
 queries whose positive is in it are reranked by (1) the BM25 order, (2) UPR zero-shot on SmolLM2-135M
 (``scoring.HardPrompt``), (3) the worker's ``passage_tuning`` method trained with its ``reranking``
 task on ``rerank.train.jsonl`` (query NLL + margin against the rows' BM25-hard negatives; the soft
-prompt starts as UPR's instruction). Hits@1, Hits@5, MRR from ``evaluation/reranking.py``; misses
-count 0 for all three. Writes ``bench/results/quality-reranking.{json,md}``.
+prompt starts as UPR's instruction), (4) a LoRA baseline: UPR on a PEFT-LoRA copy of the LM trained
+with the same task, loss, rows and steps (``reranking_lora.py``). Hits@1, Hits@5, MRR from
+``evaluation/reranking.py``; misses count 0 for all of them. Writes
+``bench/results/quality-reranking.{json,md}``.
 
-``--dev`` picks the learning rate on a dev slice carved from the train split (the last ``dev_rows``
+``--dev`` picks the tuned reranker's learning rate on a dev slice carved from the train split (the last ``dev_rows``
 rows of ``rerank.train.jsonl``, never trained on in any mode), scored on each row's positive + its 3
 hard negatives; it writes ``bench/results/quality-reranking-dev.json``, which the full run copies into
 its record. Nothing is chosen on the eval split. ``--smoke`` runs everything on a tiny random Llama
@@ -43,6 +45,7 @@ import torch  # noqa: E402
 from reranking_first_stage import first_stage  # noqa: E402
 from reranking_report import markdown  # noqa: E402
 import reranking_rerankers as rr  # noqa: E402
+from reranking_lora import LoraSettings, train_lora  # noqa: E402
 
 NAME = "quality-reranking"
 DEV_LRS = (3e-3, 1e-2, 3e-2)  # the --dev grid: soft prompts like ~1e-2..3e-1, adapters ~1e-3..1e-2
@@ -64,6 +67,7 @@ class Settings:
     dev_rows: int = 40  # the last rows of rerank.train.jsonl: the dev slice, never trained on
     score_batch_size: int = 16  # pairs per forward when scoring
     seed: int = 0
+    lora: LoraSettings = field(default_factory=LoraSettings)  # the LoRA baseline (reranking_lora.py)
 
     def method_config(self) -> dict[str, Any]:
         return {"max_passage_tokens": self.max_passage_tokens, "max_query_tokens": self.max_query_tokens}
@@ -99,7 +103,8 @@ def run(s: Settings, train_limit: int | None = None) -> dict[str, Any]:
             "metrics": rr.metrics(stage, rr.bm25_scores(stage))}
     method, summary, losses, train_seconds = rr.train_passage_tuning(
         frozen, s.method_config(), s.task_options(), s.training(), train_rows)
-    upr_scores, upr_time = rr.llm_scores(frozen, rr.upr(frozen, method.layout), stage, s.score_batch_size)
+    upr_layout = method.layout  # UPR and LoRA score with the tuned reranker's starting layout
+    upr_scores, upr_time = rr.llm_scores(frozen, rr.upr(frozen, upr_layout), stage, s.score_batch_size)
     upr = {"key": "upr", "method": "UPR, zero-shot (hard prompt)", "trainable_params": 0,
            "metrics": rr.metrics(stage, upr_scores), **upr_time}
     with torch.no_grad():
@@ -109,10 +114,22 @@ def run(s: Settings, train_limit: int | None = None) -> dict[str, Any]:
     pspt = {"key": "pspt", "method": "passage-specific prompt tuning (ours)", "trainable_params": params,
             "trainable_fraction": params / total_params, "train_seconds": train_seconds,
             "metrics": rr.metrics(stage, pspt_scores), **pspt_time}
+    del method
+    lora_model, lora_summary, lora_losses, lora_seconds = train_lora(
+        frozen, upr_layout, s.lora, s.task_options(), s.training(), train_rows)
+    with torch.no_grad():
+        lora_scores, lora_time = rr.llm_scores(lora_model.frozen, lora_model, stage, s.score_batch_size)
+    params = rr.trainable_params(lora_model)
+    lora = {"key": "lora", "method": f"LoRA (PEFT r {s.lora.r}, q/k/v/o) + UPR prompt", "trainable_params": params,
+            "trainable_fraction": params / total_params, "train_seconds": lora_seconds,
+            "metrics": rr.metrics(stage, lora_scores), **lora_time,
+            "training": {"first_loss": lora_losses[0]["loss"], "final_loss": lora_summary["final_loss"],
+                         "losses": lora_losses, "lr": s.lora.lr}}
     return {
-        "settings": asdict(s), "first_stage": stage.summary(), "rerankers": [bm25, upr, pspt],
+        "settings": asdict(s), "first_stage": stage.summary(), "rerankers": [bm25, upr, pspt, lora],
         "paired": {"pspt_vs_upr": _paired(pspt, upr), "pspt_vs_bm25": _paired(pspt, bm25),
-                   "upr_vs_bm25": _paired(upr, bm25)},
+                   "upr_vs_bm25": _paired(upr, bm25), "pspt_vs_lora": _paired(pspt, lora),
+                   "lora_vs_upr": _paired(lora, upr)},
         "training": {"rows_available": len(train_rows), "queries_seen": s.steps * s.batch_size,
                      "steps": summary["steps"], "tokens": summary["tokens"], "first_loss": losses[0]["loss"],
                      "final_loss": summary["final_loss"], "losses": losses, "seed": s.seed,

@@ -32,7 +32,7 @@ def test_smoke_writes_a_complete_finite_record(tmp_path: Path) -> None:
     assert stage["queries"] == reranking.SMOKE.queries and stage["top_k"] == reranking.SMOKE.top_k
     assert stage["positive_in_top_k"] + stage["misses"] == stage["queries"]
 
-    assert [r["key"] for r in saved["rerankers"]] == ["bm25", "upr", "pspt"]
+    assert [r["key"] for r in saved["rerankers"]] == ["bm25", "upr", "pspt", "lora"]
     share = stage["positive_in_top_k"] / stage["queries"]
     for r in saved["rerankers"]:
         for scope in ("all", "scored"):
@@ -44,7 +44,9 @@ def test_smoke_writes_a_complete_finite_record(tmp_path: Path) -> None:
         assert len(ranks) == stage["queries"] and sum(x is not None for x in ranks) == stage["positive_in_top_k"]
     by = {r["key"]: r for r in saved["rerankers"]}
     assert by["bm25"]["trainable_params"] == 0 and by["upr"]["trainable_params"] == 0
-    assert by["pspt"]["trainable_params"] > 0 and 0 < by["pspt"]["trainable_fraction"] < 1
+    for key in ("pspt", "lora"):
+        assert by[key]["trainable_params"] > 0 and 0 < by[key]["trainable_fraction"] < 1
+    assert by["lora"]["pairs"] == by["upr"]["pairs"]
     first = reranking.first_stage(stage["queries"], stage["top_k"])
     assert by["upr"]["pairs"] == by["pspt"]["pairs"] == sum(len(q.candidates) for q in first.hit_queries())
     # The BM25 order's positive ranks are the first stage's own.
