@@ -1,7 +1,7 @@
 """Quality of prompt tuning and prefix tuning on real data, offline (issue 7): SmolLM2-135M-Instruct on
 Debian package descriptions, against hand-written prompts (zero- and few-shot) and LoRA.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/quality/prompting.py              # full run, ~10 min at 1 thread
+    OMP_NUM_THREADS=1 .venv/bin/python bench/quality/prompting.py              # full run, ~15 min at 1 thread
     OMP_NUM_THREADS=1 .venv/bin/python bench/quality/prompting.py --smoke      # tiny random llama, temp dir, < 20 s
     OMP_NUM_THREADS=1 .venv/bin/python bench/quality/prompting.py --dev prompt # or prefix: settings on a TRAIN dev slice
     .venv/bin/python bench/quality/prompting.py --report                       # rewrite the .md from the .json files
