@@ -134,6 +134,10 @@ def method_configs(s: Settings, instruction: str, prompt_lr: float | None = None
                                             "init_text": instruction, "seed": s.seed}, prompt_lr or s.prompt_lr),
         "prefix tuning": ("prefix_tuning", {"num_virtual_tokens": s.prefix_tokens,
                                             "prefix_projection": s.prefix_projection, "seed": s.seed}, s.prefix_lr),
+        # Li & Liang's real-word initialisation (Sec. 7.2), set a priori from the paper: the same instruction
+        # as prompt tuning's, as the frozen model's keys/values (needs the MLP off, which the dev slice chose).
+        "prefix tuning, text init": ("prefix_tuning", {"num_virtual_tokens": s.prefix_tokens, "init": "text",
+                                                       "init_text": instruction, "seed": s.seed}, s.prefix_lr),
     }
 
 

@@ -4,6 +4,7 @@ task and a few sentences computed from the numbers (what wins, by how much, how 
 from __future__ import annotations
 
 ZERO, PT, PREFIX, LORA = "zero-shot (hand-written)", "prompt tuning", "prefix tuning", "LoRA (PEFT)"
+PREFIX_TEXT = "prefix tuning, text init"
 
 
 def markdown(result: dict, dev: dict | None = None) -> str:
@@ -60,7 +61,8 @@ def markdown(result: dict, dev: dict | None = None) -> str:
               f"{s['prompt_tokens']} virtual tokens, text init, lr {s['prompt_lr']:g} (init text and lr chosen on the "
               f"TRAIN dev slice for classification, reused for generation); prefix tuning {s['prefix_tokens']} tokens, "
               f"MLP reparameterisation {'on' if s['prefix_projection'] else 'off'} (chosen on the dev slice), lr "
-              f"{s['prefix_lr']:g}; LoRA r {s['lora']['r']}, alpha {s['lora']['alpha']}, q/k/v/o, lr {s['lora_lr']:g} "
+              f"{s['prefix_lr']:g}, random init (PEFT's N(0, 1)) or, a priori from the paper's Sec. 7.2, text init "
+              "(the frozen model's keys/values of prompt tuning's init text); LoRA r {s['lora']['r']}, alpha {s['lora']['alpha']}, q/k/v/o, lr {s['lora_lr']:g} "
               "(lrs of prefix and LoRA fixed a priori). AdamW, linear decay, clip 1.0 for all.", ""]
     return "\n".join(lines)
 
@@ -71,12 +73,12 @@ def _sentences(cls: dict, gen: dict) -> list[str]:
     best_hand_cls = max((ZERO, few_cls), key=lambda k: cls[k]["accuracy"])
     best_hand_gen = min((ZERO, few_gen), key=lambda k: gen[k]["nll_synopsis"])
     out = []
-    for name in (PT, PREFIX):
+    for name in (n for n in (PT, PREFIX, PREFIX_TEXT) if n in cls):
         acc, hand, lora = cls[name]["accuracy"], cls[best_hand_cls]["accuracy"], cls[LORA]["accuracy"]
         out.append(f"Classification, {name}: accuracy {acc:.3f}, {_cmp(acc - hand)} the best hand-written prompt "
                    f"({best_hand_cls}, {hand:.3f}) and {_cmp(acc - lora)} LoRA ({lora:.3f}), with "
                    f"{_ratio(cls[name], cls[LORA])} LoRA's trainable parameters.")
-    for name in (PT, PREFIX):
+    for name in (n for n in (PT, PREFIX, PREFIX_TEXT) if n in gen):
         nll, hand, lora = gen[name]["nll_synopsis"], gen[best_hand_gen]["nll_synopsis"], gen[LORA]["nll_synopsis"]
         out.append(f"Generation, {name}: synopsis NLL {nll:.3f} vs {hand:.3f} for the best hand-written prompt "
                    f"({best_hand_gen}) and {lora:.3f} for LoRA ({_gap(nll, hand, lora)}); ROUGE-L "

@@ -16,7 +16,7 @@ sys.path[:0] = [str(BENCH)]
 import prompting  # noqa: E402
 import prompting_eval as ev  # noqa: E402
 
-TRAINED = ("prompt tuning", "prefix tuning", "LoRA (PEFT)")
+TRAINED = ("prompt tuning", "prefix tuning", "prefix tuning, text init", "LoRA (PEFT)")
 
 
 def _finite(x) -> bool:
@@ -31,7 +31,7 @@ def test_smoke_run_writes_a_complete_record(tmp_path: Path):
     cls, gen = record["tasks"]["classification"]["variants"], record["tasks"]["generation"]["variants"]
     for variants, metrics in ((cls, ("accuracy", "gold_nll")),
                               (gen, ("loss", "nll_synopsis", "perplexity_synopsis", "rouge_l", "token_accuracy"))):
-        assert len(variants) == 5 and {"zero-shot (hand-written)", *TRAINED} <= set(variants)
+        assert len(variants) == 6 and {"zero-shot (hand-written)", *TRAINED} <= set(variants)
         for name, v in variants.items():
             assert all(_finite(v[m]) for m in (*metrics, "eval_s")), (name, v)
             if name in TRAINED:
