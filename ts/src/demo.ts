@@ -42,7 +42,7 @@ interface DemoSettings {
   readonly lr: number;
 }
 
-const FULL: DemoSettings = { steps: 30, batchSize: 8, evalPerLabel: 10, inputChars: 120, virtualTokens: 8, lr: 0.1 };
+const FULL: DemoSettings = { steps: 60, batchSize: 8, evalPerLabel: 10, inputChars: 120, virtualTokens: 16, lr: 0.1 };
 const QUICK: DemoSettings = { steps: 2, batchSize: 2, evalPerLabel: 1, inputChars: 60, virtualTokens: 4, lr: 0.1 };
 
 function settings(): DemoSettings {
