@@ -62,7 +62,8 @@ def markdown(result: dict, dev: dict | None = None) -> str:
               f"TRAIN dev slice for classification, reused for generation); prefix tuning {s['prefix_tokens']} tokens, "
               f"MLP reparameterisation {'on' if s['prefix_projection'] else 'off'} (chosen on the dev slice), lr "
               f"{s['prefix_lr']:g}, random init (PEFT's N(0, 1)) or, a priori from the paper's Sec. 7.2, text init "
-              "(the frozen model's keys/values of prompt tuning's init text); LoRA r {s['lora']['r']}, alpha {s['lora']['alpha']}, q/k/v/o, lr {s['lora_lr']:g} "
+              "(the frozen model's keys/values of prompt tuning's init text); "
+              f"LoRA r {s['lora']['r']}, alpha {s['lora']['alpha']}, q/k/v/o, lr {s['lora_lr']:g} "
               "(lrs of prefix and LoRA fixed a priori). AdamW, linear decay, clip 1.0 for all.", ""]
     return "\n".join(lines)
 
