@@ -21,6 +21,7 @@ from torch import nn
 
 from ..errors import InvalidArgumentError
 from ..fields import check_fields
+from ..limits import MAX_NUM_VIRTUAL_TOKENS
 from ..models import FrozenModel
 
 
@@ -50,6 +51,24 @@ class MethodConfig:
 
     def validate(self) -> None:
         """Raise InvalidArgumentError for a bad value; override per method."""
+
+    def check_num_virtual_tokens(self) -> None:
+        """``num_virtual_tokens`` is an int in 1..MAX_NUM_VIRTUAL_TOKENS (every method that has one)."""
+        n = getattr(self, "num_virtual_tokens")
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_NUM_VIRTUAL_TOKENS:
+            raise InvalidArgumentError(f"num_virtual_tokens: must be an integer in 1..{MAX_NUM_VIRTUAL_TOKENS}, "
+                                       f"got {n!r}")
+
+    def check_init(self, allowed: tuple[str, ...]) -> None:
+        """``init`` is one of ``allowed``; ``init_text`` is given (non-empty) when ``init`` is ``"text"`` and
+        refused otherwise (a text that would be silently ignored is a mistake). The TS builders' rule too."""
+        init, text = getattr(self, "init"), getattr(self, "init_text")
+        if init not in allowed:
+            raise InvalidArgumentError(f"init: {init!r} is not one of {', '.join(allowed)}")
+        if init == "text" and not text:
+            raise InvalidArgumentError("init_text: required (non-empty) when init is 'text'")
+        if init != "text" and text is not None:
+            raise InvalidArgumentError(f"init_text: only used when init is 'text' (init is {init!r})")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]

@@ -38,7 +38,7 @@ from torch import nn
 
 from ..errors import InvalidArgumentError
 from ..kv_cache import cache_of, layer_key_values
-from ..limits import MAX_HIDDEN_SIZE, MAX_NUM_VIRTUAL_TOKENS, MAX_SEED
+from ..limits import MAX_HIDDEN_SIZE, MAX_SEED
 from ..models import FrozenModel
 from .base import LMSoftPromptMethod, MethodConfig
 from .injection import Injection
@@ -74,19 +74,14 @@ class PrefixTuningConfig(MethodConfig):
     init_text: str | None = None
 
     def validate(self) -> None:
-        if not isinstance(self.num_virtual_tokens, int) or not 1 <= self.num_virtual_tokens <= MAX_NUM_VIRTUAL_TOKENS:
-            raise InvalidArgumentError(f"num_virtual_tokens: must be an integer in 1..{MAX_NUM_VIRTUAL_TOKENS}, "
-                                       f"got {self.num_virtual_tokens!r}")
+        self.check_num_virtual_tokens()
         width = self.projection_hidden_size
         if width is not None and (not isinstance(width, int) or not 1 <= width <= MAX_HIDDEN_SIZE):
             raise InvalidArgumentError(f"projection_hidden_size: must be null or an integer in 1..{MAX_HIDDEN_SIZE}, "
                                        f"got {self.projection_hidden_size!r}")
         if not 0 <= self.seed <= MAX_SEED:
             raise InvalidArgumentError(f"seed: must be in 0..{MAX_SEED}, got {self.seed!r}")
-        if self.init not in INITS:
-            raise InvalidArgumentError(f"init: {self.init!r} is not one of {', '.join(INITS)}")
-        if (self.init == "text") != bool(self.init_text):
-            raise InvalidArgumentError(f"init_text: {self.init_text!r} must be set exactly when init is 'text'")
+        self.check_init(INITS)
         if self.init == "text" and self.prefix_projection:
             raise InvalidArgumentError("init: 'text' sets the prefix itself; it needs prefix_projection false")
 

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidArgumentError
-from ..limits import MAX_NUM_VIRTUAL_TOKENS, MAX_SEED
+from ..limits import MAX_SEED
 from ..models import FrozenModel
 from .base import LMSoftPromptMethod, MethodConfig
 from .injection import Injection
@@ -63,15 +63,10 @@ class PromptTuningConfig(MethodConfig):
     seed: int = 0
 
     def validate(self) -> None:
-        if not isinstance(self.num_virtual_tokens, int) or not 1 <= self.num_virtual_tokens <= MAX_NUM_VIRTUAL_TOKENS:
-            raise InvalidArgumentError(f"num_virtual_tokens: must be an integer in 1..{MAX_NUM_VIRTUAL_TOKENS}, "
-                                       f"got {self.num_virtual_tokens!r}")
+        self.check_num_virtual_tokens()
         if not 0 <= self.seed <= MAX_SEED:
             raise InvalidArgumentError(f"seed: must be in 0..{MAX_SEED}, got {self.seed!r}")
-        if self.init not in INITS:
-            raise InvalidArgumentError(f"init: {self.init!r} is not one of {', '.join(INITS)}")
-        if self.init == "text" and not self.init_text:
-            raise InvalidArgumentError("init_text: required (non-empty) when init is 'text'")
+        self.check_init(INITS)
         if self.init == "checkpoint" and not self.init_checkpoint:
             raise InvalidArgumentError("init_checkpoint: required when init is 'checkpoint'")
 

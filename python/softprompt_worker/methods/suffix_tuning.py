@@ -28,7 +28,7 @@ from torch import nn
 
 from ..errors import InvalidArgumentError
 from ..kv_cache import cache_kwargs, cache_of
-from ..limits import MAX_NUM_VIRTUAL_TOKENS, MAX_SEQUENCE_LENGTH
+from ..limits import MAX_SEQUENCE_LENGTH
 from ..models import FrozenModel
 from .base import MethodConfig, SoftPromptMethod
 
@@ -68,15 +68,11 @@ class SuffixTuningConfig(MethodConfig):
     max_length: int | None = None
 
     def validate(self) -> None:
-        if not isinstance(self.num_virtual_tokens, int) or not 1 <= self.num_virtual_tokens <= MAX_NUM_VIRTUAL_TOKENS:
-            raise InvalidArgumentError(
-                f"num_virtual_tokens: {self.num_virtual_tokens!r} is not an int in 1..{MAX_NUM_VIRTUAL_TOKENS}")
-        for field, value, allowed in (("attention", self.attention, ATTENTIONS), ("pooling", self.pooling, POOLINGS),
-                                      ("init", self.init, INITS)):
+        self.check_num_virtual_tokens()
+        for field, value, allowed in (("attention", self.attention, ATTENTIONS), ("pooling", self.pooling, POOLINGS)):
             if value not in allowed:
                 raise InvalidArgumentError(f"{field}: {value!r} is not one of {', '.join(allowed)}")
-        if (self.init == "text") != bool(self.init_text):
-            raise InvalidArgumentError(f"init_text: {self.init_text!r} must be set exactly when init is 'text'")
+        self.check_init(INITS)
         if self.max_length is not None and (
                 not isinstance(self.max_length, int) or not 1 <= self.max_length <= MAX_SEQUENCE_LENGTH):
             raise InvalidArgumentError(f"max_length: {self.max_length!r} is not an int in 1..{MAX_SEQUENCE_LENGTH}")

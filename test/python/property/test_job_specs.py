@@ -47,11 +47,12 @@ FIELDS: dict[Any, dict[str, tuple]] = {
     PromptTuningConfig: {
         "num_virtual_tokens": ("int", 1, L.MAX_NUM_VIRTUAL_TOKENS),
         "init": ("enum", ("vocab", "random")),  # text/checkpoint need a second field: see CROSS
-        "init_text": ("str?",), "init_checkpoint": ("str?",), "seed": ("int", 0, L.MAX_SEED),
+        "init_checkpoint": ("str?",), "seed": ("int", 0, L.MAX_SEED),
     },
     PrefixTuningConfig: {
         "num_virtual_tokens": ("int", 1, L.MAX_NUM_VIRTUAL_TOKENS), "prefix_projection": ("bool",),
         "projection_hidden_size": ("int?", 1, L.MAX_HIDDEN_SIZE), "seed": ("int", 0, L.MAX_SEED),
+        "init": ("enum", ("random",)),  # text needs init_text and no projection: see CROSS
     },
     SuffixTuningConfig: {
         "num_virtual_tokens": ("int", 1, L.MAX_NUM_VIRTUAL_TOKENS), "attention": ("enum", ("model", "bidirectional")),
@@ -174,6 +175,10 @@ CROSS = [
     (PromptTuningConfig, {"init": "text"}, "init_text"),
     (PromptTuningConfig, {"init": "text", "init_text": ""}, "init_text"),
     (PromptTuningConfig, {"init": "checkpoint"}, "init_checkpoint"),
+    (PromptTuningConfig, {"init_text": "x"}, "init_text"),
+    (PrefixTuningConfig, {"init": "text"}, "init_text"),
+    (PrefixTuningConfig, {"init_text": "x"}, "init_text"),
+    (PrefixTuningConfig, {"init": "text", "init_text": "x", "prefix_projection": True}, "prefix_projection"),
     (SuffixTuningConfig, {"init": "text"}, "init_text"),
     (SuffixTuningConfig, {"init_text": "x"}, "init_text"),
     (PassageTuningConfig, {"prompt_init": "vocab"}, "num_virtual_tokens"),

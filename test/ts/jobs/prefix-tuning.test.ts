@@ -44,6 +44,7 @@ describe('prefixTuning', () => {
     expect(() => prefixTuning({ ...base, training: { maxGradNorm: -1 } })).toThrow('job.training.maxGradNorm: must be >= 0');
     expect(() => prefixTuning({ ...base, init: 'vocab' } as never)).toThrow(/^job\.init: /);
     expect(() => prefixTuning({ ...base, init: 'text' })).toThrow("job.initText: required when init is 'text'");
+    expect(() => prefixTuning({ ...base, initText: 'x' })).toThrow("job.initText: only used when init is 'text'");
     expect(() => prefixTuning({ ...base, init: 'text', initText: 'x', prefixProjection: true })).toThrow(/^job\.init: 'text' sets the prefix itself/);
   });
 

@@ -87,6 +87,7 @@ describe('promptTuning', () => {
     expect(issues(() => promptTuning({ ...base, training: { lr: 0 } }))).toEqual(['job.training.lr: must be > 0']);
     expect(issues(() => promptTuning({ ...base, numVirtualTokens: 1.5 }))).toEqual(['job.numVirtualTokens: must be an integer']);
     expect(issues(() => promptTuning({ ...base, init: 'text' }))).toEqual(["job.initText: required when init is 'text'"]);
+    expect(issues(() => promptTuning({ ...base, initText: 'ignored?' }))).toEqual(["job.initText: only used when init is 'text'"]);
     expect(issues(() => promptTuning({ ...base, init: 'checkpoint' }))).toEqual(["job.initCheckpoint: required when init is 'checkpoint'"]);
     expect(issues(() => promptTuning({ ...base, training: { steps: 3, epochs: 2 } }))).toEqual(['job.training.epochs: give steps or epochs, not both']);
     expect(issues(() => promptTuning({ ...base, model: { tiny: 'gpt3' as 'gpt2' } }))[0]).toMatch(/^job\.model\.tiny: /);

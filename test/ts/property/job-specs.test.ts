@@ -70,12 +70,12 @@ const BUILDERS: Builder[] = [
   {
     name: 'promptTuning',
     build: promptTuning,
-    sites: { numVirtualTokens: int(1, L.MAX_NUM_VIRTUAL_TOKENS), init: oneOf('vocab', 'random'), initText: str(), initCheckpoint: str(), seed: int(0, SAFE) },
+    sites: { numVirtualTokens: int(1, L.MAX_NUM_VIRTUAL_TOKENS), init: oneOf('vocab', 'random'), initCheckpoint: str(), seed: int(0, SAFE) },
   },
   {
     name: 'prefixTuning',
     build: prefixTuning,
-    sites: { numVirtualTokens: int(1, L.MAX_NUM_VIRTUAL_TOKENS), prefixProjection: bool, projectionHiddenSize: int(1, L.MAX_HIDDEN_SIZE), seed: int(0, SAFE) },
+    sites: { numVirtualTokens: int(1, L.MAX_NUM_VIRTUAL_TOKENS), prefixProjection: bool, projectionHiddenSize: int(1, L.MAX_HIDDEN_SIZE), seed: int(0, SAFE), init: oneOf('random') },
   },
   {
     name: 'suffixTuning',

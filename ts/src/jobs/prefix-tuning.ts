@@ -20,7 +20,7 @@ import { z } from 'zod';
 import type { ClassificationRow, GenerationRow, LmTask, ResolvedLmTask } from './lm-tasks.js';
 import { lmTaskSchema, lmTaskToWire } from './lm-tasks.js';
 import { MAX_HIDDEN_SIZE, MAX_NUM_VIRTUAL_TOKENS } from './limits.js';
-import { limit, nonEmpty, nonNegativeInt, positiveInt } from './schema.js';
+import { checkInitText, limit, nonEmpty, nonNegativeInt, positiveInt } from './schema.js';
 import { type JobInput, type JobSpec, defineMethod } from './spec.js';
 
 /** The options of prefix tuning. */
@@ -68,7 +68,7 @@ const configSchema = z
     initText: nonEmpty().optional(),
   })
   .superRefine((c, ctx) => {
-    if (c.init === 'text' && c.initText === undefined) ctx.addIssue({ code: 'custom', path: ['initText'], message: "required when init is 'text'" });
+    checkInitText(c, ctx);
     if (c.init === 'text' && c.prefixProjection) {
       ctx.addIssue({ code: 'custom', path: ['init'], message: "'text' sets the prefix itself; it needs prefixProjection false" });
     }

@@ -20,7 +20,7 @@ import { z } from 'zod';
 import type { ClassificationRow, GenerationRow, LmTask, ResolvedLmTask } from './lm-tasks.js';
 import { lmTaskSchema, lmTaskToWire } from './lm-tasks.js';
 import { MAX_NUM_VIRTUAL_TOKENS } from './limits.js';
-import { limit, nonEmpty, nonNegativeInt, positiveInt } from './schema.js';
+import { checkInitText, limit, nonEmpty, nonNegativeInt, positiveInt } from './schema.js';
 import { type JobInput, type JobSpec, defineMethod } from './spec.js';
 
 /** The options of prompt tuning. */
@@ -61,7 +61,7 @@ const configSchema = z
     seed: nonNegativeInt().default(0),
   })
   .superRefine((c, ctx) => {
-    if (c.init === 'text' && c.initText === undefined) ctx.addIssue({ code: 'custom', path: ['initText'], message: "required when init is 'text'" });
+    checkInitText(c, ctx);
     if (c.init === 'checkpoint' && c.initCheckpoint === undefined) {
       ctx.addIssue({ code: 'custom', path: ['initCheckpoint'], message: "required when init is 'checkpoint'" });
     }

@@ -18,6 +18,12 @@ export const limit = (max: number) => ({ error: (issue: { input?: unknown }) => 
 /** A non-empty string. */
 export const nonEmpty = () => z.string().min(1, { error: 'must not be empty' });
 
+/** `initText` is required when `init` is `'text'` and refused otherwise: the rule of every method with a text init. */
+export function checkInitText(c: { init: string; initText?: string | undefined }, ctx: z.RefinementCtx): void {
+  if (c.init === 'text' && c.initText === undefined) ctx.addIssue({ code: 'custom', path: ['initText'], message: "required when init is 'text'" });
+  if (c.init !== 'text' && c.initText !== undefined) ctx.addIssue({ code: 'custom', path: ['initText'], message: "only used when init is 'text'" });
+}
+
 /**
  * A schema that validates with `pick(value)`: e.g. `{ tiny }` specs with the tiny schema, others with
  * the hub schema. Issues keep their field paths.

@@ -18,7 +18,7 @@
  */
 import { z } from 'zod';
 import { MAX_NUM_VIRTUAL_TOKENS, MAX_SEQUENCE_LENGTH } from './limits.js';
-import { limit, nonEmpty, nonNegativeInt, positiveInt, positiveNumber, singleTask } from './schema.js';
+import { checkInitText, limit, nonEmpty, nonNegativeInt, positiveInt, positiveNumber, singleTask } from './schema.js';
 import { type JobInput, type JobSpec, defineMethod } from './spec.js';
 
 /** The options of suffix tuning. */
@@ -89,10 +89,7 @@ const configSchema = z
     initText: nonEmpty().optional(),
     maxLength: positiveInt().max(MAX_SEQUENCE_LENGTH, limit(MAX_SEQUENCE_LENGTH)).optional(),
   })
-  .superRefine((c, ctx) => {
-    if (c.init === 'text' && c.initText === undefined) ctx.addIssue({ code: 'custom', path: ['initText'], message: "required when init is 'text'" });
-    if (c.init !== 'text' && c.initText !== undefined) ctx.addIssue({ code: 'custom', path: ['initText'], message: "only used when init is 'text'" });
-  });
+  .superRefine(checkInitText);
 
 const taskSchema = singleTask(
   'embedding',
