@@ -194,6 +194,18 @@ def median(xs: list[float]) -> float:
     return float(statistics.median(xs))
 
 
+def alternate_seconds(ours, peer, rounds: int) -> tuple[list[float], list[float]]:
+    """Wall seconds of ``ours()`` and ``peer()`` over ``rounds`` rounds, taking turns and swapping who goes
+    first each round, so a slow stretch of a shared machine hits both sides alike."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for i in range(rounds):
+        for side in ((0, 1) if i % 2 == 0 else (1, 0)):
+            t0 = time.perf_counter()
+            (ours, peer)[side]()
+            times[side].append(time.perf_counter() - t0)
+    return times
+
+
 def spread(xs: list[float]) -> dict[str, float]:
     """Median, min, max: how noisy the alternating samples were."""
     return {"median": median(xs), "min": float(min(xs)), "max": float(max(xs)), "n": len(xs)}

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -71,12 +70,7 @@ def bench_embed(quick: bool) -> dict:
     run_st = lambda: torch.as_tensor(st.encode(texts, batch_size=32, normalize_embeddings=True))  # noqa: E731
     a, b = run_ours(), run_st()  # warm-up, and the same vectors?
     max_diff = float((a - b).abs().max())
-    t_ours, t_st = [], []
-    for i in range(2 if quick else 3):
-        for name in (("ours", "st") if i % 2 == 0 else ("st", "ours")):
-            t0 = time.perf_counter()
-            (run_ours if name == "ours" else run_st)()
-            (t_ours if name == "ours" else t_st).append(time.perf_counter() - t0)
+    t_ours, t_st = benchlib.alternate_seconds(run_ours, run_st, 2 if quick else 3)
     o, s = len(texts) / median(t_ours), len(texts) / median(t_st)
     print(f"embed          ours {o:.0f} texts/s  sentence-transformers {s:.0f} texts/s  ratio {o / s:.2f}x "
           f"(max |diff| {max_diff:.1e})")
@@ -137,12 +131,7 @@ def bench_rerank(quick: bool) -> dict:
     run_naive = lambda: naive_upr_scores(frozen.model, frozen.tokenizer, queries, candidates, batch_size=16)  # noqa: E731
     a, b = run_ours(), run_naive()
     max_diff = float((a - b).abs().max())
-    t_ours, t_naive = [], []
-    for i in range(2 if quick else 3):
-        for name in (("ours", "naive") if i % 2 == 0 else ("naive", "ours")):
-            t0 = time.perf_counter()
-            (run_ours if name == "ours" else run_naive)()
-            (t_ours if name == "ours" else t_naive).append(time.perf_counter() - t0)
+    t_ours, t_naive = benchlib.alternate_seconds(run_ours, run_naive, 2 if quick else 3)
     o, n = pairs / median(t_ours), pairs / median(t_naive)
     print(f"rerank (UPR)   ours {o:.1f} pairs/s  naive transformers loop {n:.1f} pairs/s  ratio {o / n:.2f}x "
           f"(max |score diff| {max_diff:.1e})")

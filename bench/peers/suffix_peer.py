@@ -19,6 +19,7 @@ otherwise wrap every text in a chat prompt).
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 from dataclasses import dataclass
@@ -67,12 +68,10 @@ def pairs(job: SuffixJob) -> list[dict]:
 
 def run_ours(path: str, job: SuffixJob) -> dict[str, Any]:
     from softprompt_worker.methods.registry import method_class
-    from softprompt_worker.models import ModelSpec, load_frozen_model
     from softprompt_worker.tasks.registry import task_class
     from softprompt_worker.training import TrainingConfig, train
 
-    frozen = _cached(path, lambda: load_frozen_model(ModelSpec.from_dict({"name_or_path": path, "dtype": "f32",
-                                                                          "device": "cpu"})))
+    frozen = _frozen(path)
     rows = pairs(job)
     t0 = time.perf_counter()
     config = TrainingConfig.from_dict({"steps": job.steps, "batch_size": job.batch_size, "max_length": job.max_length,
@@ -141,10 +140,9 @@ def run_st_peft_prompt(path: str, job: SuffixJob) -> dict[str, Any]:
             "trainable_params": sum(p.numel() for p in params)}
 
 
-_LOADED: dict[str, Any] = {}
+@functools.cache
+def _frozen(path: str):
+    """The frozen model at ``path``, loaded once per process (the worker caches it the same way)."""
+    from softprompt_worker.models import ModelSpec, load_frozen_model
 
-
-def _cached(key: str, load):
-    if key not in _LOADED:
-        _LOADED[key] = load()
-    return _LOADED[key]
+    return load_frozen_model(ModelSpec.from_dict({"name_or_path": path, "dtype": "f32", "device": "cpu"}))

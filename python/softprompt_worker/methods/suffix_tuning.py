@@ -201,8 +201,8 @@ class SuffixTuning(SoftPromptMethod):
         lengths = attention_mask.sum(dim=1, keepdim=True)  # (B, 1)
         positions = lengths + torch.arange(k, device=input_ids.device).unsqueeze(0)  # (B, k)
         mask = torch.cat([attention_mask, attention_mask.new_ones(B, k)], dim=1)  # (B, T + k)
-        embeds = self.frozen.input_embeddings().weight
-        suffix = self.suffix.to(embeds.dtype).unsqueeze(0).expand(B, k, -1)  # (B, k, H)
+        dtype = self.frozen.input_embeddings().weight.dtype
+        suffix = self.suffix.to(dtype).unsqueeze(0).expand(B, k, -1)  # (B, k, H)
         out = model(inputs_embeds=suffix, attention_mask=mask, position_ids=positions, use_cache=False,
                     **cache_kwargs(model, cache))
         return out.last_hidden_state[:, -1]  # (B, H)
