@@ -205,7 +205,8 @@ def classify(frozen, rows: list[Injection | None], inputs: list[str], labels: li
             chunk = range(start, min(start + batch_size, len(inputs)))
             batch = encoder.collate([encoder.pair(inputs[i], label) for i in chunk for label in labels])
             expanded = [rows[i] for i in chunk for _ in labels]
-            logits = run_lm(frozen, expanded, batch.input_ids, batch.attention_mask, labels=batch.labels).logits
+            logits = run_lm(frozen, expanded, batch.input_ids, batch.attention_mask, labels=batch.labels,
+                            right_padded=True).logits
             s = score_targets(logits, batch.labels, decoder_only=not frozen.is_encoder_decoder)
             scores.extend(s.logprob.view(-1, L).tolist())  # (chunk, L)
     predictions = [max(range(L), key=row.__getitem__) for row in scores]

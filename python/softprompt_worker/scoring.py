@@ -205,8 +205,8 @@ def pair_log_likelihood(frozen: FrozenModel, conditioner: Conditioner, batch: Pa
         segments = [const["bos"], S, V, const["passage_prefix"], P, Q]
     segments = [_expand(s, N) for s in segments if s is not None]
 
-    inputs, mask = _assemble_left_padded(segments, hidden)  # (N, T, hidden), (N, T)
     limit = getattr(frozen.config, "max_position_embeddings", None) or getattr(frozen.config, "n_positions", None)
+    inputs, mask = _assemble_left_padded(segments, hidden, limit)  # (N, T, hidden), (N, T)
     if limit and inputs.shape[1] > limit:
         raise TooLargeError(f"a scored row has {inputs.shape[1]} positions; {frozen.spec.display_name} has {limit}. "
                             "Lower max_passage_tokens / max_query_tokens (or use fewer passage vectors)")
@@ -275,17 +275,21 @@ def _expand(segment, n: int):
     return embeds, lengths
 
 
-def _assemble_left_padded(segments, hidden: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _assemble_left_padded(segments, hidden: int, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Concatenate per-row variable-length segments, dropping each segment's padding, left-padded.
 
     One stable sort moves every row's valid entries (in order) to the end and its padding to the front;
-    one gather then reads the embeddings. Differentiable in every segment.
+    one gather then reads the embeddings. Differentiable in every segment. The width is the sum of the
+    segments' padded widths, a host number: no device sync. Only when that bound is over ``limit`` is the
+    longest row read (one sync) and the front padding cut to it.
     """
     source = torch.cat([e for e, _ in segments], dim=1)  # (N, S, hidden), S = sum of padded widths
     valid = torch.cat([torch.arange(e.shape[1], device=e.device).unsqueeze(0) < n.unsqueeze(1)
                        for e, n in segments], dim=1)  # (N, S)
-    T = int(sum(n for _, n in segments).max())  # longest row
-    index = torch.argsort(valid.int(), dim=1, stable=True)[:, -T:]  # (N, T): padding first, then the row
+    T = source.shape[1]
+    if limit and T > limit:
+        T = int(sum(n for _, n in segments).max())  # longest row: the exact width, near the limit only
+    index = torch.argsort(valid.to(torch.int8), dim=1, stable=True)[:, -T:]  # (N, T): padding first, then the row
     inputs = source.gather(1, index.unsqueeze(-1).expand(-1, -1, hidden))  # (N, T, hidden)
     mask = valid.gather(1, index)  # (N, T)
     return inputs, mask

@@ -172,7 +172,7 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
     total_steps = config.steps or config.epochs * math.ceil(batches_per_epoch / (config.grad_accumulation * world))
     optimizer = build_optimizer(config, params)
     stream = DataStream(task, config.batch_size, config.seed)
-    if parallel is not None:  # loss through DDP, this rank's share of each global batch, the agreed cancel
+    if parallel is not None:  # this rank's share of each global batch, the agreed cancel
         task, stream, cancelled = parallel.attach(task, stream, cancelled)
     step, tokens_total = 0, 0
     if resume is not None:
@@ -213,6 +213,8 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
             optimizer.zero_grad(set_to_none=True)
             stream.seek(cursor)
             break
+        if parallel is not None:  # the mean gradient over ranks, once every backward of the step is done
+            parallel.reduce_gradients()
         max_norm = config.max_grad_norm if config.max_grad_norm > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)  # () on device, no sync
         lr = lr_at(config, step, total_steps)

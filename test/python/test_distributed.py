@@ -42,17 +42,28 @@ STEPS = 10
 MODEL = {"tiny": "gpt2", "overrides": {"initializer_range": 0.1}, "device": "cpu"}
 
 
-def _job(run_dir: Path, data: dict[str, Any], *, batch_size: int, grad_accumulation: int = 1) -> dict[str, Any]:
-    return {"model": MODEL, "method": "prompt_tuning", "method_config": {"num_virtual_tokens": 4},
-            "task": "generation", "data": data, "run_dir": str(run_dir),
-            "training": {"steps": STEPS, "batch_size": batch_size, "grad_accumulation": grad_accumulation,
-                         "log_every": 1, "lr": 0.1, "schedule": "linear"}}
+# Suffix tuning with GradCache: the contrastive loss couples the rows of a micro-batch and the gradients
+# reach the suffix through a replay inside backward, the path DDP's own all-reduce does not cover.
+PAIRS = [{"query": f"{w} sound", "positive": f"the {w} says {w[::-1]}"} for w in WORDS[:8]]
+SUFFIX = {"method": "suffix_tuning", "method_config": {"num_virtual_tokens": 2, "init": "random"},
+          "task": "embedding", "task_options": {"grad_cache_mini_batch": 2}}
 
 
-def _single_process(run_dir: Path, **batch: int) -> tuple[list[float], dict[str, torch.Tensor]]:
+def _job(run_dir: Path, data: dict[str, Any], *, batch_size: int, grad_accumulation: int = 1,
+         **kind: Any) -> dict[str, Any]:
+    job = {"model": MODEL, "method": "prompt_tuning", "method_config": {"num_virtual_tokens": 4},
+           "task": "generation", "data": data, "run_dir": str(run_dir),
+           "training": {"steps": STEPS, "batch_size": batch_size, "grad_accumulation": grad_accumulation,
+                        "log_every": 1, "lr": 0.1, "schedule": "linear"}}
+    return job | kind
+
+
+def _single_process(run_dir: Path, rows: list[dict[str, Any]] = ROWS, kind: dict[str, Any] | None = None,
+                    **batch: int) -> tuple[list[float], dict[str, torch.Tensor]]:
     events: list[dict[str, Any]] = []
     ctx = OpContext(1, "train", WorkerState(), lambda id_, op, body, tensors: events.append(body))
-    reply = train_op(Request(id=1, op="train", body=_job(run_dir, {"train": {"rows": ROWS}}, **batch)), ctx)
+    body = _job(run_dir, {"train": {"rows": rows}}, **batch, **(kind or {}))
+    reply = train_op(Request(id=1, op="train", body=body), ctx)
     return [e["loss"] for e in events if e["event"] == "step"], load_checkpoint(reply.body["checkpoint"]).tensors
 
 
@@ -177,6 +188,16 @@ def test_two_ranks_follow_the_single_process_trajectory(group: Group, tmp_path: 
     assert loaded["kind"] == "reply", loaded
     generated, _ = group.call("generate", {"prompt": "p", "inputs": ["abc=", "sun="], "max_new_tokens": 3})
     assert generated["kind"] == "reply" and len(generated["body"]["outputs"]) == 2, generated
+
+
+def test_two_ranks_with_grad_cache_equal_one_process_bit_for_bit(group: Group, tmp_path: Path) -> None:
+    reply, events = group.call("train", _job(tmp_path / "ddp", {"train": {"rows": PAIRS}}, batch_size=4, **SUFFIX))
+    assert reply["kind"] == "reply" and reply["body"]["status"] == "completed", reply
+    ddp_losses = [e["loss"] for e in events if e["event"] == "step"]
+    ddp_soft = load_checkpoint(reply["body"]["checkpoint"]).tensors
+    losses, soft = _single_process(tmp_path / "one", PAIRS, SUFFIX, batch_size=4, grad_accumulation=2)
+    assert ddp_losses == losses
+    assert torch.equal(ddp_soft["suffix"], soft["suffix"]), (ddp_soft["suffix"] - soft["suffix"]).abs().max()
 
 
 def test_the_group_exits_when_its_parent_dies(group: Group) -> None:

@@ -13,8 +13,8 @@ never touch ZeroMQ: ``start`` keeps them in a loop that waits for rank 0 to hand
   (model, data files, ``resume_from``) must name the same files on every node. Every other op
   (inference, prompts, uploads) runs on rank 0 alone.
 - Two channels: a gloo *control* group carries jobs, agreements and the stop (idle followers wait on it,
-  hence its long timeout); the default group (NCCL on GPUs, gloo on the CPU) carries DDP's gradient
-  all-reduce and one all-reduce per log step.
+  hence its long timeout); the default group (NCCL on GPUs, gloo on the CPU) carries the soft gradients'
+  all-reduce (one per optimizer step) and one all-reduce per log step.
 - Agreements: when a rank has set its job up (model, data, method: what can fail on one node alone, like a
   missing file) it says so in an all_gather; a job that failed anywhere then ends on every rank, with the
   failing rank's error, and the group serves on. The ranks agree once more when training ends. A rank
@@ -29,16 +29,18 @@ Training semantics (``DataParallel``): ``training.batch_size`` is per rank, so o
 single-process batch stream (each rank collates the whole global batch and keeps its share, so shuffles
 and sampled negatives stay those of one process). A run on W ranks therefore follows the single-process
 run with ``grad_accumulation x W``: same rows, same order, same per-micro-batch loss, the same resumable
-cursor (test/python/test_distributed.py measures how closely). DDP wraps a module that holds the
-method, which holds the frozen model by reference, so only soft parameters are synchronised. Every rank
+cursor (test/python/test_distributed.py measures how closely). Only the soft parameters are
+synchronised: broadcast from rank 0 at the start, their gradients averaged with one all-reduce per optimizer
+step after the step's last backward (not DDP's per-bucket reducer, which misses gradients that arrive in
+nested backward passes, as GradCache's do). Every rank
 uses the same seed (as a resumed run restores rank 0's RNG state on all ranks). The loss of a ``step``
 event is the mean over all ranks; it is all-reduced at log steps only, together with rank 0's cancel
 flag, so under data parallelism a cancel takes effect at the next log step (``log_every``). Every rank
 runs the evaluation (not sharded yet; rank 0 reports it).
 
 Modules: ``group`` (a rank's place in the group: the control channel, agreements, one job's run),
-``lifecycle`` (joining, leading, following), ``collective_ops`` (``@collective``), ``ddp`` (training
-under DDP: ``data_parallel``, ``DataParallel``, ``ShardedStream``).
+``lifecycle`` (joining, leading, following), ``collective_ops`` (``@collective``), ``ddp`` (data-parallel
+training: ``data_parallel``, ``DataParallel``, ``ShardedStream``).
 """
 
 from softprompt_worker.distributed.collective_ops import collective

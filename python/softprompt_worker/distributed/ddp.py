@@ -1,5 +1,5 @@
-"""Training under DDP: one rank's side of a data-parallel run (``data_parallel`` -> ``DataParallel``), and
-this rank's share of the batch stream (``ShardedStream``). Semantics: the package docstring."""
+"""Data-parallel training: one rank's side of a run (``data_parallel`` -> ``DataParallel``), and this rank's
+share of the batch stream (``ShardedStream``). Semantics: the package docstring."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import torch.distributed as dist
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from softprompt_worker.distributed.group import Group, current_group
 from softprompt_worker.errors import InternalError, InvalidArgumentError
@@ -18,9 +16,9 @@ if TYPE_CHECKING:
     from softprompt_worker.methods.base import SoftPromptMethod
 
 
-def data_parallel(ctx: OpContext, method: SoftPromptMethod, grad_accumulation: int) -> DataParallel | None:
-    """Inside a collective op, once its setup is done: agree with the other ranks, then wrap ``method`` in
-    DDP. None in a single process. Raises the first failing rank's error when some rank could not set up."""
+def data_parallel(ctx: OpContext, method: SoftPromptMethod) -> DataParallel | None:
+    """Inside a collective op, once its setup is done: agree with the other ranks, then replicate ``method``'s
+    soft parameters from rank 0. None in a single process. Raises the first failing rank's error when some rank could not set up."""
     group = current_group()
     if group is None or group.world_size == 1:
         return None
@@ -35,32 +33,28 @@ def data_parallel(ctx: OpContext, method: SoftPromptMethod, grad_accumulation: i
         group.phase = "aborted"
         raise failures[0]
     group.phase = "running"
-    return DataParallel(group, method, grad_accumulation)
-
-
-class _TaskLoss(nn.Module):
-    """What DDP wraps: the method (its soft parameters are the only parameters here) and the task's loss."""
-
-    def __init__(self, method: SoftPromptMethod) -> None:
-        super().__init__()
-        self.method = method
-        self.task: Any = None
-
-    def forward(self, batch: Any) -> tuple[torch.Tensor, int]:
-        return self.task.loss(batch)
+    return DataParallel(group, method)
 
 
 class DataParallel:
     """One rank's side of a data-parallel training run; ``training.train`` calls it at three points:
-    ``attach`` (the task's loss through DDP, this rank's share of the stream, the agreed cancel flag) and
-    ``reduce_window`` at each log step."""
+    ``attach`` (this rank's share of the stream, the agreed cancel flag), ``reduce_gradients`` once per
+    optimizer step after the last backward, and ``reduce_window`` at each log step.
 
-    def __init__(self, group: Group, method: SoftPromptMethod, grad_accumulation: int) -> None:
+    The soft parameters are replicated and their gradients averaged over the ranks with one flat
+    all-reduce per optimizer step, after every micro-batch's backward has finished. Not DDP's reducer:
+    it all-reduces each parameter the first time its gradient is accumulated during a backward, so a
+    loss that reaches the parameters in several nested backward passes (GradCache's replay) left every
+    rank with its own prompt. Soft parameters are small (kilobytes to megabytes), so overlapping the
+    all-reduce with the backward would gain nothing measurable; one reduction at the step boundary is
+    correct for every loss and serves a sharded frozen model the same way.
+    """
+
+    def __init__(self, group: Group, method: SoftPromptMethod) -> None:
         self.rank, self.world_size = group.rank, group.world_size
-        self._module = _TaskLoss(method)
-        self._ddp = DistributedDataParallel(self._module)  # starts from rank 0's values; methods hold no buffers
-        self._accumulation = grad_accumulation
-        self._micro = 0
+        self._params = [p for p in method.parameters() if p.requires_grad]
+        for p in self._params:  # every rank starts from rank 0's values (methods hold no buffers)
+            dist.broadcast(p.data, src=0)
         self._local_cancelled: Callable[[], bool] = lambda: False
         self._cancelled = False
 
@@ -70,16 +64,21 @@ class DataParallel:
 
     def attach(self, task: Any, stream: Any, cancelled: Callable[[], bool]) -> tuple[Any, Any, Callable[[], bool]]:
         """``(task, stream, cancelled)`` as the loop should use them on this rank."""
-        self._module.task = task
         self._local_cancelled = cancelled
-        return _ParallelTask(task, self), ShardedStream(stream, self.rank, self.world_size), lambda: self._cancelled
+        return task, ShardedStream(stream, self.rank, self.world_size), lambda: self._cancelled
 
-    def loss(self, batch: Any) -> tuple[torch.Tensor, int]:
-        self._micro += 1
-        if self._micro % self._accumulation:  # not the step's last micro-batch: accumulate, no all-reduce
-            with self._ddp.no_sync():
-                return self._ddp(batch)
-        return self._ddp(batch)
+    def reduce_gradients(self) -> None:
+        """Average the soft gradients over the ranks, in place: one all-reduce of one flat buffer, on the
+        device, no host sync. Each rank divides by W before the sum, as DDP does, so with W = 2 a rank's
+        gradient g_r becomes g_0/2 + g_1/2: exactly what one process accumulating both micro-batches with
+        ``loss / 2`` holds (halving is exact)."""
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self._params]
+        flat = torch.cat([g.reshape(-1) for g in grads]) / self.world_size  # (total soft parameters,)
+        dist.all_reduce(flat)
+        offset = 0
+        for p, g in zip(self._params, grads):
+            p.grad = flat[offset:offset + g.numel()].view_as(g)  # (p.shape)
+            offset += g.numel()
 
     def reduce_window(self, window_loss: torch.Tensor, window_tokens: int) -> tuple[torch.Tensor, int]:
         """At a log step: the loss sum over this window as the mean over ranks (in place), the tokens of all
@@ -92,19 +91,6 @@ class DataParallel:
         self._cancelled = cancel > 0
         window_loss.fill_(loss_sum / self.world_size)
         return window_loss, int(tokens)
-
-
-class _ParallelTask:
-    """The task as the loop sees it under DDP: ``loss`` goes through DistributedDataParallel."""
-
-    def __init__(self, task: Any, parallel: DataParallel) -> None:
-        self._task, self._parallel = task, parallel
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._task, name)
-
-    def loss(self, batch: Any) -> tuple[torch.Tensor, int]:
-        return self._parallel.loss(batch)
 
 
 class ShardedStream:

@@ -128,7 +128,7 @@ class LMSoftPromptMethod(SoftPromptMethod):
         raise NotImplementedError
 
     def forward_lm(self, input_ids, attention_mask, labels=None, decoder_input_ids=None,
-                   decoder_attention_mask=None, prompt_mask=None):
+                   decoder_attention_mask=None, prompt_mask=None, right_padded: bool = False):
         """Runs the frozen model with this method's vectors injected.
 
         Returns the transformers ModelOutput with ``logits`` aligned to the ORIGINAL token positions
@@ -142,8 +142,10 @@ class LMSoftPromptMethod(SoftPromptMethod):
             input_ids: (batch, seq) long.
             attention_mask: (batch, seq), 1 for real tokens.
             labels: (batch, seq) decoder-only / (batch, target_seq) enc–dec, -100 = ignored.
-            prompt_mask: optional bool (batch,): True marks rows where the soft prompt is NOT applied
-                (they run through the bare model), for mixed batches.
+            prompt_mask: optional bool (batch,), on the host (a list or CPU tensor): True marks rows where
+                the soft prompt is NOT applied (they run through the bare model), for mixed batches.
+            right_padded: the rows are right-padded (real tokens first): lets the logits be a view of the
+                model's output, not a copy (``injection.run_lm``).
         """
         from .injection import run_lm
 
@@ -152,4 +154,5 @@ class LMSoftPromptMethod(SoftPromptMethod):
         if prompt_mask is not None:
             rows = [None if bool(off) else row for row, off in zip(rows, prompt_mask.tolist())]
         return run_lm(self.frozen, rows, input_ids, attention_mask, labels=labels,
-                      decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask)
+                      decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
+                      right_padded=right_padded)

@@ -47,49 +47,71 @@ class Packed:
     mask: torch.Tensor  # (batch, total) long, 1 = attend
     index: torch.Tensor  # (batch, seq) long: new position of each original position (pads -> 0)
     position_ids: torch.Tensor  # (batch, total) long
+    # Host facts, known without reading the device: the largest virtual-token count, and whether every row
+    # has that many and its real tokens start at the same new position (then ``index`` is ``first + p``).
+    max_virtual: int = 0
+    uniform: bool = False
+    max_offset_plus_virtual: int = 0  # max over rows of position_offset + virtual tokens
 
 
 def pack_rows(embeds: torch.Tensor, mask: torch.Tensor, rows: list[Injection | None], side: str) -> Packed:
     """Put each row's virtual tokens right before its real tokens; pad on ``side`` ("right"/"left").
 
-    Works for left- or right-padded input: only the row's real tokens (``mask == 1``) are kept, in order.
+    Works for any input mask (left- or right-padded): only the row's real tokens (``mask == 1``) are kept,
+    in order. No host sync: the packed width is the host bound ``max virtual + seq`` (exact when the row
+    with the most virtual tokens is also a longest row, as in every single-prompt batch); extra slots are
+    padding. The rows are placed with one gather from ``[virtual tokens | embeds | a zero]``.
     """
     B, L, H = embeds.shape
+    device = embeds.device
+    virtual = [r.embeds if r is not None and r.embeds is not None else None for r in rows]
+    counts_v = [0 if v is None else v.shape[0] for v in virtual]
+    Vmax = max(counts_v, default=0)
+    total = Vmax + L
+    uniform = len(set(counts_v)) <= 1
+    if Vmax == 0:
+        source_virtual = embeds.new_zeros(B, 0, H)
+    elif uniform and all(v is virtual[0] for v in virtual):  # one prompt for every row: a view, no copy
+        source_virtual = virtual[0].to(embeds.dtype).unsqueeze(0).expand(B, Vmax, H)  # (B, V, H)
+    else:
+        source_virtual = torch.stack([F.pad(v.to(embeds.dtype), (0, 0, 0, Vmax - v.shape[0])) if v is not None
+                                      else embeds.new_zeros(Vmax, H) for v in virtual])  # (B, Vmax, H)
+    source = torch.cat([source_virtual, embeds, embeds.new_zeros(B, 1, H)], dim=1)  # (B, Vmax + L + 1, H)
+
     real = mask.bool()  # (B, L)
-    counts = real.sum(1).tolist()
-    virtual = [r.embeds if r is not None and r.embeds is not None else embeds.new_zeros(0, H) for r in rows]
-    lengths = [v.shape[0] + n for v, n in zip(virtual, counts)]
-    total = max(lengths) if lengths else 0
-    out_rows, mask_rows, starts = [], [], []
-    for i in range(B):
-        seq = torch.cat([virtual[i].to(embeds.dtype), embeds[i][real[i]]], dim=0)  # (V_i + n_i, H)
-        pad = embeds.new_zeros(total - lengths[i], H)
-        ones = mask.new_ones(lengths[i])
-        zeros = mask.new_zeros(total - lengths[i])
-        if side == "right":
-            out_rows.append(torch.cat([seq, pad]))
-            mask_rows.append(torch.cat([ones, zeros]))
-            starts.append(0)
-        else:
-            out_rows.append(torch.cat([pad, seq]))
-            mask_rows.append(torch.cat([zeros, ones]))
-            starts.append(total - lengths[i])
-    new_embeds = torch.stack(out_rows)  # (B, total, H)
-    new_mask = torch.stack(mask_rows)  # (B, total)
-    first = torch.tensor([s + v.shape[0] for s, v in zip(starts, virtual)], device=mask.device)  # (B,)
+    n = real.sum(1)  # (B,) real tokens per row
+    v = torch.tensor(counts_v, device=device)  # (B,)
+    order = torch.argsort((~real).to(torch.int8), dim=1, stable=True)  # (B, L): real positions first, in order
+    start = torch.zeros_like(n) if side == "right" else total - (v + n)  # (B,) first used slot of each row
+    j = torch.arange(total, device=device)[None] - start[:, None]  # (B, total) slot within the row
+    token = (j - v[:, None]).clamp(0, L - 1)  # (B, total) rank of the real token a slot holds
+    pad_slot = Vmax + L
+    src = torch.where(j < v[:, None], j.clamp(0, max(Vmax - 1, 0)), Vmax + order.gather(1, token))  # (B, total)
+    used = (j >= 0) & (j < (v + n)[:, None])  # (B, total)
+    src = torch.where(used, src, pad_slot)
+    new_embeds = source.gather(1, src[..., None].expand(B, total, H))  # (B, total, H)
+    new_mask = used.to(mask.dtype)  # (B, total)
+
     rank = real.long().cumsum(1) - 1  # (B, L): k-th real token of its row
+    first = start + v  # (B,) new position of each row's first real token
     index = torch.where(real, first[:, None] + rank, torch.zeros_like(rank))  # (B, L)
-    offsets = torch.tensor([r.position_offset if r is not None else 0 for r in rows], device=mask.device)
+    offsets_host = [r.position_offset if r is not None else 0 for r in rows]
+    offsets = torch.tensor(offsets_host, device=device)  # (B,)
     position_ids = offsets[:, None] + new_mask.cumsum(1) - 1  # (B, total)
     position_ids = position_ids.masked_fill(new_mask == 0, 1)
-    return Packed(new_embeds, new_mask, index, position_ids)
+    return Packed(new_embeds, new_mask, index, position_ids, max_virtual=Vmax,
+                  uniform=uniform and side == "right",
+                  max_offset_plus_virtual=max((o + c for o, c in zip(offsets_host, counts_v)), default=0))
 
 
 def check_positions(frozen, packed: Packed, extra: int = 0, decoder_length: int = 0) -> None:
     """TooLargeError when a row (virtual tokens and ``extra`` new tokens included) would run past the
     model's position table, instead of an index error deep inside the model. Encoder–decoders with a
     learned table (BART) are checked on both sides (``decoder_length`` + ``extra`` decoder tokens);
-    T5's relative positions have no table and no limit."""
+    T5's relative positions have no table and no limit.
+
+    Decoder-only rows are checked against a host bound first (largest offset + virtual tokens + the
+    input width); only a batch whose bound is over the limit reads the exact positions (one device sync)."""
     cfg = frozen.config
     if frozen.is_encoder_decoder:
         limit = getattr(cfg, "max_position_embeddings", None)
@@ -101,6 +123,9 @@ def check_positions(frozen, packed: Packed, extra: int = 0, decoder_length: int 
         return
     limit = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
     if not limit or packed.position_ids.numel() == 0:
+        return
+    width = packed.index.shape[1]  # input tokens per row, at most
+    if packed.max_offset_plus_virtual + width + extra <= limit:
         return
     need = int(packed.position_ids.max()) + 1 + extra
     if need > limit:
@@ -141,8 +166,12 @@ def lm_loss(logits: torch.Tensor, labels: torch.Tensor, shift: bool) -> torch.Te
 
 
 def run_lm(frozen, rows: list[Injection | None], input_ids, attention_mask, labels=None, decoder_input_ids=None,
-           decoder_attention_mask=None):
-    """Forward the frozen model with per-row injections; see ``LMSoftPromptMethod.forward_lm``."""
+           decoder_attention_mask=None, right_padded: bool = False):
+    """Forward the frozen model with per-row injections; see ``LMSoftPromptMethod.forward_lm``.
+
+    ``right_padded``: the caller promises every row's real tokens come first (as ``LMEncoder.collate``
+    builds them); a decoder-only batch whose rows share one virtual-token count then returns a view of the
+    model's logits instead of a vocab-sized copy. Logits at padding positions are unspecified."""
     if len(rows) != input_ids.shape[0]:
         raise InvalidArgumentError(f"run_lm: {len(rows)} row injections for a batch of {input_ids.shape[0]}")
     model = frozen.model
@@ -156,8 +185,11 @@ def run_lm(frozen, rows: list[Injection | None], input_ids, attention_mask, labe
             return _run_encoder_decoder(model, packed, labels, decoder_input_ids, decoder_attention_mask)
         out = model(inputs_embeds=packed.embeds, attention_mask=packed.mask, position_ids=packed.position_ids,
                     use_cache=False)
-    gather = packed.index[..., None].expand(-1, -1, out.logits.shape[-1])  # (B, L, vocab)
-    logits = out.logits.gather(1, gather)  # (B, L, vocab)
+    if packed.uniform and right_padded:  # real tokens start at the same slot in every row: a view, no copy
+        logits = out.logits[:, packed.max_virtual:packed.max_virtual + packed.index.shape[1]]  # (B, L, vocab)
+    else:
+        gather = packed.index[..., None].expand(-1, -1, out.logits.shape[-1])  # (B, L, vocab)
+        logits = out.logits.gather(1, gather)  # (B, L, vocab)
     loss = lm_loss(logits, labels, shift=True) if labels is not None else None
     return CausalLMOutputWithPast(loss=loss, logits=logits)
 

@@ -92,7 +92,7 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
     if "max_length" in getattr(task_cls, "options_defaults", {}):
         options.setdefault("max_length", config.max_length)
     task = task_cls(method, options, train_rows, eval_rows)
-    parallel = data_parallel(ctx, method, config.grad_accumulation)  # None in a single process
+    parallel = data_parallel(ctx, method)  # None in a single process
     if parallel is not None and not parallel.is_leader:  # a follower trains along and writes nothing
         return Reply(body=train(method, task, config, resume=resume, parallel=parallel))
 

@@ -102,7 +102,9 @@ class EmbeddingTask(BaseTask):
         cpu = [self.method.tokenize(g, max_length=self.options["max_length"], to_device=False) for g in groups]
         k = self.method.config.num_virtual_tokens
         n_tokens = sum(int(f["attention_mask"].sum()) + k * f["attention_mask"].shape[0] for f in cpu)
-        features = [{name: t.to(self.device, non_blocking=True) for name, t in f.items()} for f in cpu]
+        # "lengths" stays on the host: GradCache trims its chunks with it, without reading the device.
+        features = [{**{name: t.to(self.device, non_blocking=True) for name, t in f.items()},
+                     "lengths": f["attention_mask"].sum(1)} for f in cpu]
         return EmbeddingBatch(features=features, n_tokens=n_tokens)
 
     def loss(self, batch: EmbeddingBatch) -> tuple[torch.Tensor, int]:

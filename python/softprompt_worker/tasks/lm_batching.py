@@ -32,7 +32,7 @@ class LMBatch:
     n_tokens: int  # real (non-pad) tokens in the batch, encoder + decoder
 
     def forward(self, method):
-        return method.forward_lm(self.input_ids, self.attention_mask, labels=self.labels)
+        return method.forward_lm(self.input_ids, self.attention_mask, labels=self.labels, right_padded=True)
 
 
 class LMEncoder:

@@ -98,3 +98,33 @@ def test_grad_cache_without_grad_and_without_negatives(method):
         cached = CachedInfoNCELoss(method.embed, mini_batch_size=2)(features)
         plain = InfoNCELoss(method.embed)(features[:2])
     torch.testing.assert_close(cached, plain, atol=1e-5, rtol=1e-5)
+
+
+def test_grad_cache_replays_under_the_forwards_autocast(method):
+    """The replay runs inside ``backward()``, after the caller's autocast block closed; it must recompute
+    under the same bf16 autocast as the forward, or its gradients are those of another (f32) function."""
+    features = [method.tokenize(QUERIES), method.tokenize(POSITIVES)]
+    method.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = InfoNCELoss(method.embed)(features)
+    plain.backward()
+    expected = method.suffix.grad.clone()
+    method.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cached = CachedInfoNCELoss(method.embed, mini_batch_size=7)(features)  # one chunk: the same pass
+    cached.backward()
+    assert expected.abs().sum() > 0
+    torch.testing.assert_close(method.suffix.grad, expected, atol=1e-6, rtol=1e-5)
+
+
+def test_grad_cache_adds_a_micro_batch_gradient_to_dot_grad_in_one_sum(method):
+    """With several chunks, ``.grad`` grows by the micro-batch's whole gradient (chunks summed apart), as
+    after a plain backward: what data-parallel ranks average is then what one process accumulates."""
+    features = [method.tokenize(QUERIES), method.tokenize(POSITIVES)]
+    method.zero_grad()
+    CachedInfoNCELoss(method.embed, mini_batch_size=2)(features).backward()
+    alone = method.suffix.grad.clone()
+    earlier = torch.randn_like(alone)
+    method.suffix.grad = earlier.clone()
+    CachedInfoNCELoss(method.embed, mini_batch_size=2)(features).backward()
+    assert torch.equal(method.suffix.grad, earlier + alone)
