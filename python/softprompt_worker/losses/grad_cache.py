@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Iterable
 
 import torch
@@ -81,7 +82,7 @@ class CachedInfoNCELoss(InfoNCELoss):
         return out
 
     def _replay(self, chunks: list[list[Features]], cached: tuple[torch.Tensor, ...], grad_output: torch.Tensor,
-                autocast: torch.autocast):
+                autocast: contextlib.AbstractContextManager):
         """Re-embed each chunk with grad and backpropagate its slice of the cached embedding gradients.
 
         The chunks' gradients are summed apart from what ``.grad`` already holds (earlier micro-batches of a
@@ -108,10 +109,12 @@ class CachedInfoNCELoss(InfoNCELoss):
         return f"{super().extra_repr()}, mini_batch_size={self.mini_batch_size}"
 
 
-def _autocast_state(device_type: str) -> torch.autocast:
-    """An autocast context equal to the one active now on ``device_type`` (disabled when none is)."""
-    enabled = torch.is_autocast_enabled(device_type)
-    return torch.autocast(device_type, dtype=torch.get_autocast_dtype(device_type), enabled=enabled)
+def _autocast_state(device_type: str) -> contextlib.AbstractContextManager:
+    """An autocast context equal to the one active now on ``device_type`` (a no-op when none is, or when
+    the device has no autocast, as ``meta``)."""
+    if not torch.amp.is_autocast_available(device_type) or not torch.is_autocast_enabled(device_type):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, dtype=torch.get_autocast_dtype(device_type))
 
 
 def _chunks(features: Features, size: int) -> list[Features]:
