@@ -106,7 +106,8 @@ def run_peft_trainer(job: JobSpec, rows: list[dict] | None = None) -> dict[str, 
     """The peer: PEFT ``get_peft_model`` + ``PromptTuningConfig``/``PrefixTuningConfig`` and a transformers
     ``Trainer`` with the same batch size, steps, lr (linear decay, AdamW, clip 1.0), seed and rows, tokenised
     by the same ``LMEncoder`` (input + target + EOS, loss on the target). No eval, no logging, no saving.
-    Tokens are counted like ours: real (non-pad) tokens of the rows, virtual tokens not included."""
+    Tokens are counted like ours: real (non-pad) tokens of the rows trained on, virtual tokens not included.
+    ``job.dtype == "bf16"`` turns on Trainer's ``bf16`` (autocast), on the CPU too."""
     import torch
     from peft import PrefixTuningConfig, PromptTuningConfig, TaskType, get_peft_model
     from transformers import Trainer, TrainingArguments
@@ -131,11 +132,13 @@ def run_peft_trainer(job: JobSpec, rows: list[dict] | None = None) -> dict[str, 
         def __getitem__(self, i):
             return rows[i]
 
-    counted = [0]
+    counted: list[int] = []  # tokens of each collated batch, in the order the loader drew them
 
     def collate(batch_rows):
-        batch = encoder.collate([encoder.pair(r["input"], r["target"]) for r in batch_rows])
-        counted[0] += batch.n_tokens
+        # On the CPU, as a Dataset's collate should be: Trainer pins and moves the batch (a CUDA batch
+        # here made every GPU run fail: "cannot pin ... only dense CPU tensors can be pinned").
+        batch = encoder.collate([encoder.pair(r["input"], r["target"]) for r in batch_rows], device="cpu")
+        counted.append(batch.n_tokens)
         return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "labels": batch.labels}
 
     args = TrainingArguments(
@@ -143,7 +146,7 @@ def run_peft_trainer(job: JobSpec, rows: list[dict] | None = None) -> dict[str, 
         max_steps=job.steps, learning_rate=job.lr, lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0,
         max_grad_norm=1.0, optim="adamw_torch", seed=job.seed, data_seed=job.seed, report_to=[],
         logging_strategy="no", save_strategy="no", eval_strategy="no", disable_tqdm=True,
-        dataloader_num_workers=0, remove_unused_columns=False, bf16=job.dtype == "bf16" and job.device != "cpu",
+        dataloader_num_workers=0, remove_unused_columns=False, bf16=job.dtype == "bf16",
         use_cpu=job.device == "cpu")
     trainer = Trainer(model=peft_model, args=args, train_dataset=Rows(), data_collator=collate)
     try:
@@ -153,8 +156,10 @@ def run_peft_trainer(job: JobSpec, rows: list[dict] | None = None) -> dict[str, 
         model.eval()
         model.requires_grad_(False)
     seconds = time.perf_counter() - t0
-    return {"tokens": counted[0], "seconds": seconds, "tokens_per_s": counted[0] / seconds,
-            "loop_tokens_per_s": counted[0] / out.metrics["train_runtime"], "final_loss": out.training_loss,
+    # The loader collates one batch ahead (to know when it ends): count the batches that were trained on.
+    tokens = sum(counted[:job.steps])
+    return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds,
+            "loop_tokens_per_s": tokens / out.metrics["train_runtime"], "final_loss": out.training_loss,
             **_peak(job.device)}
 
 
@@ -247,11 +252,11 @@ def versions(*extra: str) -> dict[str, str]:
     return out
 
 
-def write_result(name: str, result: dict[str, Any]) -> Path:
-    """``bench/results/<name>.json`` with date, machine and versions first."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write_result(name: str | Path, result: dict[str, Any]) -> Path:
+    """``bench/results/<name>.json`` (or the path ``name`` is) with date, machine and versions first."""
+    path = name if isinstance(name, Path) else RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     record = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(), **result}
-    path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(record, indent=2, default=_jsonable) + "\n", encoding="utf-8")
     return path
 

@@ -3,8 +3,10 @@ built from configs (random weights, bf16), in one process, the sides taking turn
 has no pyzmq, so this measures softprompt_worker.training.train in-process (bench/sdk-overhead shows what
 the worker and SDK add: a few percent at most).
 
-    bench/gpu/run.sh            # on one H100/H200, fits in 8 minutes
-    bench/gpu/run.sh --smoke    # tiny sizes on the CPU: checks the script runs
+    bench/gpu/run.sh                        # on one H100/H200, fits in 8 minutes
+    bench/gpu/run.sh --out /tmp/gpu.json    # results where a remote run can collect them
+    bench/gpu/run.sh --smoke                # tiny sizes on the CPU, with the GPU settings (bf16 weights,
+                                            # bf16 autocast, Trainer bf16): checks the script runs
 
 Per (model, method): tokens/s (real tokens of the rows, virtual tokens not counted), estimated model FLOPs
 utilisation, and the memory the training needed above the resident frozen weights (activations,
@@ -15,7 +17,7 @@ input gradients only (another ~2N; no weight gradients), plus attention (~12 * l
 over forward and backward): flops/token = 4N + 12*L*T*d with T the mean padded sequence length. Divided by
 the card's dense bf16 peak (H100/H200 SXM: 989 TFLOP/s). An estimate, not a profiler count.
 
-Writes bench/results/gpu.json (bench/results/gpu-smoke.json with --smoke).
+Writes bench/results/gpu.json (bench/results/gpu-smoke.json with --smoke), or the file ``--out`` names.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--models", default=None, help="comma-separated subset of " + ",".join(MODELS))
+    ap.add_argument("--out", type=Path, default=None, help="results file (default bench/results/gpu[-smoke].json)")
+    ap.add_argument("--budget-s", type=float, default=7 * 60, help="skip runs that would start after this")
     args = ap.parse_args()
     if args.smoke:  # prove the script needs no wire: the GPU machine has no pyzmq
         sys.modules["zmq"] = None  # type: ignore[assignment]
@@ -72,12 +76,13 @@ def main() -> None:
     models = SMOKE_MODELS if args.smoke else {k: MODELS[k] for k in (args.models or ",".join(MODELS)).split(",")}
     steps = args.steps or (3 if args.smoke else 40)
     rounds = args.rounds or (1 if args.smoke else 2)
-    dtype = "f32" if device == "cpu" else "bf16"
+    dtype = "bf16"  # the GPU settings, on the CPU too with --smoke: bf16 weights, autocast, Trainer bf16
     rows = benchlib.load_rows(n=2048)
     peak = peak_tflops()
     result: dict = {"versions": benchlib.versions(), "device": device, "smoke": args.smoke, "steps": steps,
                     "rounds": rounds, "peak_bf16_tflops": peak, "runs": []}
-    deadline = time.monotonic() + 7 * 60  # stay inside the 8-minute slot: skip what would not fit
+    deadline = time.monotonic() + args.budget_s  # stay inside the device slot: skip what would not fit
+    out_path = args.out or benchlib.RESULTS / ("gpu-smoke.json" if args.smoke else "gpu.json")
     for model_name, overrides in models.items():
         for method in ("prompt_tuning", "prefix_tuning"):
             if time.monotonic() > deadline:
@@ -118,12 +123,12 @@ def main() -> None:
                 run["ratio"] = run["ours"]["tokens_per_s"] / run["peft_trainer"]["tokens_per_s"]
             result["runs"].append(run)
             print(_line(run), flush=True)
-            benchlib.write_result("gpu-smoke" if args.smoke else "gpu", result)  # keep what is done so far
+            benchlib.write_result(out_path, result)  # keep what is done so far
         benchlib._MODELS.clear()  # free this model before the next one
         if device == "cuda":
             torch.cuda.empty_cache()
-    path = benchlib.write_result("gpu-smoke" if args.smoke else "gpu", result)
-    print(f"wrote {path.relative_to(benchlib.ROOT)}")
+    path = benchlib.write_result(out_path, result)
+    print(f"wrote {path}")
 
 
 def _mean_padded_len(frozen, job: JobSpec, rows: list[dict]) -> float:

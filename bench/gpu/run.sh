@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU benchmark: softprompt's training loop vs PEFT + Trainer, bf16, models built from configs.
 # Needs only torch, transformers, peft, numpy (no pyzmq, no network). Fits in 8 minutes on one H100/H200.
-#   bench/gpu/run.sh [--smoke] [--models llama-0.5b] [--steps N]
+#   bench/gpu/run.sh [--smoke] [--models llama-0.5b] [--steps N] [--out PATH] [--budget-s S]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY="${PYTHON:-$(test -x .venv/bin/python && echo .venv/bin/python || echo python3)}"

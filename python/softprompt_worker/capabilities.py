@@ -43,8 +43,8 @@ def _devices() -> dict[str, Any]:
             props = torch.cuda.get_device_properties(i)
             gpus.append({"name": props.name, "memory_bytes": int(props.total_memory)})
             devices.append(f"cuda:{i}")
-    # CPU bf16 works (slowly) everywhere torch does; on CUDA it needs Ampere or newer.
-    bf16 = bool(torch.cuda.is_bf16_supported()) if cuda else True
+    # CPU bf16 works (slowly) everywhere torch does; on CUDA it needs Ampere or newer (not emulated).
+    bf16 = bool(torch.cuda.is_bf16_supported(including_emulation=False)) if cuda else True
     return {"devices": devices, "cuda": cuda, "bf16": bf16, "gpus": gpus}
 
 

@@ -34,7 +34,7 @@ class ModelSpec:
     embedded: str | None = None  # "smollm2" | "minilm": weights from an installed package (embedded.py)
     seed: int = 0  # tiny models only: the init seed
     revision: str | None = None
-    dtype: str = "auto"  # auto: bf16 on a CUDA device that supports it, else f32
+    dtype: str = "auto"  # auto: bf16 on a CUDA device that supports it natively, else f32
     device: str = "auto"  # auto: cuda when available, else cpu
     # Runs Python code shipped in the model repository (modeling_*.py) inside the worker, with the user's
     # rights. Off unless the user opts in with a real boolean true; only for repositories they trust.
@@ -195,13 +195,19 @@ def resolve_device(name: str):
     return device
 
 
+def native_bf16(device) -> bool:
+    """True on a CUDA device that runs bf16 in hardware (Ampere or newer). Older cards would emulate it,
+    slowly, so ``auto`` stays f32 there."""
+    import torch
+
+    return device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def resolve_dtype(name: str, device):
     import torch
 
     if name == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
+        return torch.bfloat16 if native_bf16(device) else torch.float32
     return {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[name]
 
 

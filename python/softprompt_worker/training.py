@@ -36,6 +36,7 @@ import torch
 from . import limits
 from .errors import InvalidArgumentError
 from .methods.base import SoftPromptMethod
+from .models import native_bf16
 from .resume import DataStream, TrainingState, capture_state, restore_state
 from .tasks.base import Task
 
@@ -69,7 +70,9 @@ class TrainingConfig:
     weight_decay: float = 0.0  # Lester et al. used 1e-5; PEFT examples 0
     max_grad_norm: float = 1.0  # gradient clipping; 0 disables it
     seed: int = 0  # data order, method-side randomness
-    dtype: str = "auto"  # auto: bf16 autocast on CUDA when supported, else f32 | f32 | bf16
+    # auto: bf16 autocast on CUDA with native bf16, else f32 | f32 (also loads a model whose dtype is auto
+    # in f32: f32 training means f32 weights) | bf16. The started event says what really runs.
+    dtype: str = "auto"
     eval_every: int = 0  # steps between evaluations; 0 = only at the end
     checkpoint_every: int = 0  # steps between checkpoints; 0 = only at the end
     log_every: int = 10  # steps between ``step`` events (each one syncs the device once)
@@ -183,7 +186,7 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
     base_params = sum(p.numel() for p in method.frozen.model.parameters())
     trainable = sum(p.numel() for p in params)
     emit({"event": "started", "trainable_params": trainable, "trainable_fraction": trainable / max(base_params, 1),
-          "total_params": base_params + trainable, "device": str(device), "dtype": _dtype_name(config, device),
+          "total_params": base_params + trainable, "device": str(device), "dtype": _compute_dtype(autocast, method),
           "total_steps": total_steps, "start_step": step})
 
     status, metrics, last_loss, checkpoint_path = "completed", {}, None, None
@@ -301,13 +304,16 @@ def _checkpoint(save, step, metrics, optimizer, stream, tokens, config, device, 
 def _autocast(dtype: str, device: torch.device):
     if dtype == "f32":
         return contextlib.nullcontext()
-    if dtype == "auto" and not (device.type == "cuda" and torch.cuda.is_bf16_supported()):
+    if dtype == "auto" and not native_bf16(device):
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def _dtype_name(config: TrainingConfig, device: torch.device) -> str:
-    return "f32" if isinstance(_autocast(config.dtype, device), contextlib.nullcontext) else "bf16"
+def _compute_dtype(autocast, method: SoftPromptMethod) -> str:
+    """What the frozen model really computes in: bf16 under autocast, else its weights' dtype."""
+    if not isinstance(autocast, contextlib.nullcontext):
+        return "bf16"
+    return {torch.bfloat16: "bf16", torch.float16: "f16"}.get(method.frozen.dtype, "f32")
 
 
 def _memory_bytes(device: torch.device) -> int:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -82,7 +83,7 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
     method_cls = method_class(body["method"])
     check_method(task_cls, body["method"])
     run = RunDir(body.get("run_dir"))
-    frozen = get_frozen_model(ctx.state, ModelSpec.from_dict(body.get("model")))
+    frozen = get_frozen_model(ctx.state, model_for_training(ModelSpec.from_dict(body.get("model")), config))
     train_rows, eval_rows, report = resolve_data(body.get("data"), task_cls.validate_row, store=datasets(ctx),
                                                  seed=config.seed)
     with _INIT_LOCK:
@@ -159,6 +160,12 @@ def _oom_error(exc: BaseException, config: TrainingConfig) -> OutOfMemoryError:
     return OutOfMemoryError(f"device out of memory while training at batch_size {config.batch_size}: {exc}; "
                             f"{advice}", details={"advice": advice, "batch_size": config.batch_size,
                                                  "grad_accumulation": config.grad_accumulation})
+
+
+def model_for_training(spec: ModelSpec, config: TrainingConfig) -> ModelSpec:
+    """``training.dtype`` f32 loads a model whose dtype is ``auto`` in f32: on a GPU ``auto`` means bf16
+    weights, and f32 training on bf16 weights would be f32 in name only."""
+    return replace(spec, dtype="f32") if config.dtype == "f32" and spec.dtype == "auto" else spec
 
 
 def _method(body: dict[str, Any], method_cls, frozen: FrozenModel):

@@ -67,7 +67,8 @@ class LMEncoder:
         return (self.encode(source, special=True)[: self.max_length],
                 self.encode(target, special=True)[: self.max_length])
 
-    def collate(self, pairs: list[tuple[list[int], list[int]]]) -> LMBatch:
+    def collate(self, pairs: list[tuple[list[int], list[int]]], device=None) -> LMBatch:
+        """Pad ``pairs`` into one batch on ``device`` (default: the model's)."""
         B = len(pairs)
         T = max(len(ids) for ids, _ in pairs)
         input_ids = torch.full((B, T), self.pad_id, dtype=torch.long)  # (B, T)
@@ -80,7 +81,7 @@ class LMEncoder:
             mask[i, : len(ids)] = 1
             labels[i, : len(lab)] = torch.tensor(lab)
             n_tokens += len(ids) + (0 if self.decoder_only else len(lab))
-        device = self.frozen.device
+        device = self.frozen.device if device is None else device
         return LMBatch(input_ids.to(device), mask.to(device), labels.to(device), n_tokens)
 
 
