@@ -130,10 +130,10 @@ def load_frozen_model(spec: ModelSpec) -> FrozenModel:
 
         if spec.tiny not in TINY_FAMILIES:
             raise InvalidArgumentError(f"model.tiny: {spec.tiny!r} is not one of {', '.join(TINY_FAMILIES)}")
-        model, tokenizer = tiny_model(spec.tiny, seed=spec.seed, **spec.overrides)
+        model, tokenizer = tiny_model(spec.tiny, seed=spec.seed, device=device, dtype=dtype, **spec.overrides)
     else:
-        model, tokenizer = _load_pretrained(spec, dtype)
-    model.to(device=device, dtype=dtype)
+        model, tokenizer = _load_pretrained(spec, dtype, device)
+    model.to(device=device, dtype=dtype)  # a no-op when loaded in place; pretrained buffers may differ
     model.requires_grad_(False)
     model.eval()
     if tokenizer.pad_token is None:
@@ -142,7 +142,7 @@ def load_frozen_model(spec: ModelSpec) -> FrozenModel:
     return FrozenModel(model=model, tokenizer=tokenizer, spec=spec, fingerprint=fingerprint(model))
 
 
-def _load_pretrained(spec: ModelSpec, dtype):
+def _load_pretrained(spec: ModelSpec, dtype, device):
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     if spec.embedded is not None:
@@ -163,8 +163,10 @@ def _load_pretrained(spec: ModelSpec, dtype):
         factory = AutoModelForCausalLM
     else:
         factory = AutoModel
+    # Straight to the device: loading on the host first would need the whole model in host RAM (16 GB
+    # for an 8B model in bf16) before the copy.
     model = factory.from_pretrained(path, dtype=dtype, attn_implementation=_attention_for(config),
-                                    **common)
+                                    device_map=device, **common)
     return model, tokenizer
 
 

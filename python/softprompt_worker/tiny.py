@@ -78,17 +78,23 @@ def tiny_config(family: str, **overrides: Any):
     raise ValueError(f"unknown tiny model family {family!r}; expected one of {', '.join(TINY_FAMILIES)}")
 
 
-def tiny_model(family: str, *, seed: int = 0, **overrides: Any):
-    """A randomly initialised (seeded) tiny model and its byte tokenizer: ``(model, tokenizer)``."""
+def tiny_model(family: str, *, seed: int = 0, device=None, dtype=None, **overrides: Any):
+    """A randomly initialised (seeded) model of ``family`` and its byte tokenizer: ``(model, tokenizer)``.
+
+    Built directly on ``device`` in ``dtype`` (default: the CPU, f32), so a config the size of a real model
+    (the GPU benchmark's 8B and 70B shapes) never needs a host copy. The weights follow from the seed and
+    the device's generator: the same seed gives other weights on a GPU than on the CPU.
+    """
     import torch
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     config = tiny_config(family, **overrides)
     factory = {"gpt2": AutoModelForCausalLM, "llama": AutoModelForCausalLM, "t5": AutoModelForSeq2SeqLM,
                "bart": AutoModelForSeq2SeqLM, "bert": AutoModel}[family]
-    with torch.random.fork_rng(devices=[]):
+    device = torch.device(device or "cpu")
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), device:
         torch.manual_seed(seed)
-        model = factory.from_config(config, attn_implementation=_attention_for(family))
+        model = factory.from_config(config, attn_implementation=_attention_for(family), dtype=dtype or torch.float32)
     return model, byte_tokenizer(family)
 
 

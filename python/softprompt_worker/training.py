@@ -183,6 +183,8 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
     else:
         torch.manual_seed(config.seed)  # method-side randomness (dropout in a reparameterisation MLP)
     autocast = _autocast(config.dtype, device)
+    if device.type == "cuda":  # step events report this job's peak, not an earlier job's in this worker
+        torch.cuda.reset_peak_memory_stats(device)
     base_params = sum(p.numel() for p in method.frozen.model.parameters())
     trainable = sum(p.numel() for p in params)
     emit({"event": "started", "trainable_params": trainable, "trainable_fraction": trainable / max(base_params, 1),

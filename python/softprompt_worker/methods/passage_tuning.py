@@ -47,6 +47,7 @@ from ..models import FrozenModel
 from ..scoring import ORDERS, UPR_INSTRUCTION, Layout, PairBatch, Scores, pair_log_likelihood, require_causal_lm, \
     tokenize
 from .base import MethodConfig, SoftPromptMethod
+from .init_vectors import initial_vectors
 
 PASSAGE_VECTORS = ("pooled", "per_token", "none")
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
@@ -158,17 +159,11 @@ class PassageTuning(SoftPromptMethod):
 
     def _initial_prompt(self) -> torch.Tensor:
         cfg = self.config
-        table = self.frozen.input_embeddings().weight.detach().float()  # (vocab, hidden)
-        if cfg.prompt_init == "text":
-            ids = self.frozen.tokenizer(cfg.prompt_init_text, add_special_tokens=False)["input_ids"]
-            if not ids:
-                raise InvalidArgumentError(f"prompt_init_text: {cfg.prompt_init_text!r} has no tokens")
-            n = cfg.num_virtual_tokens or len(ids)
-            ids = torch.tensor((ids * n)[:n], device=table.device)  # (n,)
-        else:
-            vocab = min(table.shape[0], len(self.frozen.tokenizer))
-            ids = torch.randint(0, vocab, (cfg.num_virtual_tokens,), device=table.device)  # (n,)
-        return table[ids].clone()  # (n, hidden)
+        n = cfg.num_virtual_tokens
+        if n is None:  # the instruction's own length: the prompt starts as exactly UPR's hard prompt
+            n = len(self.frozen.tokenizer(cfg.prompt_init_text, add_special_tokens=False)["input_ids"]) or 1
+        return initial_vectors(self.frozen, n, cfg.prompt_init, cfg.prompt_init_text,
+                               field="prompt_init_text")  # (n, hidden)
 
     # -- the two slots (scoring.Conditioner) -------------------------------------------------------
     def prompt_embeddings(self) -> torch.Tensor:

@@ -33,12 +33,10 @@ from ..errors import InvalidArgumentError
 from ..limits import MAX_SEED
 from ..models import FrozenModel
 from .base import LMSoftPromptMethod, MethodConfig
+from .init_vectors import initial_vectors
 from .injection import Injection
 
 INITS = ("vocab", "text", "random", "checkpoint")
-# Lester et al. sample initial vectors from the 5,000 most common tokens; BPE ids are roughly
-# ordered by merge frequency, so the first 5,000 ids stand in for them.
-VOCAB_SAMPLE_SIZE = 5000
 
 
 @dataclass
@@ -85,7 +83,8 @@ class PromptTuning(LMSoftPromptMethod):
         if self._pending_transfer:
             vectors = torch.zeros(config.num_virtual_tokens, frozen.hidden_size)
         else:
-            vectors = initial_vectors(config, frozen)
+            vectors = initial_vectors(frozen, config.num_virtual_tokens, config.init, config.init_text,
+                                      generator=torch.Generator().manual_seed(config.seed))
         self.embedding = nn.Parameter(vectors.to(frozen.device))  # (V, H) f32
 
     def injection(self) -> Injection:
@@ -106,27 +105,6 @@ class PromptTuning(LMSoftPromptMethod):
             with torch.no_grad():
                 self.embedding.copy_(vectors)  # (V, H)
             self._pending_transfer = None
-
-
-def initial_vectors(config: PromptTuningConfig, frozen: FrozenModel) -> torch.Tensor:
-    """The starting virtual-token vectors, (num_virtual_tokens, hidden) float32 on the CPU."""
-    n = config.num_virtual_tokens
-    table = frozen.input_embeddings()
-    weight = table.weight.detach().float().cpu()  # (vocab, H)
-    generator = torch.Generator().manual_seed(config.seed)
-    if config.init == "random":
-        return torch.randn(n, weight.shape[1], generator=generator) * weight.std()  # (V, H)
-    if config.init == "text":
-        ids = frozen.tokenizer(config.init_text, add_special_tokens=False)["input_ids"]
-        if not ids:
-            raise InvalidArgumentError(f"init_text: {config.init_text!r} tokenises to nothing")
-        ids = torch.tensor(ids)
-    else:
-        ids = torch.randint(0, min(VOCAB_SAMPLE_SIZE, weight.shape[0]), (n,), generator=generator)
-    ids = _repeat_to(ids, n).to(table.weight.device)
-    with torch.no_grad():
-        # Through the embedding module, not the raw table: some models scale embeddings (BART, Gemma).
-        return table(ids[None])[0].float().cpu()  # (V, H)
 
 
 def checkpoint_vectors(path: str, frozen: FrozenModel) -> torch.Tensor:

@@ -31,6 +31,7 @@ from ..kv_cache import cache_kwargs, cache_of
 from ..limits import MAX_SEQUENCE_LENGTH
 from ..models import FrozenModel
 from .base import MethodConfig, SoftPromptMethod
+from .init_vectors import initial_vectors
 
 POOLINGS = ("last", "mean", "first")
 ATTENTIONS = ("model", "bidirectional")
@@ -91,22 +92,8 @@ class SuffixTuning(SoftPromptMethod):
             raise InvalidArgumentError("attention: 'bidirectional' applies to decoder LMs; "
                                        f"{frozen.spec.display_name} is already bidirectional, use 'model'")
         self.trailing_specials = _trailing_special_count(frozen.tokenizer)
-        self.suffix = nn.Parameter(self._initial_suffix())  # (k, hidden)
-
-    def _initial_suffix(self) -> torch.Tensor:
-        k, cfg = self.config.num_virtual_tokens, self.config
-        table = self.frozen.input_embeddings().weight.detach().float()  # (vocab, hidden)
-        device = table.device
-        if cfg.init == "random":
-            return torch.randn(k, table.shape[1], device=device) * table.std()  # (k, hidden)
-        if cfg.init == "text":
-            ids = self.frozen.tokenizer(cfg.init_text, add_special_tokens=False)["input_ids"]
-            if not ids:
-                raise InvalidArgumentError(f"init_text: {cfg.init_text!r} has no tokens")
-            ids = torch.tensor((ids * k)[:k], device=device)  # (k,)
-        else:
-            ids = torch.randint(0, min(table.shape[0], len(self.frozen.tokenizer)), (k,), device=device)  # (k,)
-        return table[ids].clone()  # (k, hidden)
+        self.suffix = nn.Parameter(initial_vectors(frozen, config.num_virtual_tokens, config.init,
+                                                   config.init_text))  # (k, hidden)
 
     # -- inputs ----------------------------------------------------------------------------------
     def max_text_length(self) -> int:

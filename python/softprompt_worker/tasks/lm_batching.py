@@ -105,8 +105,11 @@ def score_targets(logits: torch.Tensor, labels: torch.Tensor, *, decoder_only: b
     if decoder_only:
         logits, labels = logits[:, :-1], labels[:, 1:]  # (B, T-1, V), (B, T-1): token t predicts t+1
     valid = labels != IGNORE  # (B, T')
-    safe = labels.clamp(min=0)  # (B, T')
-    logp = F.log_softmax(logits.float(), dim=-1).gather(-1, safe[..., None]).squeeze(-1)  # (B, T')
+    B, T, V = logits.shape
+    # One f32 log-softmax inside cross_entropy, read at the labels (ignored positions give 0): not a
+    # separate f32 copy, log-softmax and gather of the (B, T', vocab) logits.
+    logp = -F.cross_entropy(logits.reshape(B * T, V).float(), labels.reshape(B * T), ignore_index=IGNORE,
+                            reduction="none").view(B, T)  # (B, T')
     correct = (logits.argmax(-1) == labels) & valid  # (B, T')
     return TargetScores(logprob=(logp * valid).sum(-1), n_tokens=valid.sum(-1), n_correct=correct.sum(-1),
                         all_correct=(correct | ~valid).all(-1))
