@@ -133,8 +133,11 @@ def check_positions(frozen, packed: Packed, extra: int = 0, decoder_length: int 
                             f"the model has {limit}: shorten the input, or lower training.max_length / max_new_tokens")
 
 
-def batch_prefixes(rows: list[Injection | None], device, dtype) -> dict[Any, PrefixKV]:
-    """Per attention module, the rows' prefixes padded to the longest, with a validity mask."""
+def batch_prefixes(rows: list[Injection | None], device, dtype, *, right_padded: bool = False) -> dict[Any, PrefixKV]:
+    """Per attention module, the rows' prefixes padded to the longest, with a validity mask.
+
+    ``right_padded``: every sequence of the forward has its padding after its real tokens (``run_lm``
+    packs rows that way); with full prefixes in every row, causal attention then needs no per-row mask."""
     modules: dict[int, Any] = {}
     for row in rows:
         for module in (row.prefixes if row is not None else {}):
@@ -145,7 +148,12 @@ def batch_prefixes(rows: list[Injection | None], device, dtype) -> dict[Any, Pre
         present = [kv for kv in kvs if kv is not None]
         heads, _, head_dim = present[0][0].shape
         longest = max(kv[0].shape[1] for kv in present)
-        keys, values, valid = [], [], []
+        if all(kv is present[0] for kv in kvs):  # one prefix for every row (training): views, no copies
+            key, value = (t.to(device, dtype).unsqueeze(0).expand(len(kvs), -1, -1, -1) for t in present[0])
+            valid = torch.ones(len(kvs), longest, dtype=torch.bool, device=device)  # (B, P)
+            out[module] = PrefixKV(key, value, valid, full=True, right_padded=right_padded)
+            continue
+        keys, values, valid_rows = [], [], []
         for kv in kvs:
             n = 0 if kv is None else kv[0].shape[1]
             pad = torch.zeros(heads, longest - n, head_dim, device=device, dtype=dtype)
@@ -153,8 +161,10 @@ def batch_prefixes(rows: list[Injection | None], device, dtype) -> dict[Any, Pre
             v = pad if kv is None else torch.cat([kv[1].to(device, dtype), pad], dim=1)  # (heads, longest, d)
             keys.append(k)
             values.append(v)
-            valid.append(torch.arange(longest, device=device) < n)  # (longest,)
-        out[module] = PrefixKV(torch.stack(keys), torch.stack(values), torch.stack(valid))
+            valid_rows.append(torch.arange(longest, device=device) < n)  # (longest,)
+        full = all(kv is not None and kv[0].shape[1] == longest for kv in kvs)
+        out[module] = PrefixKV(torch.stack(keys), torch.stack(values), torch.stack(valid_rows), full=full,
+                               right_padded=right_padded)
     return out
 
 
@@ -179,7 +189,7 @@ def run_lm(frozen, rows: list[Injection | None], input_ids, attention_mask, labe
     packed = pack_rows(embeds, attention_mask, rows, side="right")
     decoder = decoder_input_ids if decoder_input_ids is not None else labels  # (B, T_dec) or None
     check_positions(frozen, packed, decoder_length=decoder.shape[1] if decoder is not None else 0)
-    prefixes = batch_prefixes(rows, embeds.device, embeds.dtype)
+    prefixes = batch_prefixes(rows, embeds.device, embeds.dtype, right_padded=True)
     with prefix_context(prefixes):
         if frozen.is_encoder_decoder:
             return _run_encoder_decoder(model, packed, labels, decoder_input_ids, decoder_attention_mask)

@@ -13,6 +13,11 @@ transformers (5.x) attention modules compute query/key/value themselves and hand
    so no real token's position or relative distance changes;
 4. calls the module's original implementation (its module-level eager function, or sdpa).
 
+Where no row needs a mask of its own (every row has the whole prefix, and padding comes after the real
+tokens or there is none), SDPA is called directly with a lower-right causal bias (or no mask), so it can
+choose the flash or memory-efficient kernel and keeps grouped-query heads unrepeated; a boolean mask of
+shape ``(batch, 1, q, prefix + keys)`` would rule both out.
+
 This reaches every kind of attention the same way: decoder-only self-attention (GPT-2; Llama with
 grouped-query attention: the prefix has ``num_key_value_heads`` heads), encoder self-attention,
 decoder self-attention and cross-attention (T5 eager with relative bias, BART sdpa). Outside the
@@ -22,6 +27,7 @@ context the model is untouched.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from dataclasses import dataclass
 
@@ -38,6 +44,8 @@ class PrefixKV:
     key: torch.Tensor  # (batch, kv_heads, prefix, head_dim)
     value: torch.Tensor  # (batch, kv_heads, prefix, head_dim)
     valid: torch.Tensor  # (batch, prefix) bool: False for padding slots of rows with a shorter/no prefix
+    full: bool = False  # host fact: every row has the whole prefix (``valid`` is all True)
+    right_padded: bool = False  # host fact: padding follows each row's real tokens, in queries and keys
 
 
 class _ConfigView:
@@ -70,6 +78,10 @@ def _prefix_attention(module, query, key, value, attention_mask, **kwargs):
     P = prefix.key.shape[2]
     key = torch.cat([prefix.key.to(key.dtype), key], dim=2)  # (B, kv_heads, P + K, d)
     value = torch.cat([prefix.value.to(value.dtype), value], dim=2)  # (B, kv_heads, P + K, d)
+    causal = bool(kwargs.get("is_causal", getattr(module, "is_causal", False)))
+    if implementation == "sdpa" and kwargs.get("position_bias") is None and prefix.full and (
+            (causal and (prefix.right_padded or attention_mask is None)) or (not causal and attention_mask is None)):
+        return _sdpa_without_row_mask(module, query, key, value, causal, **kwargs)
 
     if attention_mask is None:
         allowed = torch.ones(q, K, dtype=torch.bool, device=query.device)  # (q, K)
@@ -97,6 +109,34 @@ def _prefix_attention(module, query, key, value, attention_mask, **kwargs):
         kwargs["position_bias"] = torch.cat([zeros, bias[..., -K:]], dim=-1)  # (1|B, h, q, P + K)
     kwargs.pop("is_causal", None)
     return _original_attention(module, implementation)(module, query, key, value, mask, **kwargs)
+
+
+def _sdpa_without_row_mask(module, query, key, value, causal: bool, **kwargs):
+    """SDPA over ``[prefix | keys]`` with no per-row mask, so it may pick the flash or memory-efficient
+    kernel: causal modules get a lower-right causal bias (query ``i`` of ``q`` sees the whole prefix and the
+    keys up to its own position), others none. Grouped-query heads go to SDPA as they are (``enable_gqa``),
+    not repeated. Right padding needs no mask under causal attention: no real query sees a later key, and
+    padding queries' outputs are never read. Returns ``(batch, q, heads, head_dim)``, as transformers'
+    SDPA function does."""
+    q, k = query.shape[2], key.shape[2]
+    mask = None
+    if causal and q > 1:
+        try:
+            mask = _lower_right(q, k)
+        except RuntimeError:  # a tensor subclass cannot be made under some dispatch modes: the plain mask
+            mask = torch.ones(q, k, dtype=torch.bool, device=query.device).tril(k - q)  # (q, k)
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=mask, dropout_p=kwargs.get("dropout", 0.0), scale=kwargs.get("scaling"),
+        enable_gqa=query.shape[1] != key.shape[1])  # (B, heads, q, d)
+    return out.transpose(1, 2).contiguous(), None
+
+
+@functools.lru_cache(maxsize=64)
+def _lower_right(q: int, k: int):
+    """``torch.nn.attention.bias.causal_lower_right(q, k)``, one object per shape (it holds no data)."""
+    from torch.nn.attention.bias import causal_lower_right
+
+    return causal_lower_right(q, k)
 
 
 def _register() -> None:

@@ -142,3 +142,34 @@ def test_text_init_is_refused_where_it_cannot_hold():
         PrefixTuningConfig.from_dict({"init": "text"})
     with pytest.raises(InvalidArgumentError, match="decoder-only"):
         PrefixTuning(PrefixTuningConfig(init="text", init_text="x"), load_frozen_model(ModelSpec(tiny="t5")))
+
+
+def test_a_batch_that_needs_no_row_mask_reaches_sdpa_without_one():
+    """One prefix for every right-padded row (training): SDPA gets a lower-right causal bias, not a boolean
+    (batch, 1, q, prefix + keys) mask that rules out the flash kernel, and the grouped key/value heads as
+    they are (enable_gqa), not repeated. The logits equal the masked path's (rows of different prefixes)."""
+    from torch.nn.attention.bias import CausalBias
+
+    llama = load_frozen_model(ModelSpec(tiny="llama", overrides={"initializer_range": 0.1}))
+    method = PrefixTuning(PrefixTuningConfig(num_virtual_tokens=3), llama)
+    ids, mask = _batch(llama, ["a longer input text", "hi"])
+    labels = _labels(llama, ids, mask, ["xyz", "q"])
+    seen = []
+
+    class Spy(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func is torch.nn.functional.scaled_dot_product_attention:
+                mask = kwargs.get("attn_mask", args[3] if len(args) > 3 else None)
+                seen.append((type(mask), args[0].shape[1], args[1].shape[1], kwargs.get("enable_gqa", False)))
+            return func(*args, **kwargs)
+
+    with torch.no_grad(), Spy():
+        fast = method.forward_lm(ids, mask, labels=labels, right_padded=True).logits
+        assert seen and all(m is CausalBias and (h, kv, gqa) == (4, 2, True) for m, h, kv, gqa in seen), seen
+        seen.clear()
+        other = PrefixTuning(PrefixTuningConfig(num_virtual_tokens=2, seed=5), llama).injection()
+        masked = run_lm(llama, [method.injection(), other], ids, mask, labels=labels).logits  # rows differ
+    assert any(m is torch.Tensor for m, *_ in seen)  # the per-row mask path ran for the mixed batch
+    real = mask[0].bool()
+    torch.testing.assert_close(masked[0][real], fast[0][real], atol=1e-5, rtol=1e-4)
