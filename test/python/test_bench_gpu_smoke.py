@@ -28,3 +28,16 @@ def test_smoke_run_gives_both_sides_a_number_over_the_same_tokens(tmp_path: Path
         assert all("error" not in s for s in ours + peer), (ours, peer)
         assert {s["tokens"] for s in ours} == {s["tokens"] for s in peer}, (ours, peer)  # no look-ahead batch
         assert run["ratio"] > 0
+
+
+def test_gpu_checks_smoke_trains_and_serves_every_method(tmp_path: Path) -> None:
+    out = tmp_path / "checks.json"
+    proc = subprocess.run([os.sys.executable, str(ROOT / "bench/gpu/checks.py"), "--smoke", "--out", str(out)],
+                          cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = json.loads(out.read_text())
+    for case, run in record["methods"].items():
+        assert "error" not in run, (case, run)
+        assert run["finite"] and run["falls"] and run["frozen_bit_identical"], (case, run)
+    assert {"syncs", "flash", "memory"} <= set(record)  # CUDA-only checks say they were skipped
