@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 # The CPU wheel of torch 2.13.0 lies on this machine kind's disk; an unpinned torch would pull GBs of
-# CUDA builds. Override for a GPU box, e.g. `make TORCH_SPEC='torch>=2.4' setup`.
+# CUDA builds. Override for a GPU box, e.g. `make TORCH_SPEC='torch>=2.5' setup`.
 TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: bench-setup setup demo demo-quick test test-python test-ts chromium typecheck build proto proto-check clean

@@ -41,6 +41,7 @@ from typing import Callable, Protocol
 
 import torch
 
+from .device_copy import to_device
 from .errors import InvalidArgumentError, TooLargeError
 from .limits import MAX_SEQUENCE_LENGTH
 from .models import FrozenModel
@@ -260,8 +261,7 @@ def _constant_segments(frozen: FrozenModel, layout: Layout, device) -> dict:
     prefix = tok(layout.passage_prefix, add_special_tokens=False)["input_ids"] if layout.passage_prefix else []
     out = {}
     for name, ids in (("bos", bos), ("passage_prefix", prefix)):
-        out[name] = (frozen.input_embeddings()(torch.tensor(ids, dtype=torch.long, device=device)), len(ids)) \
-            if ids else None
+        out[name] = (frozen.input_embeddings()(to_device(ids, device)), len(ids)) if ids else None
     return out
 
 

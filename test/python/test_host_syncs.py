@@ -44,15 +44,20 @@ class SyncProbe(TorchDispatchMode):
         flat, _ = tree_flatten((args, kwargs))
         on_meta = any(isinstance(a, torch.Tensor) and a.device.type == "meta" for a in flat)
         to_host = func is aten._to_copy.default and kwargs.get("device") not in (None, torch.device("meta"))
+        # A copy from host memory onto the device without non_blocking waits for the device's queue.
+        blocking_upload = (func is aten._to_copy.default and kwargs.get("device") == torch.device("meta")
+                           and not kwargs.get("non_blocking", False) and isinstance(args[0], torch.Tensor)
+                           and args[0].device.type == "cpu")
         bool_index = func is aten.index.Tensor and any(
             isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in flat[1:])
-        if on_meta and (func in SYNC_OPS or to_host or bool_index):
+        if blocking_upload or (on_meta and (func in SYNC_OPS or to_host or bool_index)):
             self._record(str(func))
             if func is aten._local_scalar_dense.default:
                 return True if args[0].dtype == torch.bool else 1
         return func(*args, **kwargs)
 
     def _record(self, op: str) -> None:
+        """Attribute ``op`` to the innermost frame in softprompt's package or in transformers."""
         for frame in reversed(traceback.extract_stack()[:-2]):
             if frame.filename.startswith(PACKAGE):
                 self.ours.append(f"{op} at {Path(frame.filename).name}:{frame.lineno} ({frame.line})")
@@ -60,6 +65,22 @@ class SyncProbe(TorchDispatchMode):
             if "/transformers/" in frame.filename:
                 self.theirs.append(f"{op} at transformers/{Path(frame.filename).name}:{frame.lineno}")
                 return
+
+
+class UploadProbe(torch.overrides.TorchFunctionMode):
+    """``torch.tensor(data, device=meta)`` builds on the device straight from host data (no dispatch to
+    see): on CUDA that is a blocking copy from pageable memory, a sync. Recorded like the others."""
+
+    def __init__(self, probe: SyncProbe) -> None:
+        super().__init__()
+        self.probe = probe
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (torch.tensor, torch.as_tensor) and str(kwargs.get("device", "")) == "meta" and not (
+                args and isinstance(args[0], torch.Tensor) and args[0].device.type == "meta"):
+            self.probe._record(f"torch.{func.__name__}(host data, device=meta)")
+        return func(*args, **kwargs)
 
 
 _tolist = torch.Tensor.tolist
@@ -112,7 +133,7 @@ def test_a_training_step_reads_nothing_back_from_the_device(case):
     method.to("meta")
     batch = next(iter(task.batches(len(rows), torch.Generator().manual_seed(0))))  # collate: host work
     probe = SyncProbe()
-    with probe:
+    with probe, UploadProbe(probe):
         loss, n_tokens = task.loss(batch)
         loss.backward()
     assert isinstance(n_tokens, int) and loss.device.type == "meta"
@@ -125,9 +146,9 @@ def test_the_probe_sees_a_sync_in_our_code():
     model's limit (on purpose: only then), and the probe attributes that read to injection.py."""
     from softprompt_worker.methods.injection import Packed, check_positions
 
-    mask = torch.ones(2, 3, dtype=torch.long, device="meta")
-    positions = torch.zeros(2, 4, dtype=torch.long, device="meta")
-    packed = Packed(torch.zeros(2, 4, 8, device="meta"), mask, mask, positions, max_offset_plus_virtual=300)
+    index = torch.ones(2, 3, dtype=torch.long, device="meta")  # (B, L)
+    mask = positions = torch.ones(2, 4, dtype=torch.long, device="meta")  # (B, total)
+    packed = Packed(torch.zeros(2, 4, 8, device="meta"), mask, index, positions, max_offset_plus_virtual=300)
     probe = SyncProbe()
     with probe:
         check_positions(load_frozen_model(ModelSpec(tiny="gpt2")), packed)  # gpt2 tiny: 256 positions

@@ -132,7 +132,7 @@ def from_pretrained_calls(monkeypatch):
 def test_trust_remote_code_reaches_from_pretrained_only_when_set(from_pretrained_calls, raw, expected):
     from softprompt_worker.models import _load_pretrained
 
-    _load_pretrained(ModelSpec.from_dict(raw), torch.float32)
+    _load_pretrained(ModelSpec.from_dict(raw), torch.float32, torch.device("cpu"))
     assert [c for c, _ in from_pretrained_calls] == ["AutoConfig", "AutoTokenizer", "AutoModelForCausalLM"]
     assert all(kwargs["trust_remote_code"] is expected for _, kwargs in from_pretrained_calls)
 

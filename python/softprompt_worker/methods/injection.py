@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from ..device_copy import to_device
 from ..errors import InvalidArgumentError, TooLargeError
 from .prefix_attention import PrefixKV, prefix_context
 
@@ -52,6 +53,7 @@ class Packed:
     max_virtual: int = 0
     uniform: bool = False
     max_offset_plus_virtual: int = 0  # max over rows of position_offset + virtual tokens
+    max_position: int = 0  # a bound on ``position_ids`` (padding slots included)
 
 
 def pack_rows(embeds: torch.Tensor, mask: torch.Tensor, rows: list[Injection | None], side: str) -> Packed:
@@ -80,7 +82,7 @@ def pack_rows(embeds: torch.Tensor, mask: torch.Tensor, rows: list[Injection | N
 
     real = mask.bool()  # (B, L)
     n = real.sum(1)  # (B,) real tokens per row
-    v = torch.tensor(counts_v, device=device)  # (B,)
+    v = to_device(counts_v, device)  # (B,)
     order = torch.argsort((~real).to(torch.int8), dim=1, stable=True)  # (B, L): real positions first, in order
     start = torch.zeros_like(n) if side == "right" else total - (v + n)  # (B,) first used slot of each row
     j = torch.arange(total, device=device)[None] - start[:, None]  # (B, total) slot within the row
@@ -96,12 +98,16 @@ def pack_rows(embeds: torch.Tensor, mask: torch.Tensor, rows: list[Injection | N
     first = start + v  # (B,) new position of each row's first real token
     index = torch.where(real, first[:, None] + rank, torch.zeros_like(rank))  # (B, L)
     offsets_host = [r.position_offset if r is not None else 0 for r in rows]
-    offsets = torch.tensor(offsets_host, device=device)  # (B,)
-    position_ids = offsets[:, None] + new_mask.cumsum(1) - 1  # (B, total)
-    position_ids = position_ids.masked_fill(new_mask == 0, 1)
+    offsets = to_device(offsets_host, device)  # (B,)
+    if side == "right":  # padding continues the row's positions: no jump that reads as a packed sequence
+        position_ids = offsets[:, None] + torch.arange(total, device=device)[None]  # (B, total)
+    else:
+        position_ids = offsets[:, None] + new_mask.cumsum(1) - 1  # (B, total)
+        position_ids = position_ids.masked_fill(new_mask == 0, 1)
     return Packed(new_embeds, new_mask, index, position_ids, max_virtual=Vmax,
                   uniform=uniform and side == "right",
-                  max_offset_plus_virtual=max((o + c for o, c in zip(offsets_host, counts_v)), default=0))
+                  max_offset_plus_virtual=max((o + c for o, c in zip(offsets_host, counts_v)), default=0),
+                  max_position=max(offsets_host, default=0) + total - 1)
 
 
 def check_positions(frozen, packed: Packed, extra: int = 0, decoder_length: int = 0) -> None:
@@ -127,7 +133,7 @@ def check_positions(frozen, packed: Packed, extra: int = 0, decoder_length: int 
     width = packed.index.shape[1]  # input tokens per row, at most
     if packed.max_offset_plus_virtual + width + extra <= limit:
         return
-    need = int(packed.position_ids.max()) + 1 + extra
+    need = int(packed.position_ids.masked_fill(packed.mask == 0, 0).max()) + 1 + extra  # real slots only
     if need > limit:
         raise TooLargeError(f"sequence needs {need} positions (input, virtual tokens and new tokens); "
                             f"the model has {limit}: shorten the input, or lower training.max_length / max_new_tokens")
@@ -193,8 +199,15 @@ def run_lm(frozen, rows: list[Injection | None], input_ids, attention_mask, labe
     with prefix_context(prefixes):
         if frozen.is_encoder_decoder:
             return _run_encoder_decoder(model, packed, labels, decoder_input_ids, decoder_attention_mask)
-        out = model(inputs_embeds=packed.embeds, attention_mask=packed.mask, position_ids=packed.position_ids,
-                    use_cache=False)
+        # No attention mask: rows are packed to the right and causal attention keeps every real token from
+        # seeing the padding after it (padding positions' outputs are never read; positions are explicit and
+        # continue through the padding, so transformers finds no packed sequences). The model then takes
+        # SDPA's causal path, which may use the flash kernel; a padding mask rules flash out.
+        positions = packed.position_ids  # (B, total)
+        limit = getattr(frozen.config, "n_positions", None) or getattr(frozen.config, "max_position_embeddings", None)
+        if limit and packed.max_position >= limit:  # padding past the table (rows near the limit): clamp it
+            positions = packed.position_ids.clamp(max=limit - 1)
+        out = model(inputs_embeds=packed.embeds, attention_mask=None, position_ids=positions, use_cache=False)
     if packed.uniform and right_padded:  # real tokens start at the same slot in every row: a view, no copy
         logits = out.logits[:, packed.max_virtual:packed.max_virtual + packed.index.shape[1]]  # (B, L, vocab)
     else:

@@ -121,7 +121,8 @@ class SuffixTuning(SoftPromptMethod):
         limit = min(self.max_text_length(), max_length or self.max_text_length())
         enc = self.frozen.tokenizer(list(texts), padding=True, truncation=True, max_length=limit,
                                     padding_side="right", return_tensors="pt")
-        return {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}
+        return {"input_ids": enc["input_ids"].to(device, non_blocking=True),
+                "attention_mask": enc["attention_mask"].to(device, non_blocking=True)}
 
     def inject(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Place the suffix after each row's text: ``(inputs_embeds, attention_mask, suffix_end)``.

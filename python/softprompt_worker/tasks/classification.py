@@ -68,7 +68,8 @@ class ClassificationTask(BaseTask):
 
     def collate(self, rows: list[dict], *, all_labels: bool | None = None) -> ClassificationBatch:
         all_labels = self.options["loss"] == "ranking" if all_labels is None else all_labels
-        gold = torch.tensor([self.index[r["label"]] for r in rows], device=self.encoder.frozen.device)  # (B,)
+        gold = torch.tensor([self.index[r["label"]] for r in rows]).to(self.encoder.frozen.device,
+                                                                     non_blocking=True)  # (B,)
         if all_labels:
             pairs = [self.encoder.pair(r["input"], label) for r in rows for label in self.labels]
         else:

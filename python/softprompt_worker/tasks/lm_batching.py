@@ -82,7 +82,8 @@ class LMEncoder:
             labels[i, : len(lab)] = torch.tensor(lab)
             n_tokens += len(ids) + (0 if self.decoder_only else len(lab))
         device = self.frozen.device if device is None else device
-        return LMBatch(input_ids.to(device), mask.to(device), labels.to(device), n_tokens)
+        move = dict(device=device, non_blocking=True)  # no host wait: the loop collates while the device works
+        return LMBatch(input_ids.to(**move), mask.to(**move), labels.to(**move), n_tokens)
 
 
 @dataclass
