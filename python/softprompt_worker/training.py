@@ -37,6 +37,7 @@ from . import limits
 from .errors import InvalidArgumentError
 from .methods.base import SoftPromptMethod
 from .models import native_bf16
+from .recompute import recomputed_layers
 from .resume import DataStream, TrainingState, capture_state, restore_state
 from .tasks.base import Task
 
@@ -77,6 +78,9 @@ class TrainingConfig:
     checkpoint_every: int = 0  # steps between checkpoints; 0 = only at the end
     log_every: int = 10  # steps between ``step`` events (each one syncs the device once)
     eval_baseline: bool = True  # evaluate once before the first step (step 0): the untuned baseline
+    # Keep only each frozen layer's input and recompute its activations in backward (recompute.py): less
+    # memory for long sequences and large batches, about a third more compute per step.
+    gradient_checkpointing: bool = False
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> "TrainingConfig":
@@ -208,7 +212,7 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
                 status = "cancelled"
                 break
             batch = next(stream)
-            with autocast:
+            with autocast, recomputed_layers(method.frozen.model, config.gradient_checkpointing):
                 loss, n_tokens = task.loss(batch)  # loss: () scalar
             (loss / config.grad_accumulation).backward()
             window_loss += loss.detach().float()

@@ -145,21 +145,37 @@ def _register() -> None:
     AttentionInterface.register(ATTENTION_NAME, _prefix_attention)
 
 
+_active: list[dict] = [{}]  # the prefixes of the innermost prefix_context (compute runs on one thread)
+
+
+def active_prefixes() -> dict:
+    """The prefixes in force now (module -> PrefixKV; empty outside any ``prefix_context``): what a layer
+    recomputed in backward (``recompute.py``) must see again."""
+    return _active[-1]
+
+
 @contextlib.contextmanager
 def prefix_context(prefixes: dict):
-    """Within the block, each attention module in ``prefixes`` (module -> PrefixKV) uses its prefix."""
+    """Within the block, each attention module in ``prefixes`` (module -> PrefixKV) uses its prefix.
+    Re-entrant: an inner block (a recompute during backward) puts back what the outer one set."""
     if not prefixes:
         yield
         return
     _register()
     saved = {}
+    _active.append(prefixes)
     try:
         for module, prefix in prefixes.items():
-            saved[module] = module.config
-            module.__dict__["config"] = _ConfigView(module.config)
+            saved[module] = (module.__dict__.get("config", module.config), module.__dict__.get(_PREFIX_ATTR))
+            base = saved[module][0]
+            module.__dict__["config"] = base if isinstance(base, _ConfigView) else _ConfigView(base)
             module.__dict__[_PREFIX_ATTR] = prefix
         yield
     finally:
-        for module, config in saved.items():
+        _active.pop()
+        for module, (config, previous) in saved.items():
             module.__dict__["config"] = config
-            module.__dict__.pop(_PREFIX_ATTR, None)
+            if previous is None:
+                module.__dict__.pop(_PREFIX_ATTR, None)
+            else:
+                module.__dict__[_PREFIX_ATTR] = previous

@@ -154,7 +154,8 @@ class SuffixTuning(SoftPromptMethod):
         model_mask: torch.Tensor = mask
         if self.config.attention == "bidirectional":
             model_mask = bidirectional_mask(mask, embeds.dtype)  # (B, 1, T + k, T + k)
-        out = backbone(self.frozen)(inputs_embeds=embeds, attention_mask=model_mask)
+        no_cache = {"use_cache": False} if self.frozen.is_decoder_only else {}  # a decoder would build one
+        out = backbone(self.frozen)(inputs_embeds=embeds, attention_mask=model_mask, **no_cache)
         return out.last_hidden_state, mask, suffix_end  # (B, T + k, H), (B, T + k), (B,)
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
