@@ -18,6 +18,7 @@ from typing import Any
 from .errors import DependencyMissingError, InvalidArgumentError, NotFoundError
 from .fields import check_fields
 from .limits import MAX_SEED
+from .quantize import bnb_config, check_quantization, keep_trainable_through, logical_shape
 
 _DTYPES = ("auto", "f32", "bf16", "f16")
 # Config fields that do not change what the weights compute.
@@ -36,6 +37,9 @@ class ModelSpec:
     revision: str | None = None
     dtype: str = "auto"  # auto: bf16 on a CUDA device that supports it natively, else f32
     device: str = "auto"  # auto: cuda when available, else cpu
+    # Store the frozen linear weights quantized: "int8" (LLM.int8) | "nf4" (4-bit NormalFloat), through
+    # bitsandbytes (quantize.py). None: the model's dtype. Checkpoints record it: inference loads the same way.
+    quantization: str | None = None
     # Runs Python code shipped in the model repository (modeling_*.py) inside the worker, with the user's
     # rights. Off unless the user opts in with a real boolean true; only for repositories they trust.
     trust_remote_code: bool = False
@@ -54,6 +58,7 @@ class ModelSpec:
             raise InvalidArgumentError("model: give exactly one of 'name_or_path', 'tiny' and 'embedded'")
         if spec.dtype not in _DTYPES:
             raise InvalidArgumentError(f"model.dtype: {spec.dtype!r} is not one of {', '.join(_DTYPES)}")
+        check_quantization(spec.quantization)
         if not 0 <= spec.seed <= MAX_SEED:
             raise InvalidArgumentError(f"model.seed: must be in 0..{MAX_SEED}, got {spec.seed}")
         from .tiny import TINY_FAMILIES
@@ -110,7 +115,8 @@ class FrozenModel:
 
     @property
     def dtype(self):
-        return next(self.model.parameters()).dtype
+        """The dtype the model computes in (its embeddings'; quantized linear weights are stored packed)."""
+        return self.input_embeddings().weight.dtype
 
     def input_embeddings(self):
         """The (frozen) token embedding module: ``(batch, seq) -> (batch, seq, hidden)``."""
@@ -130,10 +136,14 @@ def load_frozen_model(spec: ModelSpec) -> FrozenModel:
 
         if spec.tiny not in TINY_FAMILIES:
             raise InvalidArgumentError(f"model.tiny: {spec.tiny!r} is not one of {', '.join(TINY_FAMILIES)}")
-        model, tokenizer = tiny_model(spec.tiny, seed=spec.seed, device=device, dtype=dtype, **spec.overrides)
+        model, tokenizer = tiny_model(spec.tiny, seed=spec.seed, device=device, dtype=dtype,
+                                      quantization=spec.quantization, **spec.overrides)
     else:
         model, tokenizer = _load_pretrained(spec, dtype, device)
-    model.to(device=device, dtype=dtype)  # a no-op when loaded in place; pretrained buffers may differ
+    if spec.quantization is None:  # (bitsandbytes layers refuse .to; they are loaded in place)
+        model.to(device=device, dtype=dtype)  # a no-op when loaded in place; pretrained buffers may differ
+    else:
+        keep_trainable_through(model)
     model.requires_grad_(False)
     model.eval()
     if tokenizer.pad_token is None:
@@ -165,8 +175,11 @@ def _load_pretrained(spec: ModelSpec, dtype, device):
         factory = AutoModel
     # Straight to the device: loading on the host first would need the whole model in host RAM (16 GB
     # for an 8B model in bf16) before the copy.
+    quantized = {}
+    if spec.quantization is not None:  # quantized while loading, layer by layer
+        quantized = {"quantization_config": bnb_config(spec.quantization, dtype)}
     model = factory.from_pretrained(path, dtype=dtype, attn_implementation=_attention_for(config),
-                                    device_map=device, **common)
+                                    device_map=device, **quantized, **common)
     return model, tokenizer
 
 
@@ -216,11 +229,12 @@ def resolve_dtype(name: str, device):
 def fingerprint(model) -> str:
     """sha256 of the architecture-defining config plus every parameter's name and shape.
 
-    Dtype and device are left out on purpose: a prompt trained in bf16 on a GPU is valid in f32 on a
-    CPU. Weight values are not hashed (too slow for large models); the name/shape list and config catch
+    Dtype, device and quantization are left out on purpose: a prompt trained in bf16 on a GPU is valid in
+    f32 on a CPU, and one trained on an NF4 base is meant for the same model in bf16 too (shapes are the
+    unquantized ones). Weight values are not hashed (too slow for large models); the name/shape list and config catch
     every mix-up of different architectures or sizes.
     """
     config = {k: v for k, v in model.config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
-    shapes = [(name, list(p.shape)) for name, p in model.named_parameters()]
+    shapes = [(name, logical_shape(p)) for name, p in model.named_parameters()]
     blob = json.dumps({"config": config, "parameters": shapes}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()

@@ -78,23 +78,41 @@ def tiny_config(family: str, **overrides: Any):
     raise ValueError(f"unknown tiny model family {family!r}; expected one of {', '.join(TINY_FAMILIES)}")
 
 
-def tiny_model(family: str, *, seed: int = 0, device=None, dtype=None, **overrides: Any):
+def tiny_model(family: str, *, seed: int = 0, device=None, dtype=None, quantization: str | None = None,
+               **overrides: Any):
     """A randomly initialised (seeded) model of ``family`` and its byte tokenizer: ``(model, tokenizer)``.
 
     Built directly on ``device`` in ``dtype`` (default: the CPU, f32), so a config the size of a real model
     (the GPU benchmark's 8B and 70B shapes) never needs a host copy. The weights follow from the seed and
-    the device's generator: the same seed gives other weights on a GPU than on the CPU.
+    the device's generator: the same seed gives other weights on a GPU than on the CPU. ``quantization``
+    ("int8" | "nf4", quantize.py) quantizes the linear layers of the built model; a quantized model too large
+    to build in full precision on its GPU (over half its free memory) is built layer by layer instead
+    (``quantize.materialize_quantized``: other random weights, the same shapes).
     """
     import torch
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    from .quantize import materialize_quantized, quantize_linears
 
     config = tiny_config(family, **overrides)
     factory = {"gpt2": AutoModelForCausalLM, "llama": AutoModelForCausalLM, "t5": AutoModelForSeq2SeqLM,
                "bart": AutoModelForSeq2SeqLM, "bert": AutoModel}[family]
     device = torch.device(device or "cpu")
+    dtype = dtype or torch.float32
+    build = dict(attn_implementation=_attention_for(family), dtype=dtype)
+    if quantization is not None and device.type == "cuda":
+        with torch.device("meta"):
+            model = factory.from_config(config, **build)
+        full_bytes = sum(p.numel() for p in model.parameters()) * torch.finfo(dtype).bits // 8
+        if full_bytes > torch.cuda.mem_get_info(device)[0] // 2:
+            std = getattr(config, "initializer_range", 0.02)
+            materialize_quantized(model, quantization, device, dtype, std=std, seed=seed)
+            return model, byte_tokenizer(family)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), device:
         torch.manual_seed(seed)
-        model = factory.from_config(config, attn_implementation=_attention_for(family), dtype=dtype or torch.float32)
+        model = factory.from_config(config, **build)
+    if quantization is not None:
+        quantize_linears(model, quantization, dtype)
     return model, byte_tokenizer(family)
 
 

@@ -71,7 +71,7 @@ FIELDS: dict[Any, dict[str, tuple]] = {
     ModelSpec: {
         "tiny": ("enum", ("gpt2", "llama", "t5", "bart", "bert")), "seed": ("int", 0, L.MAX_SEED),
         "revision": ("str?",), "dtype": ("enum", ("auto", "f32", "bf16", "f16")), "device": ("str",),
-        "trust_remote_code": ("bool",),
+        "trust_remote_code": ("bool",), "quantization": ("enum?", ("int8", "nf4")),
     },
 }
 

@@ -14,11 +14,20 @@ export type TinyFamily = (typeof TINY_FAMILIES)[number];
 /** Weight dtype: `'auto'` is bf16 on a CUDA device that supports it, else f32. */
 export type ModelDType = 'auto' | 'f32' | 'bf16' | 'f16';
 
+/** Quantized frozen weights through bitsandbytes (python/softprompt_worker/quantize.py). */
+export const QUANTIZATIONS = ['int8', 'nf4'] as const;
+
 interface CommonModelOptions {
-  /** Weight dtype. Default `'auto'`: bf16 on a CUDA device that supports it, else f32 (models.py). */
+  /** Weight dtype. Default `'auto'`: bf16 on a CUDA device that supports it natively, else f32 (models.py). */
   readonly dtype?: ModelDType;
   /** `'auto'` (default: CUDA when the worker sees a GPU, else CPU), `'cpu'`, `'cuda'`, `'cuda:1'`, ... */
   readonly device?: string;
+  /**
+   * Store the frozen linear weights quantized: `'nf4'` (4-bit NormalFloat, as QLoRA: an 8B model in ~5.5 GB)
+   * or `'int8'` (LLM.int8). Needs bitsandbytes in the worker's Python. Checkpoints record it, so a prompt
+   * loads on the same base unless you pass another `model`. Default: none (the model's dtype).
+   */
+  readonly quantization?: (typeof QUANTIZATIONS)[number];
 }
 
 /** A model from the Hugging Face hub or a local directory. */
@@ -63,6 +72,7 @@ export type ModelSpec = PretrainedModelSpec | TinyModelSpec | EmbeddedModelSpec;
 const common = {
   dtype: z.enum(['auto', 'f32', 'bf16', 'f16']).optional(),
   device: nonEmpty().optional(),
+  quantization: z.enum(QUANTIZATIONS).optional(),
 };
 
 const pretrainedSchema = z.strictObject({
