@@ -41,3 +41,15 @@ def test_gpu_checks_smoke_trains_and_serves_every_method(tmp_path: Path) -> None
         assert "error" not in run, (case, run)
         assert run["finite"] and run["falls"] and run["frozen_bit_identical"], (case, run)
     assert {"syncs", "flash", "memory"} <= set(record)  # CUDA-only checks say they were skipped
+
+
+def test_gpu_sizes_smoke_runs_bf16_and_nf4_with_and_without_checkpointing(tmp_path: Path) -> None:
+    out = tmp_path / "sizes.json"
+    proc = subprocess.run([os.sys.executable, str(ROOT / "bench/gpu/sizes.py"), "--smoke", "--out", str(out)],
+                          cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = json.loads(out.read_text())["runs"]
+    assert [(r["quantization"], r["gradient_checkpointing"]) for r in runs] == [
+        ("bf16", False), ("bf16", True), ("nf4", False), ("nf4", True)]
+    assert all("error" not in r and r["tokens_per_s"] > 0 for r in runs), runs

@@ -99,3 +99,23 @@ def test_pretrained_models_are_quantized_while_they_load(monkeypatch):
     q = calls["quantization_config"]
     assert q.load_in_4bit and q.bnb_4bit_quant_type == "nf4" and q.bnb_4bit_compute_dtype == torch.bfloat16
     assert calls["device_map"] == torch.device("cpu")
+
+
+def test_a_model_too_large_to_build_whole_is_built_one_quantized_layer_at_a_time():
+    """The path the GPU bench's 70B shape takes (quantize.materialize_quantized), here on the CPU: built on
+    the meta device, every tensor ends up real, linear layers quantized, rotary tables rebuilt, and it runs
+    forward and backward to the input."""
+    import bitsandbytes as bnb
+    from transformers import AutoModelForCausalLM
+
+    from softprompt_worker.quantize import materialize_quantized
+    from softprompt_worker.tiny import tiny_config
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(tiny_config("llama"), attn_implementation="sdpa")
+    materialize_quantized(model, "nf4", torch.device("cpu"), torch.float32, std=0.05, seed=1)
+    assert not any(t.is_meta for t in (*model.parameters(), *model.buffers()))
+    assert sum(isinstance(m, bnb.nn.Linear4bit) for m in model.modules()) == 14  # 7 per layer, not the head
+    embeds = model.get_input_embeddings()(torch.tensor([[5, 6, 7, 8]])).detach().requires_grad_()
+    model.eval()(inputs_embeds=embeds).logits.sum().backward()
+    assert embeds.grad.abs().sum() > 0 and torch.isfinite(embeds.grad).all()
