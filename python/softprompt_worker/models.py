@@ -153,6 +153,19 @@ def load_frozen_model(spec: ModelSpec) -> FrozenModel:
 
 
 def _load_pretrained(spec: ModelSpec, dtype, device):
+    path, common, config, tokenizer, factory = _pretrained_parts(spec)
+    # Straight to the device: loading on the host first would need the whole model in host RAM (16 GB
+    # for an 8B model in bf16) before the copy.
+    quantized = {}
+    if spec.quantization is not None:  # quantized while loading, layer by layer
+        quantized = {"quantization_config": bnb_config(spec.quantization, dtype)}
+    model = factory.from_pretrained(path, dtype=dtype, attn_implementation=_attention_for(config),
+                                    device_map=device, **quantized, **common)
+    return model, tokenizer
+
+
+def _pretrained_parts(spec: ModelSpec):
+    """``(path, loading kwargs, config, tokenizer, model factory)`` of a hub, local or embedded model."""
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     if spec.embedded is not None:
@@ -173,13 +186,22 @@ def _load_pretrained(spec: ModelSpec, dtype, device):
         factory = AutoModelForCausalLM
     else:
         factory = AutoModel
-    # Straight to the device: loading on the host first would need the whole model in host RAM (16 GB
-    # for an 8B model in bf16) before the copy.
-    quantized = {}
-    if spec.quantization is not None:  # quantized while loading, layer by layer
-        quantized = {"quantization_config": bnb_config(spec.quantization, dtype)}
-    model = factory.from_pretrained(path, dtype=dtype, attn_implementation=_attention_for(config),
-                                    device_map=device, **quantized, **common)
+    return path, common, config, tokenizer, factory
+
+
+def model_structure(spec: ModelSpec, dtype):
+    """``(model, tokenizer)`` with the model built on the ``meta`` device: its modules and shapes, no
+    weights (a sharded load fills them in: distributed/sharded.py)."""
+    import torch
+
+    if spec.tiny is not None:
+        from .tiny import tiny_model
+
+        return tiny_model(spec.tiny, seed=spec.seed, device="meta", dtype=dtype, **spec.overrides)
+    _, common, config, tokenizer, factory = _pretrained_parts(spec)
+    with torch.device("meta"):
+        model = factory.from_config(config, dtype=dtype, attn_implementation=_attention_for(config),
+                                    trust_remote_code=common["trust_remote_code"])
     return model, tokenizer
 
 

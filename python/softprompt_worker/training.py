@@ -81,6 +81,9 @@ class TrainingConfig:
     # Keep only each frozen layer's input and recompute its activations in backward (recompute.py): less
     # memory for long sequences and large batches, about a third more compute per step.
     gradient_checkpointing: bool = False
+    # Under a torchrun worker group: shard the frozen model's layers over the ranks with FSDP2
+    # (distributed/sharded.py), for models larger than one device. Soft parameters stay replicated.
+    shard_model: bool = False
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> "TrainingConfig":

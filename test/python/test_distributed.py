@@ -55,6 +55,7 @@ def _job(run_dir: Path, data: dict[str, Any], *, batch_size: int, grad_accumulat
            "task": "generation", "data": data, "run_dir": str(run_dir),
            "training": {"steps": STEPS, "batch_size": batch_size, "grad_accumulation": grad_accumulation,
                         "log_every": 1, "lr": 0.1, "schedule": "linear"}}
+    job["training"].update(kind.pop("training", {}))
     return job | kind
 
 
@@ -198,6 +199,43 @@ def test_two_ranks_with_grad_cache_equal_one_process_bit_for_bit(group: Group, t
     losses, soft = _single_process(tmp_path / "one", PAIRS, SUFFIX, batch_size=4, grad_accumulation=2)
     assert ddp_losses == losses
     assert torch.equal(ddp_soft["suffix"], soft["suffix"]), (ddp_soft["suffix"] - soft["suffix"]).abs().max()
+
+
+@pytest.mark.parametrize("method", ["prompt_tuning", "prefix_tuning"])
+def test_two_ranks_with_a_sharded_model_equal_one_process_bit_for_bit(group: Group, tmp_path: Path,
+                                                                       method: str) -> None:
+    """training.shard_model: FSDP2 keeps half of every layer on each rank and gathers it to run; the step
+    losses and the prompt are those of one process (the gathered weights are the same numbers)."""
+    kind = {"method": method, "method_config": {"num_virtual_tokens": 4}, "model": {**MODEL, "tiny": "llama"},
+            # prefix tuning also recomputes its layers in backward: FSDP gathers them again for it
+            "training": {"gradient_checkpointing": method == "prefix_tuning"}}
+    job = _job(tmp_path / "sharded", {"train": {"rows": ROWS}}, batch_size=2, **dict(kind))
+    job["training"]["shard_model"] = True
+    reply, events = group.call("train", job)
+    assert reply["kind"] == "reply" and reply["body"]["status"] == "completed", reply
+    sharded_losses = [e["loss"] for e in events if e["event"] == "step"]
+    sharded_soft = load_checkpoint(reply["body"]["checkpoint"]).tensors
+    losses, soft = _single_process(tmp_path / "one", ROWS, dict(kind), batch_size=2, grad_accumulation=2)
+    assert sharded_losses == losses
+    for name, tensor in soft.items():
+        assert torch.equal(sharded_soft[name], tensor), name
+    # Rank 1 really held about half of the weights (all but the embedding, which stays whole), and inference
+    # on rank 0 still uses an unsharded copy: the sharded model is kept for collective jobs only.
+    line = group.log_line("[rank1/2]: sharded tiny:llama over 2 ranks: this rank holds ")
+    held, total = map(int, line.split("holds ")[1].split(" weights")[0].split(" of its "))
+    embedding = 263 * 64  # the byte vocabulary x hidden: replicated; the rest split by rows (263 = 132 + 131)
+    assert abs(held - (embedding + (total - embedding) // 2)) <= 64, (held, total)
+    generated, _ = group.call("generate", {"model": job["model"], "inputs": ["abc="],
+                                           "max_new_tokens": 2})
+    assert generated["kind"] == "reply", generated
+
+
+def test_shard_model_in_one_process_says_what_it_needs(tmp_path: Path) -> None:
+    job = _job(tmp_path / "one", {"train": {"rows": ROWS}}, batch_size=2)
+    job["training"]["shard_model"] = True
+    ctx = OpContext(1, "train", WorkerState(), lambda *a: None)
+    with pytest.raises(Exception, match="shard_model: needs a worker group"):
+        train_op(Request(id=1, op="train", body=job), ctx)
 
 
 def test_the_group_exits_when_its_parent_dies(group: Group) -> None:

@@ -40,11 +40,13 @@ runs the evaluation (not sharded yet; rank 0 reports it).
 
 Modules: ``group`` (a rank's place in the group: the control channel, agreements, one job's run),
 ``lifecycle`` (joining, leading, following), ``collective_ops`` (``@collective``), ``ddp`` (data-parallel
-training: ``data_parallel``, ``DataParallel``, ``ShardedStream``).
+training: ``data_parallel``, ``DataParallel``, ``ShardedStream``), ``sharded`` (a frozen model sharded over
+the ranks with FSDP2, ``training.shard_model``).
 """
 
 from softprompt_worker.distributed.collective_ops import collective
 from softprompt_worker.distributed.ddp import DataParallel, ShardedStream, data_parallel
 from softprompt_worker.distributed.lifecycle import lead, start
+from softprompt_worker.distributed.sharded import sharded_model
 
-__all__ = ["DataParallel", "ShardedStream", "collective", "data_parallel", "lead", "start"]
+__all__ = ["DataParallel", "ShardedStream", "collective", "data_parallel", "lead", "sharded_model", "start"]

@@ -42,7 +42,7 @@ import torch
 
 from softprompt_worker.checkpoints import build_method_from_checkpoint, load_checkpoint, save_checkpoint
 from softprompt_worker.data import resolve_data
-from softprompt_worker.distributed import collective, data_parallel
+from softprompt_worker.distributed import collective, data_parallel, sharded_model
 from softprompt_worker.errors import InvalidArgumentError, OutOfMemoryError, StorageError, WorkerError, from_exception
 from softprompt_worker.methods.registry import method_class
 from softprompt_worker.models import FrozenModel, ModelSpec
@@ -83,7 +83,8 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
     method_cls = method_class(body["method"])
     check_method(task_cls, body["method"])
     run = RunDir(body.get("run_dir"))
-    frozen = get_frozen_model(ctx.state, model_for_training(ModelSpec.from_dict(body.get("model")), config))
+    spec = model_for_training(ModelSpec.from_dict(body.get("model")), config)
+    frozen = sharded_model(ctx.state, spec) if config.shard_model else get_frozen_model(ctx.state, spec)
     train_rows, eval_rows, report = resolve_data(body.get("data"), task_cls.validate_row, store=datasets(ctx),
                                                  seed=config.seed)
     with _INIT_LOCK:

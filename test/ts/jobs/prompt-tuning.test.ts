@@ -29,7 +29,7 @@ describe('promptTuning', () => {
     expect(spec.training).toEqual({
       epochs: 1, batchSize: 8, gradAccumulation: 1, maxLength: 512, optimizer: 'adamw', lr: 3e-2, schedule: 'linear',
       warmupSteps: 0, weightDecay: 0, maxGradNorm: 1, seed: 0, dtype: 'auto', evalEvery: 0, checkpointEvery: 0, logEvery: 10, evalBaseline: true,
-      gradientCheckpointing: false,
+      gradientCheckpointing: false, shardModel: false,
     });
     expect(spec.data.evalFraction).toBe(0);
     expect(spec.data.onBadRow).toBe('fail');
@@ -69,7 +69,7 @@ describe('promptTuning', () => {
       training: {
         steps: 5, epochs: 1, batch_size: 2, grad_accumulation: 2, max_length: 512, optimizer: 'adamw', lr: 3e-2,
         schedule: 'linear', warmup_steps: 1, weight_decay: 0, max_grad_norm: 1, seed: 0, dtype: 'auto', eval_every: 0,
-        checkpoint_every: 0, log_every: 1, eval_baseline: true, gradient_checkpointing: false,
+        checkpoint_every: 0, log_every: 1, eval_baseline: true, gradient_checkpointing: false, shard_model: false,
       },
       run_dir: resolve('runs/x'),
       data: { train: { dataset: 'd' } },

@@ -60,6 +60,12 @@ export interface TrainingOptions {
    * included. Default false.
    */
   readonly gradientCheckpointing?: boolean;
+  /**
+   * On a worker group (`Softprompt.start({ distributed })`): shard the frozen model's layers over the ranks
+   * with FSDP2, for models larger than one GPU; the soft parameters stay replicated. Rank 0 reads the
+   * weights into host memory once. Not with `model.quantization`. Default false (docs/distributed.md).
+   */
+  readonly shardModel?: boolean;
 }
 
 /** {@link TrainingOptions} after validation, defaults filled in (`steps` stays optional). */
@@ -85,6 +91,7 @@ export const trainingOptionsSchema = z
     logEvery: positiveInt().max(MAX_STEPS, limit(MAX_STEPS)).default(10),
     evalBaseline: z.boolean().default(true),
     gradientCheckpointing: z.boolean().default(false),
+    shardModel: z.boolean().default(false),
   })
   .superRefine((t, ctx) => {
     if (t.steps !== undefined && t.epochs !== undefined) {
