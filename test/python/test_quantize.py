@@ -119,3 +119,21 @@ def test_a_model_too_large_to_build_whole_is_built_one_quantized_layer_at_a_time
     embeds = model.get_input_embeddings()(torch.tensor([[5, 6, 7, 8]])).detach().requires_grad_()
     model.eval()(inputs_embeds=embeds).logits.sum().backward()
     assert embeds.grad.abs().sum() > 0 and torch.isfinite(embeds.grad).all()
+
+
+def test_cross_eval_bench_smoke_fills_the_whole_table(tmp_path):
+    """bench/quantization/cross_eval.py --smoke: every prompt evaluated on every base (numbers not checked:
+    a tiny random model)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "quantization" / "cross_eval.py"
+    spec = importlib.util.spec_from_file_location("bench_cross_eval", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    record = module.main(["--smoke", "--out", str(tmp_path / "x.json")])
+    assert set(record["untuned"]) == {"f32", "int8", "nf4"}
+    assert all(set(r["evaluated_on"]) == {"f32", "int8", "nf4"} for r in record["trained_on"].values())
+    assert (tmp_path / "x.md").read_text().count("| trained on") == 3
