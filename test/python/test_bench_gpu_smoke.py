@@ -13,6 +13,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _smoke(script: str, out: Path) -> dict:
+    """Run ``bench/gpu/<script> --smoke --out <out>`` on one thread; its record."""
+    proc = subprocess.run([os.sys.executable, str(ROOT / "bench/gpu" / script), "--smoke", "--out", str(out)],
+                          cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
 def test_smoke_run_gives_both_sides_a_number_over_the_same_tokens(tmp_path: Path) -> None:
     out = tmp_path / "gpu.json"
     env = {**os.environ, "PYTHON": str(Path(os.sys.executable)), "OMP_NUM_THREADS": "1"}
@@ -31,12 +40,7 @@ def test_smoke_run_gives_both_sides_a_number_over_the_same_tokens(tmp_path: Path
 
 
 def test_gpu_checks_smoke_trains_and_serves_every_method(tmp_path: Path) -> None:
-    out = tmp_path / "checks.json"
-    proc = subprocess.run([os.sys.executable, str(ROOT / "bench/gpu/checks.py"), "--smoke", "--out", str(out)],
-                          cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    record = json.loads(out.read_text())
+    record = _smoke("checks.py", tmp_path / "checks.json")
     for case, run in record["methods"].items():
         assert "error" not in run, (case, run)
         assert run["finite"] and run["falls"] and run["frozen_bit_identical"], (case, run)
@@ -44,12 +48,7 @@ def test_gpu_checks_smoke_trains_and_serves_every_method(tmp_path: Path) -> None
 
 
 def test_gpu_sizes_smoke_runs_bf16_and_nf4_with_and_without_checkpointing(tmp_path: Path) -> None:
-    out = tmp_path / "sizes.json"
-    proc = subprocess.run([os.sys.executable, str(ROOT / "bench/gpu/sizes.py"), "--smoke", "--out", str(out)],
-                          cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    runs = json.loads(out.read_text())["runs"]
+    runs = _smoke("sizes.py", tmp_path / "sizes.json")["runs"]
     assert [(r["quantization"], r["gradient_checkpointing"]) for r in runs] == [
         ("bf16", False), ("bf16", True), ("nf4", False), ("nf4", True)]
     assert all("error" not in r and r["tokens_per_s"] > 0 for r in runs), runs
