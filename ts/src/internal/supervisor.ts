@@ -29,6 +29,8 @@ export interface Connection {
   readonly process: WorkerProcess;
   readonly hello: HelloInfo;
   readonly startedAt: number;
+  /** The endpoint the worker bound (its READY line): an ipc path in a private folder, or loopback TCP. */
+  readonly endpoint: string;
 }
 
 /** A worker that stayed up this long is "stable": the restart count starts again from zero. */
@@ -212,7 +214,7 @@ async function launch(options: ResolvedStartOptions, hooks: InternalHooks, log: 
           `${hello.capabilities.installHint ? `${hello.capabilities.installHint}. ` : ''}${PYTHON_FIX}`,
       );
     }
-    return { transport, process, hello, startedAt: Date.now() };
+    return { transport, process, hello, startedAt: Date.now(), endpoint: ready.endpoint };
   } catch (error) {
     transport.close(new ClientClosedError());
     process.kill('SIGKILL');
