@@ -101,3 +101,19 @@ def test_resume_from_a_corrupt_checkpoint(tmp_path):
     bad.write_bytes(b"junk")
     with pytest.raises(CheckpointInvalidError):
         call(WorkerState(), "train", job(tmp_path, resume_from=str(bad)))
+
+
+def test_keep_last_deletes_this_jobs_older_checkpoints(tmp_path):
+    body = job(tmp_path, training={"steps": 6, "batch_size": 3, "log_every": 2, "checkpoint_every": 1,
+                                   "eval_baseline": False, "keep_last": 2})
+    reply, events = call(WorkerState(), "train", body)
+    written = [e["path"] for e in events if e["event"] == "checkpoint"]
+    assert len(written) == 6  # every step wrote one...
+    kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.pb"))
+    assert kept == ["step-00000005.pb", "step-00000006.pb"]  # ...and only the newest two remain
+    assert reply["checkpoint"].endswith("step-00000006.pb")
+
+
+def test_keep_last_must_be_a_count(tmp_path):
+    with pytest.raises(InvalidArgumentError, match="training.keep_last"):
+        call(WorkerState(), "train", job(tmp_path, training={"steps": 2, "keep_last": -1}))

@@ -47,6 +47,11 @@ export interface TrainingOptions {
   readonly evalEvery?: number;
   /** Steps between checkpoints; 0 = only at the end (and on cancel). Default 0. */
   readonly checkpointEvery?: number;
+  /**
+   * Checkpoints kept: after each one is written, this job's older ones beyond the newest `keepLast` are
+   * deleted, so long runs do not fill the disk (transformers' `save_total_limit`). 0 = keep all (default).
+   */
+  readonly keepLast?: number;
   /** Steps between `step` events (each one syncs the device once). Default 10. */
   readonly logEvery?: number;
   /**
@@ -76,6 +81,7 @@ export const trainingOptionsSchema = z
     dtype: z.enum(TRAINING_DTYPES).default('auto'),
     evalEvery: nonNegativeInt().max(MAX_STEPS, limit(MAX_STEPS)).default(0),
     checkpointEvery: nonNegativeInt().max(MAX_STEPS, limit(MAX_STEPS)).default(0),
+    keepLast: nonNegativeInt().max(MAX_STEPS, limit(MAX_STEPS)).default(0),
     logEvery: positiveInt().max(MAX_STEPS, limit(MAX_STEPS)).default(10),
     evalBaseline: z.boolean().default(true),
   })
