@@ -68,6 +68,8 @@ export async function* readRows<T>(input: { stream: Readable; name: string }, sc
  * chunk sized by rows alone fails on long texts.
  */
 export const MAX_CHUNK_BYTES = MAX_HEADER_BYTES / 2;
+/** A single row larger than a chunk goes alone, up to the header limit less room for the framing. */
+export const MAX_ROW_BYTES = MAX_HEADER_BYTES - 64 * 1024;
 
 /** How to cut rows into requests: at most `rows` rows and `bytes` text bytes each (`sizeOf` measures a row). */
 export interface ChunkLimits<T> {
@@ -78,8 +80,9 @@ export interface ChunkLimits<T> {
 
 /**
  * Groups located rows into arrays of at most `limits.rows` rows whose sizes add up to at most
- * `limits.bytes` (default {@link MAX_CHUNK_BYTES}). A row larger than `bytes` on its own fails with a
- * {@link UsageError} naming where it came from: no request could carry it.
+ * `limits.bytes` (default {@link MAX_CHUNK_BYTES}); a larger row goes alone. A row over
+ * {@link MAX_ROW_BYTES} fails with a {@link UsageError} naming where it came from: no request could
+ * carry it.
  */
 export async function* chunks<T>(items: AsyncIterable<Located<T>>, limits: ChunkLimits<T>): AsyncGenerator<Located<T>[]> {
   const maxBytes = limits.bytes ?? MAX_CHUNK_BYTES;
@@ -88,8 +91,8 @@ export async function* chunks<T>(items: AsyncIterable<Located<T>>, limits: Chunk
   let bytes = 0;
   for await (const item of items) {
     const size = sizeOf(item.row);
-    if (size > maxBytes) {
-      throw new UsageError(`${item.where}: the row holds ${size} bytes of text; one request carries at most ${maxBytes} (shorten or split it)`);
+    if (size > MAX_ROW_BYTES) {
+      throw new UsageError(`${item.where}: the row holds ${size} bytes of text; one request carries at most ${MAX_ROW_BYTES} (shorten or split it)`);
     }
     if (chunk.length > 0 && (chunk.length >= limits.rows || bytes + size > maxBytes)) {
       yield chunk;

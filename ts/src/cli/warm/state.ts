@@ -71,13 +71,20 @@ export function liveState(dir: string): WarmState | undefined {
   return undefined;
 }
 
-/** Whether a process with this pid exists (one we may not signal counts as alive). */
+/**
+ * Whether a process with this pid runs (one we may not signal counts). A zombie does not: a killed
+ * daemon whose parent has not reaped it yet must not pass for a running one.
+ */
 export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    return !/^\d+ \(.*\) Z/s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true; // no /proc (macOS): signal 0 is all we know
   }
 }
 
