@@ -190,7 +190,8 @@ export class Supervisor implements WorkerLink {
 /** Spawns a worker, connects, and says `hello`. Any failure kills the process and throws WorkerStartError. */
 async function launch(options: ResolvedStartOptions, hooks: InternalHooks, log: LogFunction): Promise<Connection> {
   const python = resolvePython(options.python);
-  const deadline = Date.now() + options.startTimeoutMs;
+  const spawnedAt = Date.now();
+  const deadline = spawnedAt + options.startTimeoutMs;
   const { process, ready } = await WorkerProcess.start({
     python,
     transport: options.transport,
@@ -205,7 +206,7 @@ async function launch(options: ResolvedStartOptions, hooks: InternalHooks, log: 
   try {
     if (ready.protocol !== PROTOCOL_VERSION) throw mismatch(ready.protocol);
     const reply = await unary(transport, 'hello', { protocol: PROTOCOL_VERSION, client: `softprompt-ts/${packageVersion()}` }, Math.max(1, deadline - Date.now()));
-    const hello = parseHello(reply);
+    const hello = { ...parseHello(reply), startupMs: Date.now() - spawnedAt };
     if (hello.protocol !== PROTOCOL_VERSION) throw mismatch(hello.protocol);
     const missing = hello.capabilities.missing ?? (hello.capabilities.torch ? [] : ['torch']);
     if (missing.length > 0) {
