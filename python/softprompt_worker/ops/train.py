@@ -8,8 +8,9 @@ Request body::
      "task": "generation" | "classification" | ...,
      "task_options"?: {...},                   # e.g. {"labels": ["positive", "negative"]}
      "data": {"train": {"path"}|{"dataset"}|{"rows"}, "eval"?: same, "eval_fraction"?, "on_bad_row"?},
-     "training"?: {...},                       # TrainingConfig fields, and "keep_last"?: int (0 = all):
-                                               # the checkpoints this op keeps (older ones are deleted)
+     "training"?: {...},                       # TrainingConfig fields, and two this op handles:
+                                               # "keep_last"?: int (0 = all): checkpoints kept (older ones
+                                               # are deleted); "report_to"?: ["tensorboard"] (trackers.py)
      "run_dir": str,                           # job.json, events.jsonl, data/, checkpoints/ go here
      "resume_from"?: str,                      # a checkpoint with training state: continue that run
      "job_id"?: str}                           # the client's id for the job, kept across its resumes
@@ -54,6 +55,7 @@ from softprompt_worker.ops.registry import OpContext, Reply, Request, op
 from softprompt_worker.prompts import get_frozen_model
 from softprompt_worker.runs import RunDir, inspect_run
 from softprompt_worker.tasks.registry import check_method, task_class
+from softprompt_worker.trackers import check_report_to, open_trackers
 from softprompt_worker.training import TrainingConfig, train
 
 log = logging.getLogger("softprompt_worker")
@@ -85,6 +87,7 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
         raise InvalidArgumentError(f"job_id: expected a non-empty string, got {job_id!r:.40}")
     training = dict(body.get("training") or {})
     keep_last = _keep_last(training.pop("keep_last", 0))  # retention is this op's business, not the loop's
+    report_to = check_report_to(training.pop("report_to", None))  # so are the trackers (trackers.py)
     config = TrainingConfig.from_dict(training)
     task_cls = task_class(body["task"])
     method_cls = method_class(body["method"])
@@ -107,11 +110,14 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
     run.remove_temp_files()  # what a killed worker left half-written
     run.save_rows(train_rows, eval_rows, job_id=job_id)  # a resumed job reads these, not the client's upload
     run.write_job(body)
+    trackers = open_trackers(report_to, run.path)  # before the event log: a missing package fails the job here
     log = run.events()
     last_checkpoint: list[str] = [body["resume_from"]] if body.get("resume_from") else []
 
     def emit(event: dict[str, Any]) -> None:
         log.write(event)
+        if trackers is not None:
+            trackers.event(event)
         ctx.emit(event)
 
     def save(step: int, metrics: dict[str, float], state) -> str:
@@ -145,6 +151,8 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
         raise error from exc
     finally:
         log.close()
+        if trackers is not None:
+            trackers.close()
     return Reply(body={"status": summary["status"], "summary": summary, "checkpoint": summary["checkpoint"]})
 
 

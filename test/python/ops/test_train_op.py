@@ -117,3 +117,25 @@ def test_keep_last_deletes_this_jobs_older_checkpoints(tmp_path):
 def test_keep_last_must_be_a_count(tmp_path):
     with pytest.raises(InvalidArgumentError, match="training.keep_last"):
         call(WorkerState(), "train", job(tmp_path, training={"steps": 2, "keep_last": -1}))
+
+
+def test_report_to_tensorboard_writes_scalars_under_the_run_dir(tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is a dev dependency")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    body = job(tmp_path, training={"steps": 4, "batch_size": 3, "log_every": 2, "report_to": ["tensorboard"]})
+    reply, events = call(WorkerState(), "train", body)
+    assert reply["status"] == "completed"
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s", "eval/loss"} <= tags
+    assert [s.step for s in acc.Scalars("train/loss")] == [e["step"] for e in events if e["event"] == "step"]
+    evals = [e for e in events if e["event"] == "eval"]
+    assert [(s.step, round(s.value, 4)) for s in acc.Scalars("eval/loss")] == [
+        (e["step"], round(e["metrics"]["loss"], 4)) for e in evals]  # step 0: the untuned prompt
+
+
+def test_report_to_names_known_trackers(tmp_path):
+    with pytest.raises(InvalidArgumentError, match="unknown tracker"):
+        call(WorkerState(), "train", job(tmp_path, training={"steps": 2, "report_to": ["wandb"]}))
