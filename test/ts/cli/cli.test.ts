@@ -267,6 +267,12 @@ describe('softprompt CLI', () => {
       expect(JSON.parse(evaluated.stdout)).toMatchObject({ reranker: 'passage_tuning', queries: 2 });
     });
 
+    it('generate --prompt takes the model from the checkpoint (the README line)', async () => {
+      const r = await runCli(cli, ['generate', '--prompt', trained.checkpoint, '--text', 'Hello', '--max-new-tokens', '2']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(jsonLines(r.stdout)).toEqual([{ input: 'Hello', output: expect.any(String) }]);
+    });
+
     it('embed sizes its requests by bytes: long texts go through; one too long for any request is named', async () => {
       // 3 x 600 KB: by rows alone one request (over the 1 MiB header limit); by bytes, one each.
       const long = (c: string, n = 300_000) => JSON.stringify({ text: c.repeat(n) });

