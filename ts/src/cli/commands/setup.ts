@@ -56,6 +56,7 @@ async function run(ctx: CommandContext): Promise<ExitCode> {
     basePython: args.string('python') ?? 'python3',
     torchPin: readFileSync(join(root, 'python', 'torch.txt'), 'utf8').trim(),
     gpu: gpu !== undefined,
+    platform: process.platform,
     torchSpec: args.string('torch'),
     indexUrl: args.string('index-url'),
     wheel,

@@ -2,10 +2,10 @@
  * What `softprompt setup` runs, as data: a pure function of the machine (GPU or not) and the options,
  * so every branch is testable without pip. Each step is one command; the command runs them in order.
  *
- * torch: the pinned version (`python/torch.txt`). Without a GPU, the CPU build (`+cpu`): first from
- * the wheels pip can find without an index (a local wheelhouse, `--find-links`), else from PyTorch's
- * CPU index; with an NVIDIA GPU, PyPI's default Linux build, which is the CUDA one. `--torch` and
- * `--index-url` replace that choice.
+ * torch: the pinned version (`python/torch.txt`). On Linux without a GPU, the CPU build (`+cpu`): first
+ * from the wheels pip can find without an index (a local wheelhouse, `--find-links`), else from
+ * PyTorch's CPU index; with an NVIDIA GPU, PyPI's default Linux build, which is the CUDA one. On macOS,
+ * PyPI's build (CPU and Metal; there is no CUDA). `--torch` and `--index-url` replace that choice.
  */
 import { join } from 'node:path';
 
@@ -25,6 +25,8 @@ export interface PlanInput {
   /** `torch==X.Y.Z` from python/torch.txt. */
   readonly torchPin: string;
   readonly gpu: boolean;
+  /** `process.platform`: macOS gets PyPI's torch, which has no `+cpu` variant. */
+  readonly platform: NodeJS.Platform;
   /** `--torch`: a requirement replacing the pin. */
   readonly torchSpec?: string | undefined;
   /** `--index-url`: where torch comes from. */
@@ -63,14 +65,14 @@ export function setupPlan(input: PlanInput): Plan {
   });
   const torch = torchChoice(input);
   const version = torch.spec.replace(/^torch\s*==\s*/, '');
-  if (torch.build === 'cpu') {
+  if (torch.build === 'cpu' && torch.indexUrl !== null) {
     steps.push({
       title: `installing torch ${version} (CPU build: no NVIDIA GPU seen; --torch/--index-url choose another)`,
       argv: [...pip, '--no-index', '--no-deps', torch.spec],
       orElse: [[...pip, torch.spec, '--extra-index-url', CPU_INDEX]],
     });
   } else {
-    const why = torch.build === 'cuda' ? ' (CUDA build: an NVIDIA GPU is seen)' : '';
+    const why = torch.build === 'cuda' ? ' (CUDA build: an NVIDIA GPU is seen)' : torch.build === 'cpu' ? ' (PyPI build: no CUDA on this platform)' : '';
     steps.push({ title: `installing ${torch.spec}${why}`, argv: [...pip, torch.spec, ...(torch.indexUrl ? ['--index-url', torch.indexUrl] : [])] });
   }
   const extras = input.models.includes('smollm2') ? '[embedded]' : '';
@@ -90,5 +92,6 @@ function torchChoice(input: PlanInput): Plan['torch'] {
     return { spec: input.torchSpec ?? input.torchPin, indexUrl: input.indexUrl ?? null, build: 'custom' };
   }
   if (input.gpu) return { spec: input.torchPin, indexUrl: null, build: 'cuda' };
+  if (input.platform === 'darwin') return { spec: input.torchPin, indexUrl: null, build: 'cpu' };
   return { spec: `${input.torchPin}+cpu`, indexUrl: CPU_INDEX, build: 'cpu' };
 }
