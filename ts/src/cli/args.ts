@@ -25,7 +25,7 @@ export type OptionSpecs = Readonly<Record<string, OptionSpec>>;
 /** Options every command takes. */
 export const GLOBAL_OPTIONS = {
   json: { type: 'boolean', help: 'machine output: one JSON document (or JSON lines) on stdout, nothing else; errors as JSON on stderr' },
-  python: { type: 'string', arg: 'path', help: 'the worker\'s Python. Default: $SOFTPROMPT_PYTHON, then the project .venv, then python3' },
+  python: { type: 'string', arg: 'path', help: 'the worker\'s Python. Default: $SOFTPROMPT_PYTHON, then a checkout\'s .venv, then the one `softprompt setup` made, then python3' },
   'log-level': { type: 'string', arg: 'level', help: 'worker and SDK log lines on stderr at this level and above: debug, info, warn, error. Default warn' },
   connect: { type: 'string', arg: 'endpoint', help: 'use the worker served at this endpoint (softprompt-worker serve: tcp://HOST:PORT with --keys, or ipc://PATH). Default: the warm worker' },
   keys: { type: 'string', arg: 'dir', help: "with --connect tcp://: the folder with the server's server.key and this client's NAME.key_secret" },
