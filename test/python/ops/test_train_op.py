@@ -101,3 +101,41 @@ def test_resume_from_a_corrupt_checkpoint(tmp_path):
     bad.write_bytes(b"junk")
     with pytest.raises(CheckpointInvalidError):
         call(WorkerState(), "train", job(tmp_path, resume_from=str(bad)))
+
+
+def test_keep_last_deletes_this_jobs_older_checkpoints(tmp_path):
+    body = job(tmp_path, training={"steps": 6, "batch_size": 3, "log_every": 2, "checkpoint_every": 1,
+                                   "eval_baseline": False, "keep_last": 2})
+    reply, events = call(WorkerState(), "train", body)
+    written = [e["path"] for e in events if e["event"] == "checkpoint"]
+    assert len(written) == 6  # every step wrote one...
+    kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.pb"))
+    assert kept == ["step-00000005.pb", "step-00000006.pb"]  # ...and only the newest two remain
+    assert reply["checkpoint"].endswith("step-00000006.pb")
+
+
+def test_keep_last_must_be_a_count(tmp_path):
+    with pytest.raises(InvalidArgumentError, match="training.keep_last"):
+        call(WorkerState(), "train", job(tmp_path, training={"steps": 2, "keep_last": -1}))
+
+
+def test_report_to_tensorboard_writes_scalars_under_the_run_dir(tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is a dev dependency")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    body = job(tmp_path, training={"steps": 4, "batch_size": 3, "log_every": 2, "report_to": ["tensorboard"]})
+    reply, events = call(WorkerState(), "train", body)
+    assert reply["status"] == "completed"
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s", "eval/loss"} <= tags
+    assert [s.step for s in acc.Scalars("train/loss")] == [e["step"] for e in events if e["event"] == "step"]
+    evals = [e for e in events if e["event"] == "eval"]
+    assert [(s.step, round(s.value, 4)) for s in acc.Scalars("eval/loss")] == [
+        (e["step"], round(e["metrics"]["loss"], 4)) for e in evals]  # step 0: the untuned prompt
+
+
+def test_report_to_names_known_trackers(tmp_path):
+    with pytest.raises(InvalidArgumentError, match="unknown tracker"):
+        call(WorkerState(), "train", job(tmp_path, training={"steps": 2, "report_to": ["wandb"]}))

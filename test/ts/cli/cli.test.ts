@@ -1,10 +1,13 @@
 /**
  * The `softprompt` command line end to end, as a child process with the real worker on a tiny GPT-2:
- * train (JSON events), Ctrl-C during train (exit 130, checkpoint kept), inspect, generate with the
- * checkpoint, embed from stdin, doctor, and the usage errors that need no worker. Each command starts
- * its own worker (~3-5 s of CPU each), so independent commands run side by side. Slow-ish: ~30 s.
+ * train (JSON events; human output with the baseline table), Ctrl-C during train (exit 130, checkpoint
+ * kept), inspect (in TypeScript, and in the worker with --model), generate and classify with a
+ * checkpoint, rerank with only a passage_tuning checkpoint, embed from stdin and of long texts,
+ * export/import, doctor, and the usage and data errors. Training jobs start their own workers (~3-5 s
+ * of CPU each), so they run side by side; the other commands share the warm worker of a cache folder
+ * of this file's own (SOFTPROMPT_CACHE_DIR), stopped at the end. Slow-ish: ~60 s.
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +16,13 @@ import { type CliResult, buildCli, finish, jsonLines, runCli, spawnCli, waitForL
 const MODEL = { tiny: 'gpt2', overrides: { initializer_range: 0.1 }, device: 'cpu' };
 const WORDS = ['abc', 'hello', 'kite', 'moon', 'stone', 'sun', 'tea', 'xy'];
 const ROWS = WORDS.map((w) => JSON.stringify({ input: `${w}=`, target: [...w].reverse().join('') })).join('\n');
+
+const LABELED = ['good film', 'bad film', 'great acting', 'awful plot', 'nice music', 'poor sound']
+  .map((input, i) => JSON.stringify({ input: `${input} ->`, label: i % 2 === 0 ? 'yes' : 'no' })).join('\n');
+const PASSAGES = [
+  { query: 'mount usb', positive: 'mount /dev/sdb1 /mnt attaches the drive', negatives: ['apt install vim installs vim'] },
+  { query: 'install package', positive: 'apt install NAME installs a package', negatives: ['umount /mnt detaches it'] },
+].map((r) => JSON.stringify(r)).join('\n');
 
 function jobYaml(steps: number, runDir: string): string {
   return [
@@ -38,9 +48,26 @@ describe('softprompt CLI', () => {
     writeFileSync(join(dir, 'job.yaml'), jobYaml(4, 'run'));
     writeFileSync(join(dir, 'long.yaml'), jobYaml(1_000_000, 'long'));
     writeFileSync(join(dir, 'bad.json'), JSON.stringify({ method: 'prompt_tuning', model: MODEL, data: { train: { path: 'rows.jsonl' } }, training: { lr: -1 }, runDir: 'x' }));
+    writeFileSync(join(dir, 'labeled.jsonl'), `${LABELED}\n`);
+    writeFileSync(join(dir, 'classify.yaml'), [
+      'method: prompt_tuning', `model: ${JSON.stringify(MODEL)}`, 'numVirtualTokens: 4',
+      'task: { type: classification, labels: [yes, no] }', 'data: { train: { path: labeled.jsonl }, evalFraction: 0.34 }',
+      'training: { steps: 2, batchSize: 2, lr: 0.1 }', 'runDir: classify-run', '',
+    ].join('\n'));
+    writeFileSync(join(dir, 'passages.jsonl'), `${PASSAGES}\n`);
+    writeFileSync(join(dir, 'passage.yaml'), [
+      'method: passage_tuning', `model: ${JSON.stringify(MODEL)}`, 'numVirtualTokens: 2', 'numPassageVectors: 1',
+      'data: { train: { path: passages.jsonl } }', 'training: { steps: 2, batchSize: 2 }', 'runDir: passage-run', '',
+    ].join('\n'));
+    writeFileSync(join(dir, 'baddata.jsonl'), '{"input": "a=", "target": "a"}\n{"input": "b="}\n');
+    writeFileSync(join(dir, 'baddata.yaml'), jobYaml(2, 'bad-run').replace('rows.jsonl', 'baddata.jsonl'));
+    // The other commands share one warm worker, in a cache folder of this file's own.
+    process.env['SOFTPROMPT_CACHE_DIR'] = join(dir, 'cache');
     ({ entry: cli, dispose } = await buildCli());
   });
-  afterAll(() => {
+  afterAll(async () => {
+    if (cli) await runCli(cli, ['worker', 'stop']);
+    delete process.env['SOFTPROMPT_CACHE_DIR'];
     dispose?.();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
@@ -80,25 +107,76 @@ describe('softprompt CLI', () => {
     it('--dry-run resolves the job (paths relative to the job file) without starting anything', async () => {
       const r = await runCli(cli, ['train', join(dir, 'job.yaml'), '--dry-run', '--json']);
       expect(r.code).toBe(0);
-      expect(JSON.parse(r.stdout)).toMatchObject({ method: 'prompt_tuning', runDir: join(dir, 'run'), data: { train: { path: join(dir, 'rows.jsonl') } } });
+      const job = JSON.parse(r.stdout) as { training: Record<string, unknown> };
+      expect(job).toMatchObject({ method: 'prompt_tuning', runDir: join(dir, 'run'), data: { train: { path: join(dir, 'rows.jsonl') } } });
+      expect(job.training['steps']).toBe(4);
+      expect(job.training).not.toHaveProperty('epochs'); // steps decide: epochs would only confuse
+    });
+
+    it('-v prints the version; a mistyped command or option gets a did-you-mean', async () => {
+      const [version, command, option] = await Promise.all([
+        runCli(cli, ['-v']),
+        runCli(cli, ['embd', '--text', 'x']),
+        runCli(cli, ['train', 'job.yaml', '--dry-rn']),
+      ]);
+      expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+      expect(command.code).toBe(2);
+      expect(command.stderr).toContain("did you mean 'embed'?");
+      expect(option.code).toBe(2);
+      expect(option.stderr).toContain("did you mean '--dry-run'?");
+    });
+
+    it('--out into a missing folder is a clear usage error (exit 2), not a stack trace', async () => {
+      const r = await runCli(cli, ['embed', '--model', 'tiny:gpt2', '--text', 'x', '--out', join(dir, 'no', 'such', 'v.jsonl')]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe(`softprompt: error: --out ${join(dir, 'no', 'such', 'v.jsonl')}: the folder ${join(dir, 'no', 'such')} does not exist (create it first: mkdir -p ${join(dir, 'no', 'such')})\n`);
+    });
+
+    it('import without --model needs the adapter folder to name its base model', async () => {
+      const r = await runCli(cli, ['import', '--peft', join(dir, 'not-an-adapter'), '--out', join(dir, 'x.pb')]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('adapter_config.json does not exist');
     });
   });
+
+  let classifyRun: CliResult;
+  let passageRun: CliResult;
+  let badData: CliResult;
 
   describe('with the worker', () => {
     let cancelled: CliResult;
 
-    // The two training runs side by side (each starts a worker): 4 steps to the end, and a long one
-    // interrupted with SIGINT as soon as its first step event is out.
+    // The training runs side by side (each starts a worker of its own): 4 steps to the end, a long one
+    // interrupted with SIGINT as soon as its first step event is out, a classification job with human
+    // output, a passage_tuning job, and one whose data file has a bad row.
     beforeAll(async () => {
       const long = spawnCli(cli, ['train', join(dir, 'long.yaml'), '--json']);
       const longDone = finish(long);
-      const [result] = await Promise.all([
+      const [result, classified, passage, bad] = await Promise.all([
         runCli(cli, ['train', join(dir, 'job.yaml'), '--json']),
+        runCli(cli, ['train', join(dir, 'classify.yaml')]),
+        runCli(cli, ['train', join(dir, 'passage.yaml'), '--json']),
+        runCli(cli, ['train', join(dir, 'baddata.yaml')]),
         waitForLine(long, (line) => line.includes('"type":"step"')).then(() => long.kill('SIGINT')),
       ]);
       cancelled = await longDone;
       const last = jsonLines(result.stdout).at(-1) as { checkpoint: string };
       trained = { result, checkpoint: last?.checkpoint };
+      [classifyRun, passageRun, badData] = [classified, passage, bad];
+    }, 240_000);
+
+    it('train on a terminal-less stdout: a worker note at once, then untuned vs tuned and the report', () => {
+      const r = classifyRun;
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr.split('\n')[0]).toContain('starting the worker');
+      expect(r.stdout).toMatch(/held-out\s+untuned prompt\s+tuned prompt/);
+      expect(r.stdout).toMatch(/accuracy\s+\d+\.\d%\s+\d+\.\d%/);
+      expect(r.stdout).toContain(`report:     ${join(dir, 'classify-run', 'report.html')}`);
+    });
+
+    it('a bad row in a data file is a data error: exit 2 with file:line', () => {
+      expect(badData.code, badData.stderr).toBe(2);
+      expect(badData.stderr).toContain('baddata.jsonl:2');
     });
 
     it('train --json streams the events as JSON lines, then the result', () => {
@@ -151,6 +229,69 @@ describe('softprompt CLI', () => {
       const report = JSON.parse(doctor.stdout) as { ok: boolean; checks: { name: string; status: string }[] };
       expect(report.ok).toBe(true);
       expect(report.checks.filter((c) => ['torch', 'transformers', 'peft'].includes(c.name)).map((c) => c.status)).toEqual(['ok', 'ok', 'ok']);
+    });
+  });
+
+  describe('with the warm worker', () => {
+    it('inspect reads the checkpoint in TypeScript; with --model the worker agrees and says it fits', async () => {
+      const [local, remote] = await Promise.all([
+        runCli(cli, ['inspect', trained.checkpoint, '--json']),
+        runCli(cli, ['inspect', trained.checkpoint, '--json', '--model', JSON.stringify(MODEL)]),
+      ]);
+      expect(local.code, local.stderr).toBe(0);
+      expect(remote.code, remote.stderr).toBe(0);
+      const fromTs = JSON.parse(local.stdout) as Record<string, unknown>;
+      const fromWorker = JSON.parse(remote.stdout) as Record<string, unknown>;
+      expect(fromWorker['compatible']).toBe(true);
+      delete fromWorker['compatible'];
+      expect(fromTs).toEqual(fromWorker);
+    });
+
+    it('classify takes its labels from the job; rerank and eval reranking take the model from the checkpoint', async () => {
+      const passage = (jsonLines(passageRun.stdout).at(-1) as { checkpoint: string }).checkpoint;
+      const classifyCkpt = join(dir, 'classify-run', 'checkpoints', 'step-00000002.pb');
+      const [classified, reranked, evaluated] = await Promise.all([
+        runCli(cli, ['classify', '--prompt', classifyCkpt, '--text', 'good film ->', '--text', 'awful plot ->']),
+        runCli(cli, ['rerank', '--prompt', passage], { stdin: '{"query": "mount usb", "passages": ["apt install vim", "mount /dev/sdb1 /mnt"]}\n' }),
+        runCli(cli, ['eval', 'reranking', join(dir, 'passages.jsonl'), '--prompt', passage, '--json']),
+      ]);
+      expect(classified.code, classified.stderr).toBe(0);
+      const predictions = jsonLines(classified.stdout) as { input: string; label: string; scores: Record<string, number> }[];
+      expect(predictions.map((p) => p.input)).toEqual(['good film ->', 'awful plot ->']);
+      for (const p of predictions) expect(['yes', 'no']).toContain(p.label);
+      expect(Object.keys(predictions[0]!.scores)).toEqual(['yes', 'no']);
+
+      expect(reranked.code, reranked.stderr).toBe(0);
+      expect(jsonLines(reranked.stdout)[0]).toMatchObject({ reranker: 'passage_tuning', passages: [expect.any(Object), expect.any(Object)] });
+      expect(evaluated.code, evaluated.stderr).toBe(0);
+      expect(JSON.parse(evaluated.stdout)).toMatchObject({ reranker: 'passage_tuning', queries: 2 });
+    });
+
+    it('generate --prompt takes the model from the checkpoint (the README line)', async () => {
+      const r = await runCli(cli, ['generate', '--prompt', trained.checkpoint, '--text', 'Hello', '--max-new-tokens', '2']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(jsonLines(r.stdout)).toEqual([{ input: 'Hello', output: expect.any(String) }]);
+    });
+
+    it('embed sizes its requests by bytes: long texts go through; one too long for any request is named', async () => {
+      // 3 x 600 KB: by rows alone one request (over the 1 MiB header limit); by bytes, one each.
+      const long = (c: string, n = 300_000) => JSON.stringify({ text: c.repeat(n) });
+      const r = await runCli(cli, ['embed', '--model', JSON.stringify(MODEL)], { stdin: `${long('a ')}\n${long('b ')}\n${long('c ')}\n` });
+      expect(r.code, r.stderr).toBe(0);
+      expect(jsonLines(r.stdout)).toHaveLength(3);
+      const huge = await runCli(cli, ['embed', '--model', JSON.stringify(MODEL)], { stdin: `"x"\n${long('d ', 600_000)}\n` });
+      expect(huge.code).toBe(2);
+      expect(huge.stderr).toContain('stdin:2: the row holds 1200000 bytes of text');
+    });
+
+    it('export --out, then import without --model (the adapter names its base model)', async () => {
+      const adapter = join(dir, 'adapter');
+      const exported = await runCli(cli, ['export', '--peft', trained.checkpoint, '--out', adapter, '--json']);
+      expect(exported.code, exported.stderr).toBe(0);
+      expect(JSON.parse(readFileSync(join(adapter, 'adapter_config.json'), 'utf8'))).toMatchObject({ base_model_name_or_path: 'tiny:gpt2' });
+      const imported = await runCli(cli, ['import', '--peft', adapter, '--out', join(dir, 'imported.pb'), '--json']);
+      expect(imported.code, imported.stderr).toBe(0);
+      expect(JSON.parse(imported.stdout)).toMatchObject({ path: join(dir, 'imported.pb'), method: 'prompt_tuning' });
     });
   });
 

@@ -47,7 +47,8 @@ export interface SpawnOptions {
 export function spawnCli(entry: string, args: readonly string[], options: SpawnOptions = {}): ChildProcess {
   const child = spawn(process.execPath, [entry, ...args], {
     cwd: options.cwd ?? root,
-    env: { ...process.env, OMP_NUM_THREADS: '1', ...options.env },
+    // A warm worker a test forgets to stop goes away by itself a minute after its last command.
+    env: { ...process.env, OMP_NUM_THREADS: '1', SOFTPROMPT_WORKER_IDLE: '60s', ...options.env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   child.stdin!.end(options.stdin ?? '');

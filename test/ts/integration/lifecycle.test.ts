@@ -101,7 +101,7 @@ describe('start failures', () => {
   it('a worker without torch is refused with the install hint', async () => {
     const err = await start({}, fake('no-torch')).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WorkerStartError);
-    expect((err as Error).message).toMatch(/lacks torch, transformers, peft\. pip install torch transformers peft\. Run `make setup`/);
+    expect((err as Error).message).toMatch(/lacks torch, transformers, peft\. pip install torch transformers peft\. Run `npx softprompt setup`/);
   });
 
   it('an invalid option is a ValidationError naming it, before anything starts', async () => {

@@ -76,6 +76,15 @@ describe('promptTuning', () => {
     });
   });
 
+  it('sends keepLast and reportTo only when given, in the worker\'s names; refuses unknown trackers', () => {
+    const plain = trainBody(promptTuning(base), {})['training'] as Record<string, unknown>;
+    expect(plain).not.toHaveProperty('keep_last');
+    expect(plain).not.toHaveProperty('report_to');
+    const set = trainBody(promptTuning({ ...base, training: { keepLast: 2, reportTo: ['tensorboard'] } }), {})['training'] as Record<string, unknown>;
+    expect(set).toMatchObject({ keep_last: 2, report_to: ['tensorboard'] });
+    expect(() => promptTuning({ ...base, training: { reportTo: ['wandb' as 'tensorboard'] } })).toThrow(/job\.training\.reportTo\.0: expected "tensorboard"/);
+  });
+
   it('leaves method_config out when resuming without method options', () => {
     const resumed = trainBody(promptTuning({ ...base, resumeFrom: 'ck.pb' }), {});
     expect(resumed['resume_from']).toBe(resolve('ck.pb'));

@@ -99,8 +99,13 @@ describe('run report in headless Chromium', () => {
     expect(env).toContain(capabilities.transformers!);
     const timings = await page.textContent('[data-section="timings"]');
     expect(timings).toMatch(/Training loop \(evaluations included\)\s*[\d.]+ (ms|s)/);
+    expect(timings).toMatch(/Worker start-up \(before the job\)\s*[\d.]+ (ms|s)/); // measured by the SDK
+    expect(timings).toMatch(/In all \(worker start-up included\)\s*[\d.]+ (ms|s)/);
     expect(await page.textContent('[data-section="checkpoints"]')).toContain('step-00000008.pb');
-    expect(await page.textContent('[data-section="config"]')).toContain('prompt_tuning');
+    const config = await page.textContent('[data-section="config"]');
+    expect(config).toContain('prompt_tuning');
+    expect(config).toContain('training.batchSize'); // the user's names, not the wire's batch_size
+    expect(config).toContain('overrides.initializer_range'); // a model's own config keys stay as they are
     await page.close();
   });
 

@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 import type { LogLevel } from '../core/logger.js';
 import { UsageError } from './exit-codes.js';
+import { closest } from './suggest.js';
 
 /** One `--option`. */
 export interface OptionSpec {
@@ -24,8 +25,12 @@ export type OptionSpecs = Readonly<Record<string, OptionSpec>>;
 /** Options every command takes. */
 export const GLOBAL_OPTIONS = {
   json: { type: 'boolean', help: 'machine output: one JSON document (or JSON lines) on stdout, nothing else; errors as JSON on stderr' },
-  python: { type: 'string', arg: 'path', help: 'the worker\'s Python. Default: $SOFTPROMPT_PYTHON, then the project .venv, then python3' },
+  python: { type: 'string', arg: 'path', help: 'the worker\'s Python. Default: $SOFTPROMPT_PYTHON, then a checkout\'s .venv, then the one `softprompt setup` made, then python3' },
   'log-level': { type: 'string', arg: 'level', help: 'worker and SDK log lines on stderr at this level and above: debug, info, warn, error. Default warn' },
+  connect: { type: 'string', arg: 'endpoint', help: 'use the worker served at this endpoint (softprompt-worker serve: tcp://HOST:PORT with --keys, or ipc://PATH). Default: the warm worker' },
+  keys: { type: 'string', arg: 'dir', help: "with --connect tcp://: the folder with the server's server.key and this client's NAME.key_secret" },
+  'key-name': { type: 'string', arg: 'name', help: "with --keys: the client key pair's name in that folder. Default client" },
+  'no-warm': { type: 'boolean', help: 'run this command on a worker of its own instead of the warm one (also: SOFTPROMPT_WARM=0)' },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
 } as const satisfies OptionSpecs;
 
@@ -109,7 +114,11 @@ export function parse(argv: readonly string[], options: OptionSpecs, positionals
   try {
     parsed = parseArgs({ args: [...argv], options: config, allowPositionals: true, strict: true });
   } catch (error) {
-    throw new UsageError(`${(error as Error).message.replace(/\. To specify.*$/s, '')} (see softprompt ${command} --help)`, [], { cause: error });
+    const message = (error as Error).message.replace(/\. To specify.*$/s, '');
+    const typed = /^Unknown option '(--?[^']+)'/.exec(message)?.[1];
+    const names = Object.entries(all).flatMap(([name, o]) => [`--${name}`, ...(o.short ? [`-${o.short}`] : [])]);
+    const hint = typed === undefined ? undefined : closest(typed.split('=')[0]!, names);
+    throw new UsageError(`${message}${hint ? `; did you mean '${hint}'?` : ''} (see softprompt ${command} --help)`, [], { cause: error });
   }
   const args = new Args(parsed.values as Record<string, Value>, parsed.positionals);
   if (args.bool('help')) return args;

@@ -16,7 +16,10 @@ export interface CommandContext {
    * end with `AbortError` (exit 130), and a training job ends `cancelled` with a checkpoint.
    */
   readonly signal: AbortSignal;
-  /** Starts the worker (once) with `--python` and `--log-level`; `main` closes it at the end. */
+  /**
+   * The command's client (made once): the `--connect` worker, else the warm worker (started on demand),
+   * else one of the command's own (`ownWorker`, `--no-warm`); `main` closes it at the end (worker.ts).
+   */
   client(): Promise<Softprompt>;
 }
 
@@ -31,5 +34,11 @@ export interface Command {
   readonly options: OptionSpecs;
   /** Least and most positional arguments. */
   readonly positionals: readonly [number, number];
+  /**
+   * Runs on a worker of its own rather than the warm one, unless `--connect` is given: `train`, whose
+   * long job would hold the warm worker (one compute op at a time) and which resumes itself on a
+   * restarted worker of its own.
+   */
+  readonly ownWorker?: boolean;
   run(ctx: CommandContext): Promise<ExitCode>;
 }

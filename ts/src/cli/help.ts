@@ -20,7 +20,7 @@ Commands:
 ${list}
 
 Global options (every command):
-${formatOptions({ ...GLOBAL_OPTIONS, version: { type: 'boolean', help: 'print the version' } })}
+${formatOptions({ ...GLOBAL_OPTIONS, version: { type: 'boolean', short: 'v', help: 'print the version' } })}
 
 Exit codes:
 ${codes}

@@ -1,13 +1,16 @@
 /**
  * JSON lines in and out for the data commands: rows come from a file or stdin (`-`), one JSON value
- * per line (blank lines skipped), validated one by one with errors named `file:line`; results go to
- * stdout or `--out FILE`, one JSON line each.
+ * per line (blank lines skipped), validated one by one with errors named `file:line`; they are sent to
+ * the worker in chunks bounded by rows and by bytes (`chunks`); results go to stdout or `--out FILE`,
+ * one JSON line each.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, openSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
+import { MAX_HEADER_BYTES } from '../internal/wire.js';
 import { UsageError } from './exit-codes.js';
 import { toJson, writeLine } from './output.js';
 
@@ -59,17 +62,54 @@ export async function* readRows<T>(input: { stream: Readable; name: string }, sc
   }
 }
 
-/** Groups an async iterable into arrays of at most `size`. */
-export async function* chunks<T>(items: AsyncIterable<T>, size: number): AsyncGenerator<T[]> {
-  let chunk: T[] = [];
+/**
+ * Text bytes one request carries at most: half the worker's header limit (`MAX_HEADER_BYTES`, 1 MiB),
+ * which leaves room for MessagePack's framing and the other fields. Texts travel in the header, so a
+ * chunk sized by rows alone fails on long texts.
+ */
+export const MAX_CHUNK_BYTES = MAX_HEADER_BYTES / 2;
+/** A single row larger than a chunk goes alone, up to the header limit less room for the framing. */
+export const MAX_ROW_BYTES = MAX_HEADER_BYTES - 64 * 1024;
+
+/** How to cut rows into requests: at most `rows` rows and `bytes` text bytes each (`sizeOf` measures a row). */
+export interface ChunkLimits<T> {
+  readonly rows: number;
+  readonly bytes?: number;
+  readonly sizeOf?: (item: T) => number;
+}
+
+/**
+ * Groups located rows into arrays of at most `limits.rows` rows whose sizes add up to at most
+ * `limits.bytes` (default {@link MAX_CHUNK_BYTES}); a larger row goes alone. A row over
+ * {@link MAX_ROW_BYTES} fails with a {@link UsageError} naming where it came from: no request could
+ * carry it.
+ */
+export async function* chunks<T>(items: AsyncIterable<Located<T>>, limits: ChunkLimits<T>): AsyncGenerator<Located<T>[]> {
+  const maxBytes = limits.bytes ?? MAX_CHUNK_BYTES;
+  const sizeOf = limits.sizeOf ?? ((row: T) => Buffer.byteLength(JSON.stringify(row)));
+  let chunk: Located<T>[] = [];
+  let bytes = 0;
   for await (const item of items) {
-    chunk.push(item);
-    if (chunk.length >= size) {
+    const size = sizeOf(item.row);
+    if (size > MAX_ROW_BYTES) {
+      throw new UsageError(`${item.where}: the row holds ${size} bytes of text; one request carries at most ${MAX_ROW_BYTES} (shorten or split it)`);
+    }
+    if (chunk.length > 0 && (chunk.length >= limits.rows || bytes + size > maxBytes)) {
       yield chunk;
       chunk = [];
+      bytes = 0;
     }
+    chunk.push(item);
+    bytes += size;
   }
   if (chunk.length > 0) yield chunk;
+}
+
+/** UTF-8 bytes of some strings (a row's texts). */
+export function textBytes(...texts: readonly string[]): number {
+  let n = 0;
+  for (const t of texts) n += Buffer.byteLength(t);
+  return n;
 }
 
 /** Reads all rows (evaluation needs the whole set). */
@@ -86,19 +126,49 @@ export interface Sink {
   readonly toFile: boolean;
 }
 
+/**
+ * `--out FILE` (opened now, so a missing folder or an unwritable file fails before any work with a
+ * {@link UsageError} that names it), else stdout.
+ */
 export function openSink(path: string | undefined, stdout: Writable): Sink {
   if (path === undefined || path === '-') {
     return { toFile: false, write: (v) => writeLine(stdout, toJson(v)), close: async () => {} };
   }
-  const file = createWriteStream(path);
+  const fd = openOutput(path);
+  const file = createWriteStream('', { fd });
+  let failure: Error | undefined;
+  file.on('error', (error) => (failure ??= new Error(`--out ${path}: ${error.message}`, { cause: error })));
   return {
     toFile: true,
-    write: (v) => writeLine(file, toJson(v)),
+    write: async (v) => {
+      if (failure) throw failure;
+      await writeLine(file, toJson(v));
+    },
     close: async () => {
       file.end();
-      await finished(file);
+      await finished(file).catch(() => {});
+      if (failure) throw failure;
     },
   };
+}
+
+/** Opens `path` for writing, or says in the user's terms why it cannot be. */
+function openOutput(path: string): number {
+  const dir = dirname(resolve(path));
+  let isDir = false;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch {
+    throw new UsageError(`--out ${path}: the folder ${dir} does not exist (create it first: mkdir -p ${dir})`);
+  }
+  if (!isDir) throw new UsageError(`--out ${path}: ${dir} is not a folder`);
+  try {
+    return openSync(path, 'w');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === 'EISDIR' ? 'is a folder' : code === 'EACCES' || code === 'EPERM' ? 'cannot be written (permission denied)' : (error as Error).message;
+    throw new UsageError(`--out ${path}: ${why}`, [], { cause: error });
+  }
 }
 
 /** Row `id` passes through to the output when present. */

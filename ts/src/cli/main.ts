@@ -13,10 +13,11 @@ import { EXIT, UsageError, exitCodeFor } from './exit-codes.js';
 import { commandHelp, mainHelp } from './help.js';
 import { Output } from './output.js';
 import { handleInterrupts } from './signals.js';
-import { startClient } from './worker.js';
+import { closest } from './suggest.js';
+import { type CommandClient, openClient, warmByDefault } from './worker.js';
 
 /** Global options that take a value (so the command name is found after them). */
-const VALUED_GLOBALS = new Set(['--python', '--log-level']);
+const VALUED_GLOBALS = new Set(['--python', '--log-level', '--connect', '--keys', '--key-name']);
 
 /** Runs the CLI on `argv` (without `node main.js`); resolves with the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
@@ -28,7 +29,7 @@ export async function main(argv: readonly string[]): Promise<number> {
 
   if (name === undefined || name === 'help') {
     const topic = name === 'help' ? COMMANDS.find((c) => c.name === rest.find((a) => !a.startsWith('-'))) : undefined;
-    if (argv.includes('--version')) {
+    if (argv.includes('--version') || argv.includes('-v')) {
       out.print(packageVersion());
       if (json) await out.data({ version: packageVersion() });
       return EXIT.ok;
@@ -39,14 +40,16 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   const command = COMMANDS.find((c) => c.name === name);
   if (command === undefined) {
-    out.error(new UsageError(`unknown command '${name}'; commands: ${COMMANDS.map((c) => c.name).join(', ')} (see softprompt --help)`));
+    const hint = closest(name, COMMANDS.map((c) => c.name));
+    const guess = hint ? `did you mean '${hint}'? ` : '';
+    out.error(new UsageError(`unknown command '${name}'; ${guess}commands: ${COMMANDS.map((c) => c.name).join(', ')} (see softprompt --help)`));
     return EXIT.usage;
   }
   return runCommand(command, rest, out);
 }
 
 async function runCommand(command: Command, argv: readonly string[], out: Output): Promise<number> {
-  let client: Promise<Softprompt> | undefined;
+  let client: Promise<CommandClient> | undefined;
   const interrupts = handleInterrupts(out);
   try {
     const args = parse(argv, command.options, command.positionals, command.name);
@@ -54,12 +57,21 @@ async function runCommand(command: Command, argv: readonly string[], out: Output
       process.stdout.write(commandHelp(command));
       return EXIT.ok;
     }
-    const workerOptions = { python: args.string('python'), logLevel: args.logLevel() };
+    const connect = args.string('connect');
+    const workerOptions = {
+      python: args.string('python'),
+      logLevel: args.logLevel(),
+      connect,
+      keys: args.string('keys'),
+      keyName: args.string('key-name'),
+      warm: !command.ownWorker && !args.bool('no-warm') && warmByDefault(),
+    };
+    if (connect === undefined && (workerOptions.keys ?? workerOptions.keyName) !== undefined) throw new UsageError('--keys and --key-name go with --connect');
     const ctx = {
       args,
       out,
       signal: interrupts.signal,
-      client: () => (client ??= startClient(workerOptions, out)),
+      client: (): Promise<Softprompt> => (client ??= openClient(workerOptions, out)).then((c) => c.sp),
     };
     const code = await command.run(ctx);
     return interrupts.signal.aborted && code === EXIT.ok ? EXIT.cancelled : code;
@@ -70,7 +82,7 @@ async function runCommand(command: Command, argv: readonly string[], out: Output
     if (code === EXIT.workerStart && !out.json) out.note('softprompt: `softprompt doctor` checks the worker\'s Python and says what to install.');
     return code;
   } finally {
-    if (client) await client.then((sp) => sp.close(), () => {});
+    if (client) await client.then(async ({ sp, release }) => (await sp.close(), release()), () => {});
     interrupts.dispose();
   }
 }

@@ -31,6 +31,14 @@ export class Output {
     this.stderr = stderr;
   }
 
+  /**
+   * Whether results on stdout are for a person: no `--json` and stdout is a terminal. Anywhere else (a
+   * pipe, a file) the data commands write JSON lines, as `gh` and `kubectl` do.
+   */
+  get terminal(): boolean {
+    return !this.json && (this.stdout as Writable & { isTTY?: boolean }).isTTY === true;
+  }
+
   /** One JSON value as one line on stdout; waits while the pipe is full (large outputs stay bounded). */
   async data(value: unknown): Promise<void> {
     await writeLine(this.stdout, toJson(value));

@@ -13,6 +13,8 @@ export interface HelloInfo {
   readonly workerVersion: string;
   readonly pid: number;
   readonly capabilities: Capabilities;
+  /** A worker the SDK started: ms from spawning it to its `hello` reply (run reports show it). */
+  readonly startupMs?: number;
 }
 
 export function parseHello(msg: Message): HelloInfo {

@@ -3,10 +3,11 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { readSetupRecord } from './home.js';
 import { packageRoot } from './package.js';
 
 /** Where the interpreter choice came from; error messages name it. */
-export type PythonSource = 'options.python' | 'SOFTPROMPT_PYTHON' | 'project .venv' | 'PATH';
+export type PythonSource = 'options.python' | 'SOFTPROMPT_PYTHON' | 'project .venv' | 'softprompt setup' | 'PATH';
 
 export interface ResolvedPython {
   readonly command: string;
@@ -20,7 +21,8 @@ export function workerPythonPath(): string {
 
 /**
  * Picks the interpreter: `options.python`, then `$SOFTPROMPT_PYTHON`, then `<package root>/.venv/bin/python`
- * (what `make setup` builds), then `python3` on PATH.
+ * (what `make setup` builds in a source checkout), then the environment `softprompt setup` recorded
+ * (`internal/home.ts`), then `python3` on PATH.
  */
 export function resolvePython(option: string | undefined, env: NodeJS.ProcessEnv = process.env): ResolvedPython {
   if (option) return { command: option, source: 'options.python' };
@@ -28,11 +30,13 @@ export function resolvePython(option: string | undefined, env: NodeJS.ProcessEnv
   if (fromEnv) return { command: fromEnv, source: 'SOFTPROMPT_PYTHON' };
   const venv = join(packageRoot(), '.venv', 'bin', 'python');
   if (existsSync(venv)) return { command: venv, source: 'project .venv' };
+  const setup = readSetupRecord(env);
+  if (setup && existsSync(setup.python)) return { command: setup.python, source: 'softprompt setup' };
   return { command: 'python3', source: 'PATH' };
 }
 
 /** The sentence every start failure ends with: how to get a working interpreter. */
 export const PYTHON_FIX =
-  'Run `make setup` in the softprompt folder (it builds .venv with torch and the worker), ' +
-  'or set SOFTPROMPT_PYTHON (or options.python) to a Python >= 3.10 that has the worker\'s dependencies ' +
-  '(`pip install -e .` from the softprompt folder).';
+  'Run `npx softprompt setup` (it builds the worker\'s Python environment: torch, transformers, peft and the worker; ' +
+  '`make setup` in a source checkout), or set SOFTPROMPT_PYTHON (or options.python) to a Python >= 3.10 that has ' +
+  'the worker\'s dependencies (`pip install` of this package\'s folder).';

@@ -80,6 +80,11 @@ export class Rpc {
     return this.#link.hello.capabilities;
   }
 
+  /** How long the worker took to start (spawn to hello), for a worker the SDK started. */
+  get workerStartupMs(): number | undefined {
+    return this.#link.hello.startupMs;
+  }
+
   /**
    * Runs `replay` on every restarted worker before any other call reaches it (calls made meanwhile
    * wait): the hook for method modules that keep worker-side state, such as the prompts `sp.prompts`

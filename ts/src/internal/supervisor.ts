@@ -29,6 +29,8 @@ export interface Connection {
   readonly process: WorkerProcess;
   readonly hello: HelloInfo;
   readonly startedAt: number;
+  /** The endpoint the worker bound (its READY line): an ipc path in a private folder, or loopback TCP. */
+  readonly endpoint: string;
 }
 
 /** A worker that stayed up this long is "stable": the restart count starts again from zero. */
@@ -188,7 +190,8 @@ export class Supervisor implements WorkerLink {
 /** Spawns a worker, connects, and says `hello`. Any failure kills the process and throws WorkerStartError. */
 async function launch(options: ResolvedStartOptions, hooks: InternalHooks, log: LogFunction): Promise<Connection> {
   const python = resolvePython(options.python);
-  const deadline = Date.now() + options.startTimeoutMs;
+  const spawnedAt = Date.now();
+  const deadline = spawnedAt + options.startTimeoutMs;
   const { process, ready } = await WorkerProcess.start({
     python,
     transport: options.transport,
@@ -203,7 +206,7 @@ async function launch(options: ResolvedStartOptions, hooks: InternalHooks, log: 
   try {
     if (ready.protocol !== PROTOCOL_VERSION) throw mismatch(ready.protocol);
     const reply = await unary(transport, 'hello', { protocol: PROTOCOL_VERSION, client: `softprompt-ts/${packageVersion()}` }, Math.max(1, deadline - Date.now()));
-    const hello = parseHello(reply);
+    const hello = { ...parseHello(reply), startupMs: Date.now() - spawnedAt };
     if (hello.protocol !== PROTOCOL_VERSION) throw mismatch(hello.protocol);
     const missing = hello.capabilities.missing ?? (hello.capabilities.torch ? [] : ['torch']);
     if (missing.length > 0) {
@@ -212,7 +215,7 @@ async function launch(options: ResolvedStartOptions, hooks: InternalHooks, log: 
           `${hello.capabilities.installHint ? `${hello.capabilities.installHint}. ` : ''}${PYTHON_FIX}`,
       );
     }
-    return { transport, process, hello, startedAt: Date.now() };
+    return { transport, process, hello, startedAt: Date.now(), endpoint: ready.endpoint };
   } catch (error) {
     transport.close(new ClientClosedError());
     process.kill('SIGKILL');

@@ -105,6 +105,16 @@ const infoSchema = z.object({
 const exportSchema = z.object({ outDir: z.string(), method: methodName, files: z.array(z.string()) });
 const importSchema = z.object({ path: z.string(), method: methodName, methodConfig: z.record(z.string(), z.unknown()) });
 
+/**
+ * A `checkpoint_inspect` body (snake_case, as the worker and `inspectCheckpoint` build it) as a
+ * {@link CheckpointInfo}; throws {@link ProtocolError} naming what does not fit.
+ */
+export function parseCheckpointInfo(body: Readonly<Record<string, unknown>>, what = 'checkpoint_inspect reply'): CheckpointInfo {
+  const parsed = infoSchema.safeParse(toCamel(body, KEEP));
+  if (!parsed.success) throw new ProtocolError(`${what}: ${z.prettifyError(parsed.error)}`);
+  return parsed.data;
+}
+
 function decoder<T>(op: string, schema: z.ZodType<T>): (reply: Incoming) => T {
   return (reply) => {
     const parsed = schema.safeParse(toCamel(reply.body, KEEP));
@@ -133,13 +143,17 @@ export class Checkpoints {
     this.#rpc = rpc;
   }
 
-  /** Reads a checkpoint's metadata (its content hash is verified); with `options.model`, whether it fits. */
+  /**
+   * Reads a checkpoint's metadata in the worker (its content hash is verified); with `options.model`,
+   * whether it fits. The path is the worker's: on a remote worker, a file on its machine. For a local
+   * file without a model, `inspectCheckpoint(path)` reads the same without any worker.
+   */
   async inspect(checkpoint: string, options: InspectOptions = {}): Promise<CheckpointInfo> {
     const { model: spec, ...call } = options;
     const body: Record<string, unknown> = { path: parseOrThrow(path, checkpoint, 'path') };
     const m = model(spec, 'options.model');
     if (m) body['model'] = m;
-    return this.#rpc.request('checkpoint_inspect', body as WireMap, undefined, { ...call, decode: decoder('checkpoint_inspect', infoSchema) });
+    return this.#rpc.request('checkpoint_inspect', body as WireMap, undefined, { ...call, decode: (reply) => parseCheckpointInfo(reply.body) });
   }
 
   /**

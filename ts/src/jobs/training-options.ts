@@ -14,6 +14,8 @@ import { limit, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber }
 export const OPTIMIZERS = ['adamw', 'adafactor', 'sgd'] as const;
 export const SCHEDULES = ['constant', 'linear', 'cosine'] as const;
 export const TRAINING_DTYPES = ['auto', 'f32', 'bf16'] as const;
+/** Experiment trackers a job can log to (python/softprompt_worker/trackers.py). */
+export const TRACKERS = ['tensorboard'] as const;
 
 /** Training options; every field is optional. Upper bounds are in limits.ts (the worker's limits.py). */
 export interface TrainingOptions {
@@ -47,6 +49,17 @@ export interface TrainingOptions {
   readonly evalEvery?: number;
   /** Steps between checkpoints; 0 = only at the end (and on cancel). Default 0. */
   readonly checkpointEvery?: number;
+  /**
+   * Checkpoints kept: after each one is written, this job's older ones beyond the newest `keepLast` are
+   * deleted, so long runs do not fill the disk (transformers' `save_total_limit`). 0 = keep all (default).
+   */
+  readonly keepLast?: number;
+  /**
+   * Experiment trackers that also get the job's scalars (transformers' `report_to`): `'tensorboard'`
+   * writes event files under `<runDir>/tensorboard/` (train/loss, train/lr, eval/<metric>, ...; needs
+   * the `tensorboard` package in the worker's Python). Default: none.
+   */
+  readonly reportTo?: readonly (typeof TRACKERS)[number][];
   /** Steps between `step` events (each one syncs the device once). Default 10. */
   readonly logEvery?: number;
   /**
@@ -68,8 +81,9 @@ export interface TrainingOptions {
   readonly shardModel?: boolean;
 }
 
-/** {@link TrainingOptions} after validation, defaults filled in (`steps` stays optional). */
-export type ResolvedTrainingOptions = Required<Omit<TrainingOptions, 'steps'>> & { readonly steps?: number };
+/** {@link TrainingOptions} after validation, defaults filled in (`steps`, `keepLast`, `reportTo` stay optional: the worker's defaults apply). */
+export type ResolvedTrainingOptions = Required<Omit<TrainingOptions, 'steps' | 'keepLast' | 'reportTo'>> &
+  Pick<TrainingOptions, 'steps' | 'keepLast' | 'reportTo'>;
 
 export const trainingOptionsSchema = z
   .strictObject({
@@ -88,6 +102,8 @@ export const trainingOptionsSchema = z
     dtype: z.enum(TRAINING_DTYPES).default('auto'),
     evalEvery: nonNegativeInt().max(MAX_STEPS, limit(MAX_STEPS)).default(0),
     checkpointEvery: nonNegativeInt().max(MAX_STEPS, limit(MAX_STEPS)).default(0),
+    keepLast: nonNegativeInt().max(MAX_STEPS, limit(MAX_STEPS)).optional(),
+    reportTo: z.array(z.enum(TRACKERS)).optional(),
     logEvery: positiveInt().max(MAX_STEPS, limit(MAX_STEPS)).default(10),
     evalBaseline: z.boolean().default(true),
     gradientCheckpointing: z.boolean().default(false),

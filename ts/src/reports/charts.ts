@@ -14,6 +14,11 @@ export interface SeriesSpec {
   readonly dash?: boolean;
   /** Dots on the points: for sparse series (evaluations). */
   readonly points?: boolean;
+  /**
+   * Dots only, no line between them: evaluations at step 0 and at the end only, where a line would
+   * draw progress that was never measured in between.
+   */
+  readonly pointsOnly?: boolean;
 }
 
 /** One chart, as the page's script reads it. */
@@ -44,7 +49,7 @@ export function chartSpecs(run: RunData): ChartSpec[] {
     const x = union(stepXs, evalLoss.map((e) => e.step));
     const series: SeriesSpec[] = [];
     if (run.steps.length > 0) series.push({ label: 'train loss', values: at(x, run.steps, (s) => s.loss), color: PALETTE[0]! });
-    if (evalLoss.length > 0) series.push({ label: 'eval loss', values: at(x, evalLoss, (e) => e.metrics['loss']!), color: PALETTE[1]!, points: true });
+    if (evalLoss.length > 0) series.push({ label: 'eval loss', values: at(x, evalLoss, (e) => e.metrics['loss']!), color: PALETTE[1]!, points: true, pointsOnly: evalLoss.length < 3 });
     const base = run.baseline?.['loss'];
     if (base !== undefined) series.push({ label: 'baseline eval loss', values: x.map(() => base), color: BASELINE_COLOR, dash: true });
     charts.push({ id: 'loss', title: 'Loss', yLabel: 'loss', x, series });
@@ -58,7 +63,7 @@ export function chartSpecs(run: RunData): ChartSpec[] {
     const series: SeriesSpec[] = [];
     names.forEach((name, i) => {
       const color = PALETTE[(i + 3) % PALETTE.length]!;
-      series.push({ label: name, values: run.evals.map((e) => e.metrics[name] ?? null), color, points: true });
+      series.push({ label: name, values: run.evals.map((e) => e.metrics[name] ?? null), color, points: true, pointsOnly: run.evals.length < 3 });
       const base = run.baseline?.[name];
       if (base !== undefined) series.push({ label: `${name} (baseline)`, values: x.map(() => base), color, dash: true });
     });
@@ -116,6 +121,7 @@ export const CHART_SCRIPT = String.raw`(function () {
         width: s.dash ? 1.5 : 2,
         dash: s.dash ? [6, 5] : undefined,
         spanGaps: true,
+        paths: s.pointsOnly ? function () { return null; } : undefined,
         points: { show: !!s.points || spec.x.length < 3, size: 7, fill: s.color, stroke: s.color },
         value: function (u, v) { return v == null ? '—' : tick(v); }
       };

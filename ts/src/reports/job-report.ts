@@ -9,7 +9,8 @@ import { writeRunReport } from './write.js';
 /** Writes the run's report; resolves with its path, or `undefined` when it could not be written. */
 export async function reportAfterJob(rpc: Rpc, runDir: string): Promise<string | undefined> {
   try {
-    const path = await writeRunReport(runDir, { environment: rpc.capabilities });
+    const startup = rpc.workerStartupMs;
+    const path = await writeRunReport(runDir, { environment: rpc.capabilities, ...(startup === undefined ? {} : { workerStartupS: startup / 1000 }) });
     rpc.log('debug', `run report written: ${path}`);
     return path;
   } catch (error) {

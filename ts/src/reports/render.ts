@@ -25,6 +25,8 @@ export interface RenderInput {
   readonly run: RunData;
   readonly environment?: Capabilities;
   readonly title?: string;
+  /** Seconds the worker took to start before the job (RunReportOptions.workerStartupS). */
+  readonly workerStartupS?: number;
   /** The SDK version that writes the report. */
   readonly sdkVersion: string;
   /** Unix seconds. */
@@ -38,11 +40,12 @@ export interface ReportData {
   readonly environment: Capabilities | null;
 }
 
-/** The default title: `prompt_tuning · gpt2 (tiny)`. */
+/** The default title, naming the model: `prompt_tuning · gpt2 (tiny)`, `prompt_tuning · smollm2 (embedded)`. */
 export function defaultTitle(run: RunData): string {
   const method = typeof run.job['method'] === 'string' ? run.job['method'] : 'training run';
   const model = run.job['model'] as Record<string, unknown> | undefined;
-  const name = typeof model?.['name_or_path'] === 'string' ? model['name_or_path'] : typeof model?.['tiny'] === 'string' ? `${model['tiny']} (tiny)` : undefined;
+  const str = (key: string) => (typeof model?.[key] === 'string' ? (model[key] as string) : undefined);
+  const name = str('name_or_path') ?? (str('embedded') ? `${str('embedded')} (embedded)` : str('tiny') ? `${str('tiny')} (tiny)` : undefined);
   return name ? `${method} · ${name}` : method;
 }
 
@@ -87,7 +90,7 @@ ${baselineSection(run)}
 ${charts.length ? `<section class="charts">${chartBoxes}</section>` : '<p class="empty">No step or eval event was logged yet.</p>'}
 <div class="cols">
 <section><h2>Environment</h2>${environmentSection(run, input.environment, input.sdkVersion)}</section>
-<section><h2>Timings</h2>${timingsSection(run)}</section>
+<section><h2>Timings</h2>${timingsSection(run, input.workerStartupS)}</section>
 </div>
 <h2>Data</h2>
 ${dataSection(run)}

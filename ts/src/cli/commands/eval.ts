@@ -9,6 +9,7 @@ import { formatMetrics } from '../format.js';
 import { loadDocument } from '../job-file.js';
 import { openInput, readAll } from '../jsonl.js';
 import { MODEL_OPTIONS, modelFromArgs } from '../model-arg.js';
+import { pathArg } from '../prompt-arg.js';
 
 const retrievalFile = z.strictObject({
   queries: z.unknown().optional(),
@@ -22,7 +23,7 @@ const rerankingRow = z.object({ query: z.string(), positive: z.string(), negativ
 export const evaluate: Command = {
   name: 'eval',
   summary: 'evaluate retrieval (nDCG/Recall/MRR@k, STS) of an embedder, or reranking (Hits@k, MRR, nDCG@10)',
-  usage: 'eval retrieval <set.json|set.yaml|-> [options]\n       softprompt eval reranking <rows.jsonl|-> --model <spec> [options]',
+  usage: 'eval retrieval <set.json|set.yaml|-> [options]\n       softprompt eval reranking <rows.jsonl|-> (--prompt <checkpoint> | --model <spec>) [options]',
   description: `retrieval: the file is one JSON or YAML document (BEIR's three parts in one place):
   {"queries": {"q1": "text"}, "corpus": {"d1": "text"}, "qrels": {"q1": {"d1": 1}},
    "kValues"?: [1, 10, 100], "sts"?: {"pairs": [["a", "b"], ...], "scores": [4.5, ...]}}
@@ -30,7 +31,8 @@ export const evaluate: Command = {
 
 reranking: JSON lines, one query each (the rows passage_tuning trains on):
   {"query": "...", "positive": "the relevant passage", "negatives": ["...", "..."]}
-  The reranker is UPR with the frozen --model, or --prompt (a passage_tuning checkpoint).
+  The reranker is UPR with the frozen --model, or --prompt (a passage_tuning checkpoint, on the model
+  it records unless --model is given).
 
 Output: the metrics (--json: {"source"|"reranker", "metrics": {...}, "queries", ...}).`,
   options: {
@@ -48,7 +50,7 @@ async function run(ctx: CommandContext): Promise<ExitCode> {
   const { args, out } = ctx;
   const [kind, file] = args.positionals as [string, string];
   const model = modelFromArgs(args);
-  const prompt = args.string('prompt');
+  const prompt = pathArg(args, 'prompt');
   const batchSize = args.int('batch-size');
   const common = { ...(model ? { model } : {}), ...(prompt ? { prompt } : {}), ...(batchSize !== undefined ? { batchSize } : {}) };
   if (kind === 'retrieval') {
@@ -71,9 +73,9 @@ async function run(ctx: CommandContext): Promise<ExitCode> {
     return EXIT.ok;
   }
   if (kind === 'reranking') {
-    if (model === undefined) throw new UsageError('--model is required (the causal LM that scores the queries)');
+    if (model === undefined && prompt === undefined) throw new UsageError('eval reranking: give --prompt (a passage_tuning checkpoint) or --model (UPR with that causal LM)');
     const rows = await readAll(openInput(file), rerankingRow);
-    const result = await ctx.client().then((sp) => sp.evaluate.reranking({ ...common, model, rows }, { signal: ctx.signal }));
+    const result = await ctx.client().then((sp) => sp.evaluate.reranking({ ...common, rows }, { signal: ctx.signal }));
     if (out.json) await out.data(result);
     else out.print(`${result.reranker}: ${result.queries} queries\n${formatMetrics(result.metrics)}`);
     return EXIT.ok;

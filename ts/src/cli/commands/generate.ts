@@ -3,14 +3,14 @@ import { z } from 'zod';
 import type { GenerateInput } from '../../inference/generate.js';
 import type { Command, CommandContext } from '../command.js';
 import { EXIT, type ExitCode } from '../exit-codes.js';
-import { IO_OPTIONS, type Located, bareString, chunks, openSink, prefetch, rowId } from '../jsonl.js';
+import { IO_OPTIONS, bareString, chunks, openSink, prefetch, rowId, textBytes } from '../jsonl.js';
 import { MODEL_OPTIONS, modelFromArgs } from '../model-arg.js';
+import { PROMPT_NAME, pathArg, withPrompt } from '../prompt-arg.js';
 import { textRows } from './rows.js';
 
 type Row = { input: string; id?: string | number | undefined };
 /** A row: `{ input, id? }`, or a bare string. */
 const rowSchema = bareString('input', z.looseObject({ input: z.string(), id: rowId })) as z.ZodType<Row>;
-const PROMPT_NAME = 'cli';
 
 export const generate: Command = {
   name: 'generate',
@@ -21,8 +21,9 @@ export const generate: Command = {
   out: {"id"?: 7, "input": "...", "output": " positive"}        one line per input, in input order
 
 --prompt loads a checkpoint (the model it records, unless --model is given); without it the bare
---model continues the text. Decoding is greedy unless --do-sample. Human output streams the text of
-a single input as it is generated, and prints each output otherwise.`,
+--model continues the text. Decoding is greedy unless --do-sample. Output is JSON lines unless stdout
+is a terminal; there the text of a single input streams as it is generated, and each output is printed
+otherwise.`,
   options: {
     ...MODEL_OPTIONS,
     prompt: { type: 'string', arg: 'checkpoint', help: 'a prompt_tuning or prefix_tuning checkpoint. Default: none (the bare model)' },
@@ -43,7 +44,7 @@ a single input as it is generated, and prints each output otherwise.`,
 async function run(ctx: CommandContext): Promise<ExitCode> {
   const { args, out } = ctx;
   const model = modelFromArgs(args);
-  const prompt = args.string('prompt');
+  const prompt = pathArg(args, 'prompt');
   const stop = args.list('stop');
   const options: Omit<GenerateInput, 'inputs'> = {
     ...(model ? { model } : {}),
@@ -58,24 +59,25 @@ async function run(ctx: CommandContext): Promise<ExitCode> {
   };
   const rows = textRows<Row>(args, rowSchema, (input) => ({ input }));
   const sink = openSink(args.string('out'), out.stdout);
-  const human = !out.json && !sink.toFile;
+  const human = out.terminal && !sink.toFile;
   const single = args.list('text').length === 1;
-  const batches = await prefetch(chunks<Located<Row>>(rows, args.int('chunk-size') ?? 256));
+  const batches = await prefetch(chunks(rows, { rows: args.int('chunk-size') ?? 256, sizeOf: (r) => textBytes(r.input) }));
   const sp = await ctx.client();
-  if (prompt) await sp.prompts.load(PROMPT_NAME, prompt, { ...(model ? { model } : {}), signal: ctx.signal });
   let count = 0;
-  for await (const chunk of batches) {
-    const stream = sp.generate({ ...options, inputs: chunk.map((r) => r.row.input) }, { signal: ctx.signal });
-    for await (const delta of stream) if (human && single) out.stdout.write(delta.text);
-    const { outputs } = await stream.result();
-    for (const [i, output] of outputs.entries()) {
-      const { input, id } = chunk[i]!.row;
-      if (human && single) out.print('');
-      else if (human) out.print(`${count > 0 ? '\n' : ''}[${id ?? count}] ${input}\n${output}`);
-      else await sink.write({ ...(id !== undefined ? { id } : {}), input, output });
-      count += 1;
+  await withPrompt(sp, prompt, model, ctx.signal, async () => {
+    for await (const chunk of batches) {
+      const stream = sp.generate({ ...options, inputs: chunk.map((r) => r.row.input) }, { signal: ctx.signal });
+      for await (const delta of stream) if (human && single) out.stdout.write(delta.text);
+      const { outputs } = await stream.result();
+      for (const [i, output] of outputs.entries()) {
+        const { input, id } = chunk[i]!.row;
+        if (human && single) out.print('');
+        else if (human) out.print(`${count > 0 ? '\n' : ''}[${id ?? count}] ${input}\n${output}`);
+        else await sink.write({ ...(id !== undefined ? { id } : {}), input, output });
+        count += 1;
+      }
     }
-  }
+  });
   await sink.close();
   if (sink.toFile) out.note(`wrote ${count} outputs to ${args.string('out')}`);
   return EXIT.ok;

@@ -1,5 +1,7 @@
 /** `softprompt train <job-file>`: validate a job file with the SDK's builders and run it with a progress bar. */
-import type { TrainingEvent, TrainingResult } from '../../jobs/events.js';
+import { relative } from 'node:path';
+import type { Metrics, TrainingEvent, TrainingResult } from '../../jobs/events.js';
+import type { JobSpec } from '../../jobs/spec.js';
 import type { Command, CommandContext } from '../command.js';
 import { EXIT, type ExitCode } from '../exit-codes.js';
 import { buildJob, loadDocument } from '../job-file.js';
@@ -29,8 +31,12 @@ elsewhere; eval and checkpoint events are printed as they come. Ctrl-C asks the 
 the current micro-batch: it writes a resumable checkpoint and the command exits with 130 (resume with
 --resume <checkpoint>). A second Ctrl-C quits at once.
 
+At the end: the untuned prompt's held-out metrics beside the tuned one's (when the job evaluated
+both), the last checkpoint and the run report (<runDir>/report.html). A job runs on a worker of its
+own (not the warm one), or on --connect's.
+
 --json: the job's events as JSON lines on stdout ({"type":"data"|"started"|"step"|"eval"|
-"checkpoint"|"done", ...}), then {"type":"result","status","checkpoint","summary"}.`,
+"checkpoint"|"done", ...}), then {"type":"result","status","checkpoint","summary","report"}.`,
   options: {
     'run-dir': { type: 'string', arg: 'dir', help: "override the job's runDir" },
     resume: { type: 'string', arg: 'checkpoint', help: "continue from a checkpoint a job wrote (sets resumeFrom)" },
@@ -38,6 +44,7 @@ the current micro-batch: it writes a resumable checkpoint and the command exits 
     'progress-every': { type: 'string', arg: 'n', help: 'without a terminal: steps between progress lines. Default: a twentieth of the run' },
   },
   positionals: [1, 1],
+  ownWorker: true,
   run,
 };
 
@@ -50,11 +57,13 @@ async function run(ctx: CommandContext): Promise<ExitCode> {
     ...(args.string('resume') !== undefined ? { resumeFrom: args.string('resume')! } : {}),
   });
   if (args.bool('dry-run')) {
-    if (out.json) await out.data(spec);
-    else out.print(`${file}: valid ${spec.method} job\n${JSON.stringify(spec, (k, v: unknown) => (k === 'rows' ? '[rows]' : v), 2)}`);
+    const shown = resolvedForDisplay(spec);
+    if (out.json) await out.data(shown);
+    else out.print(`${file}: valid ${spec.method} job\n${JSON.stringify(shown, (k, v: unknown) => (k === 'rows' ? '[rows]' : v), 2)}`);
     return EXIT.ok;
   }
 
+  out.note(args.string('connect') ? `connecting to ${args.string('connect')}…` : 'starting the worker (Python imports torch: a few seconds)…');
   const sp = await ctx.client();
   const job = sp.train(spec, { signal: ctx.signal });
   const stderr = out.stderr;
@@ -103,11 +112,42 @@ function describe(e: TrainingEvent, out: Output, bar: ProgressBar): void {
   }
 }
 
+/**
+ * The job as `--dry-run` shows it: `training.epochs` is left out when `training.steps` is set (the
+ * builder fills in its default, but steps decide).
+ */
+export function resolvedForDisplay(spec: JobSpec): JobSpec {
+  const training = spec.training as { steps?: number; epochs?: number };
+  if (training.steps === undefined) return spec;
+  const { epochs: _unused, ...rest } = training;
+  return { ...spec, training: rest } as unknown as JobSpec;
+}
+
 function summarize(result: TrainingResult, file: string, out: Output): void {
   const s = result.summary;
   const loss = Number.isFinite(s.finalLoss) ? `, final loss ${s.finalLoss.toFixed(4)}` : '';
   out.print(`${s.status}: ${s.steps}/${s.totalSteps} steps in ${s.elapsedS < 60 ? `${s.elapsedS.toFixed(1)} s` : formatDuration(s.elapsedS)}${loss}`);
-  if (Object.keys(s.metrics).length > 0) out.print(`metrics: ${formatMetrics(s.metrics)}`);
-  out.print(`checkpoint: ${result.checkpoint}`);
+  const comparison = compare(s.baselineMetrics, s.metrics);
+  if (comparison) out.print(`\n${comparison}\n`);
+  else if (Object.keys(s.metrics).length > 0) out.print(`metrics: ${formatMetrics(s.metrics)}`);
+  out.print(`checkpoint: ${shortPath(result.checkpoint)}`);
+  out.print(`report:     ${result.report ? shortPath(result.report) : '(not written: see the warning above)'}`);
   if (s.status === 'cancelled') out.print(`resume with: softprompt train ${file} --resume ${result.checkpoint}`);
+}
+
+/** `metric   untuned prompt   tuned prompt` rows for the metrics both evaluations have; undefined without a baseline. */
+export function compare(baseline: Metrics, tuned: Metrics): string | undefined {
+  const names = Object.keys(tuned).filter((k) => k in baseline);
+  if (names.length === 0) return undefined;
+  const cell = (name: string, x: number | undefined) =>
+    x === undefined || !Number.isFinite(x) ? '—' : name === 'accuracy' ? `${(x * 100).toFixed(1)}%` : x.toFixed(4);
+  const rows = [['held-out', 'untuned prompt', 'tuned prompt'], ...names.map((n) => [n, cell(n, baseline[n]), cell(n, tuned[n])])];
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => r.map((v, c) => (c === 0 ? v.padEnd(widths[c]!) : v.padStart(widths[c]!))).join('   ')).join('\n');
+}
+
+/** A path relative to the working folder when it lies inside it. */
+function shortPath(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel && !rel.startsWith('..') ? rel : path;
 }
