@@ -209,7 +209,7 @@ def test_a_tiny_model_with_seed_and_overrides_needs_no_model_again(tmp_path):
     path = trained["checkpoint"]
     info = call(WorkerState(), "checkpoint_inspect", {"path": path})
     assert info["base_model"]["model_spec"] == {"tiny": "gpt2", "seed": 5, "name_or_path": None, "embedded": None, "revision": None,
-                                                "trust_remote_code": False,
+                                                "trust_remote_code": False, "quantization": None,
                                                 "overrides": {"initializer_range": 0.2, "n_layer": 1}}
     texts = ["alpha", "beta"]
     _, expected = embed(state, {"model": SEEDED, "prompt": path, "texts": texts})
