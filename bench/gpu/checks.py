@@ -4,8 +4,9 @@
     python bench/gpu/checks.py --smoke                         # the same code on the CPU, tiny sizes
 
 1. ``methods``: every method trains a few steps on the device with ``auto`` dtypes (bf16 weights, bf16
-   autocast on a card with native bf16): finite, falling losses, frozen weights bit-identical; then its
-   inference path runs (generate / classify / embed / rerank) and gives finite numbers.
+   autocast on a card with native bf16; ``--smoke`` asks for bf16 explicitly, so CI's CPU run is the bf16
+   matrix too): finite, falling losses, frozen weights bit-identical; then its inference path runs
+   (generate / classify / embed / rerank) and gives finite numbers.
 2. ``syncs``: one training step per method under ``torch.cuda.set_sync_debug_mode("warn")``; each
    synchronizing operation is attributed to the Python line that asked for it: softprompt's code, or
    transformers' (the CPU probe, test/python/test_host_syncs.py, covers ours in CI).
@@ -60,6 +61,12 @@ WIDTH = {"gpt2": {"n_embd": 256, "n_head": 4, "initializer_range": 0.1},
          "bert": {"hidden_size": 256, "num_attention_heads": 4}}
 
 
+def precision(device: str) -> str:
+    """``auto`` on a GPU (bf16 where native: what users get); bf16 named outright on the CPU, where ``auto``
+    would mean f32 and the smoke run would not exercise the GPU's dtypes."""
+    return "auto" if device == "cuda" else "bf16"
+
+
 def build(case: str, device: str, smoke: bool):
     import torch
     from softprompt_worker.methods.registry import method_class
@@ -68,7 +75,7 @@ def build(case: str, device: str, smoke: bool):
 
     method_name, method_config, task_name, options, rows, family = CASES[case]
     overrides = {} if smoke else WIDTH[family]
-    frozen = load_frozen_model(ModelSpec(tiny=family, device=device, overrides=overrides))
+    frozen = load_frozen_model(ModelSpec(tiny=family, device=device, dtype=precision(device), overrides=overrides))
     torch.manual_seed(0)
     cls = method_class(method_name)
     method = cls(cls.config_class.from_dict(method_config), frozen)
@@ -87,7 +94,8 @@ def check_methods(device: str, smoke: bool) -> dict:
             before = {n: p.detach().clone() for n, p in frozen.model.named_parameters()}
             events: list[dict] = []
             summary = train(method, task, TrainingConfig(steps=12, batch_size=len(task.train_rows), lr=0.05,
-                                                         log_every=1, schedule="constant"), emit=events.append)
+                                                         log_every=1, schedule="constant", dtype=precision(device)),
+                            emit=events.append)
             losses = [e["loss"] for e in events if e["event"] == "step"]
             started = next(e for e in events if e["event"] == "started")
             frozen_same = all(torch.equal(p, before[n]) for n, p in frozen.model.named_parameters())

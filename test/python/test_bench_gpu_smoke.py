@@ -40,9 +40,13 @@ def test_smoke_run_gives_both_sides_a_number_over_the_same_tokens(tmp_path: Path
 
 
 def test_gpu_checks_smoke_trains_and_serves_every_method(tmp_path: Path) -> None:
+    """The CPU matrix with GPU precision: every method x task x family case trains with bf16 weights under bf16
+    autocast (issue 19), its loss falls, the frozen weights stay bit-identical, and its serving path runs."""
     record = _smoke("checks.py", tmp_path / "checks.json")
+    assert len(record["methods"]) == 9
     for case, run in record["methods"].items():
         assert "error" not in run, (case, run)
+        assert run["dtype"] == "bf16" and run["weights"] == "bfloat16", (case, run)
         assert run["finite"] and run["falls"] and run["frozen_bit_identical"], (case, run)
     assert {"syncs", "flash", "memory"} <= set(record)  # CUDA-only checks say they were skipped
 
