@@ -77,6 +77,10 @@ class RunDir:
     def checkpoint_path(self, step: int) -> Path:
         return resolve_under(self.path, f"checkpoints/step-{step:08d}.pb")
 
+    def best_path(self) -> Path:
+        """The best evaluation's prompt (training.select_by); no training state, never pruned."""
+        return resolve_under(self.path, "checkpoints/best.pb")
+
     def events(self) -> "EventLog":
         return EventLog(self._inside("events.jsonl"))
 

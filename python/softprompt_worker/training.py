@@ -8,7 +8,9 @@ Events (each a dict with an ``"event"`` key, emitted in this order):
     started    {trainable_params, trainable_fraction, total_params, device, dtype, total_steps, start_step}
     step       {step, loss, lr, grad_norm, tokens_per_s, memory_bytes}      every ``log_every`` steps
     eval       {step, metrics}                         at step 0 (baseline), every ``eval_every`` steps, end
+    best       {step, metric, value, checkpoint}      after an eval that is the best so far (selection.py)
     checkpoint {step, path}                                                every ``checkpoint_every`` + end
+    selection  {by, best, beat_baseline, stopped_early_at, message}       once, before done
     done       {summary}
 
 What the loop guarantees:
@@ -39,6 +41,7 @@ from .methods.base import SoftPromptMethod
 from .models import native_bf16
 from .recompute import recomputed_layers
 from .resume import DataStream, TrainingState, capture_state, restore_state
+from .selection import Selection
 from .tasks.base import Task
 
 if TYPE_CHECKING:
@@ -47,6 +50,27 @@ if TYPE_CHECKING:
 OPTIMIZERS = ("adamw", "adafactor", "sgd")
 SCHEDULES = ("constant", "linear", "cosine")
 DTYPES = ("auto", "f32", "bf16")
+
+
+@dataclass
+class EarlyStopping:
+    patience: int  # evaluations in a row without improvement (needs eval_every > 0)
+    min_delta: float = 0.0  # an improvement must exceed this
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "EarlyStopping":
+        if not isinstance(raw, dict):
+            raise InvalidArgumentError(f"training.early_stopping: expected a map, got {type(raw).__name__}")
+        unknown = sorted(map(str, set(raw) - {"patience", "min_delta"}))
+        if unknown or "patience" not in raw:
+            raise InvalidArgumentError(f"training.early_stopping: expected {{patience, min_delta?}}, got {sorted(raw)}")
+        patience = _coerce("training.early_stopping.patience", raw["patience"], "int")
+        min_delta = _coerce("training.early_stopping.min_delta", raw.get("min_delta", 0.0), "float")
+        if not 1 <= patience <= limits.MAX_STEPS:
+            raise InvalidArgumentError(f"training.early_stopping.patience: expected 1..{limits.MAX_STEPS}, got {patience}")
+        if min_delta < 0:
+            raise InvalidArgumentError(f"training.early_stopping.min_delta: must be >= 0, got {min_delta}")
+        return cls(patience, min_delta)
 
 
 @dataclass
@@ -78,6 +102,11 @@ class TrainingConfig:
     checkpoint_every: int = 0  # steps between checkpoints; 0 = only at the end
     log_every: int = 10  # steps between ``step`` events (each one syncs the device once)
     eval_baseline: bool = True  # evaluate once before the first step (step 0): the untuned baseline
+    # Which evaluation is the result (selection.py): auto = the task's own metric | last = no selection |
+    # a metric name the task reports. The best one's prompt is saved as checkpoints/best.pb.
+    select_by: str = "auto"
+    # Stop after ``patience`` evaluations in a row that do not improve ``select_by`` by more than ``min_delta``.
+    early_stopping: EarlyStopping | None = None
     # Keep only each frozen layer's input and recompute its activations in backward (recompute.py): less
     # memory for long sequences and large batches, about a third more compute per step.
     gradient_checkpointing: bool = False
@@ -94,8 +123,10 @@ class TrainingConfig:
         unknown = sorted(map(str, set(raw) - known))
         if unknown:
             raise InvalidArgumentError(f"training: unknown field(s) {unknown}; known: {sorted(known)}")
+        if raw.get("early_stopping") is not None:
+            raw["early_stopping"] = EarlyStopping.from_dict(raw["early_stopping"])
         for f in dataclasses.fields(cls):
-            if f.name in raw:
+            if f.name in raw and f.name != "early_stopping":
                 raw[f.name] = _coerce(f"training.{f.name}", raw[f.name], f.type)
         config = cls(**raw)
         config.validate()
@@ -120,6 +151,15 @@ class TrainingConfig:
             if getattr(self, name) not in allowed:
                 raise InvalidArgumentError(
                     f"training.{name}: {getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        if not self.select_by or len(self.select_by) > 64:
+            raise InvalidArgumentError(f"training.select_by: expected 'auto', 'last' or a metric name, got "
+                                       f"{self.select_by!r:.70}")
+        if self.early_stopping is not None:
+            if not self.eval_every:
+                raise InvalidArgumentError("training.early_stopping: needs training.eval_every > 0 (it counts "
+                                           "evaluations without improvement)")
+            if self.select_by == "last":
+                raise InvalidArgumentError("training.early_stopping: needs a metric to watch; select_by is 'last'")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -158,15 +198,19 @@ def _coerce(name: str, value: Any, annotation: str) -> Any:
 
 Emit = Callable[[dict[str, Any]], None]
 SaveCheckpoint = Callable[[int, dict[str, float], TrainingState], str]
+SaveBest = Callable[[int, dict[str, float]], str]
 
 
 def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit: Emit | None = None,
           cancelled: Callable[[], bool] | None = None, save_checkpoint: SaveCheckpoint | None = None,
-          resume: TrainingState | None = None, parallel: DataParallel | None = None) -> dict[str, Any]:
+          resume: TrainingState | None = None, parallel: DataParallel | None = None,
+          save_best: SaveBest | None = None) -> dict[str, Any]:
     """Train ``method`` on ``task``; returns the summary (also sent in the ``done`` event).
 
     ``save_checkpoint(step, metrics, state) -> path`` writes a checkpoint and returns where; without it
-    no checkpoint events are emitted. ``resume`` continues a run from a saved ``TrainingState``.
+    no checkpoint events are emitted. ``save_best(step, metrics) -> path`` writes the method as it is
+    after an evaluation that is the best so far (``training.select_by``); the summary's ``best`` names it.
+    ``resume`` continues a run from a saved ``TrainingState``.
     ``parallel`` (distributed/ddp.py) makes this one rank of a data-parallel run.
     """
     emit = emit or (lambda event: None)
@@ -199,14 +243,31 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
           "total_steps": total_steps, "start_step": step})
 
     status, metrics, last_loss, checkpoint_path = "completed", {}, None, None
+    stopping = config.early_stopping
+    selection = Selection.start(config.select_by, stopping.patience if stopping else 0,
+                                stopping.min_delta if stopping else 0.0, task)
+    if resume is not None:
+        selection.restore(resume.meta.get("selection"))
+
+    def evaluate(at: int) -> dict[str, float]:
+        """Evaluate, then keep the prompt when it is the best so far."""
+        result = _evaluate(method, task, autocast, at, emit)
+        if selection.consider(at, result):
+            best = selection.best
+            if save_best is not None:
+                best["checkpoint"] = save_best(at, result)
+            emit({"event": "best", "step": at, "metric": selection.by, "value": best["value"],
+                  "checkpoint": best["checkpoint"]})
+        return result
+
     baseline: dict[str, float] = {}
     if config.eval_baseline and resume is None:
         # The untuned prompt's metrics at step 0: what the report and the summary compare against.
         # Evaluation draws no random numbers, so the training trajectory is the same with or without it.
-        baseline = _evaluate(method, task, autocast, 0, emit)
+        baseline = evaluate(0)
     window_loss = torch.zeros((), device=device)  # () sum of micro-batch losses since the last log
     window_micro, window_tokens, window_start, grad_norm = 0, 0, time.perf_counter(), None
-    started_at = time.perf_counter()
+    started_at, evaluated_at, stopped_early_at = time.perf_counter(), None, None
     method.train()
     while step < total_steps and status == "completed":
         cursor = stream.cursor()
@@ -248,22 +309,32 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
             window_loss.zero_()
             window_micro, window_tokens, window_start = 0, 0, time.perf_counter()
         if config.eval_every and step % config.eval_every == 0 and step < total_steps:
-            metrics = _evaluate(method, task, autocast, step, emit)
+            metrics, evaluated_at = evaluate(step), step
+            stop = selection.should_stop()
+            if parallel is not None:  # rank 0 decides for everyone: no rank trains on alone
+                stop = parallel.leader_says(stop)
+            if stop:
+                stopped_early_at = step
         if save_checkpoint and config.checkpoint_every and step % config.checkpoint_every == 0 and step < total_steps:
             checkpoint_path = _checkpoint(save_checkpoint, step, metrics, optimizer, stream, tokens_total
-                                          + window_tokens, config, device, emit)
+                                          + window_tokens, config, device, emit, selection)
+        if stopped_early_at is not None:
+            break
     tokens_total += window_tokens
-    if status == "completed":
-        metrics = _evaluate(method, task, autocast, step, emit)
+    if status == "completed" and evaluated_at != step:
+        metrics = evaluate(step)
     if save_checkpoint:
         checkpoint_path = _checkpoint(save_checkpoint, step, metrics, optimizer, stream, tokens_total, config,
-                                      device, emit)
+                                      device, emit, selection)
     method.eval()
     cur = stream.cursor()
+    chosen = selection.summary(stopped_early_at)
+    emit({"event": "selection", **chosen})
     summary = {"status": status, "steps": step, "total_steps": total_steps, "final_loss": last_loss,
                "metrics": metrics, "baseline_metrics": baseline, "tokens": tokens_total,
                "epochs": cur["epoch"] + cur["batch"] / batches_per_epoch,
-               "elapsed_s": time.perf_counter() - started_at, "checkpoint": checkpoint_path}
+               "elapsed_s": time.perf_counter() - started_at, "checkpoint": checkpoint_path,
+               "best": chosen["best"], "selection": {k: v for k, v in chosen.items() if k != "best"}}
     emit({"event": "done", "summary": summary})
     return summary
 
@@ -300,9 +371,10 @@ def _evaluate(method, task, autocast, step: int, emit: Emit) -> dict[str, float]
     return metrics
 
 
-def _checkpoint(save, step, metrics, optimizer, stream, tokens, config, device, emit) -> str:
+def _checkpoint(save, step, metrics, optimizer, stream, tokens, config, device, emit, selection) -> str:
     state = capture_state(optimizer, step=step, cursor=stream.cursor(), tokens=tokens, config=config.to_dict(),
                           device=device)
+    state.meta["selection"] = selection.state()  # a resumed run keeps comparing against the best so far
     path = save(step, metrics, state)
     emit({"event": "checkpoint", "step": step, "path": str(path)})
     return str(path)

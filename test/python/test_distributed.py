@@ -167,7 +167,7 @@ def test_two_ranks_follow_the_single_process_trajectory(group: Group, tmp_path: 
     reply, events = group.call("train", _job(tmp_path / "ddp", {"train": {"dataset": dataset}}, batch_size=2))
     assert reply["kind"] == "reply" and reply["body"]["status"] == "completed", reply
     kinds = [e["event"] for e in events]
-    assert kinds == ["data", "started", *["step"] * STEPS, "checkpoint", "done"], kinds  # rank 0's, once
+    assert kinds == ["data", "started", *["step"] * STEPS, "checkpoint", "selection", "done"], kinds  # rank 0's, once
     assert events[1]["total_steps"] == STEPS
     ddp_losses = [e["loss"] for e in events if e["event"] == "step"]
     ddp_soft = load_checkpoint(reply["body"]["checkpoint"]).tensors
@@ -189,6 +189,23 @@ def test_two_ranks_follow_the_single_process_trajectory(group: Group, tmp_path: 
     assert loaded["kind"] == "reply", loaded
     generated, _ = group.call("generate", {"prompt": "p", "inputs": ["abc=", "sun="], "max_new_tokens": 3})
     assert generated["kind"] == "reply" and len(generated["body"]["outputs"]) == 2, generated
+
+
+def test_early_stopping_ends_the_job_on_both_ranks_at_rank_0s_word(group: Group, tmp_path: Path) -> None:
+    """No improvement can clear min_delta, so after one evaluation past the baseline the job stops; both
+    ranks stop together (the group takes the next job), and only rank 0 writes the best prompt."""
+    stopping = {"eval_every": 2, "early_stopping": {"patience": 1, "min_delta": 1e9}}
+    job = _job(tmp_path / "ddp", {"train": {"rows": ROWS}, "eval": {"rows": ROWS[:4]}}, batch_size=2,
+               training=stopping)
+    reply, events = group.call("train", job)
+    assert reply["kind"] == "reply" and reply["body"]["status"] == "completed", reply
+    summary = reply["body"]["summary"]
+    assert summary["steps"] == 2 and summary["selection"]["stopped_early_at"] == 2, summary
+    assert summary["best"]["step"] == 0 and summary["selection"]["beat_baseline"] is False
+    assert [e["step"] for e in events if e["event"] == "eval"] == [0, 2]
+    assert sorted(os.listdir(tmp_path / "ddp" / "checkpoints")) == ["best.pb", "step-00000002.pb"]
+    pong, _ = group.call("ping")
+    assert pong["kind"] == "reply", pong
 
 
 def test_two_ranks_with_grad_cache_equal_one_process_bit_for_bit(group: Group, tmp_path: Path) -> None:

@@ -107,7 +107,8 @@ def test_cancellation_stops_cleanly_and_writes_a_final_checkpoint():
                                       cancelled=cancelled,
                                       save_checkpoint=lambda s, m, st: saved.setdefault(s, st) and f"ck-{s}")
     assert summary["status"] == "cancelled" and summary["steps"] == 3
-    assert summary["checkpoint"] == "ck-3" and events[-2] == {"event": "checkpoint", "step": 3, "path": "ck-3"}
+    assert summary["checkpoint"] == "ck-3" and events[-3] == {"event": "checkpoint", "step": 3, "path": "ck-3"}
+    assert events[-2]["event"] == "selection"
     assert saved[3].meta["cursor"] == {"epoch": 1, "batch": 2}  # 4 batches per epoch; the partial step's micro-batch is not consumed
     assert [e["step"] for e in events if e["event"] == "eval"] == [0]  # only the baseline: cancelled runs skip the final eval
 

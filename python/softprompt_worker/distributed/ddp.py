@@ -37,9 +37,10 @@ def data_parallel(ctx: OpContext, method: SoftPromptMethod) -> DataParallel | No
 
 
 class DataParallel:
-    """One rank's side of a data-parallel training run; ``training.train`` calls it at three points:
+    """One rank's side of a data-parallel training run; ``training.train`` calls it at four points:
     ``attach`` (this rank's share of the stream, the agreed cancel flag), ``reduce_gradients`` once per
-    optimizer step after the last backward, and ``reduce_window`` at each log step.
+    optimizer step after the last backward, ``reduce_window`` at each log step and ``leader_says`` at an
+    evaluation (rank 0's early-stopping decision).
 
     The soft parameters are replicated and their gradients averaged over the ranks with one flat
     all-reduce per optimizer step, after every micro-batch's backward has finished. Not DDP's reducer:
@@ -79,6 +80,12 @@ class DataParallel:
         for p, g in zip(self._params, grads):
             p.grad = flat[offset:offset + g.numel()].view_as(g)  # (p.shape)
             offset += g.numel()
+
+    def leader_says(self, flag: bool) -> bool:
+        """Rank 0's ``flag`` on every rank (early stopping): one broadcast at an evaluation step."""
+        pack = torch.tensor([1.0 if flag else 0.0], dtype=torch.float64, device=self._params[0].device)  # (1,)
+        dist.broadcast(pack, src=0)
+        return bool(pack.item())
 
     def reduce_window(self, window_loss: torch.Tensor, window_tokens: int) -> tuple[torch.Tensor, int]:
         """At a log step: the loss sum over this window as the mean over ranks (in place), the tokens of all

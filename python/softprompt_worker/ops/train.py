@@ -16,8 +16,10 @@ Request body::
      "job_id"?: str}                           # the client's id for the job, kept across its resumes
 
 Events: ``{"event": "data", train_rows, eval_rows, skipped, skipped_rows}`` then the training loop's
-``started / step / eval / checkpoint / done`` (see training.py). Final reply:
-``{"status": "completed" | "cancelled", "summary": {...}, "checkpoint": path}``. A cancelled job ends
+``started / step / eval / best / checkpoint / selection / done`` (see training.py). Final reply:
+``{"status": "completed" | "cancelled", "summary": {...}, "checkpoint": path, "best": {step, metrics,
+value, checkpoint} | None}``: ``checkpoint`` is the last step (resumable), ``best`` the evaluation
+``training.select_by`` chose, saved as ``checkpoints/best.pb`` (selection.py). A cancelled job ends
 with this reply too, and its checkpoint is usable (and resumable).
 
 Crash recovery (runs.py): the resolved rows are saved to ``run_dir/data/`` before training starts and
@@ -125,23 +127,21 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
     def save(step: int, metrics: dict[str, float], state) -> str:
         if job_id is not None:
             state.meta["job_id"] = job_id  # run_inspect finds this job's checkpoints by it
-        try:
+        with _keeps_previous(last_checkpoint):
             path = save_checkpoint(run.checkpoint_path(step), method, step=step, metrics=metrics,
                                    training_state=state, root=run.path)
-        except StorageError as exc:
-            previous = (f"the previous checkpoint {last_checkpoint[-1]!r} is intact: free space or fix the "
-                        "directory, then resume from it") if last_checkpoint else "no earlier checkpoint exists"
-            raise StorageError(f"{exc.message}; {previous}", details={
-                **(exc.details or {}), "previous_checkpoint": last_checkpoint[-1] if last_checkpoint else None,
-            }) from exc
         last_checkpoint.append(str(path))
         _prune(last_checkpoint, keep_last, run.path)
         return str(path)
 
+    def save_best(step: int, metrics: dict[str, float]) -> str:
+        with _keeps_previous(last_checkpoint):
+            return str(save_checkpoint(run.best_path(), method, step=step, metrics=metrics, root=run.path))
+
     try:
         emit({"event": "data", **report.to_dict()})
         summary = train(method, task, config, emit=emit, cancelled=lambda: ctx.cancelled, save_checkpoint=save,
-                        resume=resume, parallel=parallel)
+                        resume=resume, parallel=parallel, save_best=save_best)
     except Exception as exc:  # noqa: BLE001 - logged, then sent as a typed error
         error = from_exception(exc)
         if isinstance(error, OutOfMemoryError) and error is not exc:
@@ -155,7 +155,21 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
         log.close()
         if trackers is not None:
             trackers.close()
-    return Reply(body={"status": summary["status"], "summary": summary, "checkpoint": summary["checkpoint"]})
+    return Reply(body={"status": summary["status"], "summary": summary, "checkpoint": summary["checkpoint"],
+                       "best": summary["best"]})
+
+
+@contextlib.contextmanager
+def _keeps_previous(last_checkpoint: list[str]):
+    """A checkpoint the disk refuses: a ``storage`` error that names the last intact one to resume from."""
+    try:
+        yield
+    except StorageError as exc:
+        previous = (f"the previous checkpoint {last_checkpoint[-1]!r} is intact: free space or fix the "
+                    "directory, then resume from it") if last_checkpoint else "no earlier checkpoint exists"
+        raise StorageError(f"{exc.message}; {previous}", details={
+            **(exc.details or {}), "previous_checkpoint": last_checkpoint[-1] if last_checkpoint else None,
+        }) from exc
 
 
 def _keep_last(value: Any) -> int:

@@ -36,6 +36,7 @@ class Task(Protocol):
 
     name: ClassVar[str]  # "generation" | "classification" | "embedding" | "reranking"
     methods: ClassVar[tuple[str, ...]]  # the methods this task can train, e.g. ("suffix_tuning",)
+    selection_metric: ClassVar[str]  # the eval metric ``training.select_by: auto`` keeps the best of
 
     @staticmethod
     def validate_row(row: dict) -> None:

@@ -63,6 +63,7 @@ class EmbeddingTask(BaseTask):
 
     name: ClassVar[str] = "embedding"
     methods: ClassVar[tuple[str, ...]] = ("suffix_tuning",)
+    selection_metric: ClassVar[str] = "ndcg@10"  # training.select_by "auto" (selection.py)
     options_defaults: ClassVar[dict[str, Any]] = {
         "temperature": 0.05, "symmetric": False, "grad_cache_mini_batch": 0, "max_length": None,
         "eval_batch_size": 64, "k_values": [1, 10, 100],

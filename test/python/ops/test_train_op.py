@@ -17,6 +17,7 @@ assert not load_op_modules(["softprompt_worker.ops.data", "softprompt_worker.ops
                             "softprompt_worker.ops.checkpoints"])
 
 ROWS = [{"input": f"{w}=", "target": w[::-1]} for w in ("abc", "hello", "xy", "kite", "moon", "stone", "sun", "tea")]
+EVAL = [{"input": f"{w}=", "target": w} for w in ("abc", "moon", "tea")]  # held out: the identity, not the reversal
 
 
 def call(state, name, body, *, cancel_after=None):
@@ -48,7 +49,9 @@ def test_train_streams_events_writes_the_run_dir_and_inspects(tmp_path):
     reply, events = call(state, "train", job(tmp_path))
     assert reply["status"] == "completed" and reply["summary"]["steps"] == 4
     kinds = [e["event"] for e in events]
-    assert kinds == ["data", "started", "eval", "step", "checkpoint", "step", "eval", "checkpoint", "done"]
+    assert [k for k in kinds if k != "best"] == ["data", "started", "eval", "step", "checkpoint", "step", "eval",
+                                                 "checkpoint", "selection", "done"]
+    assert kinds[3] == "best"  # the untuned prompt is the first candidate (training.select_by)
     assert events[0]["train_rows"] == 6 and events[0]["eval_rows"] == 2
     run = tmp_path / "run"
     assert reply["checkpoint"] == str(run / "checkpoints" / "step-00000004.pb")
@@ -110,7 +113,7 @@ def test_keep_last_deletes_this_jobs_older_checkpoints(tmp_path):
     written = [e["path"] for e in events if e["event"] == "checkpoint"]
     assert len(written) == 6  # every step wrote one...
     kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.pb"))
-    assert kept == ["step-00000005.pb", "step-00000006.pb"]  # ...and only the newest two remain
+    assert kept == ["best.pb", "step-00000005.pb", "step-00000006.pb"]  # ...only the newest two remain (and best)
     assert reply["checkpoint"].endswith("step-00000006.pb")
 
 
@@ -139,3 +142,53 @@ def test_report_to_tensorboard_writes_scalars_under_the_run_dir(tmp_path):
 def test_report_to_names_known_trackers(tmp_path):
     with pytest.raises(InvalidArgumentError, match="unknown tracker"):
         call(WorkerState(), "train", job(tmp_path, training={"steps": 2, "report_to": ["wandb"]}))
+
+
+def test_the_best_checkpoint_holds_the_prompt_that_scored_best(tmp_path):
+    """On a real model through the op: best.pb, loaded on its own, re-evaluates to the metrics the job
+    reported for it, and its step is the best of the evaluations the job streamed."""
+    from softprompt_worker.checkpoints import build_method_from_checkpoint, load_checkpoint
+    from softprompt_worker.models import ModelSpec, load_frozen_model
+    from softprompt_worker.tasks.generation import GenerationTask
+
+    model = {"tiny": "gpt2", "device": "cpu", "overrides": {"initializer_range": 0.1}}
+    body = job(tmp_path, model=model, data={"train": {"rows": ROWS}, "eval": {"rows": EVAL}},
+               training={"steps": 24, "batch_size": 4, "lr": 0.3, "eval_every": 3, "log_every": 3})
+    reply, events = call(WorkerState(), "train", body)
+    evals = {e["step"]: e["metrics"]["loss"] for e in events if e["event"] == "eval"}
+    best = reply["best"]
+    assert best["step"] == min(evals, key=evals.get) and best["value"] == min(evals.values()) and best["step"] > 0
+    assert best["checkpoint"] == str(tmp_path / "run" / "checkpoints" / "best.pb")
+    record = load_checkpoint(best["checkpoint"])
+    assert record.step == best["step"] and record.training_state is None  # to load, not to resume
+    frozen = load_frozen_model(ModelSpec.from_dict(model))
+    method = build_method_from_checkpoint(record, frozen)
+    again = GenerationTask(method, {"max_length": 512}, ROWS, EVAL).evaluate()
+    assert again["loss"] == pytest.approx(best["metrics"]["loss"], rel=1e-5)
+    selection = next(e for e in events if e["event"] == "selection")
+    assert selection["by"] == "loss" and selection["beat_baseline"] is True
+
+
+def test_a_job_that_makes_the_held_out_metric_worse_hands_back_the_untuned_prompt(tmp_path):
+    """Training teaches "yes" while the eval split wants "no": held-out accuracy falls from 1.0 (measured:
+    1.0 -> 0.17 after 3 steps). The job says so, and best.pb is the untuned prompt, which still scores 1.0."""
+    from softprompt_worker.checkpoints import build_method_from_checkpoint, load_checkpoint
+    from softprompt_worker.models import ModelSpec, load_frozen_model
+    from softprompt_worker.tasks.classification import ClassificationTask
+
+    model = {"tiny": "gpt2", "device": "cpu", "overrides": {"initializer_range": 0.1}}
+    words = ["apple", "banana", "cat", "dog", "egg", "fig", "grape", "hat", "ink", "jam", "kite", "lamp"]
+    train_rows, eval_rows = [{"input": w, "label": "yes"} for w in words], [{"input": w, "label": "no"} for w in words[:6]]
+    options = {"labels": ["yes", "no"]}
+    body = job(tmp_path, model=model, task="classification", task_options=options,
+               data={"train": {"rows": train_rows}, "eval": {"rows": eval_rows}},
+               training={"steps": 6, "batch_size": 4, "lr": 0.3, "eval_every": 3, "log_every": 3})
+    reply, events = call(WorkerState(), "train", body)
+    selection = next(e for e in events if e["event"] == "selection")
+    assert selection["by"] == "accuracy" and selection["beat_baseline"] is False, selection
+    assert "no step beat the untuned prompt" in selection["message"]
+    assert reply["best"]["step"] == 0 and reply["summary"]["metrics"]["accuracy"] < reply["best"]["value"]
+    method = build_method_from_checkpoint(load_checkpoint(reply["best"]["checkpoint"]),
+                                          load_frozen_model(ModelSpec.from_dict(model)))
+    again = ClassificationTask(method, {**options, "loss": "lm", "max_length": 512}, train_rows, eval_rows).evaluate()
+    assert again["accuracy"] == reply["best"]["value"] == reply["summary"]["baseline_metrics"]["accuracy"]

@@ -114,7 +114,8 @@ def test_run_inspect_counts_only_this_jobs_verified_files(tmp_path):
 
 
 def _fail_second_checkpoint(monkeypatch, where: str, code: int) -> None:
-    """The second checkpoint write fails with ``code`` in ``where`` (mkstemp / fsync / replace of atomic_write)."""
+    """The second step checkpoint's write fails with ``code`` in ``where`` (mkstemp / fsync / replace of
+    atomic_write); best.pb (model selection) is written normally."""
     writes = {"n": 0}
     real_write = checkpoints.atomic_write
     module = checkpoints.tempfile if where == "mkstemp" else checkpoints.os
@@ -123,6 +124,8 @@ def _fail_second_checkpoint(monkeypatch, where: str, code: int) -> None:
         raise OSError(code, os.strerror(code))
 
     def atomic_write(target, data):
+        if not os.path.basename(target).startswith("step-"):
+            return real_write(target, data)
         writes["n"] += 1
         if writes["n"] != 2:
             return real_write(target, data)
@@ -148,7 +151,7 @@ def test_a_refused_checkpoint_is_a_storage_error_and_keeps_the_previous_one(tmp_
     assert info.value.details == {"path": str(failed), "errno": name, "previous_checkpoint": str(previous)}
     assert f"checkpoint (step 4): cannot write {str(failed)!r}" in info.value.message and f"({name})" in info.value.message
     assert f"the previous checkpoint {str(previous)!r} is intact" in info.value.message
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000002.pb"]  # no temp file left
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pb", "step-00000002.pb"]  # no temp file
     assert checkpoints.load_checkpoint(previous).step == 2  # verifies
     last = json.loads((run / "events.jsonl").read_text().splitlines()[-1])
     assert last["event"] == "error" and last["code"] == "storage"
