@@ -41,7 +41,7 @@ export type { Logger, LogFunction, LogLevel } from './core/logger.js';
 
 export type { ModelSpec, PretrainedModelSpec, TinyModelSpec, TinyFamily, EmbeddedModelSpec, EmbeddedModelName } from './jobs/model-spec.js';
 export type { Prompts } from './inference/prompts.js';
-export type { PromptInfo, PromptLoadOptions } from './inference/prompts.js';
+export type { PromptInfo, PromptLoadOptions, TrainedCheckpoints } from './inference/prompts.js';
 export type { GenerateInput, GenerateDelta, GenerateResult, PromptSelection } from './inference/generate.js';
 export type { ClassifyInput, ClassifyResult } from './inference/classify.js';
 export { Matrix, cosineSimilarity, dot } from './inference/matrix.js';
@@ -97,11 +97,15 @@ export type {
   StartedEvent,
   StepEvent,
   EvalEvent,
+  BestEvent,
   CheckpointEvent,
+  SelectionEvent,
   DoneEvent,
   RestartedEvent,
   TrainingResult,
   TrainingSummary,
+  BestCheckpoint,
+  SelectionOutcome,
   Metrics,
 } from './jobs/events.js';
 export type {

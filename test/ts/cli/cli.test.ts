@@ -19,6 +19,8 @@ const ROWS = WORDS.map((w) => JSON.stringify({ input: `${w}=`, target: [...w].re
 
 const LABELED = ['good film', 'bad film', 'great acting', 'awful plot', 'nice music', 'poor sound']
   .map((input, i) => JSON.stringify({ input: `${input} ->`, label: i % 2 === 0 ? 'yes' : 'no' })).join('\n');
+// Trained towards "yes", evaluated on "no": training cannot beat the untuned prompt, and the CLI must say so.
+const SAYS = (label: string) => LABELED.split('\n').map((line) => JSON.stringify({ ...JSON.parse(line), label })).join('\n');
 const PASSAGES = [
   { query: 'mount usb', positive: 'mount /dev/sdb1 /mnt attaches the drive', negatives: ['apt install vim installs vim'] },
   { query: 'install package', positive: 'apt install NAME installs a package', negatives: ['umount /mnt detaches it'] },
@@ -49,9 +51,11 @@ describe('softprompt CLI', () => {
     writeFileSync(join(dir, 'long.yaml'), jobYaml(1_000_000, 'long'));
     writeFileSync(join(dir, 'bad.json'), JSON.stringify({ method: 'prompt_tuning', model: MODEL, data: { train: { path: 'rows.jsonl' } }, training: { lr: -1 }, runDir: 'x' }));
     writeFileSync(join(dir, 'labeled.jsonl'), `${LABELED}\n`);
+    writeFileSync(join(dir, 'yes.jsonl'), `${SAYS('yes')}\n`);
+    writeFileSync(join(dir, 'no.jsonl'), `${SAYS('no')}\n`);
     writeFileSync(join(dir, 'classify.yaml'), [
       'method: prompt_tuning', `model: ${JSON.stringify(MODEL)}`, 'numVirtualTokens: 4',
-      'task: { type: classification, labels: [yes, no] }', 'data: { train: { path: labeled.jsonl }, evalFraction: 0.34 }',
+      'task: { type: classification, labels: [yes, no] }', 'data: { train: { path: yes.jsonl }, eval: { path: no.jsonl } }',
       'training: { steps: 2, batchSize: 2, lr: 0.1 }', 'runDir: classify-run', '',
     ].join('\n'));
     writeFileSync(join(dir, 'passages.jsonl'), `${PASSAGES}\n`);
@@ -172,6 +176,10 @@ describe('softprompt CLI', () => {
       expect(r.stdout).toMatch(/held-out\s+untuned prompt\s+tuned prompt/);
       expect(r.stdout).toMatch(/accuracy\s+\d+\.\d%\s+\d+\.\d%/);
       expect(r.stdout).toContain(`report:     ${join(dir, 'classify-run', 'report.html')}`);
+      // Model selection: the untuned prompt stays the best on the "no" eval split, and the CLI says so plainly.
+      expect(r.stdout).toMatch(/^warning: no step beat the untuned prompt on the eval split \(accuracy /m);
+      expect(r.stdout).toContain(`best:       ${join(dir, 'classify-run', 'checkpoints', 'best.pb')} (step 0; load this one)`);
+      expect(r.stdout).toContain('(last step; resume from this one)');
     });
 
     it('a bad row in a data file is a data error: exit 2 with file:line', () => {
@@ -183,7 +191,8 @@ describe('softprompt CLI', () => {
       const { result, checkpoint } = trained;
       expect(result.code, result.stderr).toBe(0);
       const events = jsonLines(result.stdout);
-      expect(events.map((e) => e['type'])).toEqual(['data', 'started', 'step', 'step', 'step', 'step', 'checkpoint', 'done', 'result']);
+      expect(events.map((e) => e['type'])).toEqual(['data', 'started', 'step', 'step', 'step', 'step', 'checkpoint', 'selection', 'done', 'result']);
+      expect(events.at(-3)).toMatchObject({ by: null, best: null, message: expect.stringMatching(/^no eval rows/) }); // no eval split: said, not guessed
       expect(events.at(-1)).toMatchObject({ type: 'result', status: 'completed', summary: { steps: 4 } });
       expect(checkpoint).toBe(join(dir, 'run', 'checkpoints', 'step-00000004.pb'));
       expect(existsSync(checkpoint)).toBe(true);

@@ -60,7 +60,10 @@ describe('training jobs with the real worker', () => {
     trained = result;
 
     // The step-0 eval is the untuned baseline (training.evalBaseline, on by default).
-    expect(events.map((e) => e.type)).toEqual(['data', 'started', 'eval', 'step', 'step', 'checkpoint', 'step', 'step', 'eval', 'checkpoint', 'done']);
+    expect(events.map((e) => e.type).filter((t) => t !== 'best')).toEqual(['data', 'started', 'eval', 'step', 'step', 'checkpoint', 'step', 'step', 'eval', 'checkpoint', 'selection', 'done']);
+    const bests = events.flatMap((e) => (e.type === 'best' ? [e] : []));
+    expect(bests[0]).toMatchObject({ step: 0, metric: 'loss', checkpoint: join(dir, 'rows', 'checkpoints', 'best.pb') }); // the untuned prompt is a candidate
+    expect(result.best).toMatchObject({ step: bests.at(-1)!.step, value: bests.at(-1)!.value, checkpoint: join(dir, 'rows', 'checkpoints', 'best.pb') });
     expect(events[0]).toMatchObject({ type: 'data', trainRows: 48, evalRows: 16, skipped: 0 });
     expect(events[1]).toMatchObject({ type: 'started', trainableParams: 4 * 64, device: 'cpu', totalSteps: 12, startStep: 0 });
     const losses = events.flatMap((e) => (e.type === 'step' ? [e.loss] : []));
@@ -75,6 +78,15 @@ describe('training jobs with the real worker', () => {
     expect(result).toMatchObject({ status: 'completed', summary: { steps: 12, totalSteps: 12, status: 'completed' } });
     expect(result.checkpoint).toBe(join(dir, 'rows', 'checkpoints', 'step-00000012.pb'));
     expect(existsSync(join(dir, 'rows', 'events.jsonl'))).toBe(true);
+  });
+
+  it('prompts.load(name, result) loads the best evaluation\'s prompt; a path loads that file', async () => {
+    const best = await sp.prompts.load('best', trained, { model });
+    expect(best).toMatchObject({ name: 'best', method: 'prompt_tuning', step: trained.best!.step });
+    await sp.prompts.unload('best');
+    const unselected = { checkpoint: trained.checkpoint, best: null };
+    expect(await sp.prompts.load('last', unselected, { model })).toMatchObject({ step: 12 }); // selection off: the last step
+    await sp.prompts.unload('last');
   });
 
   it('generates with the trained checkpoint loaded as a prompt', async () => {

@@ -25,6 +25,13 @@ describe('training events', () => {
       type: 'eval', step: 4, metrics: { token_accuracy: 0.5, 'ndcg@10': 0.7 },
     });
     expect(decodeTrainingEvent({ event: 'checkpoint', step: 4, path: '/r/c.pb' })).toEqual({ type: 'checkpoint', step: 4, path: '/r/c.pb' });
+    expect(decodeTrainingEvent({ event: 'best', step: 0, metric: 'ndcg@10', value: 0.5, checkpoint: '/r/checkpoints/best.pb' })).toEqual({
+      type: 'best', step: 0, metric: 'ndcg@10', value: 0.5, checkpoint: '/r/checkpoints/best.pb',
+    });
+    const best = { step: 0, metrics: { 'ndcg@10': 0.5, mean_loss: 1 }, value: 0.5, checkpoint: '/r/checkpoints/best.pb' };
+    expect(
+      decodeTrainingEvent({ event: 'selection', by: 'ndcg@10', best, beat_baseline: false, stopped_early_at: 6, message: 'no step beat it' }),
+    ).toEqual({ type: 'selection', by: 'ndcg@10', best, beatBaseline: false, stoppedEarlyAt: 6, message: 'no step beat it' }); // metric names kept
     const done = decodeTrainingEvent({ event: 'done', summary });
     expect(done).toMatchObject({ type: 'done', summary: { status: 'cancelled', totalSteps: 6, elapsedS: 0.1 } });
   });
@@ -40,5 +47,8 @@ describe('training events', () => {
     expect(result.checkpoint).toBe(summary.checkpoint);
     expect(result.summary.finalLoss).toBeNaN();
     expect(() => decodeTrainingResult({ status: 'odd', summary, checkpoint: 'x' })).toThrow(/train reply/);
+    expect(result.best).toBeNull(); // a worker without model selection
+    const best = { step: 4, metrics: { accuracy: 1 }, value: 1, checkpoint: '/r/checkpoints/best.pb' };
+    expect(decodeTrainingResult({ status: 'completed', summary: { ...summary, best }, checkpoint: 'x', best }).best).toEqual(best);
   });
 });

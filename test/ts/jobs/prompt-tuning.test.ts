@@ -29,7 +29,7 @@ describe('promptTuning', () => {
     expect(spec.training).toEqual({
       epochs: 1, batchSize: 8, gradAccumulation: 1, maxLength: 512, optimizer: 'adamw', lr: 3e-2, schedule: 'linear',
       warmupSteps: 0, weightDecay: 0, maxGradNorm: 1, seed: 0, dtype: 'auto', evalEvery: 0, checkpointEvery: 0, logEvery: 10, evalBaseline: true,
-      gradientCheckpointing: false, shardModel: false,
+      gradientCheckpointing: false, shardModel: false, selectBy: 'auto',
     });
     expect(spec.data.evalFraction).toBe(0);
     expect(spec.data.onBadRow).toBe('fail');
@@ -69,7 +69,7 @@ describe('promptTuning', () => {
       training: {
         steps: 5, epochs: 1, batch_size: 2, grad_accumulation: 2, max_length: 512, optimizer: 'adamw', lr: 3e-2,
         schedule: 'linear', warmup_steps: 1, weight_decay: 0, max_grad_norm: 1, seed: 0, dtype: 'auto', eval_every: 0,
-        checkpoint_every: 0, log_every: 1, eval_baseline: true, gradient_checkpointing: false, shard_model: false,
+        checkpoint_every: 0, log_every: 1, eval_baseline: true, gradient_checkpointing: false, shard_model: false, select_by: 'auto',
       },
       run_dir: resolve('runs/x'),
       data: { train: { dataset: 'd' } },
@@ -83,6 +83,21 @@ describe('promptTuning', () => {
     const set = trainBody(promptTuning({ ...base, training: { keepLast: 2, reportTo: ['tensorboard'] } }), {})['training'] as Record<string, unknown>;
     expect(set).toMatchObject({ keep_last: 2, report_to: ['tensorboard'] });
     expect(() => promptTuning({ ...base, training: { reportTo: ['wandb' as 'tensorboard'] } })).toThrow(/job\.training\.reportTo\.0: expected "tensorboard"/);
+  });
+
+  it('sends model selection in the worker\'s names, and refuses early stopping it cannot honour', () => {
+    const plain = trainBody(promptTuning(base), {})['training'] as Record<string, unknown>;
+    expect(plain['select_by']).toBe('auto');
+    expect(plain).not.toHaveProperty('early_stopping');
+    const set = trainBody(promptTuning({ ...base, training: { selectBy: 'exact_match', evalEvery: 5, earlyStopping: { patience: 3 } } }), {});
+    expect(set['training']).toMatchObject({ select_by: 'exact_match', eval_every: 5, early_stopping: { patience: 3, min_delta: 0 } });
+    expect(issues(() => promptTuning({ ...base, training: { earlyStopping: { patience: 3 } } }))).toEqual([
+      'job.training.earlyStopping: needs evalEvery > 0: it counts evaluations without improvement',
+    ]);
+    expect(issues(() => promptTuning({ ...base, training: { evalEvery: 2, earlyStopping: { patience: 0 } } }))).toEqual([
+      'job.training.earlyStopping.patience: must be > 0',
+    ]);
+    expect(issues(() => promptTuning({ ...base, training: { selectBy: '' } }))[0]).toMatch(/^job\.training\.selectBy: /);
   });
 
   it('leaves method_config out when resuming without method options', () => {

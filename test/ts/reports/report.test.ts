@@ -102,6 +102,11 @@ describe('run report in headless Chromium', () => {
     expect(timings).toMatch(/Worker start-up \(before the job\)\s*[\d.]+ (ms|s)/); // measured by the SDK
     expect(timings).toMatch(/In all \(worker start-up included\)\s*[\d.]+ (ms|s)/);
     expect(await page.textContent('[data-section="checkpoints"]')).toContain('step-00000008.pb');
+    // Model selection (training.selectBy 'auto': the held-out loss for generation): the best evaluation is marked.
+    expect(result.best).not.toBeNull();
+    expect(await text('best')).toBe(`${result.best!.step} (loss ${fmtNumber(result.best!.value)})`);
+    expect(await page.textContent('[data-section="checkpoints"]')).toContain('best.pb');
+    expect(await page.textContent('[data-section="selection"]')).toContain(result.summary.selection!.message);
     const config = await page.textContent('[data-section="config"]');
     expect(config).toContain('prompt_tuning');
     expect(config).toContain('training.batchSize'); // the user's names, not the wire's batch_size

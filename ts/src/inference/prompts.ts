@@ -8,6 +8,7 @@
  */
 import { z } from 'zod';
 import { type ModelSpec, modelSpecSchema } from '../jobs/model-spec.js';
+import type { TrainingResult } from '../jobs/events.js';
 import { ClientClosedError, RemoteError, WorkerCrashedError } from '../core/errors.js';
 import type { CallOptions, Incoming, Rpc } from '../internal/rpc.js';
 import type { WireMap } from '../internal/wire.js';
@@ -82,11 +83,15 @@ const promptInfoSchema = z
 
 const decodeInfo = (reply: Incoming): PromptInfo => promptInfoSchema.parse(reply.body);
 
+/** What {@link Prompts.load} reads from a training result: its best and its last checkpoint. */
+export type TrainedCheckpoints = Pick<TrainingResult, 'checkpoint' | 'best'>;
+
 /**
  * Soft prompts loaded in the worker, by name (`sp.prompts`).
  *
  * @example
  * await sp.prompts.load('sentiment', '/runs/a/checkpoints/final.pb');
+ * await sp.prompts.load('sentiment', await job.result()); // the job's best evaluation (training.selectBy)
  * const out = await sp.generate({ prompt: 'sentiment', inputs: ['great film'] }).result();
  * await sp.prompts.unload('sentiment');
  */
@@ -104,7 +109,9 @@ export class Prompts {
   }
 
   /**
-   * Loads the checkpoint at `checkpointPath` under `name` (a name already loaded is replaced), checking
+   * Loads a checkpoint under `name` (a name already loaded is replaced): a path, or a training job's
+   * result, whose best evaluation (`result.best`, `training.selectBy`) it loads, or its last checkpoint
+   * when selection was off (load `result.checkpoint` to get the last step on purpose). Checks
    * that it was trained on this model (the model fingerprint). Any method loads; each call that takes
    * a prompt says which methods it uses. If the worker crashes, the restarted worker gets the prompt
    * again (same path and model) before it serves other calls.
@@ -113,8 +120,9 @@ export class Prompts {
    * @throws {RemoteError} `not_found` (no such file), `checkpoint_invalid` (corrupt, or trained on
    *   another model), `invalid_argument` (a bad `model`).
    */
-  async load(name: string, checkpointPath: string, options: PromptLoadOptions = {}): Promise<PromptInfo> {
+  async load(name: string, checkpoint: string | TrainedCheckpoints, options: PromptLoadOptions = {}): Promise<PromptInfo> {
     const { model, shared, ...call } = options;
+    const checkpointPath = typeof checkpoint === 'string' ? checkpoint : (checkpoint.best?.checkpoint ?? checkpoint.checkpoint);
     const body = toWireBody(parseOrThrow(loadSchema, { name, path: checkpointPath, model, shared }, 'prompts.load'));
     const token = Symbol(name);
     this.#latest.set(name, token);

@@ -62,6 +62,48 @@ export interface EvalEvent {
   readonly metrics: Metrics;
 }
 
+/**
+ * The evaluation just reported is the best so far on `metric` (`training.selectBy`); its prompt was saved
+ * to `checkpoint` (`<runDir>/checkpoints/best.pb`, replaced at each new best). The step-0 evaluation of
+ * the untuned prompt is a candidate too.
+ */
+export interface BestEvent {
+  readonly type: 'best';
+  readonly step: number;
+  readonly metric: string;
+  readonly value: number;
+  readonly checkpoint: string | null;
+}
+
+/** The evaluation model selection chose: the best value of `training.selectBy`. */
+export interface BestCheckpoint {
+  /** 0 when no trained step beat the untuned prompt. */
+  readonly step: number;
+  readonly metrics: Metrics;
+  /** The selected metric's value. */
+  readonly value: number;
+  /** `<runDir>/checkpoints/best.pb` (no training state: load it, do not resume from it). */
+  readonly checkpoint: string | null;
+}
+
+/** How model selection went: sent once, before `done`, and kept in the summary. */
+export interface SelectionOutcome {
+  /** The metric compared, or `null` when selection was off (no eval rows, or `selectBy: 'last'`). */
+  readonly by: string | null;
+  /** `false` when no trained step beat the untuned prompt's step-0 evaluation; `null` without one. */
+  readonly beatBaseline: boolean | null;
+  /** The step early stopping ended the run at, or `null`. */
+  readonly stoppedEarlyAt: number | null;
+  /** In words, for people: the best step, or why there is none, or that training did not help. */
+  readonly message: string;
+}
+
+/** Model selection is over (sent just before `done`). */
+export interface SelectionEvent extends SelectionOutcome {
+  readonly type: 'selection';
+  readonly best: BestCheckpoint | null;
+}
+
 /** A checkpoint was written (every `training.checkpointEvery` steps, at the end, on cancel). */
 export interface CheckpointEvent {
   readonly type: 'checkpoint';
@@ -87,6 +129,10 @@ export interface TrainingSummary {
   readonly elapsedS: number;
   /** The final checkpoint, or `null` when none was written. */
   readonly checkpoint: string | null;
+  /** The best evaluation (`training.selectBy`), or `null` when selection was off or nothing was evaluated. */
+  readonly best: BestCheckpoint | null;
+  /** How selection went (absent from workers older than model selection). */
+  readonly selection?: SelectionOutcome;
 }
 
 /** The run ended (completed or cancelled); the job's result follows. */
@@ -117,13 +163,19 @@ export interface RestartedEvent {
  * Everything a training job reports while it runs, in this order: data, started, step/eval/checkpoint...,
  * done; after a worker crash, `restarted` and the resumed run's data, started, ... again.
  */
-export type TrainingEvent = DataEvent | StartedEvent | StepEvent | EvalEvent | CheckpointEvent | DoneEvent | RestartedEvent;
+export type TrainingEvent =
+  | DataEvent | StartedEvent | StepEvent | EvalEvent | BestEvent | CheckpointEvent | SelectionEvent | DoneEvent | RestartedEvent;
 
 /** `await job.result()`: how the job ended. A cancelled job still has a usable, resumable checkpoint. */
 export interface TrainingResult {
   readonly status: 'completed' | 'cancelled';
-  /** The last checkpoint written (absolute path). */
+  /** The last checkpoint written (absolute path): resume from this one. */
   readonly checkpoint: string;
+  /**
+   * The best evaluation and its saved prompt (`training.selectBy`; transformers' `load_best_model_at_end`):
+   * what `sp.prompts.load(name, result)` loads. `null` when selection was off (no eval rows, `selectBy: 'last'`).
+   */
+  readonly best: BestCheckpoint | null;
   readonly summary: TrainingSummary;
   /**
    * `<runDir>/report.html`, written when the job ended (reports/write.ts); absent when it could not
@@ -137,6 +189,13 @@ const float = z.custom<number>((v) => typeof v === 'number', { error: 'expected 
 const int = z.number().int();
 const metrics = z.record(z.string(), float);
 const status = z.enum(['completed', 'cancelled']);
+const bestSchema = z.object({ step: int, metrics, value: float, checkpoint: z.string().nullable() });
+const selectionFields = {
+  by: z.string().nullable(),
+  beatBaseline: z.boolean().nullable(),
+  stoppedEarlyAt: int.nullable(),
+  message: z.string(),
+};
 
 const summarySchema = z.object({
   status,
@@ -149,6 +208,8 @@ const summarySchema = z.object({
   epochs: float,
   elapsedS: float,
   checkpoint: z.string().nullable(),
+  best: bestSchema.nullable().default(null),
+  selection: z.object(selectionFields).optional(),
 });
 
 const eventSchemas = {
@@ -169,11 +230,13 @@ const eventSchemas = {
   }),
   step: z.object({ step: int, loss: float, lr: float, gradNorm: float, tokensPerS: float, memoryBytes: int }),
   eval: z.object({ step: int, metrics }),
+  best: z.object({ step: int, metric: z.string(), value: float, checkpoint: z.string().nullable() }),
   checkpoint: z.object({ step: int, path: z.string() }),
+  selection: z.object({ ...selectionFields, best: bestSchema.nullable() }),
   done: z.object({ summary: summarySchema }),
 } as const;
 
-const resultSchema = z.object({ status, checkpoint: z.string(), summary: summarySchema });
+const resultSchema = z.object({ status, checkpoint: z.string(), best: bestSchema.nullable().default(null), summary: summarySchema });
 
 // Data maps: their keys are names chosen by tasks and users, never translated.
 const KEEP = ['metrics', 'baseline_metrics'];

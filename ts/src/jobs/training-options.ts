@@ -63,6 +63,24 @@ export interface TrainingOptions {
   /** Steps between `step` events (each one syncs the device once). Default 10. */
   readonly logEvery?: number;
   /**
+   * Which evaluation is the job's result (transformers' `load_best_model_at_end` + `metric_for_best_model`).
+   * Every evaluation is a candidate, the untuned prompt's step-0 one included; the best one's prompt is
+   * saved as `<runDir>/checkpoints/best.pb` and named by `result.best`, which `sp.prompts.load(name, result)`
+   * loads. `'auto'` (default) picks the task's own metric: `accuracy` (classification), `ndcg@10`
+   * (embedding, reranking), the held-out `loss` (generation). A metric name the task reports (`mrr`,
+   * `exact_match`, `loss`, ...) picks that one; names holding `loss` or `perplexity` are better lower.
+   * `'last'` turns selection off. Needs eval rows (`data.eval` or `data.evalFraction`); without them
+   * `'auto'` says so in the `selection` event and the last step is the result. Evaluations come at step 0,
+   * every {@link evalEvery} steps and at the end.
+   */
+  readonly selectBy?: 'auto' | 'last' | (string & {});
+  /**
+   * Stop after `patience` evaluations in a row that do not improve {@link selectBy} by more than
+   * `minDelta` (default 0); needs {@link evalEvery}. The run ends `completed`, with
+   * `summary.selection.stoppedEarlyAt` set (transformers' `EarlyStoppingCallback`). Default: off.
+   */
+  readonly earlyStopping?: { readonly patience: number; readonly minDelta?: number };
+  /**
    * Evaluate the untuned prompt once before the first step (an `eval` event at step 0, and
    * `summary.baselineMetrics`): the baseline every report compares against. Default true.
    */
@@ -81,9 +99,11 @@ export interface TrainingOptions {
   readonly shardModel?: boolean;
 }
 
-/** {@link TrainingOptions} after validation, defaults filled in (`steps`, `keepLast`, `reportTo` stay optional: the worker's defaults apply). */
-export type ResolvedTrainingOptions = Required<Omit<TrainingOptions, 'steps' | 'keepLast' | 'reportTo'>> &
-  Pick<TrainingOptions, 'steps' | 'keepLast' | 'reportTo'>;
+/** {@link TrainingOptions} after validation, defaults filled in (`steps`, `keepLast`, `reportTo`, `earlyStopping` stay optional: the worker's defaults apply). */
+export type ResolvedTrainingOptions = Required<Omit<TrainingOptions, 'steps' | 'keepLast' | 'reportTo' | 'earlyStopping'>> &
+  Pick<TrainingOptions, 'steps' | 'keepLast' | 'reportTo'> & {
+    readonly earlyStopping?: { readonly patience: number; readonly minDelta: number };
+  };
 
 export const trainingOptionsSchema = z
   .strictObject({
@@ -105,6 +125,10 @@ export const trainingOptionsSchema = z
     keepLast: nonNegativeInt().max(MAX_STEPS, limit(MAX_STEPS)).optional(),
     reportTo: z.array(z.enum(TRACKERS)).optional(),
     logEvery: positiveInt().max(MAX_STEPS, limit(MAX_STEPS)).default(10),
+    selectBy: z.string().min(1).max(64).default('auto'),
+    earlyStopping: z
+      .strictObject({ patience: positiveInt().max(MAX_STEPS, limit(MAX_STEPS)), minDelta: nonNegativeNumber().default(0) })
+      .optional(),
     evalBaseline: z.boolean().default(true),
     gradientCheckpointing: z.boolean().default(false),
     shardModel: z.boolean().default(false),
@@ -112,6 +136,12 @@ export const trainingOptionsSchema = z
   .superRefine((t, ctx) => {
     if (t.steps !== undefined && t.epochs !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['epochs'], message: 'give steps or epochs, not both' });
+    }
+    if (t.earlyStopping !== undefined && t.evalEvery === 0) {
+      ctx.addIssue({ code: 'custom', path: ['earlyStopping'], message: 'needs evalEvery > 0: it counts evaluations without improvement' });
+    }
+    if (t.earlyStopping !== undefined && t.selectBy === 'last') {
+      ctx.addIssue({ code: 'custom', path: ['earlyStopping'], message: "needs a metric to watch; selectBy is 'last'" });
     }
   })
   .transform(({ epochs, ...rest }): ResolvedTrainingOptions => ({ ...rest, epochs: epochs ?? 1 }))

@@ -11,6 +11,7 @@ import { cspHash, esc, fmtTime, jsonForScript } from './html.js';
 import type { RunData } from './run-data.js';
 import {
   baselineSection,
+  selectionSection,
   cardsSection,
   checkpointsSection,
   configSection,
@@ -85,6 +86,7 @@ export function renderReport(input: RenderInput): string {
 </header>
 ${cardsSection(run)}
 ${errorSection(run)}
+${selectionSection(run)}
 ${baselineSection(run)}
 <h2>Training curves</h2>
 ${charts.length ? `<section class="charts">${chartBoxes}</section>` : '<p class="empty">No step or eval event was logged yet.</p>'}

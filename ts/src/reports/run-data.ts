@@ -13,10 +13,12 @@ import { join } from 'node:path';
 import { ValidationError } from '../core/errors.js';
 import type { WireMap } from '../internal/wire.js';
 import {
+  type BestEvent,
   type CheckpointEvent,
   type DataEvent,
   type EvalEvent,
   type Metrics,
+  type SelectionEvent,
   type StartedEvent,
   type StepEvent,
   type TrainingSummary,
@@ -51,6 +53,10 @@ export interface RunData {
    */
   readonly baseline?: Metrics;
   readonly checkpoints: readonly Timed<CheckpointEvent>[];
+  /** The latest `best` event: the best evaluation so far (`training.selectBy`). */
+  readonly best?: Timed<BestEvent>;
+  /** How model selection ended (a finished run). */
+  readonly selection?: Timed<SelectionEvent>;
   readonly summary?: TrainingSummary;
   readonly doneTime?: number;
   readonly error?: RunError;
@@ -97,6 +103,8 @@ function collect(lines: readonly string[]): Collected {
   const steps = new Map<number, Timed<StepEvent>>();
   const evals = new Map<number, Timed<EvalEvent>>();
   const checkpoints: Timed<CheckpointEvent>[] = [];
+  let best: Timed<BestEvent> | undefined;
+  let selection: Timed<SelectionEvent> | undefined;
   let data: Timed<DataEvent> | undefined;
   let summary: TrainingSummary | undefined;
   let doneTime: number | undefined;
@@ -154,6 +162,12 @@ function collect(lines: readonly string[]): Collected {
       case 'checkpoint':
         checkpoints.push(timed);
         break;
+      case 'best':
+        best = timed;
+        break;
+      case 'selection':
+        selection = timed;
+        break;
       case 'done':
         summary = timed.summary;
         doneTime = time;
@@ -171,6 +185,8 @@ function collect(lines: readonly string[]): Collected {
     evals: byStep(evals),
     ...(baseline ? { baseline } : {}),
     checkpoints,
+    ...(best ? { best } : {}),
+    ...(selection ? { selection } : {}),
     ...(summary ? { summary } : {}),
     ...(doneTime !== undefined ? { doneTime } : {}),
     ...(error ? { error } : {}),

@@ -45,6 +45,10 @@ export function cardsSection(run: RunData): string {
     const base = run.baseline?.[name];
     cards.push(card(`Eval ${name}`, fmtNumber(value), `eval-${name}`, base === undefined ? '' : `baseline ${fmtNumber(base)}`));
   }
+  if (run.best) {
+    const verdict = run.selection?.beatBaseline === false ? 'untuned prompt: training did not beat it' : 'loaded by default';
+    cards.push(card('Best step', `${fmtCount(run.best.step)} (${run.best.metric} ${fmtNumber(run.best.value)})`, 'best', verdict));
+  }
   cards.push(card('Training time', fmtDuration(s?.elapsedS), 'elapsed'));
   if (start) cards.push(card('Trainable params', fmtCount(start.trainableParams), 'trainable-params', `${fmtPercent(start.trainableFraction)} of the base model`));
   if (Number.isFinite(peak)) cards.push(card('Peak memory', fmtBytes(peak), 'peak-memory', start?.device.startsWith('cuda') ? 'device' : 'process RSS'));
@@ -157,6 +161,17 @@ export function configSection(run: RunData): string {
 }
 
 export function checkpointsSection(run: RunData): string {
-  if (run.checkpoints.length === 0) return '<p class="empty">No checkpoint was written.</p>';
-  return kvTable(run.checkpoints.map((c) => [`step ${c.step}`, `<code>${esc(c.path)}</code>`]), 'checkpoints');
+  const best = run.best?.checkpoint ? run.best : undefined;
+  if (run.checkpoints.length === 0 && !best) return '<p class="empty">No checkpoint was written.</p>';
+  const rows: Row[] = run.checkpoints.map((c) => [`step ${c.step}`, `<code>${esc(c.path)}</code>`]);
+  if (best) rows.unshift([`best: step ${best.step}`, `<code>${esc(best.checkpoint!)}</code> <strong data-field="best-checkpoint">★ best ${esc(best.metric)}</strong>`]);
+  return kvTable(rows, 'checkpoints');
+}
+
+/** Model selection's verdict: which evaluation is the result, or that training did not beat the untuned prompt. */
+export function selectionSection(run: RunData): string {
+  const sel = run.selection;
+  if (!sel) return '';
+  const cls = sel.beatBaseline === false ? 'error' : 'note';
+  return `<p class="${cls}" data-section="selection"><strong>Model selection${sel.by ? ` (${esc(sel.by)})` : ''}:</strong> ${esc(sel.message)}</p>`;
 }

@@ -35,6 +35,7 @@ table.t { border-collapse: collapse; width: 100%; background: var(--card); borde
 .bad { color: var(--bad); font-weight: 600; }
 .error { background: #fef2f2; border: 1px solid #fecaca; color: var(--bad); border-radius: 8px; padding: 10px 12px; margin-top: 16px; }
 .empty { color: var(--muted); font-style: italic; }
+p.note { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 10px 12px; margin-top: 16px; }
 details { margin-top: 12px; }
 summary { cursor: pointer; color: var(--muted); }
 pre { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 10px 12px; overflow: auto; max-height: 480px; }

@@ -106,6 +106,12 @@ function describe(e: TrainingEvent, out: Output, bar: ProgressBar): void {
     case 'checkpoint':
       out.note(`checkpoint @ step ${e.step}: ${e.path}`);
       break;
+    case 'best':
+      out.note(`best so far @ step ${e.step}: ${e.metric} ${formatValue(e.metric, e.value)}`);
+      break;
+    case 'selection':
+      if (e.beatBaseline === false) out.note(`warning: ${e.message}`);
+      break;
     case 'done':
       bar.stop();
       break;
@@ -130,9 +136,17 @@ function summarize(result: TrainingResult, file: string, out: Output): void {
   const comparison = compare(s.baselineMetrics, s.metrics);
   if (comparison) out.print(`\n${comparison}\n`);
   else if (Object.keys(s.metrics).length > 0) out.print(`metrics: ${formatMetrics(s.metrics)}`);
-  out.print(`checkpoint: ${shortPath(result.checkpoint)}`);
+  const selection = s.selection;
+  if (selection && selection.beatBaseline === false) out.print(`warning: ${selection.message}`);
+  else if (selection) out.print(`selection: ${selection.message}`);
+  if (result.best?.checkpoint) out.print(`best:       ${shortPath(result.best.checkpoint)} (step ${result.best.step}; load this one)`);
+  out.print(`checkpoint: ${shortPath(result.checkpoint)}${result.best?.checkpoint ? ' (last step; resume from this one)' : ''}`);
   out.print(`report:     ${result.report ? shortPath(result.report) : '(not written: see the warning above)'}`);
   if (s.status === 'cancelled') out.print(`resume with: softprompt train ${file} --resume ${result.checkpoint}`);
+}
+
+function formatValue(name: string, x: number): string {
+  return name === 'accuracy' ? `${(x * 100).toFixed(1)}%` : x.toFixed(4);
 }
 
 /** `metric   untuned prompt   tuned prompt` rows for the metrics both evaluations have; undefined without a baseline. */
@@ -140,7 +154,7 @@ export function compare(baseline: Metrics, tuned: Metrics): string | undefined {
   const names = Object.keys(tuned).filter((k) => k in baseline);
   if (names.length === 0) return undefined;
   const cell = (name: string, x: number | undefined) =>
-    x === undefined || !Number.isFinite(x) ? '—' : name === 'accuracy' ? `${(x * 100).toFixed(1)}%` : x.toFixed(4);
+    x === undefined || !Number.isFinite(x) ? '—' : formatValue(name, x);
   const rows = [['held-out', 'untuned prompt', 'tuned prompt'], ...names.map((n) => [n, cell(n, baseline[n]), cell(n, tuned[n])])];
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   return rows.map((r) => r.map((v, c) => (c === 0 ? v.padEnd(widths[c]!) : v.padStart(widths[c]!))).join('   ')).join('\n');
