@@ -27,6 +27,12 @@ def lower_is_better(metric: str) -> bool:
     return any(word in metric for word in LOWER_IS_BETTER)
 
 
+def better(metric: str, value: float, than: float, min_delta: float = 0.0) -> bool:
+    """Whether ``value`` improves on ``than`` by more than ``min_delta``."""
+    gain = than - value if lower_is_better(metric) else value - than
+    return gain > min_delta
+
+
 @dataclass
 class Selection:
     """The selection state of one run; ``state()``/``restore()`` carry it across a resume."""
@@ -78,8 +84,7 @@ class Selection:
         elif self.best is None:
             improved = True
         else:
-            gain = self.best["value"] - value if lower_is_better(self.by) else value - self.best["value"]
-            improved = gain > self.min_delta
+            improved = better(self.by, value, self.best["value"], self.min_delta)
         if improved:
             self.best, self.stale = {"step": step, "metrics": dict(metrics), "value": value, "checkpoint": None}, 0
         elif step > 0:

@@ -57,6 +57,7 @@ from softprompt_worker.ops.data import datasets
 from softprompt_worker.ops.registry import OpContext, Reply, Request, op
 from softprompt_worker.prompts import get_frozen_model
 from softprompt_worker.runs import RunDir, inspect_run
+from softprompt_worker.selection import better
 from softprompt_worker.tasks.registry import check_method, task_class
 from softprompt_worker.trackers import check_report_to, open_trackers
 from softprompt_worker.training import TrainingConfig, train
@@ -111,6 +112,8 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
     if parallel is not None and not parallel.is_leader:  # a follower trains along and writes nothing
         return Reply(body=train(method, task, config, resume=resume, parallel=parallel))
 
+    if resume is not None:
+        _best_on_disk(resume, run)
     run.remove_temp_files()  # what a killed worker left half-written
     run.save_rows(train_rows, eval_rows, job_id=job_id)  # a resumed job reads these, not the client's upload
     run.write_job(body)
@@ -222,6 +225,26 @@ def model_for_training(spec: ModelSpec, config: TrainingConfig) -> ModelSpec:
     """``training.dtype`` f32 loads a model whose dtype is ``auto`` in f32: on a GPU ``auto`` means bf16
     weights, and f32 training on bf16 weights would be f32 in name only."""
     return replace(spec, dtype="f32") if config.dtype == "f32" and spec.dtype == "auto" else spec
+
+
+def _best_on_disk(resume, run: RunDir) -> None:
+    """A resumed job's best so far is what ``best.pb`` holds when that beats its checkpoint's record: the
+    crashed run may have found (and saved) a better evaluation after its last checkpoint, and the file's
+    step and metrics describe the prompt that is really in it."""
+    chosen = resume.meta.get("selection") or {}
+    path = run.best_path()
+    if not chosen.get("by") or not path.is_file():
+        return
+    try:
+        record = load_checkpoint(path)
+    except WorkerError as exc:
+        log.warning("resume: ignoring %s: %s", path, exc.message)
+        return
+    value = record.metrics.get(chosen["by"])
+    best = chosen.get("best")
+    if value is None or (best is not None and not better(chosen["by"], value, best["value"])):
+        return
+    chosen["best"] = {"step": record.step, "metrics": dict(record.metrics), "value": value, "checkpoint": str(path)}
 
 
 def _method(body: dict[str, Any], method_cls, frozen: FrozenModel):

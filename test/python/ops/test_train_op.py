@@ -192,3 +192,24 @@ def test_a_job_that_makes_the_held_out_metric_worse_hands_back_the_untuned_promp
                                           load_frozen_model(ModelSpec.from_dict(model)))
     again = ClassificationTask(method, {**options, "loss": "lm", "max_length": 512}, train_rows, eval_rows).evaluate()
     assert again["accuracy"] == reply["best"]["value"] == reply["summary"]["baseline_metrics"]["accuracy"]
+
+
+def test_a_resumed_job_adopts_a_better_best_found_after_its_checkpoint(tmp_path):
+    """A worker that died after saving a new best.pb but before its next checkpoint: the resumed job's
+    best is what best.pb holds (its step and metrics describe the prompt in it), not the older record."""
+    from softprompt_worker.checkpoints import load_checkpoint, save_checkpoint
+    from softprompt_worker.methods.registry import method_class
+    from softprompt_worker.models import ModelSpec, load_frozen_model
+
+    body = job(tmp_path, training={"steps": 4, "batch_size": 3, "log_every": 2, "checkpoint_every": 2, "eval_every": 2})
+    first, _ = call(WorkerState(), "train", body)
+    run = tmp_path / "run"
+    step2 = str(run / "checkpoints" / "step-00000002.pb")
+    recorded = load_checkpoint(step2).training_state.meta["selection"]["best"]
+    cls = method_class("prompt_tuning")
+    stand_in = cls(cls.config_class.from_dict({"num_virtual_tokens": 4}),
+                   load_frozen_model(ModelSpec(tiny="gpt2", device="cpu")))
+    save_checkpoint(run / "checkpoints" / "best.pb", stand_in, step=3, metrics={"loss": 0.001})  # the crashed run's
+    resumed, _ = call(WorkerState(), "train", {**body, "resume_from": step2})
+    assert resumed["best"]["step"] == 3 and resumed["best"]["value"] == 0.001, (recorded, resumed["best"])
+    assert recorded["step"] != 3 and first["best"]["value"] > 0.001
