@@ -74,7 +74,7 @@ describe('a worker group of two gloo ranks (integration, ~20 s)', () => {
     const events: TrainingEvent[] = [];
     for await (const e of training.events()) events.push(e);
     const result = await training.result();
-    expect(events.map((e) => e.type)).toEqual(['data', 'started', 'step', 'step', 'step', 'checkpoint', 'done']);
+    expect(events.map((e) => e.type)).toEqual(['data', 'started', 'step', 'step', 'step', 'checkpoint', 'selection', 'done']);
     expect(events[1]).toMatchObject({ type: 'started', totalSteps: 3, device: 'cpu' });
     expect(events.filter((e) => e.type === 'step').map((e) => e.type === 'step' && e.loss > 0)).toEqual([true, true, true]);
     expect(result).toMatchObject({ status: 'completed', summary: { steps: 3 } });
