@@ -50,9 +50,10 @@ from softprompt_worker.data import resolve_data
 from softprompt_worker.distributed import collective, data_parallel, sharded_model
 from softprompt_worker.errors import InvalidArgumentError, OutOfMemoryError, StorageError, WorkerError, from_exception
 from softprompt_worker.methods.registry import method_class
-from softprompt_worker.models import FrozenModel, ModelSpec
+from softprompt_worker.models import FrozenModel, ModelSpec, resolve_device
 from softprompt_worker.ops.data import datasets
 from softprompt_worker.ops.registry import OpContext, Reply, Request, op
+from softprompt_worker.planner.check import refuse_if_too_large
 from softprompt_worker.prompts import get_frozen_model
 from softprompt_worker.runs import RunDir, inspect_run
 from softprompt_worker.tasks.registry import check_method, task_class
@@ -95,6 +96,7 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
     check_method(task_cls, body["method"])
     run = RunDir(body.get("run_dir"))
     spec = model_for_training(ModelSpec.from_dict(body.get("model")), config)
+    refuse_if_too_large(body, resolve_device(spec.device), config.memory_check, config.shard_model)
     frozen = sharded_model(ctx.state, spec) if config.shard_model else get_frozen_model(ctx.state, spec)
     train_rows, eval_rows, report = resolve_data(body.get("data"), task_cls.validate_row, store=datasets(ctx),
                                                  seed=config.seed)
