@@ -4,7 +4,8 @@ Request body: the ``train`` op's fields (``data``, ``run_dir``, ``resume_from`` 
 accepted and ignored) plus::
 
     {"gpu_bytes"?: int,            # the budget; default: the CUDA device's total memory, if there is one
-     "device"?: "cuda" | "cpu",    # what to plan for; default: cuda when gpu_bytes is given or CUDA is present
+     "device"?: "cuda" | "cpu",    # what to plan for; default: cuda when gpu_bytes is given, else the model's
+                                   # device when it names one, else cuda when CUDA is present, else cpu
      "negatives"?: int}            # hard negatives per row (suffix, passage tuning); default 0 / max_hard_negatives
 
 Reply body: ``planner.plan.plan_job``'s result (``peak_bytes``, ``budget_bytes``, ``fits``, ``breakdown``,
@@ -32,7 +33,7 @@ def plan_op(req: Request, ctx: OpContext) -> Reply:
         raise InvalidArgumentError(f"plan: unknown field(s) {unknown}; known: {sorted(_FIELDS)}")
     budget = _count(body, "gpu_bytes", minimum=1)
     negatives = _count(body, "negatives", minimum=0)
-    device = body.get("device") or ("cuda" if budget is not None or torch.cuda.is_available() else "cpu")
+    device = body.get("device") or _device(body, budget is not None, torch.cuda.is_available())
     source = "given" if budget is not None else None
     if budget is None and device == "cuda" and torch.cuda.is_available():
         budget, source = int(torch.cuda.get_device_properties(0).total_memory), "device"
@@ -47,3 +48,12 @@ def _count(body: dict, name: str, *, minimum: int) -> int | None:
     if type(value) is not int or value < minimum:
         raise InvalidArgumentError(f"{name}: expected an integer >= {minimum}, got {value!r:.40}")
     return value
+
+
+def _device(body: dict, budget_given: bool, cuda_present: bool) -> str:
+    if budget_given:
+        return "cuda"
+    named = (body.get("model") or {}).get("device", "auto") if isinstance(body.get("model"), dict) else "auto"
+    if isinstance(named, str) and named != "auto":
+        return "cuda" if named.startswith("cuda") else "cpu"
+    return "cuda" if cuda_present else "cpu"
