@@ -44,8 +44,8 @@ def passes(job: Job) -> list[Pass]:
     B, T, n, o = job.batch_size, job.seq, job.virtual_tokens, job.options
     if job.method == "prompt_tuning":
         rows = B * _ranked_labels(job)
-        # One row has no padding, so no mask; rows of different lengths are assumed padded.
-        return [Pass(rows, T + n, T + n, logits=T + n, scored=T - 1, masked=rows > 1)]
+        # Rows are packed to the right and run without a mask under causal attention (injection.run_lm).
+        return [Pass(rows, T + n, T + n, logits=T + n, scored=T - 1, masked=False)]
     if job.method == "prefix_tuning":
         rows = B * _ranked_labels(job)
         # The prefix path calls SDPA itself without a per-row mask (prefix_attention.py): heads unrepeated.
