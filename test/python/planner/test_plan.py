@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from softprompt_worker.errors import InvalidArgumentError, OutOfMemoryError
+from softprompt_worker.ops import train as _train_op  # noqa: F401  (registers "train")
 from softprompt_worker.ops.plan import plan_op
 from softprompt_worker.ops.registry import OpContext, Request, WorkerState
 from softprompt_worker.planner.check import refuse_if_too_large
@@ -105,3 +106,23 @@ def test_memory_check_is_a_training_option():
     assert TrainingConfig.from_dict({"memory_check": False}).memory_check is False
     with pytest.raises(InvalidArgumentError, match="memory_check"):
         TrainingConfig.from_dict({"memory_check": "no"})
+
+
+def test_the_train_op_refuses_before_loading_anything(monkeypatch, tmp_path):
+    import softprompt_worker.ops.train as train_module
+    from softprompt_worker.ops.registry import get_op
+
+    fake_cuda(monkeypatch, 2 * GIB)
+    monkeypatch.setattr(train_module, "resolve_device", lambda name: torch.device("cuda"))
+    loaded = []
+    monkeypatch.setattr(train_module, "get_frozen_model", lambda *a: loaded.append(a))
+    body = {**JOB, "training": {"batch_size": 1024, "max_length": 240}, "data": {"train": {"rows": []}},
+            "run_dir": str(tmp_path / "run")}
+    ctx = OpContext(1, "train", WorkerState(), lambda *a: None)
+    with pytest.raises(OutOfMemoryError, match="but cuda has 2.0 GiB"):
+        get_op("train").handler(Request(id=1, op="train", body=body), ctx)
+    assert loaded == [] and not (tmp_path / "run").exists()
+    body["training"] = {**body["training"], "memory_check": False}
+    with pytest.raises(Exception) as info:  # past the check: on to loading (refused here by the stub)
+        get_op("train").handler(Request(id=1, op="train", body=body), ctx)
+    assert not isinstance(info.value, OutOfMemoryError) and len(loaded) == 1

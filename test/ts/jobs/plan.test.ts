@@ -50,6 +50,12 @@ describe('planBody', () => {
     expect(body).not.toHaveProperty('data');
     expect(planBody(spec)).not.toHaveProperty('gpu_bytes');
   });
+  it('sends training.memoryCheck only when it is set', () => {
+    const off = promptTuning({ model: { tiny: 'llama' }, data: { train: { rows: [{ input: 'a', target: 'b' }] } }, training: { memoryCheck: false }, runDir: '/tmp/plan-test' });
+    expect((planBody(off)['training'] as Record<string, unknown>)['memory_check']).toBe(false);
+    expect(planBody(spec)['training']).not.toHaveProperty('memory_check');
+    expect(() => promptTuning({ model: { tiny: 'llama' }, data: { train: { rows: [] } }, training: { memoryCheck: 'no' as never }, runDir: '/tmp/x' })).toThrow(/memoryCheck/);
+  });
   it('takes the hard negatives from inline rows, unless given', () => {
     const suffix = suffixTuning({
       model: { tiny: 'llama' }, runDir: '/tmp/plan-test',
