@@ -12,7 +12,7 @@ from ..errors import InvalidArgumentError
 class ModelShape:
     """The sizes the estimate needs. ``family`` picks the per-layer activation formula (activations.py):
     ``"llama"`` (RMSNorm, gated MLP: Llama, Mistral, Qwen2, SmolLM2, ...) or ``"gpt2"`` (LayerNorm, plain
-    MLP: GPT-2, GPT-NeoX-like); the gpt2 formula is not validated against measurements (docs/memory.md)."""
+    MLP: GPT-2, GPT-NeoX-like); both are checked against measured peaks on tiny models (docs/memory.md)."""
 
     family: str
     hidden: int

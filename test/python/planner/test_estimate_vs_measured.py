@@ -1,5 +1,5 @@
-"""The memory planner against measured peaks: every method, a tiny Llama and the embedded SmolLM2, two
-batch/sequence settings each (and gradient checkpointing on the tiny model), on the CPU in f32.
+"""The memory planner against measured peaks: every method, a tiny Llama, a tiny GPT-2 and the embedded
+SmolLM2, two batch/sequence settings each (and gradient checkpointing on the tiny Llama), on the CPU in f32.
 
 The measurement (measure.py) is the peak of live CPU tensor bytes over two real training steps, from the
 profiler's record of every allocation; the estimate is ``planner.estimate.breakdown`` for the same job
@@ -24,6 +24,7 @@ torch.set_num_threads(1)
 TOLERANCE = 0.20
 TINY = {"tiny": "llama", "overrides": {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4,
                                        "max_position_embeddings": 1024}}
+TINY_GPT2 = {"tiny": "gpt2", "overrides": {"n_embd": 128, "n_layer": 4, "n_positions": 1024}}
 HAS_SMOLLM2 = embedded.is_installed("smollm2") and embedded.importlib.util.find_spec("gguf") is not None
 
 
@@ -58,6 +59,11 @@ def tiny():
     return load_frozen_model(spec), spec
 
 
+def test_tiny_gpt2_estimates_are_within_20_percent():  # the LayerNorm / GELU formula (activations.py)
+    spec = ModelSpec.from_dict(TINY_GPT2)
+    check(load_frozen_model(spec), spec, [(2, 64), (4, 128)])
+
+
 @pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "checkpointing"])
 def test_tiny_llama_estimates_are_within_20_percent(tiny, checkpointing):
     frozen, spec = tiny
@@ -75,7 +81,8 @@ if __name__ == "__main__":  # the table in docs/memory.md: cd test/python/planne
 
     print("| model | method | batch | seq | checkpointing | measured MiB | estimated MiB | error | error without weights |")
     print("|---|---|---|---|---|---|---|---|---|")
-    cases = [(TINY, [(2, 64), (4, 128)], False), (TINY, [(2, 64), (4, 128)], True)]
+    cases = [(TINY, [(2, 64), (4, 128)], False), (TINY, [(2, 64), (4, 128)], True),
+             (TINY_GPT2, [(2, 64), (4, 128)], False)]
     if HAS_SMOLLM2:
         cases.append(({"embedded": "smollm2"}, [(1, 32), (2, 64)], False))
     for raw, settings, ckpt in cases:
@@ -84,7 +91,7 @@ if __name__ == "__main__":  # the table in docs/memory.md: cd test/python/planne
         for method in TASK_OF:
             for batch, seq in settings:
                 m, e, w = compare(frozen, spec, method, batch, seq, gradient_checkpointing=ckpt)
-                name = raw.get("tiny") and "tiny llama (4 layers, 128 wide)" or "SmolLM2-135M"
+                name = f"tiny {raw['tiny']} (4 layers, 128 wide)" if "tiny" in raw else "SmolLM2-135M"
                 print(f"| {name} | {method} | {batch} | {seq} | {'on' if ckpt else 'off'} | {m / 2**20:.1f} | "
                       f"{e / 2**20:.1f} | {e / m - 1:+.1%} | {(e - w) / (m - w) - 1:+.1%} |", flush=True)
     sys.exit(0)
