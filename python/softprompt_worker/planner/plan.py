@@ -30,7 +30,12 @@ def plan_input_for(body: dict[str, Any], device: str, negatives: int | None = No
     training = {k: v for k, v in (body.get("training") or {}).items() if k not in _TRAINING_EXTRAS}
     config = TrainingConfig.from_dict(training)
     spec = ModelSpec.from_dict(body.get("model"))
-    inp = plan_input(spec, body["method"], body.get("method_config"), body["task"], body.get("task_options"),
+    method_config = body.get("method_config")
+    if method_config is None and isinstance(body.get("resume_from"), str):
+        from ..checkpoints import load_checkpoint
+
+        method_config = load_checkpoint(body["resume_from"]).method_config  # a resumed job's own options
+    inp = plan_input(spec, body["method"], method_config, body["task"], body.get("task_options"),
                      config, device, negatives)
     return inp, config
 
