@@ -113,6 +113,9 @@ class TrainingConfig:
     # Under a torchrun worker group: shard the frozen model's layers over the ranks with FSDP2
     # (distributed/sharded.py), for models larger than one device. Soft parameters stay replicated.
     shard_model: bool = False
+    # On CUDA, refuse a job the memory planner says will not fit the device, before loading the model
+    # (planner/check.py, docs/memory.md). False trains anyway.
+    memory_check: bool = True
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> "TrainingConfig":
@@ -280,6 +283,7 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
                 loss, n_tokens = task.loss(batch)  # loss: () scalar
             (loss / config.grad_accumulation).backward()
             window_loss += loss.detach().float()
+            del loss  # else the next forward runs while this one's loss (and what it holds) is still alive
             window_micro += 1
             window_tokens += n_tokens
         if status == "cancelled":  # drop the partial accumulation: the state stays at the last full step

@@ -18,6 +18,7 @@ import { type InternalHooks, Supervisor } from './internal/supervisor.js';
 import { Checkpoints } from './jobs/checkpoints.js';
 import { type TrainOptions, type TrainingJob, train } from './jobs/job.js';
 import type { JobSpec } from './jobs/spec.js';
+import { type MemoryPlan, type PlanOptions, plan } from './jobs/plan.js';
 import { type ClassifyInput, type ClassifyResult, classify } from './inference/classify.js';
 import { type EmbedInput, type Embeddings, embed } from './inference/embed.js';
 import { Evaluate } from './inference/evaluate.js';
@@ -88,6 +89,18 @@ export class Softprompt implements AsyncDisposable {
   /** Runs a training job built by `promptTuning(...)` & co.: events, `result()`, `cancel()` (`jobs/job.ts`). */
   train(spec: JobSpec, options?: TrainOptions): TrainingJob {
     return train(this.#rpc, spec, options);
+  }
+
+  /**
+   * Estimates the peak memory of training `spec` on a device, says whether it fits `options.gpu` (or the
+   * worker's GPU) and what to change when it does not; loads no weights (`jobs/plan.ts`, docs/memory.md).
+   *
+   * @example
+   * const p = await sp.plan(spec, { gpu: '24GiB' });
+   * if (!p.fits) console.log(p.suggestions.map((s) => s.text));
+   */
+  plan(spec: JobSpec, options?: PlanOptions): Promise<MemoryPlan> {
+    return plan(this.#rpc, spec, options);
   }
 
   /**

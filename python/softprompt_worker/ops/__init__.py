@@ -21,6 +21,7 @@ OP_MODULES: list[str] = [
     "softprompt_worker.ops.peft",
     "softprompt_worker.ops.embedding",
     "softprompt_worker.ops.rerank",
+    "softprompt_worker.ops.plan",
 ]
 
 EXTRA_ENV = "SOFTPROMPT_EXTRA_OP_MODULES"

@@ -30,6 +30,10 @@ where that job can pick up, and the resumed ``train`` reads the saved rows as it
         -> {"run_dir", "checkpoint": {"path", "step"} | None, "data": {"train", "eval", "train_rows",
             "eval_rows"} | None, "invalid": [{"path", "error"}]}
 
+Before loading the model on CUDA the job is planned (planner/check.py): one whose estimated peak exceeds the
+device's memory is refused with ``out_of_memory`` naming the estimate, the device's memory and the changes
+that fit, unless ``training.memory_check`` is false.
+
 Failures end the request with an error (also logged to events.jsonl as ``{"event": "error", ...}``): a
 checkpoint the disk refuses is ``storage`` naming the file and the previous, intact checkpoint; a
 device out of memory is ``out_of_memory`` with the batch settings to try instead.
@@ -52,9 +56,10 @@ from softprompt_worker.data import resolve_data
 from softprompt_worker.distributed import collective, data_parallel, sharded_model
 from softprompt_worker.errors import InvalidArgumentError, OutOfMemoryError, StorageError, WorkerError, from_exception
 from softprompt_worker.methods.registry import method_class
-from softprompt_worker.models import FrozenModel, ModelSpec
+from softprompt_worker.models import FrozenModel, ModelSpec, resolve_device
 from softprompt_worker.ops.data import datasets
 from softprompt_worker.ops.registry import OpContext, Reply, Request, op
+from softprompt_worker.planner.check import refuse_if_too_large
 from softprompt_worker.prompts import get_frozen_model
 from softprompt_worker.runs import RunDir, inspect_run
 from softprompt_worker.selection import better
@@ -96,8 +101,9 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
     task_cls = task_class(body["task"])
     method_cls = method_class(body["method"])
     check_method(task_cls, body["method"])
-    run = RunDir(body.get("run_dir"))
     spec = model_for_training(ModelSpec.from_dict(body.get("model")), config)
+    refuse_if_too_large(body, resolve_device(spec.device), config.memory_check, config.shard_model)
+    run = RunDir(body.get("run_dir"))
     frozen = sharded_model(ctx.state, spec) if config.shard_model else get_frozen_model(ctx.state, spec)
     train_rows, eval_rows, report = resolve_data(body.get("data"), task_cls.validate_row, store=datasets(ctx),
                                                  seed=config.seed)

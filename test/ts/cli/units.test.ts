@@ -58,7 +58,7 @@ describe('exit codes', () => {
     expect(exitCodeFor(new WorkerStartError('x'))).toBe(EXIT.workerStart);
     expect(exitCodeFor(new AbortError())).toBe(EXIT.cancelled);
     expect(exitCodeFor(new Error('x'))).toBe(EXIT.failure);
-    expect(EXIT).toEqual({ ok: 0, failure: 1, usage: 2, workerStart: 3, cancelled: 130 });
+    expect(EXIT).toEqual({ ok: 0, failure: 1, usage: 2, workerStart: 3, doesNotFit: 4, cancelled: 130 });
   });
 });
 

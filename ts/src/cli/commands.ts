@@ -6,9 +6,10 @@ import { doctor } from './commands/doctor.js';
 import { embed } from './commands/embed.js';
 import { evaluate } from './commands/eval.js';
 import { generate } from './commands/generate.js';
+import { plan } from './commands/plan.js';
 import { rerank } from './commands/rerank.js';
 import { setup } from './commands/setup.js';
 import { train } from './commands/train.js';
 import { worker } from './commands/worker.js';
 
-export const COMMANDS: readonly Command[] = [setup, doctor, train, classify, generate, embed, rerank, evaluate, inspect, exportPeft, importPeft, worker];
+export const COMMANDS: readonly Command[] = [setup, doctor, train, plan, classify, generate, embed, rerank, evaluate, inspect, exportPeft, importPeft, worker];

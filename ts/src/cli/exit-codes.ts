@@ -8,6 +8,7 @@
  * | 2 | bad usage or validation: unknown option, bad argument, a job file or row that does not validate, and the
  * |   | worker's `invalid_argument` errors (a bad row or value it found in the data: `file:line`) |
  * | 3 | the worker could not start (Python or a package is missing: run `softprompt doctor`) |
+ * | 4 | `plan`: the job does not fit the memory budget |
  * | 130 | cancelled by Ctrl-C (SIGINT); a cancelled training job keeps its last checkpoint |
  */
 import { AbortError, RemoteError, SoftpromptError, ValidationError, WorkerStartError } from '../core/errors.js';
@@ -17,6 +18,7 @@ export const EXIT = {
   failure: 1,
   usage: 2,
   workerStart: 3,
+  doesNotFit: 4,
   cancelled: 130,
 } as const;
 
@@ -28,6 +30,7 @@ export const EXIT_HELP: readonly (readonly [ExitCode, string])[] = [
   [EXIT.failure, 'failure (a worker error, an unreadable file, doctor found a problem)'],
   [EXIT.usage, 'bad usage or validation (unknown option, a job file, row or data file that does not validate)'],
   [EXIT.workerStart, 'the worker could not start (run `softprompt doctor`)'],
+  [EXIT.doesNotFit, 'plan: the job does not fit the memory budget'],
   [EXIT.cancelled, 'cancelled by Ctrl-C; a cancelled training job keeps its last checkpoint'],
 ];
 

@@ -125,6 +125,12 @@ export function trainBody(spec: JobSpec, data: WireMap): WireMap {
   return { ...wireBodies.get(spec)!, data };
 }
 
+/** The job's fields as the worker names them (the `train` body without `data`): what the `plan` op reads. */
+export function jobBody(spec: JobSpec): WireMap {
+  assertJobSpec(spec);
+  return { ...wireBodies.get(spec)! };
+}
+
 /** Throws {@link ValidationError} unless a builder made `spec`. */
 export function assertJobSpec(spec: unknown): asserts spec is JobSpec {
   if (!isJobSpec(spec)) {

@@ -97,11 +97,17 @@ export interface TrainingOptions {
    * weights into host memory once. Not with `model.quantization`. Default false (docs/distributed.md).
    */
   readonly shardModel?: boolean;
+  /**
+   * On a CUDA device, refuse a job the memory planner (`sp.plan`, docs/memory.md) says will not fit, before
+   * the model is loaded, with the estimate, the device's memory and what to change. `false` trains anyway.
+   * No check on the CPU. Default true (the worker's default: sent only when set).
+   */
+  readonly memoryCheck?: boolean;
 }
 
-/** {@link TrainingOptions} after validation, defaults filled in (`steps`, `keepLast`, `reportTo`, `earlyStopping` stay optional: the worker's defaults apply). */
-export type ResolvedTrainingOptions = Required<Omit<TrainingOptions, 'steps' | 'keepLast' | 'reportTo' | 'earlyStopping'>> &
-  Pick<TrainingOptions, 'steps' | 'keepLast' | 'reportTo'> & {
+/** {@link TrainingOptions} after validation, defaults filled in (`steps`, `keepLast`, `reportTo`, `memoryCheck`, `earlyStopping` stay optional: the worker's defaults apply). */
+export type ResolvedTrainingOptions = Required<Omit<TrainingOptions, 'steps' | 'keepLast' | 'reportTo' | 'memoryCheck' | 'earlyStopping'>> &
+  Pick<TrainingOptions, 'steps' | 'keepLast' | 'reportTo' | 'memoryCheck'> & {
     readonly earlyStopping?: { readonly patience: number; readonly minDelta: number };
   };
 
@@ -132,6 +138,7 @@ export const trainingOptionsSchema = z
     evalBaseline: z.boolean().default(true),
     gradientCheckpointing: z.boolean().default(false),
     shardModel: z.boolean().default(false),
+    memoryCheck: z.boolean().optional(),
   })
   .superRefine((t, ctx) => {
     if (t.steps !== undefined && t.epochs !== undefined) {
