@@ -8,8 +8,9 @@ Each run: build the frozen model on the device (NF4 70B is built one quantized l
 ``--steps`` steps of prompt tuning on Debian generation rows (``max_length`` tokens), time the steps after
 the first (warm-up), and read the CUDA peak. A run that does not fit is recorded as out of memory, which is
 an answer too. MFU counts the frozen model's forward and input-gradient backward (4 FLOPs per parameter and
-token) plus attention, as bench/gpu/bench.py does, against the card's dense bf16 peak; an NF4 step does
-the same matmuls in bf16 after dequantizing, so its MFU shows what the dequantization costs.
+token; the input embedding table is left out, a lookup) plus attention, as bench/gpu/bench.py does, against
+the card's dense bf16 peak; an NF4 step does the same matmuls in bf16 after dequantizing, so its MFU shows
+what the dequantization costs.
 
 Writes bench/results/gpu-sizes.json (-smoke with --smoke), or the file ``--out`` names.
 """
@@ -25,11 +26,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
 import benchlib  # noqa: E402
 from bench import PEAK_BF16_TFLOPS, peak_tflops  # noqa: E402,F401  (same folder)
 
+# Llama-3's vocabulary (128,256 rows, untied): the tiny byte tokenizer only uses the first ids, but the embedding
+# table, the output head and the f32 logits the loss reads are as large as a real 8B/70B's.
 SHAPES = {
     "llama-8b": {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
-                 "num_key_value_heads": 8, "max_position_embeddings": 8192},
+                 "num_key_value_heads": 8, "max_position_embeddings": 8192, "vocab_size": 128256},
     "llama-70b": {"hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80,
-                  "num_attention_heads": 64, "num_key_value_heads": 8, "max_position_embeddings": 8192},
+                  "num_attention_heads": 64, "num_key_value_heads": 8, "max_position_embeddings": 8192,
+                  "vocab_size": 128256},
 }
 SMOKE_SHAPES = {"llama-smoke": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
                                 "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512}}
@@ -84,8 +88,8 @@ def run(shape: str, overrides: dict, quantization: str | None, recompute: bool, 
     record["tokens_per_s"] = sum(step_tokens[1:]) / max(len(step_tokens) - 1, 1)
     record["final_loss"] = summary["final_loss"]
     mean_len = summary["tokens"] / (steps * batch_size) + 20
-    n = record["params"]
     cfg = frozen.config
+    n = record["params"] - cfg.vocab_size * cfg.hidden_size  # the input embedding is a lookup, no FLOPs
     flops_per_token = 4 * n + 12 * cfg.num_hidden_layers * mean_len * cfg.hidden_size
     peak = peak_tflops()
     if peak:
