@@ -1,7 +1,7 @@
 """Who may talk to a worker: ZeroMQ CURVE on the server socket, and which endpoints need it.
 
-A TCP endpoint reachable from other machines is never served in the clear: `check_endpoint` refuses a
-non-loopback TCP bind without CURVE. With CURVE the server socket encrypts every connection with its key
+Nothing another user could reach is served in the clear: without CURVE, `check_endpoint` passes only
+loopback TCP and a filesystem ipc socket in a 0700 folder of this user. With CURVE the server socket encrypts every connection with its key
 pair, and a ZAP handler (pyzmq's `ThreadAuthenticator`) admits only the client public keys listed in a
 folder (`keys.load_allowed_keys`); any other client's handshake fails (libzmq tells the client
 "authentication failure", the server never sees its messages). The folder is read at start and again on
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
+import stat
 import threading
 from urllib.parse import urlsplit
 
@@ -39,11 +41,44 @@ def is_loopback_tcp(endpoint: str) -> bool:
 
 
 def check_endpoint(endpoint: str, *, curve: bool) -> None:
-    """Refuse (ValueError) a TCP endpoint other machines could reach when CURVE is off."""
-    if endpoint.startswith("tcp://") and not curve and not is_loopback_tcp(endpoint):
-        raise ValueError(f"refusing to serve {endpoint} without CURVE: anyone who can reach it could use the "
-                         "worker. Pass --server-key and --allow (see `softprompt-worker keys new`), or bind "
-                         "tcp://127.0.0.1:PORT")
+    """Refuse (ValueError) an endpoint that someone other than this user could reach when CURVE is off.
+
+    Without CURVE only two kinds pass: loopback TCP (the test harness; the SDK always adds CURVE on TCP,
+    and a TCP endpoint other machines could reach never passes) and a filesystem ipc socket whose folder
+    is a real directory owned by this user with mode 0700, so no other user can find or connect to it.
+    An abstract ipc socket (``ipc://@name``: no file, so no permissions) and every other scheme (inproc,
+    ws, udp...) need CURVE."""
+    if curve:
+        return
+    scheme = endpoint.partition("://")[0] if "://" in endpoint else ""
+    if scheme == "tcp":
+        if not is_loopback_tcp(endpoint):
+            raise ValueError(f"refusing to serve {endpoint} without CURVE: anyone who can reach it could use the "
+                             "worker. Pass --server-key and --allow (see `softprompt-worker keys new`), or bind "
+                             "tcp://127.0.0.1:PORT")
+        return
+    if scheme == "ipc":
+        path = endpoint[len("ipc://"):]
+        if path.startswith("@") or not path.startswith("/"):
+            raise ValueError(f"refusing to serve {endpoint} without CURVE: an abstract or relative ipc socket has "
+                             "no private folder around it, so any local user could connect. Bind "
+                             "ipc:///PATH/TO/0700-FOLDER/worker.sock, or pass --server-key and --allow")
+        _check_private_folder(endpoint, os.path.dirname(path))
+        return
+    raise ValueError(f"refusing to serve {endpoint} without CURVE: only tcp:// and ipc:// in a 0700 folder are "
+                     "served in the clear. Pass --server-key and --allow (see `softprompt-worker keys new`)")
+
+
+def _check_private_folder(endpoint: str, folder: str) -> None:
+    """The socket's folder must be a directory (not a link) owned by this user that only it can enter."""
+    try:
+        st = os.lstat(folder)
+    except OSError as exc:
+        raise ValueError(f"refusing to serve {endpoint}: its folder {folder} cannot be read ({exc.strerror})") from exc
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise ValueError(f"refusing to serve {endpoint} without CURVE: its folder {folder} must be a directory owned "
+                         f"by this user with mode 0700 (it is {stat.filemode(st.st_mode)}, uid {st.st_uid}), or "
+                         "other users could connect. `chmod 700` it, or pass --server-key and --allow")
 
 
 class AllowedKeys:

@@ -10,8 +10,8 @@ Threads:
 - parent watcher (optional): stops the worker when the parent process dies.
 - ZAP handler (with CURVE, `auth.py`): admits only the listed client keys.
 
-Two uses: the worker the SDK starts for one client (ipc, or loopback TCP, no CURVE: `check_endpoint`
-refuses anything else), and a shared worker (`softprompt-worker serve`, ``shared=True``) that waits for
+Two uses: the worker the SDK starts for one client (ipc in a 0700 folder, or TCP with a CURVE key pair
+made for it; `check_endpoint` refuses, without CURVE, anything but loopback TCP and a 0700-folder ipc path), and a shared worker (`softprompt-worker serve`, ``shared=True``) that waits for
 several clients, usually over TCP with CURVE. A shared worker serves compute ops only to connections that
 said `hello` (so each request belongs to a known client, `clients.py`), refuses `shutdown` from clients
 (it is stopped on its host), and drops silent clients by ZMTP heartbeats.

@@ -106,8 +106,38 @@ def test_endpoint_policy() -> None:
     assert all(map(is_loopback_tcp, ["tcp://127.0.0.1:5", "tcp://localhost:5", "tcp://[::1]:5", "tcp://127.3.4.5:*"]))
     assert not any(map(is_loopback_tcp, ["tcp://*:5", "tcp://0.0.0.0:5", "tcp://eth0:5", "tcp://10.0.0.1:5"]))
     check_endpoint("tcp://127.0.0.1:*", curve=False)
-    check_endpoint("ipc:///tmp/x.sock", curve=False)
     check_endpoint("tcp://0.0.0.0:5555", curve=True)
+
+
+@pytest.mark.parametrize("endpoint", ["ipc://@softprompt-test", "ipc://worker.sock", "inproc://x", "ws://127.0.0.1:5",
+                                      "udp://127.0.0.1:5", "pgm://eth0;239.1.1.1:5", "ipc:///tmp/x.sock"])
+def test_endpoints_other_users_could_reach_need_curve(endpoint: str) -> None:
+    # abstract ipc has no file permissions; other schemes are not checked at all; /tmp is world-enterable
+    with pytest.raises(ValueError, match="without CURVE"):
+        check_endpoint(endpoint, curve=False)
+    check_endpoint(endpoint, curve=True)
+    with pytest.raises(ValueError, match="without CURVE"):
+        Server(endpoint)
+    assert main(["serve", "--bind", endpoint]) == 2
+
+
+def test_filesystem_ipc_needs_a_private_folder(tmp_path: Path) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    check_endpoint(f"ipc://{private}/worker.sock", curve=False)
+    private.chmod(0o755)
+    with pytest.raises(ValueError, match="mode 0700"):
+        check_endpoint(f"ipc://{private}/worker.sock", curve=False)
+    link = tmp_path / "link"
+    link.symlink_to(private)
+    private.chmod(0o700)
+    with pytest.raises(ValueError, match="mode 0700"):  # a link to a private folder: whoever owns the link decides
+        check_endpoint(f"ipc://{link}/worker.sock", curve=False)
+    with pytest.raises(ValueError, match="cannot be read"):
+        check_endpoint(f"ipc://{tmp_path}/missing/worker.sock", curve=False)
+
+
+def test_serve_refuses_what_needs_curve() -> None:
     with pytest.raises(ValueError, match="without CURVE"):
         Server("tcp://0.0.0.0:*")
     # serve: TCP without keys is a usage error, even on loopback; so is a lone --allow
