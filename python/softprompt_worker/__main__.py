@@ -1,6 +1,7 @@
 """`softprompt-worker` (or `python -m softprompt_worker`): run a worker (see proto/WIRE.md).
 
     softprompt-worker --endpoint E --parent-pid P      the worker the SDK starts for one client
+                      [--curve-stdin]                  (with CURVE keys read from stdin, on TCP)
     softprompt-worker --check                          print the capabilities as JSON
     softprompt-worker serve --bind tcp://0.0.0.0:5555 --server-key keys/server.key_secret --allow keys/clients
                                                        a shared worker that waits for clients (CURVE on TCP)
@@ -38,6 +39,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--endpoint", default="tcp://127.0.0.1:*",
                    help="ZeroMQ endpoint to bind: ipc://DIR/worker.sock or tcp://127.0.0.1:* (default)")
     p.add_argument("--parent-pid", type=int, default=None, help="exit when this process dies")
+    p.add_argument("--curve-stdin", action="store_true",
+                   help="read a CURVE key pair for this worker and its one client from stdin (one JSON line, "
+                        "written by the SDK), so only that client gets in")
     p.add_argument("--check", action="store_true",
                    help="print the capabilities as JSON on stdout and exit (1 if a dependency is missing)")
     _common(p)
@@ -94,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.distributed and (code := _join_group(args)) is not None:  # a follower, all its life
         return code
     try:
-        server = Server(args.endpoint, limits=limits, parent_pid=args.parent_pid)
-    except ValueError as exc:  # a TCP endpoint other machines could reach: that needs `serve` with CURVE
+        curve = _curve_from_stdin() if args.curve_stdin else None
+        server = Server(args.endpoint, limits=limits, parent_pid=args.parent_pid, curve=curve)
+    except ValueError as exc:  # an endpoint others could reach without CURVE, or bad keys on stdin
         log.error("%s", exc)
         return 2
     _prepare()
@@ -144,6 +149,13 @@ def keys(args: argparse.Namespace) -> int:
         return 2
     print(f"public key: {public}\nsecret key: {secret} (mode 0600; keep it on this machine)")
     return 0
+
+
+def _curve_from_stdin():
+    """The keys the SDK wrote on stdin (only rank 0 of a group gets here, so only it reads them)."""
+    from softprompt_worker.auth import CurveServer
+
+    return CurveServer.from_stdin_line(sys.stdin.readline())
 
 
 def _limits(args: argparse.Namespace) -> Limits | None:

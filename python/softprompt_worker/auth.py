@@ -15,6 +15,7 @@ folder (`keys.load_allowed_keys`); any other client's handshake fails (libzmq te
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
 import stat
@@ -84,13 +85,20 @@ def _check_private_folder(endpoint: str, folder: str) -> None:
 class AllowedKeys:
     """The client public keys a server accepts, re-read from their folder on `reload()`. Thread-safe."""
 
-    def __init__(self, folder: str) -> None:
+    def __init__(self, folder: str | None, keys: frozenset[bytes] | None = None) -> None:
         self.folder = folder
         self._lock = threading.Lock()
-        self._keys = frozenset(load_allowed_keys(folder))
+        self._keys = frozenset(load_allowed_keys(folder)) if keys is None else keys
+
+    @classmethod
+    def fixed(cls, keys: frozenset[bytes]) -> AllowedKeys:
+        """A set that no folder backs (the SDK-started worker's one client key); `reload` keeps it."""
+        return cls(None, keys)
 
     def reload(self) -> int:
         """Read the folder again; on a bad file keep the current keys (and raise). Returns the count."""
+        if self.folder is None:
+            return len(self)
         keys = frozenset(load_allowed_keys(self.folder))
         with self._lock:
             self._keys = keys
@@ -124,6 +132,23 @@ class CurveServer:
         raises `keys.KeyFileError` saying what is wrong."""
         public, secret = load_secret_key(server_secret_file)
         return cls(public, secret, AllowedKeys(allow_folder))
+
+    @classmethod
+    def from_stdin_line(cls, line: str) -> CurveServer:
+        """The SDK-started worker's keys (`--curve-stdin`): one JSON line
+        ``{"server_secret": Z85, "client_public": Z85}`` on stdin, so no other process sees them in argv
+        or the environment. The server's public key is derived from its secret; only that one client gets in."""
+        try:
+            data = json.loads(line)
+            secret = data["server_secret"].encode("ascii")
+            client = data["client_public"].encode("ascii")
+            public = zmq.curve_public(secret)
+            if len(zmq.utils.z85.decode(client)) != 32:
+                raise ValueError("client_public is not a 32-byte key")
+        except (ValueError, KeyError, TypeError, AttributeError, zmq.ZMQError) as exc:
+            raise ValueError("--curve-stdin: expected one JSON line {\"server_secret\": Z85, \"client_public\": Z85} "
+                             f"on stdin ({exc})") from exc
+        return cls(public, secret, AllowedKeys.fixed(frozenset([client])))
 
     def start(self, context: zmq.Context) -> None:
         """Start the ZAP handler on `context` (it must run before a CURVE socket accepts clients)."""

@@ -158,7 +158,7 @@ class Server:
         if self.parent_pid:
             threading.Thread(target=self._watch_parent, name="parent-watcher", daemon=True).start()
         log.info("listening on %s (pid %d); ops: %s", bound, os.getpid(), ", ".join(registered_ops()))
-        if self.curve is not None:
+        if self.curve is not None and self.curve.allowed.folder is not None:
             log.info("CURVE on: %d allowed client keys in %s (SIGHUP re-reads them)",
                      len(self.curve.allowed), self.curve.allowed.folder)
         announce(bound)
@@ -188,7 +188,7 @@ class Server:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)
-        if self.curve is not None and hasattr(signal, "SIGHUP"):
+        if self.curve is not None and self.curve.allowed.folder is not None and hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, lambda signum, frame: self.reload_keys())
 
     def reload_keys(self) -> None:

@@ -195,3 +195,11 @@ def test_sighup_rereads_the_allowed_keys(served: dict[str, Any]) -> None:
             c.close()
     else:
         pytest.fail("bob's key was not accepted after SIGHUP")
+
+
+@pytest.mark.parametrize("line", ["", "{}", '{"server_secret": "short", "client_public": "x"}'])
+def test_curve_stdin_refuses_bad_keys(line: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(line))
+    assert main(["--endpoint", "tcp://127.0.0.1:*", "--curve-stdin"]) == 2
