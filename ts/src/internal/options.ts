@@ -130,7 +130,11 @@ export interface StartOptions {
   transport?: 'ipc' | 'tcp';
   /** How long the worker may take to start and answer `hello`, in ms. Default 120000 (importing torch is slow). */
   startTimeoutMs?: number;
-  /** Default deadline of each call, in ms; a call's own `timeoutMs` wins. Default: none. */
+  /**
+   * Default deadline of each call, in ms; a call's own `timeoutMs` wins. Default: none. Ops that report
+   * progress (embed, rerank, evaluate, generate) apply it since the worker's last message, so a long
+   * corpus still finishes while a stopped worker fails the call with `TimeoutError`. Training has none.
+   */
   requestTimeoutMs?: number;
   /** Calls open at once; further calls wait in the client, in call order (their deadlines run). Default 128. */
   maxInFlight?: number;
