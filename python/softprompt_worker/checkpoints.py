@@ -29,6 +29,7 @@ import torch
 
 from . import __version__
 from ._proto.softprompt.v1 import checkpoint_pb2
+from .files import MAX_CHECKPOINT_BYTES, read_regular_file
 from .errors import CheckpointInvalidError, InvalidArgumentError, NotFoundError, StorageError
 from .methods.base import SoftPromptMethod
 from .models import FrozenModel, ModelSpec
@@ -92,14 +93,10 @@ def save_checkpoint(path: str | os.PathLike, method: SoftPromptMethod, *, step: 
 
 
 def load_checkpoint(path: str | os.PathLike) -> CheckpointRecord:
-    """Read and verify a checkpoint. NotFoundError if missing; CheckpointInvalidError if corrupt."""
+    """Read and verify a checkpoint. NotFoundError if missing; CheckpointInvalidError if corrupt;
+    InvalidArgumentError for a link, a FIFO, a device or a file over `files.MAX_CHECKPOINT_BYTES`."""
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError as exc:
-        raise NotFoundError(f"checkpoint: no file at {str(p)!r}") from exc
-    except IsADirectoryError as exc:
-        raise InvalidArgumentError(f"checkpoint: {str(p)!r} is a directory, not a checkpoint file") from exc
+    data = read_regular_file(p, max_bytes=MAX_CHECKPOINT_BYTES, what="checkpoint")
     msg = checkpoint_pb2.Checkpoint()
     try:
         msg.ParseFromString(data)

@@ -21,10 +21,12 @@ from pathlib import Path
 
 import torch
 
-from .errors import CheckpointInvalidError, InvalidArgumentError, NotFoundError
+from .errors import CheckpointInvalidError, InvalidArgumentError
+from .files import MAX_CHECKPOINT_BYTES, read_regular_file, read_regular_text
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
+PICKLED_WEIGHTS_FILE = "adapter_model.bin"  # older PEFT's torch.save pickle: refused, never loaded
 WEIGHT_KEY = "prompt_embeddings"
 
 
@@ -75,17 +77,21 @@ def export_peft(method, out_dir: str | Path) -> Path:
 
 def import_peft(adapter_dir: str | Path, frozen):
     """A method (prompt_tuning or prefix_tuning) holding a PEFT adapter's prompt, on ``frozen``."""
-    from safetensors.torch import load_file
+    from safetensors.torch import load as load_safetensors
 
     from .methods.prefix_tuning import PrefixTuning, PrefixTuningConfig
     from .methods.prompt_tuning import PromptTuning, PromptTuningConfig
 
     root = Path(adapter_dir)
+    if not (root / WEIGHTS_FILE).exists() and (root / PICKLED_WEIGHTS_FILE).exists():
+        raise CheckpointInvalidError(
+            f"adapter_dir: {str(root)!r} holds {PICKLED_WEIGHTS_FILE} (a pickled PyTorch file) but no {WEIGHTS_FILE}; "
+            "the worker never unpickles files (a pickle can run code). Convert it where you trust the file: "
+            "PeftModel.from_pretrained(base, DIR).save_pretrained(DIR, safe_serialization=True)")
     try:
-        raw = json.loads((root / CONFIG_FILE).read_text())
-        weights = load_file(str(root / WEIGHTS_FILE))
-    except FileNotFoundError as exc:
-        raise NotFoundError(f"adapter_dir: {str(root)!r} has no {exc.filename!r}") from exc
+        raw = json.loads(read_regular_text(root / CONFIG_FILE, what="adapter_dir"))
+        weights = load_safetensors(read_regular_file(root / WEIGHTS_FILE, max_bytes=MAX_CHECKPOINT_BYTES,
+                                                     what="adapter_dir"))
     except (ValueError, OSError) as exc:
         raise CheckpointInvalidError(f"adapter_dir: {str(root)!r} is not a readable PEFT adapter: {exc}") from exc
     if WEIGHT_KEY not in weights:

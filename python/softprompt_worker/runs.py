@@ -26,10 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoints import atomic_write, load_checkpoint, resolve_under
-from .errors import InvalidArgumentError, StorageError, WorkerError
+from .errors import InvalidArgumentError, NotFoundError, StorageError, WorkerError
+from .files import read_regular_file, read_regular_text
 
 _CHECKPOINT_NAME = re.compile(r"step-(\d+)\.pb")
 MANIFEST = "manifest.json"
+MAX_SAVED_DATA_BYTES = 8 << 30  # a run's saved train/eval JSONL, hashed when the run is resumed
 
 
 class RunDir:
@@ -150,10 +152,10 @@ def inspect_run(path: Any, job_id: str | None = None) -> dict[str, Any]:
 
 def _saved_rows(folder: Path, job_id: str | None, invalid: list[dict[str, str]]) -> dict[str, Any] | None:
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-    except FileNotFoundError:
+        manifest = json.loads(read_regular_text(folder / MANIFEST, what="data manifest"))
+    except NotFoundError:
         return None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, InvalidArgumentError) as exc:
         invalid.append({"path": str(folder / MANIFEST), "error": f"unreadable: {exc}"})
         return None
     if job_id is not None and manifest.get("job_id") != job_id:
@@ -163,9 +165,9 @@ def _saved_rows(folder: Path, job_id: str | None, invalid: list[dict[str, str]])
         entry = manifest.get(split) or {}
         file = folder / str(entry.get("file", f"{split}.jsonl"))
         try:
-            digest = hashlib.sha256(file.read_bytes()).hexdigest()
-        except OSError as exc:
-            invalid.append({"path": str(file), "error": f"unreadable: {exc.strerror}"})
+            digest = hashlib.sha256(read_regular_file(file, max_bytes=MAX_SAVED_DATA_BYTES, what="saved data")).hexdigest()
+        except (OSError, NotFoundError, InvalidArgumentError) as exc:
+            invalid.append({"path": str(file), "error": f"unreadable: {getattr(exc, 'strerror', None) or exc}"})
             return None
         if digest != entry.get("sha256"):
             invalid.append({"path": str(file), "error": "sha256 does not match data/manifest.json"})

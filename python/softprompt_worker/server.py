@@ -37,6 +37,7 @@ import zmq
 
 from softprompt_worker.auth import CurveServer, check_endpoint
 from softprompt_worker.clients import client_directory
+from softprompt_worker.health import IDLE_BEAT_S
 from softprompt_worker.errors import (
     BusyError,
     CancelledError,
@@ -307,11 +308,17 @@ class Server:
     # ------------------------------------------------------------------------------ compute thread
 
     def _compute_loop(self) -> None:
+        monitor = self.state.compute
         while True:
-            job = self._jobs.get()
+            try:
+                job = self._jobs.get(timeout=IDLE_BEAT_S)
+            except queue.Empty:
+                monitor.beat()
+                continue
             if job is None:
                 return
             req = job.request
+            monitor.started(req.op, req.id)
             try:
                 if job.ctx.cancelled:
                     raise CancelledError(f"request {req.id} ({req.op}) was cancelled before it started")
@@ -320,6 +327,7 @@ class Server:
                 out = error_frames(req.id, req.op, exc)
             finally:
                 self.state.requests.remove(job.peer, req.id)
+                monitor.finished()
             try:
                 self._outbox.send(job.peer, out)
             except zmq.ZMQError as exc:  # the context is closing: the worker is stopping

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import numpy as np
 
+from softprompt_worker.health import ComputeMonitor
+
 if TYPE_CHECKING:  # torch is imported lazily by the code that converts tensors
     import torch
 
@@ -106,6 +108,7 @@ class WorkerState:
         self.cache: dict[Any, Any] = {}
         self.requests = OpenRequests()
         self.shutdown = threading.Event()
+        self.compute = ComputeMonitor()  # the compute thread's heartbeat (`health`)
         self._lock = threading.RLock()
         self.client = ""  # the anonymous client: requests that named none, and code outside requests
 
@@ -161,11 +164,13 @@ class OpContext:
 
     def emit(self, body: dict[str, Any], tensors: dict[str, Any] | None = None) -> None:
         """Send an `event` for this request. Thread-safe; the socket loop does the sending."""
+        self.state.compute.beat()
         self._emit_fn(self.request_id, self.op, body, tensors or {})
 
     @property
     def cancelled(self) -> bool:
-        """True once a `cancel` request named this request's id."""
+        """True once a `cancel` request named this request's id (asking is a sign of life: a heartbeat)."""
+        self.state.compute.beat()
         return self.cancel_event.is_set()
 
 
