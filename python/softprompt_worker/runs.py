@@ -6,6 +6,10 @@
     <run_dir>/data/eval.jsonl    its held-out rows (possibly none)
     <run_dir>/data/manifest.json {"job_id", "train": {"file", "rows", "sha256"}, "eval": {...}}
     <run_dir>/checkpoints/step-00000100.pb   protobuf checkpoints (see checkpoints.py)
+    <run_dir>/.lock              flocked for the life of the job that writes here: a second job is refused
+
+A run directory belongs to one job: a new job (not resuming) is refused one that holds checkpoints,
+unless it asks to overwrite them (`RunDir.check_unused`).
 
 The saved rows let a job resume after its worker died without the client sending its rows again:
 ``inspect_run`` finds the newest checkpoint that verifies and the saved rows whose hashes match, and
@@ -18,8 +22,10 @@ escapes it is rejected.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -31,6 +37,7 @@ from .files import read_regular_file, read_regular_text
 
 _CHECKPOINT_NAME = re.compile(r"step-(\d+)\.pb")
 MANIFEST = "manifest.json"
+LOCK_FILE = ".lock"  # flocked by the job that writes the run directory, for its whole life
 MAX_SAVED_DATA_BYTES = 8 << 30  # a run's saved train/eval JSONL, hashed when the run is resumed
 
 
@@ -44,6 +51,52 @@ class RunDir:
         except OSError as exc:
             raise InvalidArgumentError(f"run_dir: cannot create {str(self.path)!r}: {exc.strerror}") from exc
         self._inside("checkpoints")
+
+    def check_unused(self, *, resuming: bool, overwrite: bool) -> None:
+        """Refuse a run directory that holds an earlier job's checkpoints, unless this job resumes it
+        or ``overwrite`` (then those checkpoints and the event log are removed here)."""
+        folder = self._inside("checkpoints")
+        found = sorted(p.name for p in folder.iterdir() if _CHECKPOINT_NAME.fullmatch(p.name)) if folder.is_dir() else []
+        if not found or resuming:
+            return
+        if not overwrite:
+            raise InvalidArgumentError(
+                f"run_dir: {str(self.path)!r} already holds {len(found)} checkpoint(s) of an earlier job (newest "
+                f"{found[-1]}); a new job would overwrite them. Continue that job (resumeFrom), choose another "
+                "runDir, or pass overwrite: true (CLI: --overwrite) to replace them",
+                details={"run_dir": str(self.path), "checkpoints": len(found)})
+        for name in found:
+            try:
+                (folder / name).unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise StorageError.from_os_error("old checkpoint", folder / name, exc) from exc
+        with contextlib.suppress(FileNotFoundError):
+            self._inside("events.jsonl").unlink()
+
+    def lock(self) -> None:
+        """Take ``<run_dir>/.lock`` (an exclusive flock) for this job's life, or refuse: another job, in this
+        worker or another process, writes here. `unlock` (or the process's end) lets it go."""
+        path = self._inside(LOCK_FILE)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StorageError.from_os_error("run directory lock", path, exc) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise InvalidArgumentError(
+                f"run_dir: {str(self.path)!r} is in use by another training job (it holds {LOCK_FILE}); two jobs in "
+                "one run directory would overwrite each other's checkpoints. Give this job its own runDir, or wait "
+                "for the other to end", details={"run_dir": str(self.path), "locked": True}) from None
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        fd, self._lock_fd = getattr(self, "_lock_fd", None), None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the flock
 
     def write_job(self, job: dict[str, Any]) -> None:
         data = json.dumps(job, indent=2, sort_keys=True, default=str) + "\n"
