@@ -5,7 +5,9 @@ loopback TCP and a filesystem ipc socket in a 0700 folder of this user. With CUR
 pair, and a ZAP handler (pyzmq's `ThreadAuthenticator`) admits only the client public keys listed in a
 folder (`keys.load_allowed_keys`); any other client's handshake fails (libzmq tells the client
 "authentication failure", the server never sees its messages). The folder is read at start and again on
-`reload()` (the worker calls it on SIGHUP), so keys can be added or revoked without a restart.
+`reload()` (the worker calls it on SIGHUP), so keys can be added or revoked without a restart: the
+server then closes the connections of revoked keys and cancels their requests (`server.Server`), and
+their reconnects fail the handshake. Removing the last key lets nobody in.
 
     curve = CurveServer.from_files("server.key_secret", "allowed/")
     curve.start(context)          # the ZAP handler; before the socket binds
@@ -96,13 +98,18 @@ class AllowedKeys:
         return cls(None, keys)
 
     def reload(self) -> int:
-        """Read the folder again; on a bad file keep the current keys (and raise). Returns the count."""
+        """Read the folder again; on a bad file keep the current keys (and raise). Returns the count; an
+        empty folder empties the set (nobody gets in), it does not keep the old one."""
         if self.folder is None:
             return len(self)
-        keys = frozenset(load_allowed_keys(self.folder))
+        keys = frozenset(load_allowed_keys(self.folder, allow_empty=True))
         with self._lock:
             self._keys = keys
         return len(keys)
+
+    def __contains__(self, client_key: object) -> bool:
+        with self._lock:
+            return client_key in self._keys
 
     def __len__(self) -> int:
         with self._lock:

@@ -36,7 +36,7 @@ from typing import Any
 import zmq
 
 from softprompt_worker.auth import CurveServer, check_endpoint
-from softprompt_worker.clients import client_directory
+from softprompt_worker.clients import MAX_CONNECTIONS, client_directory
 from softprompt_worker.health import IDLE_BEAT_S
 from softprompt_worker.errors import (
     BusyError,
@@ -74,6 +74,22 @@ class _Job:
     spec: OpSpec
     request: Request
     ctx: OpContext
+
+
+def _shutdown_fd(fd: int) -> None:
+    """Shut down the connection on libzmq's socket `fd` (a dup is shut down: the same connection)."""
+    import socket
+
+    try:
+        sock = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return  # already closed
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.close()
 
 
 def reply_frames(id_: int, op: str, kind: str, reply: Reply) -> list[Any]:
@@ -134,6 +150,11 @@ class Server:
         self._context = zmq.Context()
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._wake = threading.Event()
+        # CURVE only: each connection's client key and socket fd (from its messages), the connections
+        # whose key was revoked (their messages are dropped both ways), and a SIGHUP not yet acted on.
+        self._peer_keys: dict[bytes, tuple[bytes, int]] = {}
+        self._revoked: set[bytes] = set()
+        self._revoke_pending = False
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -193,12 +214,48 @@ class Server:
             signal.signal(signal.SIGHUP, lambda signum, frame: self.reload_keys())
 
     def reload_keys(self) -> None:
-        """Re-read the allowed client keys (SIGHUP); a bad folder keeps the current keys."""
+        """Re-read the allowed client keys (SIGHUP); a bad folder keeps the current keys. The loop then
+        closes revoked clients' connections within `POLL_MS` (`_revoke`)."""
         assert self.curve is not None
         try:
-            log.info("allowed client keys reloaded: %d", self.curve.allowed.reload())
+            count = self.curve.allowed.reload()
+            log.info("allowed client keys reloaded: %d%s", count, " (nobody can connect)" if not count else "")
         except ValueError as exc:
             log.error("allowed client keys not reloaded (the current ones stay): %s", exc)
+        self._revoke_pending = True
+
+    def _admit(self, peer: bytes, frame: zmq.Frame) -> bool:
+        """With CURVE: whether `peer`'s message may be served (its key is still allowed). Records the
+        connection's key and fd, so a revocation can close it."""
+        if peer in self._revoked:
+            return False
+        key = frame.get("User-Id").encode("ascii")  # the ZAP handler's user id: the client's Z85 public key
+        if key not in self.curve.allowed:
+            self._revoked.add(peer)
+            return False
+        if peer not in self._peer_keys:
+            if len(self._peer_keys) >= MAX_CONNECTIONS:  # bounded: the oldest connection is forgotten
+                del self._peer_keys[next(iter(self._peer_keys))]
+            self._peer_keys[peer] = (key, frame.get(zmq.SRCFD))
+        return True
+
+    def _revoke(self, router: zmq.Socket) -> None:
+        """Close the connections of clients whose key is no longer allowed: their open requests are
+        cancelled and answered with error `cancelled`, later messages both ways are dropped, and the
+        socket is shut down so the client sees a disconnect (its reconnect then fails the handshake)."""
+        self._revoke_pending = False
+        for peer, (key, fd) in list(self._peer_keys.items()):
+            if key in self.curve.allowed:
+                continue
+            del self._peer_keys[peer]
+            for request_id in self.state.requests.of_peer(peer):
+                self.state.requests.cancel(peer, request_id)
+                err = CancelledError(f"request {request_id}: this client's key was revoked on the server")
+                router.send_multipart([peer, *error_frames(request_id, "", err)], copy=False)
+            self._revoked.add(peer)
+            self._clients.forget(peer)
+            _shutdown_fd(fd)
+            log.warning("closed a connection of revoked client key %s", key.decode("ascii", "replace"))
 
     def _stop_compute(self, compute: threading.Thread) -> None:
         # Cancel what runs, drop what waits; the thread is a daemon, so a stuck op cannot hold exit.
@@ -229,13 +286,24 @@ class Server:
 
     def _loop(self, router: zmq.Socket) -> None:
         shutdown = self.state.shutdown
+        curve = self.curve is not None
         while not shutdown.is_set():
+            if self._revoke_pending:
+                self._revoke(router)
             try:
                 peer = router.recv()  # blocks up to POLL_MS
             except zmq.Again:
                 continue
             if peer == OUTBOX_ID:
-                router.send_multipart(router.recv_multipart(copy=False), copy=False)
+                frames = router.recv_multipart(copy=False)
+                if not self._revoked or frames[0].bytes not in self._revoked:
+                    router.send_multipart(frames, copy=False)
+                continue
+            if curve and router.getsockopt(zmq.RCVMORE):
+                frame = router.recv(copy=False)
+                rest = router.recv_multipart(copy=False) if router.getsockopt(zmq.RCVMORE) else ()
+                if self._admit(peer, frame):
+                    self._handle(router, peer, frame.bytes, rest)
                 continue
             header = router.recv() if router.getsockopt(zmq.RCVMORE) else None
             tensors = router.recv_multipart(copy=False) if router.getsockopt(zmq.RCVMORE) else ()

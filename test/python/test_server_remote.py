@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -203,3 +204,66 @@ def test_curve_stdin_refuses_bad_keys(line: str, monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(sys, "stdin", io.StringIO(line))
     assert main(["--endpoint", "tcp://127.0.0.1:*", "--curve-stdin"]) == 2
+
+
+def _wait_for(predicate, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_revoking_a_key_closes_its_connection_and_fails_its_requests(tmp_path: Path) -> None:
+    from zmq.utils.monitor import recv_monitor_message
+
+    keys = make_keys(tmp_path)
+    allow = Path(keys["allow"])
+    (allow / "bob.key").write_text((tmp_path / "clients" / "bob.key").read_text())
+    proc, ready = start_serve("--bind", "tcp://127.0.0.1:*", "--server-key", str(keys["server_secret"]),
+                              "--allow", str(allow))
+    served = {**keys, "endpoint": ready["endpoint"]}
+    alice, bob = connect(served, "alice", timeout_ms=20_000), connect(served, "bob", timeout_ms=20_000)
+    monitor = alice.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+    try:
+        for i, c in enumerate((alice, bob)):
+            assert c.call(1, "hello", {"protocol": 1, "client": "pytest", "client_id": f"c{i}"})[0]["kind"] == "reply"
+        alice.sock.setsockopt(zmq.RCVTIMEO, 3000)
+        alice.send(2, "test_stream", {"n": 1000, "interval": 0.05})  # an open request
+        assert alice.recv()[0]["kind"] == "event"
+        (allow / "alice.key").unlink()
+        proc.send_signal(signal.SIGHUP)
+        started = time.monotonic()
+        while True:  # events until the revocation ends the request
+            h, _ = alice.recv()
+            if h["kind"] != "event":
+                break
+        assert (h["id"], h["kind"], h["body"]["code"]) == (2, "error", "cancelled") and "revoked" in h["body"]["message"]
+        assert monitor.poll(3000), "the revoked client's connection was not closed"
+        assert recv_monitor_message(monitor)["event"] == zmq.EVENT_DISCONNECTED
+        assert time.monotonic() - started < 3
+        alice.sock.setsockopt(zmq.RCVTIMEO, REFUSED_WAIT_MS)
+        alice.send(3, "ping")  # its reconnect fails the handshake: nothing is served
+        with pytest.raises(zmq.Again):
+            alice.recv()
+        assert bob.call(2, "ping")[0]["kind"] == "reply"  # the others are untouched
+        (allow / "bob.key").unlink()  # the last key: nobody, not "keep the old set"
+        proc.send_signal(signal.SIGHUP)
+        bob.sock.setsockopt(zmq.RCVTIMEO, 500)
+
+        def bob_refused() -> bool:
+            try:
+                bob.call(int(time.monotonic() * 1000) % 100000 + 10, "ping")
+                return False
+            except zmq.Again:
+                return True
+
+        assert _wait_for(bob_refused)
+    finally:
+        monitor.close()
+        alice.close()
+        bob.close()
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+        proc.stdout.close()

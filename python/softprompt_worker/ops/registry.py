@@ -87,6 +87,11 @@ class OpenRequests:
         event.set()
         return True
 
+    def of_peer(self, peer: bytes) -> list[int]:
+        """The ids of `peer`'s open requests."""
+        with self._lock:
+            return [request_id for (p, request_id) in self._events if p == peer]
+
     def all_cancel_events(self) -> list[threading.Event]:
         with self._lock:
             return list(self._events.values())
