@@ -49,6 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def parse_serve_args(argv: list[str]) -> argparse.Namespace:
+    from softprompt_worker.server import MAX_UNREAD_MESSAGES
+
     p = argparse.ArgumentParser(prog="softprompt-worker serve",
                                 description="Run a worker that several clients share (Softprompt.connect). TCP "
                                             "always runs with CURVE: only the clients whose public keys are in "
@@ -58,6 +60,9 @@ def parse_serve_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--allow", help="folder of the allowed clients' NAME.key files (SIGHUP re-reads it)")
     p.add_argument("--max-queued", type=int, default=1024,
                    help="compute requests queued at most; past it requests get error `busy` (default 1024)")
+    p.add_argument("--max-unread-messages", type=int, default=MAX_UNREAD_MESSAGES,
+                   help="replies and events waiting for one client connection at most; a client that leaves "
+                        f"more unread is dropped and its requests cancelled (default {MAX_UNREAD_MESSAGES})")
     _common(p)
     return p.parse_args(argv)
 
@@ -117,8 +122,8 @@ def serve(args: argparse.Namespace) -> int:
     limits = _limits(args)
     if limits is None:
         return 2
-    if args.max_queued < 1:
-        log.error("--max-queued must be positive")
+    if args.max_queued < 1 or args.max_unread_messages < 1:
+        log.error("--max-queued and --max-unread-messages must be positive")
         return 2
     if (args.server_key is None) != (args.allow is None):
         log.error("--server-key and --allow go together")
@@ -131,7 +136,8 @@ def serve(args: argparse.Namespace) -> int:
         return code
     try:
         curve = CurveServer.from_files(args.server_key, args.allow) if args.server_key else None
-        server = Server(args.bind, limits=limits, max_queued=args.max_queued, curve=curve, shared=True)
+        server = Server(args.bind, limits=limits, max_queued=args.max_queued, curve=curve, shared=True,
+                        max_unread_messages=args.max_unread_messages)
     except (KeyFileError, ValueError) as exc:
         log.error("%s", exc)
         return 2

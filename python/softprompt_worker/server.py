@@ -63,6 +63,7 @@ POLL_MS = 200  # how often the loop re-checks the shutdown flag when idle (the R
 SHUTDOWN_LINGER_MS = 2000  # time given to queued outgoing messages (the shutdown reply) to leave
 HEARTBEAT_IVL_MS = 2000  # shared workers ping each client connection this often...
 HEARTBEAT_TIMEOUT_MS = 6000  # ...and drop it when nothing came back for this long
+MAX_UNREAD_MESSAGES = 10_000  # replies and events queued for one client connection at most (SNDHWM)
 #: The cancel flag of every control op: they are answered inline, never queued, so `cancel` cannot reach
 #: them (and building a `threading.Event` per ping costs more than the rest of its dispatch).
 _NEVER_CANCELLED = threading.Event()
@@ -137,12 +138,13 @@ class Server:
 
     def __init__(self, endpoint: str, *, limits: Limits = Limits(), parent_pid: int | None = None,
                  max_queued: int = 1024, state: WorkerState | None = None, curve: CurveServer | None = None,
-                 shared: bool = False) -> None:
+                 shared: bool = False, max_unread_messages: int = MAX_UNREAD_MESSAGES) -> None:
         check_endpoint(endpoint, curve=curve is not None)
         self.endpoint = endpoint
         self.limits = limits
         self.parent_pid = parent_pid
         self.max_queued = max_queued
+        self.max_unread_messages = max_unread_messages
         self.state = state or WorkerState()
         self.curve = curve
         self.shared = shared
@@ -152,7 +154,7 @@ class Server:
         self._wake = threading.Event()
         # CURVE only: each connection's client key and socket fd (from its messages), the connections
         # whose key was revoked (their messages are dropped both ways), and a SIGHUP not yet acted on.
-        self._peer_keys: dict[bytes, tuple[bytes, int]] = {}
+        self._peer_keys: dict[bytes, tuple[bytes | None, int]] = {}
         self._revoked: set[bytes] = set()
         self._revoke_pending = False
 
@@ -162,7 +164,11 @@ class Server:
         """Serve until stopped; returns the process exit code (0 on a clean shutdown)."""
         self._install_signal_handlers()
         router = self._context.socket(zmq.ROUTER)
-        router.setsockopt(zmq.SNDHWM, 0)  # a ROUTER drops at its HWM: never drop a reply
+        # Back-pressure: at most `max_unread_messages` replies and events wait for one client connection.
+        # With ROUTER_MANDATORY a full queue is an error (not a silent drop), and `_send` then drops that
+        # client: one that never reads cannot make the worker queue without bound.
+        router.setsockopt(zmq.SNDHWM, self.max_unread_messages)
+        router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         router.setsockopt(zmq.LINGER, SHUTDOWN_LINGER_MS)
         router.setsockopt(zmq.RCVTIMEO, POLL_MS)
         if self.shared:
@@ -225,14 +231,16 @@ class Server:
         self._revoke_pending = True
 
     def _admit(self, peer: bytes, frame: zmq.Frame) -> bool:
-        """With CURVE: whether `peer`'s message may be served (its key is still allowed). Records the
-        connection's key and fd, so a revocation can close it."""
+        """Whether `peer`'s message may be served (not dropped; with CURVE, its key is still allowed).
+        Records the connection's key and fd, so a revocation or a full reply queue can close it."""
         if peer in self._revoked:
             return False
-        key = frame.get("User-Id").encode("ascii")  # the ZAP handler's user id: the client's Z85 public key
-        if key not in self.curve.allowed:
-            self._revoked.add(peer)
-            return False
+        key = None
+        if self.curve is not None:
+            key = frame.get("User-Id").encode("ascii")  # the ZAP handler's user id: the client's Z85 public key
+            if key not in self.curve.allowed:
+                self._revoked.add(peer)
+                return False
         if peer not in self._peer_keys:
             if len(self._peer_keys) >= MAX_CONNECTIONS:  # bounded: the oldest connection is forgotten
                 del self._peer_keys[next(iter(self._peer_keys))]
@@ -245,13 +253,13 @@ class Server:
         socket is shut down so the client sees a disconnect (its reconnect then fails the handshake)."""
         self._revoke_pending = False
         for peer, (key, fd) in list(self._peer_keys.items()):
-            if key in self.curve.allowed:
+            if key is None or key in self.curve.allowed:
                 continue
             del self._peer_keys[peer]
             for request_id in self.state.requests.of_peer(peer):
                 self.state.requests.cancel(peer, request_id)
                 err = CancelledError(f"request {request_id}: this client's key was revoked on the server")
-                router.send_multipart([peer, *error_frames(request_id, "", err)], copy=False)
+                self._send(router, [peer, *error_frames(request_id, "", err)])
             self._revoked.add(peer)
             self._clients.forget(peer)
             _shutdown_fd(fd)
@@ -286,7 +294,7 @@ class Server:
 
     def _loop(self, router: zmq.Socket) -> None:
         shutdown = self.state.shutdown
-        curve = self.curve is not None
+        track = self.curve is not None or self.shared  # per-connection keys and fds (`_admit`)
         while not shutdown.is_set():
             if self._revoke_pending:
                 self._revoke(router)
@@ -297,9 +305,9 @@ class Server:
             if peer == OUTBOX_ID:
                 frames = router.recv_multipart(copy=False)
                 if not self._revoked or frames[0].bytes not in self._revoked:
-                    router.send_multipart(frames, copy=False)
+                    self._send(router, frames)
                 continue
-            if curve and router.getsockopt(zmq.RCVMORE):
+            if track and router.getsockopt(zmq.RCVMORE):
                 frame = router.recv(copy=False)
                 rest = router.recv_multipart(copy=False) if router.getsockopt(zmq.RCVMORE) else ()
                 if self._admit(peer, frame):
@@ -318,7 +326,7 @@ class Server:
                 return
             frames = router.recv_multipart(copy=False) if router.getsockopt(zmq.RCVMORE) else []
             if peer == OUTBOX_ID:
-                router.send_multipart(frames, copy=False)
+                self._send(router, frames)
 
     def _handle(self, router: zmq.Socket, peer: bytes, header: bytes | None, tensors: Sequence[zmq.Frame]) -> None:
         """One incoming message. Never raises: every problem becomes an error reply (or a log line)."""
@@ -350,7 +358,33 @@ class Server:
             out = error_frames(failure.id, failure.op, failure.error)
         except Exception as exc:  # noqa: BLE001 - nothing a client sends may stop the loop
             out = error_frames(id_, op, exc)
-        router.send_multipart([peer, *out], copy=False)
+        self._send(router, [peer, *out])
+
+    def _send(self, router: zmq.Socket, frames: list[Any]) -> None:
+        """Send `[peer, *message]`; a client gone meanwhile loses it, a client whose queue is full
+        (`max_unread_messages` unread: it does not read) is dropped (`_drop_unread`)."""
+        try:
+            router.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            self._drop_unread(router, frames[0] if isinstance(frames[0], bytes) else frames[0].bytes)
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:  # the connection closed: nobody to tell
+                raise
+
+    def _drop_unread(self, router: zmq.Socket, peer: bytes) -> None:
+        """A client left `max_unread_messages` replies and events unread: cancel its requests, drop what
+        the worker would still send it, and close its connection (where the worker knows its socket)."""
+        if peer in self._revoked:
+            return
+        self._revoked.add(peer)
+        for request_id in self.state.requests.of_peer(peer):
+            self.state.requests.cancel(peer, request_id)
+        self._clients.forget(peer)
+        _, fd = self._peer_keys.pop(peer, (None, -1))
+        if fd >= 0:
+            _shutdown_fd(fd)
+        log.warning("dropped a client that left %d messages unread (--max-unread-messages); its requests are "
+                    "cancelled", self.max_unread_messages)
 
     def _enqueue(self, peer: bytes, spec: OpSpec, request: Request) -> None:
         if self._jobs.qsize() >= self.max_queued:

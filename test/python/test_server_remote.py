@@ -267,3 +267,53 @@ def test_revoking_a_key_closes_its_connection_and_fails_its_requests(tmp_path: P
         proc.terminate()
         assert proc.wait(timeout=10) == 0
         proc.stdout.close()
+
+
+def test_a_client_that_never_reads_is_dropped_not_queued_for(tmp_path: Path) -> None:
+    import numpy as np
+    from zmq.utils.monitor import recv_monitor_message
+
+    keys = make_keys(tmp_path)
+    proc, ready = start_serve("--bind", "tcp://127.0.0.1:*", "--server-key", str(keys["server_secret"]),
+                              "--allow", str(keys["allow"]), "--max-unread-messages", "4")
+    served = {**keys, "endpoint": ready["endpoint"]}
+    greedy = CurveClient.__new__(CurveClient)  # as CurveClient, with a 1-message receive queue set before connect
+    greedy.ctx = zmq.Context()
+    greedy.sock = greedy.ctx.socket(zmq.DEALER)
+    greedy.sock.setsockopt(zmq.RCVHWM, 1)
+    greedy.sock.setsockopt(zmq.RCVBUF, 65536)
+    greedy.sock.setsockopt(zmq.RCVTIMEO, 20_000)
+    greedy.sock.setsockopt(zmq.LINGER, 0)
+    greedy.sock.curve_serverkey = served["server"]
+    greedy.sock.curve_publickey, greedy.sock.curve_secretkey = served["alice"]
+    monitor = greedy.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+    greedy.sock.connect(served["endpoint"])
+    try:
+        assert greedy.call(1, "hello", {"protocol": 1, "client": "pytest", "client_id": "greedy"})[0]["kind"] == "reply"
+        blob = np.zeros(1 << 20, dtype=np.uint8).tobytes()  # 1 MiB echoed back per request, never read
+        sent = 120
+        for i in range(2, 2 + sent):
+            greedy.send(i, "echo", {}, [("x", "u8", [len(blob)], blob)])
+        time.sleep(3)  # the worker answers; the client reads nothing meanwhile
+        greedy.sock.setsockopt(zmq.RCVTIMEO, 2000)
+        received = 0
+        with pytest.raises(zmq.Again):
+            while True:
+                greedy.recv()
+                received += 1
+        # what was in flight (4 queued in the worker, the rest in socket buffers) arrives; the rest was never queued
+        assert received < sent // 2, f"the worker queued {received} of {sent} replies for a client that did not read"
+        assert monitor.poll(5_000), "the dropped client's connection was not closed"
+        assert recv_monitor_message(monitor)["event"] == zmq.EVENT_DISCONNECTED
+        other = connect(served, "alice")
+        try:
+            assert other.call(1, "ping")[0]["kind"] == "reply"  # the worker is fine and serves others
+        finally:
+            other.close()
+    finally:
+        monitor.close()
+        greedy.close()
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+        proc.stdout.close()
+    assert main(["serve", "--bind", "tcp://127.0.0.1:*", "--max-unread-messages", "0"]) == 2
