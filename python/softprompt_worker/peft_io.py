@@ -17,12 +17,13 @@ Logits match PEFT's (``PeftModel.from_pretrained``) on the same base model, both
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import torch
 
 from .errors import CheckpointInvalidError, InvalidArgumentError
-from .files import MAX_CHECKPOINT_BYTES, read_regular_file, read_regular_text
+from .files import MAX_CHECKPOINT_BYTES, MAX_JSON_BYTES, read_regular_file, read_regular_text, write_file_under
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -32,9 +33,7 @@ WEIGHT_KEY = "prompt_embeddings"
 
 def export_peft(method, out_dir: str | Path) -> Path:
     """Write ``method`` (prompt_tuning or decoder-only prefix_tuning) as a PEFT adapter in ``out_dir``."""
-    from safetensors.torch import save_file
-
-    from .checkpoints import resolve_under
+    from safetensors.torch import save as save_safetensors
 
     frozen = method.frozen
     common = dict(task_type="SEQ_2_SEQ_LM" if frozen.is_encoder_decoder else "CAUSAL_LM",
@@ -64,14 +63,16 @@ def export_peft(method, out_dir: str | Path) -> Path:
                                    "(prompt_tuning and prefix_tuning do)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name in (CONFIG_FILE, WEIGHTS_FILE):  # both writers follow links: refuse one that leads outside out_dir
-        try:
-            resolve_under(out, name)
-        except InvalidArgumentError:
-            raise InvalidArgumentError(f"out_dir: {name!r} in {str(out)!r} is a link that leads outside it; "
-                                       "refusing to write there") from None
-    config.save_pretrained(str(out))
-    save_file({WEIGHT_KEY: weights.detach().float().cpu().contiguous()}, str(out / WEIGHTS_FILE))
+    out = out.resolve()
+    with tempfile.TemporaryDirectory() as private:  # PEFT writes its config here (0700, ours), we copy it
+        config.save_pretrained(private)
+        config_bytes = read_regular_file(Path(private) / CONFIG_FILE, max_bytes=MAX_JSON_BYTES, what="adapter config")
+    weights_bytes = save_safetensors({WEIGHT_KEY: weights.detach().float().cpu().contiguous()})
+    try:  # relative to out_dir's descriptor, links not followed: a planted or swapped link cannot redirect it
+        write_file_under(out, out / CONFIG_FILE, config_bytes)
+        write_file_under(out, out / WEIGHTS_FILE, weights_bytes)
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(f"out_dir: {exc.message}") from None
     return out
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from .checkpoints import atomic_write, load_checkpoint, resolve_under
 from .errors import InvalidArgumentError, NotFoundError, StorageError, WorkerError
-from .files import read_regular_file, read_regular_text
+from .files import open_append_under, read_regular_file, read_regular_text
 
 _CHECKPOINT_NAME = re.compile(r"step-(\d+)\.pb")
 MANIFEST = "manifest.json"
@@ -100,7 +100,7 @@ class RunDir:
 
     def write_job(self, job: dict[str, Any]) -> None:
         data = json.dumps(job, indent=2, sort_keys=True, default=str) + "\n"
-        _write(self.path / "job.json", data.encode(), "job spec")
+        _write(self.path, self.path / "job.json", data.encode(), "job spec")
 
     def save_rows(self, train_rows: list[dict], eval_rows: list[dict], *, job_id: str | None) -> None:
         """Write the resolved rows to ``data/`` (manifest last, so a manifest always names whole files).
@@ -115,9 +115,9 @@ class RunDir:
         manifest: dict[str, Any] = {"format": 1, "job_id": job_id}
         for split, rows in (("train", train_rows), ("eval", eval_rows)):
             data = _jsonl(rows, split)
-            _write(folder / f"{split}.jsonl", data, f"{split} rows")
+            _write(self.path, folder / f"{split}.jsonl", data, f"{split} rows")
             manifest[split] = {"file": f"{split}.jsonl", "rows": len(rows), "sha256": hashlib.sha256(data).hexdigest()}
-        _write(folder / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode(), "data manifest")
+        _write(self.path, folder / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode(), "data manifest")
 
     def remove_temp_files(self) -> int:
         """Delete the ``.*.tmp`` files a killed process left behind (a write it never finished)."""
@@ -133,7 +133,7 @@ class RunDir:
         return resolve_under(self.path, f"checkpoints/step-{step:08d}.pb")
 
     def events(self) -> "EventLog":
-        return EventLog(self._inside("events.jsonl"))
+        return EventLog(self._inside("events.jsonl"), root=self.path)
 
     def _inside(self, name: str) -> Path:
         """``run_dir/name``, refused when it (or a folder on the way) is a symlink that leads outside:
@@ -148,10 +148,10 @@ class RunDir:
 class EventLog:
     """Appends events to ``events.jsonl``, one line each, flushed so a crash loses at most one line."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, root: Path | None = None) -> None:
         self.path = path
         try:
-            self._file = path.open("a", encoding="utf-8")
+            self._file = open_append_under(root, path) if root is not None else path.open("a", encoding="utf-8")
         except OSError as exc:
             raise StorageError.from_os_error("event log", path, exc) from exc
 
@@ -239,8 +239,8 @@ def _jsonl(rows: list[dict], split: str) -> bytes:
     return ("\n".join(lines) + "\n" if lines else "").encode()
 
 
-def _write(path: Path, data: bytes, what: str) -> None:
+def _write(root: Path, path: Path, data: bytes, what: str) -> None:
     try:
-        atomic_write(path, data)
+        atomic_write(path, data, root)
     except OSError as exc:
         raise StorageError.from_os_error(what, path, exc) from exc
