@@ -103,7 +103,9 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
         run.check_unused(resuming=resuming, overwrite=False)  # refuse early, before the model loads
     spec = model_for_training(ModelSpec.from_dict(body.get("model")), config)
     frozen = sharded_model(ctx.state, spec) if config.shard_model else get_frozen_model(ctx.state, spec)
-    train_rows, eval_rows, report = resolve_data(body.get("data"), task_cls.validate_row, store=datasets(ctx),
+    # a task may check rows against its options too (classification: the label is one of the labels)
+    validate = getattr(task_cls, "row_validator", lambda _options: task_cls.validate_row)(dict(body.get("task_options") or {}))
+    train_rows, eval_rows, report = resolve_data(body.get("data"), validate, store=datasets(ctx),
                                                  seed=config.seed)
     with _INIT_LOCK:
         torch.manual_seed(config.seed)  # every method's initial soft vectors (and MLP weights) come from it

@@ -90,3 +90,21 @@ def test_the_lock_excludes_another_process(tmp_path):
     again = RunDir(str(tmp_path / "run"))
     again.lock()
     again.unlock()
+
+
+def test_an_unknown_label_is_a_bad_row_at_file_line_and_skip_skips_it(tmp_path):
+    # (issue 14 item 8: it used to stop the job with a 0-based row index whatever on_bad_row said)
+    rows = [{"input": f"text {i}", "label": "pos" if i % 2 else "neg"} for i in range(6)]
+    rows.insert(3, {"input": "odd one", "label": "maybe"})
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(__import__("json").dumps(r) + "\n" for r in rows))
+    body = job(tmp_path / "run", method="prompt_tuning", task="classification", task_options={"labels": ["neg", "pos"]},
+               data={"train": {"path": str(data)}})
+    with pytest.raises(InvalidArgumentError, match=rf"{data}:4: label 'maybe' is not one of task_options.labels"):
+        train(WorkerState(), body)
+    events = []
+    reply = train(WorkerState(), {**body, "data": {"train": {"path": str(data)}, "on_bad_row": "skip"}},
+                  emit=lambda _i, _o, event, _t: events.append(event))
+    assert reply["status"] == "completed"
+    data_event = next(e for e in events if e["event"] == "data")
+    assert data_event["train_rows"] == 6 and data_event["skipped"] == 1
