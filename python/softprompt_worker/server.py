@@ -63,6 +63,7 @@ POLL_MS = 200  # how often the loop re-checks the shutdown flag when idle (the R
 SHUTDOWN_LINGER_MS = 2000  # time given to queued outgoing messages (the shutdown reply) to leave
 HEARTBEAT_IVL_MS = 2000  # shared workers ping each client connection this often...
 HEARTBEAT_TIMEOUT_MS = 6000  # ...and drop it when nothing came back for this long
+REVOKE_CLOSE_DELAY_S = 0.2  # a revoked client's connection is shut down this long after its last replies
 MAX_UNREAD_MESSAGES = 10_000  # replies and events queued for one client connection at most (SNDHWM)
 #: The cancel flag of every control op: they are answered inline, never queued, so `cancel` cannot reach
 #: them (and building a `threading.Event` per ping costs more than the rest of its dispatch).
@@ -262,7 +263,9 @@ class Server:
                 self._send(router, [peer, *error_frames(request_id, "", err)])
             self._revoked.add(peer)
             self._clients.forget(peer)
-            _shutdown_fd(fd)
+            # a moment for the `cancelled` replies to leave, then the connection goes (the client also fails
+            # its open requests on the disconnect, should a reply not make it)
+            threading.Timer(REVOKE_CLOSE_DELAY_S, _shutdown_fd, (fd,)).start()
             log.warning("closed a connection of revoked client key %s", key.decode("ascii", "replace"))
 
     def _stop_compute(self, compute: threading.Thread) -> None:
