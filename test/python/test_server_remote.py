@@ -320,3 +320,49 @@ def test_a_client_that_never_reads_is_dropped_not_queued_for(tmp_path: Path) -> 
         assert proc.wait(timeout=10) == 0
         proc.stdout.close()
     assert main(["serve", "--bind", "tcp://127.0.0.1:*", "--max-unread-messages", "0"]) == 2
+
+
+def test_the_sdk_worker_on_tcp_admits_only_the_key_it_read_from_stdin(tmp_path: Path) -> None:
+    import shutil
+
+    server_public, server_secret = zmq.curve_keypair()
+    client = zmq.curve_keypair()
+    env = {**os.environ, "PYTHONPATH": str(PYTHON_SRC)}
+    proc = subprocess.Popen([sys.executable, "-m", "softprompt_worker", "--endpoint", "tcp://127.0.0.1:*", "--curve-stdin",
+                             "--log-level", "warning"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    proc.stdin.write(json.dumps({"server_secret": server_secret.decode(), "client_public": client[0].decode()}).encode() + b"\n")
+    proc.stdin.close()
+    try:
+        line = proc.stdout.readline().decode()
+        assert line.startswith("SOFTPROMPT_READY "), line
+        endpoint = json.loads(line.split(" ", 1)[1])["endpoint"]
+        owner = CurveClient(endpoint, server_public, client)
+        try:
+            assert owner.call(1, "ping")[0]["kind"] == "reply"
+        finally:
+            owner.close()
+        stranger = CurveClient(endpoint, timeout_ms=REFUSED_WAIT_MS)  # plain TCP, no key
+        try:
+            stranger.send(1, "ping")
+            with pytest.raises(zmq.Again):
+                stranger.recv()
+        finally:
+            stranger.close()
+        if os.geteuid() != 0 or shutil.which("setpriv") is None:
+            pytest.skip("running a client as another uid needs root and setpriv")
+        probe = ("import sys, zmq, msgpack\n"
+                 "s = zmq.Context().socket(zmq.DEALER); s.setsockopt(zmq.RCVTIMEO, 1500); s.setsockopt(zmq.LINGER, 0)\n"
+                 "s.connect(sys.argv[1])\n"
+                 "s.send(msgpack.packb({'v': 1, 'id': 1, 'kind': 'request', 'op': 'ping', 'body': {}, 'tensors': []}))\n"
+                 "try:\n    s.recv(); sys.exit(0)\nexcept zmq.Again:\n    sys.exit(3)\n")
+        control = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", sys.executable,
+                                  "-c", "import zmq, msgpack"], capture_output=True, timeout=30)
+        if control.returncode != 0:
+            pytest.skip(f"user nobody cannot run this Python: {control.stderr.decode()[-200:]}")
+        result = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", sys.executable,
+                                 "-c", probe, endpoint], capture_output=True, timeout=30)
+        assert result.returncode == 3, result.stderr.decode()[-500:]  # another local user: no answer
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        proc.stdout.close()
