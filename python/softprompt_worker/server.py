@@ -222,7 +222,7 @@ class Server:
 
     def reload_keys(self) -> None:
         """Re-read the allowed client keys (SIGHUP); a bad folder keeps the current keys. The loop then
-        closes revoked clients' connections within `POLL_MS` (`_revoke`)."""
+        closes revoked clients' connections within `POLL_MS` + `REVOKE_CLOSE_DELAY_S` (`_revoke`)."""
         assert self.curve is not None
         try:
             count = self.curve.allowed.reload()
