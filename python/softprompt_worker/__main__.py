@@ -1,6 +1,7 @@
 """`softprompt-worker` (or `python -m softprompt_worker`): run a worker (see proto/WIRE.md).
 
     softprompt-worker --endpoint E --parent-pid P      the worker the SDK starts for one client
+                      [--curve-stdin]                  (with CURVE keys read from stdin, on TCP)
     softprompt-worker --check                          print the capabilities as JSON
     softprompt-worker serve --bind tcp://0.0.0.0:5555 --server-key keys/server.key_secret --allow keys/clients
                                                        a shared worker that waits for clients (CURVE on TCP)
@@ -38,6 +39,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--endpoint", default="tcp://127.0.0.1:*",
                    help="ZeroMQ endpoint to bind: ipc://DIR/worker.sock or tcp://127.0.0.1:* (default)")
     p.add_argument("--parent-pid", type=int, default=None, help="exit when this process dies")
+    p.add_argument("--curve-stdin", action="store_true",
+                   help="read a CURVE key pair for this worker and its one client from stdin (one JSON line, "
+                        "written by the SDK), so only that client gets in")
     p.add_argument("--check", action="store_true",
                    help="print the capabilities as JSON on stdout and exit (1 if a dependency is missing)")
     _common(p)
@@ -45,6 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def parse_serve_args(argv: list[str]) -> argparse.Namespace:
+    from softprompt_worker.server import MAX_UNREAD_MESSAGES
+
     p = argparse.ArgumentParser(prog="softprompt-worker serve",
                                 description="Run a worker that several clients share (Softprompt.connect). TCP "
                                             "always runs with CURVE: only the clients whose public keys are in "
@@ -54,6 +60,9 @@ def parse_serve_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--allow", help="folder of the allowed clients' NAME.key files (SIGHUP re-reads it)")
     p.add_argument("--max-queued", type=int, default=1024,
                    help="compute requests queued at most; past it requests get error `busy` (default 1024)")
+    p.add_argument("--max-unread-messages", type=int, default=MAX_UNREAD_MESSAGES,
+                   help="replies and events waiting for one client connection at most; a client that leaves "
+                        f"more unread is dropped and its requests cancelled (default {MAX_UNREAD_MESSAGES})")
     _common(p)
     return p.parse_args(argv)
 
@@ -94,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.distributed and (code := _join_group(args)) is not None:  # a follower, all its life
         return code
     try:
-        server = Server(args.endpoint, limits=limits, parent_pid=args.parent_pid)
-    except ValueError as exc:  # a TCP endpoint other machines could reach: that needs `serve` with CURVE
+        curve = _curve_from_stdin() if args.curve_stdin else None
+        server = Server(args.endpoint, limits=limits, parent_pid=args.parent_pid, curve=curve)
+    except ValueError as exc:  # an endpoint others could reach without CURVE, or bad keys on stdin
         log.error("%s", exc)
         return 2
     _prepare()
@@ -112,8 +122,8 @@ def serve(args: argparse.Namespace) -> int:
     limits = _limits(args)
     if limits is None:
         return 2
-    if args.max_queued < 1:
-        log.error("--max-queued must be positive")
+    if args.max_queued < 1 or args.max_unread_messages < 1:
+        log.error("--max-queued and --max-unread-messages must be positive")
         return 2
     if (args.server_key is None) != (args.allow is None):
         log.error("--server-key and --allow go together")
@@ -126,7 +136,8 @@ def serve(args: argparse.Namespace) -> int:
         return code
     try:
         curve = CurveServer.from_files(args.server_key, args.allow) if args.server_key else None
-        server = Server(args.bind, limits=limits, max_queued=args.max_queued, curve=curve, shared=True)
+        server = Server(args.bind, limits=limits, max_queued=args.max_queued, curve=curve, shared=True,
+                        max_unread_messages=args.max_unread_messages)
     except (KeyFileError, ValueError) as exc:
         log.error("%s", exc)
         return 2
@@ -144,6 +155,13 @@ def keys(args: argparse.Namespace) -> int:
         return 2
     print(f"public key: {public}\nsecret key: {secret} (mode 0600; keep it on this machine)")
     return 0
+
+
+def _curve_from_stdin():
+    """The keys the SDK wrote on stdin (only rank 0 of a group gets here, so only it reads them)."""
+    from softprompt_worker.auth import CurveServer
+
+    return CurveServer.from_stdin_line(sys.stdin.readline())
 
 
 def _limits(args: argparse.Namespace) -> Limits | None:

@@ -29,6 +29,7 @@ import torch
 
 from . import __version__
 from ._proto.softprompt.v1 import checkpoint_pb2
+from .files import MAX_CHECKPOINT_BYTES, read_regular_file, write_file_under
 from .errors import CheckpointInvalidError, InvalidArgumentError, NotFoundError, StorageError
 from .methods.base import SoftPromptMethod
 from .models import FrozenModel, ModelSpec
@@ -85,21 +86,17 @@ def save_checkpoint(path: str | os.PathLike, method: SoftPromptMethod, *, step: 
     msg = _to_proto(method, step=step, metrics=metrics or {}, training_state=training_state)
     msg.content_sha256 = _content_hash(msg)
     try:
-        atomic_write(target, msg.SerializeToString(deterministic=True))
+        atomic_write(target, msg.SerializeToString(deterministic=True), root)
     except OSError as exc:  # a full disk, a file-size limit, a read-only or unwritable directory
         raise StorageError.from_os_error(f"checkpoint (step {step})", target, exc) from exc
     return target
 
 
 def load_checkpoint(path: str | os.PathLike) -> CheckpointRecord:
-    """Read and verify a checkpoint. NotFoundError if missing; CheckpointInvalidError if corrupt."""
+    """Read and verify a checkpoint. NotFoundError if missing; CheckpointInvalidError if corrupt;
+    InvalidArgumentError for a link, a FIFO, a device or a file over `files.MAX_CHECKPOINT_BYTES`."""
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError as exc:
-        raise NotFoundError(f"checkpoint: no file at {str(p)!r}") from exc
-    except IsADirectoryError as exc:
-        raise InvalidArgumentError(f"checkpoint: {str(p)!r} is a directory, not a checkpoint file") from exc
+    data = read_regular_file(p, max_bytes=MAX_CHECKPOINT_BYTES, what="checkpoint")
     msg = checkpoint_pb2.Checkpoint()
     try:
         msg.ParseFromString(data)
@@ -207,12 +204,18 @@ def _content_hash(msg: checkpoint_pb2.Checkpoint) -> str:
     return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
 
 
-def atomic_write(target: Path, data: bytes) -> None:
+def atomic_write(target: Path, data: bytes, root: str | os.PathLike | None = None) -> None:
     """Write ``data`` to ``target`` or leave it as it was: a temp file beside it, fsync, ``os.replace``.
 
-    On failure the temp file is removed and the ``OSError`` propagates; a process killed midway leaves
-    at most a ``.<name>.*.tmp`` file (``RunDir.remove_temp_files`` clears those), never a partial target.
+    With ``root`` (a run directory), every folder from ``root`` down is opened without following links
+    and the file is written relative to its folder's descriptor (`files.write_file_under`), so a link
+    swapped in after a check cannot redirect the write. On failure the temp file is removed and the
+    ``OSError`` propagates; a process killed midway leaves at most a ``.<name>.*.tmp`` file
+    (``RunDir.remove_temp_files`` clears those), never a partial target.
     """
+    if root is not None:
+        write_file_under(Path(root).resolve(), target, data)
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:

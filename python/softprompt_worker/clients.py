@@ -37,6 +37,11 @@ class ClientDirectory:
             while len(self._clients) > self._limit:
                 self._clients.popitem(last=False)
 
+    def forget(self, peer: bytes) -> None:
+        """Drop the connection `peer` (its key was revoked)."""
+        with self._lock:
+            self._clients.pop(peer, None)
+
     def client_of(self, peer: bytes) -> str | None:
         """The client id the connection `peer` announced, or None if it has not said hello."""
         with self._lock:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
 from .errors import InvalidArgumentError, NotFoundError, TooLargeError, WorkerError
+from .files import open_regular_file
 
 ON_BAD_ROW = ("fail", "skip")
 MAX_REPORTED_SKIPS = 100  # the report keeps the first ones and counts the rest
@@ -62,10 +63,8 @@ def load_jsonl(path: str | Path, validate: Validate, *, on_bad_row: str = "fail"
     """
     report = report if report is not None else DataReport()
     p = Path(path)
-    if not p.is_file():
-        raise NotFoundError(f"data: no file at {str(p)!r}")
     rows = []
-    with p.open("rb") as f:
+    with open_regular_file(p, what="data") as f:  # a FIFO or device is refused, not read forever
         for number, raw in _numbered_lines(f):
             where = f"{p}:{number}"
             if raw is None:

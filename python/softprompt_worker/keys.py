@@ -76,12 +76,13 @@ def load_secret_key(path: str) -> tuple[bytes, bytes]:
     return public, secret
 
 
-def load_allowed_keys(folder: str) -> list[bytes]:
-    """The public keys of the ``*.key`` files in ``folder``: the clients a server accepts. At least one."""
+def load_allowed_keys(folder: str, *, allow_empty: bool = False) -> list[bytes]:
+    """The public keys of the ``*.key`` files in ``folder``: the clients a server accepts. At least one,
+    unless ``allow_empty`` (a reload: removing the last key means nobody gets in)."""
     if not os.path.isdir(folder):
         raise KeyFileError(f"--allow {folder!r} is not a folder; make it and copy the clients' NAME.key files there")
     keys = [load_public_key(path) for path in sorted(glob.glob(os.path.join(folder, "*.key")))]
-    if not keys:
+    if not keys and not allow_empty:
         raise KeyFileError(f"--allow {folder!r} holds no *.key file, so no client could connect; copy the "
                            "clients' NAME.key files (from `softprompt-worker keys new`) there")
     return keys

@@ -17,22 +17,23 @@ Logits match PEFT's (``PeftModel.from_pretrained``) on the same base model, both
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import torch
 
-from .errors import CheckpointInvalidError, InvalidArgumentError, NotFoundError
+from .errors import CheckpointInvalidError, InvalidArgumentError
+from .files import MAX_CHECKPOINT_BYTES, MAX_JSON_BYTES, read_regular_file, read_regular_text, write_file_under
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
+PICKLED_WEIGHTS_FILE = "adapter_model.bin"  # older PEFT's torch.save pickle: refused, never loaded
 WEIGHT_KEY = "prompt_embeddings"
 
 
 def export_peft(method, out_dir: str | Path) -> Path:
     """Write ``method`` (prompt_tuning or decoder-only prefix_tuning) as a PEFT adapter in ``out_dir``."""
-    from safetensors.torch import save_file
-
-    from .checkpoints import resolve_under
+    from safetensors.torch import save as save_safetensors
 
     frozen = method.frozen
     common = dict(task_type="SEQ_2_SEQ_LM" if frozen.is_encoder_decoder else "CAUSAL_LM",
@@ -62,30 +63,36 @@ def export_peft(method, out_dir: str | Path) -> Path:
                                    "(prompt_tuning and prefix_tuning do)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name in (CONFIG_FILE, WEIGHTS_FILE):  # both writers follow links: refuse one that leads outside out_dir
-        try:
-            resolve_under(out, name)
-        except InvalidArgumentError:
-            raise InvalidArgumentError(f"out_dir: {name!r} in {str(out)!r} is a link that leads outside it; "
-                                       "refusing to write there") from None
-    config.save_pretrained(str(out))
-    save_file({WEIGHT_KEY: weights.detach().float().cpu().contiguous()}, str(out / WEIGHTS_FILE))
+    out = out.resolve()
+    with tempfile.TemporaryDirectory() as private:  # PEFT writes its config here (0700, ours), we copy it
+        config.save_pretrained(private)
+        config_bytes = read_regular_file(Path(private) / CONFIG_FILE, max_bytes=MAX_JSON_BYTES, what="adapter config")
+    weights_bytes = save_safetensors({WEIGHT_KEY: weights.detach().float().cpu().contiguous()})
+    try:  # relative to out_dir's descriptor, links not followed: a planted or swapped link cannot redirect it
+        write_file_under(out, out / CONFIG_FILE, config_bytes)
+        write_file_under(out, out / WEIGHTS_FILE, weights_bytes)
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(f"out_dir: {exc.message}") from None
     return out
 
 
 def import_peft(adapter_dir: str | Path, frozen):
     """A method (prompt_tuning or prefix_tuning) holding a PEFT adapter's prompt, on ``frozen``."""
-    from safetensors.torch import load_file
+    from safetensors.torch import load as load_safetensors
 
     from .methods.prefix_tuning import PrefixTuning, PrefixTuningConfig
     from .methods.prompt_tuning import PromptTuning, PromptTuningConfig
 
     root = Path(adapter_dir)
+    if not (root / WEIGHTS_FILE).exists() and (root / PICKLED_WEIGHTS_FILE).exists():
+        raise CheckpointInvalidError(
+            f"adapter_dir: {str(root)!r} holds {PICKLED_WEIGHTS_FILE} (a pickled PyTorch file) but no {WEIGHTS_FILE}; "
+            "the worker never unpickles files (a pickle can run code). Convert it where you trust the file: "
+            "PeftModel.from_pretrained(base, DIR).save_pretrained(DIR, safe_serialization=True)")
     try:
-        raw = json.loads((root / CONFIG_FILE).read_text())
-        weights = load_file(str(root / WEIGHTS_FILE))
-    except FileNotFoundError as exc:
-        raise NotFoundError(f"adapter_dir: {str(root)!r} has no {exc.filename!r}") from exc
+        raw = json.loads(read_regular_text(root / CONFIG_FILE, what="adapter_dir"))
+        weights = load_safetensors(read_regular_file(root / WEIGHTS_FILE, max_bytes=MAX_CHECKPOINT_BYTES,
+                                                     what="adapter_dir"))
     except (ValueError, OSError) as exc:
         raise CheckpointInvalidError(f"adapter_dir: {str(root)!r} is not a readable PEFT adapter: {exc}") from exc
     if WEIGHT_KEY not in weights:

@@ -6,6 +6,10 @@
     <run_dir>/data/eval.jsonl    its held-out rows (possibly none)
     <run_dir>/data/manifest.json {"job_id", "train": {"file", "rows", "sha256"}, "eval": {...}}
     <run_dir>/checkpoints/step-00000100.pb   protobuf checkpoints (see checkpoints.py)
+    <run_dir>/.lock              flocked for the life of the job that writes here: a second job is refused
+
+A run directory belongs to one job: a new job (not resuming) is refused one that holds checkpoints,
+unless it asks to overwrite them (`RunDir.check_unused`).
 
 The saved rows let a job resume after its worker died without the client sending its rows again:
 ``inspect_run`` finds the newest checkpoint that verifies and the saved rows whose hashes match, and
@@ -18,18 +22,23 @@ escapes it is rejected.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import re
 import time
 from pathlib import Path
 from typing import Any
 
 from .checkpoints import atomic_write, load_checkpoint, resolve_under
-from .errors import InvalidArgumentError, StorageError, WorkerError
+from .errors import InvalidArgumentError, NotFoundError, StorageError, WorkerError
+from .files import open_append_under, read_regular_file, read_regular_text
 
 _CHECKPOINT_NAME = re.compile(r"step-(\d+)\.pb")
 MANIFEST = "manifest.json"
+LOCK_FILE = ".lock"  # flocked by the job that writes the run directory, for its whole life
+MAX_SAVED_DATA_BYTES = 8 << 30  # a run's saved train/eval JSONL, hashed when the run is resumed
 
 
 class RunDir:
@@ -43,9 +52,56 @@ class RunDir:
             raise InvalidArgumentError(f"run_dir: cannot create {str(self.path)!r}: {exc.strerror}") from exc
         self._inside("checkpoints")
 
+    def check_unused(self, *, resuming: bool, overwrite: bool) -> None:
+        """Refuse a run directory that holds an earlier job's checkpoints, unless this job resumes it
+        or ``overwrite`` (then those checkpoints, its best.pb and the event log are removed here)."""
+        folder = self._inside("checkpoints")
+        found = sorted(p.name for p in folder.iterdir() if _CHECKPOINT_NAME.fullmatch(p.name)) if folder.is_dir() else []
+        if not found or resuming:
+            return
+        if not overwrite:
+            raise InvalidArgumentError(
+                f"run_dir: {str(self.path)!r} already holds {len(found)} checkpoint(s) of an earlier job (newest "
+                f"{found[-1]}); a new job would overwrite them. Continue that job (resumeFrom), choose another "
+                "runDir, or pass overwrite: true (CLI: --overwrite) to replace them",
+                details={"run_dir": str(self.path), "checkpoints": len(found)})
+        for name in found:
+            try:
+                (folder / name).unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise StorageError.from_os_error("old checkpoint", folder / name, exc) from exc
+        for stale in ("checkpoints/best.pb", "events.jsonl"):  # the old job's best prompt and its log
+            with contextlib.suppress(FileNotFoundError):
+                self._inside(stale).unlink()
+
+    def lock(self) -> None:
+        """Take ``<run_dir>/.lock`` (an exclusive flock) for this job's life, or refuse: another job, in this
+        worker or another process, writes here. `unlock` (or the process's end) lets it go."""
+        path = self._inside(LOCK_FILE)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StorageError.from_os_error("run directory lock", path, exc) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise InvalidArgumentError(
+                f"run_dir: {str(self.path)!r} is in use by another training job (it holds {LOCK_FILE}); two jobs in "
+                "one run directory would overwrite each other's checkpoints. Give this job its own runDir, or wait "
+                "for the other to end", details={"run_dir": str(self.path), "locked": True}) from None
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        fd, self._lock_fd = getattr(self, "_lock_fd", None), None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the flock
+
     def write_job(self, job: dict[str, Any]) -> None:
         data = json.dumps(job, indent=2, sort_keys=True, default=str) + "\n"
-        _write(self.path / "job.json", data.encode(), "job spec")
+        _write(self.path, self.path / "job.json", data.encode(), "job spec")
 
     def save_rows(self, train_rows: list[dict], eval_rows: list[dict], *, job_id: str | None) -> None:
         """Write the resolved rows to ``data/`` (manifest last, so a manifest always names whole files).
@@ -60,9 +116,9 @@ class RunDir:
         manifest: dict[str, Any] = {"format": 1, "job_id": job_id}
         for split, rows in (("train", train_rows), ("eval", eval_rows)):
             data = _jsonl(rows, split)
-            _write(folder / f"{split}.jsonl", data, f"{split} rows")
+            _write(self.path, folder / f"{split}.jsonl", data, f"{split} rows")
             manifest[split] = {"file": f"{split}.jsonl", "rows": len(rows), "sha256": hashlib.sha256(data).hexdigest()}
-        _write(folder / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode(), "data manifest")
+        _write(self.path, folder / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode(), "data manifest")
 
     def remove_temp_files(self) -> int:
         """Delete the ``.*.tmp`` files a killed process left behind (a write it never finished)."""
@@ -82,7 +138,7 @@ class RunDir:
         return resolve_under(self.path, "checkpoints/best.pb")
 
     def events(self) -> "EventLog":
-        return EventLog(self._inside("events.jsonl"))
+        return EventLog(self._inside("events.jsonl"), root=self.path)
 
     def _inside(self, name: str) -> Path:
         """``run_dir/name``, refused when it (or a folder on the way) is a symlink that leads outside:
@@ -97,10 +153,10 @@ class RunDir:
 class EventLog:
     """Appends events to ``events.jsonl``, one line each, flushed so a crash loses at most one line."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, root: Path | None = None) -> None:
         self.path = path
         try:
-            self._file = path.open("a", encoding="utf-8")
+            self._file = open_append_under(root, path) if root is not None else path.open("a", encoding="utf-8")
         except OSError as exc:
             raise StorageError.from_os_error("event log", path, exc) from exc
 
@@ -154,10 +210,10 @@ def inspect_run(path: Any, job_id: str | None = None) -> dict[str, Any]:
 
 def _saved_rows(folder: Path, job_id: str | None, invalid: list[dict[str, str]]) -> dict[str, Any] | None:
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-    except FileNotFoundError:
+        manifest = json.loads(read_regular_text(folder / MANIFEST, what="data manifest"))
+    except NotFoundError:
         return None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, InvalidArgumentError) as exc:
         invalid.append({"path": str(folder / MANIFEST), "error": f"unreadable: {exc}"})
         return None
     if job_id is not None and manifest.get("job_id") != job_id:
@@ -167,9 +223,9 @@ def _saved_rows(folder: Path, job_id: str | None, invalid: list[dict[str, str]])
         entry = manifest.get(split) or {}
         file = folder / str(entry.get("file", f"{split}.jsonl"))
         try:
-            digest = hashlib.sha256(file.read_bytes()).hexdigest()
-        except OSError as exc:
-            invalid.append({"path": str(file), "error": f"unreadable: {exc.strerror}"})
+            digest = hashlib.sha256(read_regular_file(file, max_bytes=MAX_SAVED_DATA_BYTES, what="saved data")).hexdigest()
+        except (OSError, NotFoundError, InvalidArgumentError) as exc:
+            invalid.append({"path": str(file), "error": f"unreadable: {getattr(exc, 'strerror', None) or exc}"})
             return None
         if digest != entry.get("sha256"):
             invalid.append({"path": str(file), "error": "sha256 does not match data/manifest.json"})
@@ -188,8 +244,8 @@ def _jsonl(rows: list[dict], split: str) -> bytes:
     return ("\n".join(lines) + "\n" if lines else "").encode()
 
 
-def _write(path: Path, data: bytes, what: str) -> None:
+def _write(root: Path, path: Path, data: bytes, what: str) -> None:
     try:
-        atomic_write(path, data)
+        atomic_write(path, data, root)
     except OSError as exc:
         raise StorageError.from_os_error(what, path, exc) from exc

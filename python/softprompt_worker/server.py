@@ -10,8 +10,8 @@ Threads:
 - parent watcher (optional): stops the worker when the parent process dies.
 - ZAP handler (with CURVE, `auth.py`): admits only the listed client keys.
 
-Two uses: the worker the SDK starts for one client (ipc, or loopback TCP, no CURVE: `check_endpoint`
-refuses anything else), and a shared worker (`softprompt-worker serve`, ``shared=True``) that waits for
+Two uses: the worker the SDK starts for one client (ipc in a 0700 folder, or TCP with a CURVE key pair
+made for it; `check_endpoint` refuses, without CURVE, anything but loopback TCP and a 0700-folder ipc path), and a shared worker (`softprompt-worker serve`, ``shared=True``) that waits for
 several clients, usually over TCP with CURVE. A shared worker serves compute ops only to connections that
 said `hello` (so each request belongs to a known client, `clients.py`), refuses `shutdown` from clients
 (it is stopped on its host), and drops silent clients by ZMTP heartbeats.
@@ -36,7 +36,8 @@ from typing import Any
 import zmq
 
 from softprompt_worker.auth import CurveServer, check_endpoint
-from softprompt_worker.clients import client_directory
+from softprompt_worker.clients import MAX_CONNECTIONS, client_directory
+from softprompt_worker.health import IDLE_BEAT_S
 from softprompt_worker.errors import (
     BusyError,
     CancelledError,
@@ -62,6 +63,8 @@ POLL_MS = 200  # how often the loop re-checks the shutdown flag when idle (the R
 SHUTDOWN_LINGER_MS = 2000  # time given to queued outgoing messages (the shutdown reply) to leave
 HEARTBEAT_IVL_MS = 2000  # shared workers ping each client connection this often...
 HEARTBEAT_TIMEOUT_MS = 6000  # ...and drop it when nothing came back for this long
+REVOKE_CLOSE_DELAY_S = 0.2  # a revoked client's connection is shut down this long after its last replies
+MAX_UNREAD_MESSAGES = 10_000  # replies and events queued for one client connection at most (SNDHWM)
 #: The cancel flag of every control op: they are answered inline, never queued, so `cancel` cannot reach
 #: them (and building a `threading.Event` per ping costs more than the rest of its dispatch).
 _NEVER_CANCELLED = threading.Event()
@@ -73,6 +76,22 @@ class _Job:
     spec: OpSpec
     request: Request
     ctx: OpContext
+
+
+def _shutdown_fd(fd: int) -> None:
+    """Shut down the connection on libzmq's socket `fd` (a dup is shut down: the same connection)."""
+    import socket
+
+    try:
+        sock = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return  # already closed
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.close()
 
 
 def reply_frames(id_: int, op: str, kind: str, reply: Reply) -> list[Any]:
@@ -120,12 +139,13 @@ class Server:
 
     def __init__(self, endpoint: str, *, limits: Limits = Limits(), parent_pid: int | None = None,
                  max_queued: int = 1024, state: WorkerState | None = None, curve: CurveServer | None = None,
-                 shared: bool = False) -> None:
+                 shared: bool = False, max_unread_messages: int = MAX_UNREAD_MESSAGES) -> None:
         check_endpoint(endpoint, curve=curve is not None)
         self.endpoint = endpoint
         self.limits = limits
         self.parent_pid = parent_pid
         self.max_queued = max_queued
+        self.max_unread_messages = max_unread_messages
         self.state = state or WorkerState()
         self.curve = curve
         self.shared = shared
@@ -133,6 +153,11 @@ class Server:
         self._context = zmq.Context()
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._wake = threading.Event()
+        # CURVE only: each connection's client key and socket fd (from its messages), the connections
+        # whose key was revoked (their messages are dropped both ways), and a SIGHUP not yet acted on.
+        self._peer_keys: dict[bytes, tuple[bytes | None, int]] = {}
+        self._revoked: set[bytes] = set()
+        self._revoke_pending = False
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -140,7 +165,11 @@ class Server:
         """Serve until stopped; returns the process exit code (0 on a clean shutdown)."""
         self._install_signal_handlers()
         router = self._context.socket(zmq.ROUTER)
-        router.setsockopt(zmq.SNDHWM, 0)  # a ROUTER drops at its HWM: never drop a reply
+        # Back-pressure: at most `max_unread_messages` replies and events wait for one client connection.
+        # With ROUTER_MANDATORY a full queue is an error (not a silent drop), and `_send` then drops that
+        # client: one that never reads cannot make the worker queue without bound.
+        router.setsockopt(zmq.SNDHWM, self.max_unread_messages)
+        router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         router.setsockopt(zmq.LINGER, SHUTDOWN_LINGER_MS)
         router.setsockopt(zmq.RCVTIMEO, POLL_MS)
         if self.shared:
@@ -158,7 +187,7 @@ class Server:
         if self.parent_pid:
             threading.Thread(target=self._watch_parent, name="parent-watcher", daemon=True).start()
         log.info("listening on %s (pid %d); ops: %s", bound, os.getpid(), ", ".join(registered_ops()))
-        if self.curve is not None:
+        if self.curve is not None and self.curve.allowed.folder is not None:
             log.info("CURVE on: %d allowed client keys in %s (SIGHUP re-reads them)",
                      len(self.curve.allowed), self.curve.allowed.folder)
         announce(bound)
@@ -188,16 +217,56 @@ class Server:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)
-        if self.curve is not None and hasattr(signal, "SIGHUP"):
+        if self.curve is not None and self.curve.allowed.folder is not None and hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, lambda signum, frame: self.reload_keys())
 
     def reload_keys(self) -> None:
-        """Re-read the allowed client keys (SIGHUP); a bad folder keeps the current keys."""
+        """Re-read the allowed client keys (SIGHUP); a bad folder keeps the current keys. The loop then
+        closes revoked clients' connections within `POLL_MS` + `REVOKE_CLOSE_DELAY_S` (`_revoke`)."""
         assert self.curve is not None
         try:
-            log.info("allowed client keys reloaded: %d", self.curve.allowed.reload())
+            count = self.curve.allowed.reload()
+            log.info("allowed client keys reloaded: %d%s", count, " (nobody can connect)" if not count else "")
         except ValueError as exc:
             log.error("allowed client keys not reloaded (the current ones stay): %s", exc)
+        self._revoke_pending = True
+
+    def _admit(self, peer: bytes, frame: zmq.Frame) -> bool:
+        """Whether `peer`'s message may be served (not dropped; with CURVE, its key is still allowed).
+        Records the connection's key and fd, so a revocation or a full reply queue can close it."""
+        if peer in self._revoked:
+            return False
+        key = None
+        if self.curve is not None:
+            key = frame.get("User-Id").encode("ascii")  # the ZAP handler's user id: the client's Z85 public key
+            if key not in self.curve.allowed:
+                self._revoked.add(peer)
+                return False
+        if peer not in self._peer_keys:
+            if len(self._peer_keys) >= MAX_CONNECTIONS:  # bounded: the oldest connection is forgotten
+                del self._peer_keys[next(iter(self._peer_keys))]
+            self._peer_keys[peer] = (key, frame.get(zmq.SRCFD))
+        return True
+
+    def _revoke(self, router: zmq.Socket) -> None:
+        """Close the connections of clients whose key is no longer allowed: their open requests are
+        cancelled and answered with error `cancelled`, later messages both ways are dropped, and the
+        socket is shut down so the client sees a disconnect (its reconnect then fails the handshake)."""
+        self._revoke_pending = False
+        for peer, (key, fd) in list(self._peer_keys.items()):
+            if key is None or key in self.curve.allowed:
+                continue
+            del self._peer_keys[peer]
+            for request_id in self.state.requests.of_peer(peer):
+                self.state.requests.cancel(peer, request_id)
+                err = CancelledError(f"request {request_id}: this client's key was revoked on the server")
+                self._send(router, [peer, *error_frames(request_id, "", err)])
+            self._revoked.add(peer)
+            self._clients.forget(peer)
+            # a moment for the `cancelled` replies to leave, then the connection goes (the client also fails
+            # its open requests on the disconnect, should a reply not make it)
+            threading.Timer(REVOKE_CLOSE_DELAY_S, _shutdown_fd, (fd,)).start()
+            log.warning("closed a connection of revoked client key %s", key.decode("ascii", "replace"))
 
     def _stop_compute(self, compute: threading.Thread) -> None:
         # Cancel what runs, drop what waits; the thread is a daemon, so a stuck op cannot hold exit.
@@ -228,13 +297,24 @@ class Server:
 
     def _loop(self, router: zmq.Socket) -> None:
         shutdown = self.state.shutdown
+        track = self.curve is not None or self.shared  # per-connection keys and fds (`_admit`)
         while not shutdown.is_set():
+            if self._revoke_pending:
+                self._revoke(router)
             try:
                 peer = router.recv()  # blocks up to POLL_MS
             except zmq.Again:
                 continue
             if peer == OUTBOX_ID:
-                router.send_multipart(router.recv_multipart(copy=False), copy=False)
+                frames = router.recv_multipart(copy=False)
+                if not self._revoked or frames[0].bytes not in self._revoked:
+                    self._send(router, frames)
+                continue
+            if track and router.getsockopt(zmq.RCVMORE):
+                frame = router.recv(copy=False)
+                rest = router.recv_multipart(copy=False) if router.getsockopt(zmq.RCVMORE) else ()
+                if self._admit(peer, frame):
+                    self._handle(router, peer, frame.bytes, rest)
                 continue
             header = router.recv() if router.getsockopt(zmq.RCVMORE) else None
             tensors = router.recv_multipart(copy=False) if router.getsockopt(zmq.RCVMORE) else ()
@@ -249,7 +329,7 @@ class Server:
                 return
             frames = router.recv_multipart(copy=False) if router.getsockopt(zmq.RCVMORE) else []
             if peer == OUTBOX_ID:
-                router.send_multipart(frames, copy=False)
+                self._send(router, frames)
 
     def _handle(self, router: zmq.Socket, peer: bytes, header: bytes | None, tensors: Sequence[zmq.Frame]) -> None:
         """One incoming message. Never raises: every problem becomes an error reply (or a log line)."""
@@ -281,7 +361,33 @@ class Server:
             out = error_frames(failure.id, failure.op, failure.error)
         except Exception as exc:  # noqa: BLE001 - nothing a client sends may stop the loop
             out = error_frames(id_, op, exc)
-        router.send_multipart([peer, *out], copy=False)
+        self._send(router, [peer, *out])
+
+    def _send(self, router: zmq.Socket, frames: list[Any]) -> None:
+        """Send `[peer, *message]`; a client gone meanwhile loses it, a client whose queue is full
+        (`max_unread_messages` unread: it does not read) is dropped (`_drop_unread`)."""
+        try:
+            router.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            self._drop_unread(router, frames[0] if isinstance(frames[0], bytes) else frames[0].bytes)
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:  # the connection closed: nobody to tell
+                raise
+
+    def _drop_unread(self, router: zmq.Socket, peer: bytes) -> None:
+        """A client left `max_unread_messages` replies and events unread: cancel its requests, drop what
+        the worker would still send it, and close its connection (where the worker knows its socket)."""
+        if peer in self._revoked:
+            return
+        self._revoked.add(peer)
+        for request_id in self.state.requests.of_peer(peer):
+            self.state.requests.cancel(peer, request_id)
+        self._clients.forget(peer)
+        _, fd = self._peer_keys.pop(peer, (None, -1))
+        if fd >= 0:
+            _shutdown_fd(fd)
+        log.warning("dropped a client that left %d messages unread (--max-unread-messages); its requests are "
+                    "cancelled", self.max_unread_messages)
 
     def _enqueue(self, peer: bytes, spec: OpSpec, request: Request) -> None:
         if self._jobs.qsize() >= self.max_queued:
@@ -307,11 +413,17 @@ class Server:
     # ------------------------------------------------------------------------------ compute thread
 
     def _compute_loop(self) -> None:
+        monitor = self.state.compute
         while True:
-            job = self._jobs.get()
+            try:
+                job = self._jobs.get(timeout=IDLE_BEAT_S)
+            except queue.Empty:
+                monitor.beat()
+                continue
             if job is None:
                 return
             req = job.request
+            monitor.started(req.op, req.id)
             try:
                 if job.ctx.cancelled:
                     raise CancelledError(f"request {req.id} ({req.op}) was cancelled before it started")
@@ -320,6 +432,7 @@ class Server:
                 out = error_frames(req.id, req.op, exc)
             finally:
                 self.state.requests.remove(job.peer, req.id)
+                monitor.finished()
             try:
                 self._outbox.send(job.peer, out)
             except zmq.ZMQError as exc:  # the context is closing: the worker is stopping

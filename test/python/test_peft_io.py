@@ -122,3 +122,14 @@ def test_ops_round_trip(tmp_path):
         torch.testing.assert_close(record.tensors["prefix"], method.flat_prefix())
     with pytest.raises(InvalidArgumentError, match="adapter_dir"):
         call(state, "checkpoint_import_peft", {"model": {"tiny": "llama"}, "out": str(tmp_path / "x.pb")})
+
+
+def test_a_folder_with_only_adapter_model_bin_says_so(tmp_path) -> None:
+    # older PEFT saved a pickle; the worker never unpickles, and says what to do instead of "has no None"
+    from softprompt_worker.errors import CheckpointInvalidError
+    from softprompt_worker.peft_io import import_peft
+
+    (tmp_path / "adapter_config.json").write_text('{"peft_type": "PROMPT_TUNING", "num_virtual_tokens": 4}')
+    (tmp_path / "adapter_model.bin").write_bytes(b"not unpickled")
+    with pytest.raises(CheckpointInvalidError, match="adapter_model.bin .* no adapter_model.safetensors.*safe_serialization"):
+        import_peft(tmp_path, None)

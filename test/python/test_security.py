@@ -217,9 +217,39 @@ def test_peft_export_never_writes_through_a_symlink(tmp_path, outside):
     out = tmp_path / "adapter"
     out.mkdir()
     (out / WEIGHTS_FILE).symlink_to(outside)
-    with pytest.raises(InvalidArgumentError, match="outside"):
-        export_peft(method, out)
+    export_peft(method, out)  # the planted link is replaced by the file (a rename in out_dir), never followed
     assert outside.read_text() == "untouched\n"
-    (out / WEIGHTS_FILE).unlink()
-    export_peft(method, out)  # an ordinary directory works
-    assert (out / WEIGHTS_FILE).stat().st_size > 0
+    assert not (out / WEIGHTS_FILE).is_symlink() and (out / WEIGHTS_FILE).stat().st_size > 0
+
+
+
+def test_a_link_swapped_in_after_the_check_cannot_redirect_a_write(tmp_path, outside, monkeypatch):
+    # The swap happens exactly between the containment check (resolve_under) and the write: the write walks
+    # the run directory by descriptors with O_NOFOLLOW, so it refuses the swapped-in link instead of following.
+    import softprompt_worker.checkpoints as checkpoints
+    from softprompt_worker.methods.prompt_tuning import PromptTuning, PromptTuningConfig
+    from softprompt_worker.models import load_frozen_model
+
+    method = PromptTuning(PromptTuningConfig(num_virtual_tokens=2, init="random"),
+                          load_frozen_model(ModelSpec(tiny="gpt2", device="cpu")))
+    root = tmp_path / "run"
+    run = RunDir(str(root))
+    checked = checkpoints.resolve_under
+
+    def check_then_swap(base, name):
+        target = checked(base, name)  # the check passes: checkpoints/ is a real folder inside
+        (root / "checkpoints").rmdir()
+        (root / "checkpoints").symlink_to(outside.parent)  # the attacker's swap
+        return target
+
+    monkeypatch.setattr(checkpoints, "resolve_under", check_then_swap)
+    with pytest.raises(InvalidArgumentError, match="link"):
+        save_checkpoint(run.checkpoint_path(1), method, step=1, root=root)
+    assert sorted(p.name for p in outside.parent.iterdir()) == ["victim.txt"]
+
+    (root / "events.jsonl").symlink_to(outside)  # the final component swapped for a link: refused too
+    with pytest.raises(InvalidArgumentError):
+        from softprompt_worker.files import open_append_under
+
+        open_append_under(root.resolve(), root.resolve() / "events.jsonl")
+    assert outside.read_text() == "untouched\n"

@@ -41,3 +41,10 @@ def torch_out(req: Request, ctx: OpContext) -> Reply:
 
     x = torch.arange(6, dtype=torch.float32).reshape(2, 3)
     return Reply(body={"n": 6}, tensors={"bf": x.to(torch.bfloat16), "t": x.T})
+
+
+@op("test_block")
+def block(req: Request, ctx: OpContext) -> Reply:
+    """{"s": float} -> {}: sleeps without emitting or checking its cancel flag, as a stuck read would."""
+    time.sleep(float(req.body.get("s", 1.0)))
+    return Reply()

@@ -3,11 +3,13 @@ unlisted or plain one does not), the endpoint policy, and what a shared worker r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -106,8 +108,38 @@ def test_endpoint_policy() -> None:
     assert all(map(is_loopback_tcp, ["tcp://127.0.0.1:5", "tcp://localhost:5", "tcp://[::1]:5", "tcp://127.3.4.5:*"]))
     assert not any(map(is_loopback_tcp, ["tcp://*:5", "tcp://0.0.0.0:5", "tcp://eth0:5", "tcp://10.0.0.1:5"]))
     check_endpoint("tcp://127.0.0.1:*", curve=False)
-    check_endpoint("ipc:///tmp/x.sock", curve=False)
     check_endpoint("tcp://0.0.0.0:5555", curve=True)
+
+
+@pytest.mark.parametrize("endpoint", ["ipc://@softprompt-test", "ipc://worker.sock", "inproc://x", "ws://127.0.0.1:5",
+                                      "udp://127.0.0.1:5", "pgm://eth0;239.1.1.1:5", "ipc:///tmp/x.sock"])
+def test_endpoints_other_users_could_reach_need_curve(endpoint: str) -> None:
+    # abstract ipc has no file permissions; other schemes are not checked at all; /tmp is world-enterable
+    with pytest.raises(ValueError, match="without CURVE"):
+        check_endpoint(endpoint, curve=False)
+    check_endpoint(endpoint, curve=True)
+    with pytest.raises(ValueError, match="without CURVE"):
+        Server(endpoint)
+    assert main(["serve", "--bind", endpoint]) == 2
+
+
+def test_filesystem_ipc_needs_a_private_folder(tmp_path: Path) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    check_endpoint(f"ipc://{private}/worker.sock", curve=False)
+    private.chmod(0o755)
+    with pytest.raises(ValueError, match="mode 0700"):
+        check_endpoint(f"ipc://{private}/worker.sock", curve=False)
+    link = tmp_path / "link"
+    link.symlink_to(private)
+    private.chmod(0o700)
+    with pytest.raises(ValueError, match="mode 0700"):  # a link to a private folder: whoever owns the link decides
+        check_endpoint(f"ipc://{link}/worker.sock", curve=False)
+    with pytest.raises(ValueError, match="cannot be read"):
+        check_endpoint(f"ipc://{tmp_path}/missing/worker.sock", curve=False)
+
+
+def test_serve_refuses_what_needs_curve() -> None:
     with pytest.raises(ValueError, match="without CURVE"):
         Server("tcp://0.0.0.0:*")
     # serve: TCP without keys is a usage error, even on loopback; so is a lone --allow
@@ -165,3 +197,172 @@ def test_sighup_rereads_the_allowed_keys(served: dict[str, Any]) -> None:
             c.close()
     else:
         pytest.fail("bob's key was not accepted after SIGHUP")
+
+
+@pytest.mark.parametrize("line", ["", "{}", '{"server_secret": "short", "client_public": "x"}'])
+def test_curve_stdin_refuses_bad_keys(line: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(line))
+    assert main(["--endpoint", "tcp://127.0.0.1:*", "--curve-stdin"]) == 2
+
+
+def _wait_for(predicate, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_revoking_a_key_closes_its_connection_and_fails_its_requests(tmp_path: Path) -> None:
+    from zmq.utils.monitor import recv_monitor_message
+
+    keys = make_keys(tmp_path)
+    allow = Path(keys["allow"])
+    (allow / "bob.key").write_text((tmp_path / "clients" / "bob.key").read_text())
+    proc, ready = start_serve("--bind", "tcp://127.0.0.1:*", "--server-key", str(keys["server_secret"]),
+                              "--allow", str(allow))
+    served = {**keys, "endpoint": ready["endpoint"]}
+    alice, bob = connect(served, "alice", timeout_ms=20_000), connect(served, "bob", timeout_ms=20_000)
+    monitor = alice.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+    try:
+        for i, c in enumerate((alice, bob)):
+            assert c.call(1, "hello", {"protocol": 1, "client": "pytest", "client_id": f"c{i}"})[0]["kind"] == "reply"
+        alice.sock.setsockopt(zmq.RCVTIMEO, 3000)
+        alice.send(2, "test_stream", {"n": 1000, "interval": 0.05})  # an open request
+        assert alice.recv()[0]["kind"] == "event"
+        alice.sock.setsockopt(zmq.RCVTIMEO, 1000)
+        (allow / "alice.key").unlink()
+        proc.send_signal(signal.SIGHUP)
+        started = time.monotonic()
+        h = {"kind": "event"}
+        with contextlib.suppress(zmq.Again):  # the connection may close before the last reply is read
+            while h["kind"] == "event":  # events until the revocation ends the request
+                h, _ = alice.recv()
+        if h["kind"] != "event":
+            assert (h["id"], h["kind"], h["body"]["code"]) == (2, "error", "cancelled") and "revoked" in h["body"]["message"]
+        assert monitor.poll(3000), "the revoked client's connection was not closed"
+        assert recv_monitor_message(monitor)["event"] == zmq.EVENT_DISCONNECTED
+        assert time.monotonic() - started < 3
+        alice.sock.setsockopt(zmq.RCVTIMEO, REFUSED_WAIT_MS)
+        alice.send(3, "ping")  # its reconnect fails the handshake: nothing is served
+        with pytest.raises(zmq.Again):
+            alice.recv()
+        assert bob.call(2, "ping")[0]["kind"] == "reply"  # the others are untouched
+        (allow / "bob.key").unlink()  # the last key: nobody, not "keep the old set"
+        proc.send_signal(signal.SIGHUP)
+        bob.sock.setsockopt(zmq.RCVTIMEO, 500)
+
+        def bob_refused() -> bool:
+            try:
+                bob.call(int(time.monotonic() * 1000) % 100000 + 10, "ping")
+                return False
+            except zmq.Again:
+                return True
+
+        assert _wait_for(bob_refused)
+    finally:
+        monitor.close()
+        alice.close()
+        bob.close()
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+        proc.stdout.close()
+
+
+def test_a_client_that_never_reads_is_dropped_not_queued_for(tmp_path: Path) -> None:
+    import numpy as np
+    from zmq.utils.monitor import recv_monitor_message
+
+    keys = make_keys(tmp_path)
+    proc, ready = start_serve("--bind", "tcp://127.0.0.1:*", "--server-key", str(keys["server_secret"]),
+                              "--allow", str(keys["allow"]), "--max-unread-messages", "4")
+    served = {**keys, "endpoint": ready["endpoint"]}
+    greedy = CurveClient.__new__(CurveClient)  # as CurveClient, with a 1-message receive queue set before connect
+    greedy.ctx = zmq.Context()
+    greedy.sock = greedy.ctx.socket(zmq.DEALER)
+    greedy.sock.setsockopt(zmq.RCVHWM, 1)
+    greedy.sock.setsockopt(zmq.RCVBUF, 65536)
+    greedy.sock.setsockopt(zmq.RCVTIMEO, 20_000)
+    greedy.sock.setsockopt(zmq.LINGER, 0)
+    greedy.sock.curve_serverkey = served["server"]
+    greedy.sock.curve_publickey, greedy.sock.curve_secretkey = served["alice"]
+    monitor = greedy.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+    greedy.sock.connect(served["endpoint"])
+    try:
+        assert greedy.call(1, "hello", {"protocol": 1, "client": "pytest", "client_id": "greedy"})[0]["kind"] == "reply"
+        blob = np.zeros(1 << 20, dtype=np.uint8).tobytes()  # 1 MiB echoed back per request, never read
+        sent = 120
+        for i in range(2, 2 + sent):
+            greedy.send(i, "echo", {}, [("x", "u8", [len(blob)], blob)])
+        time.sleep(3)  # the worker answers; the client reads nothing meanwhile
+        greedy.sock.setsockopt(zmq.RCVTIMEO, 2000)
+        received = 0
+        with pytest.raises(zmq.Again):
+            while True:
+                greedy.recv()
+                received += 1
+        # what was in flight (4 queued in the worker, the rest in socket buffers) arrives; the rest was never queued
+        assert received < sent // 2, f"the worker queued {received} of {sent} replies for a client that did not read"
+        assert monitor.poll(5_000), "the dropped client's connection was not closed"
+        assert recv_monitor_message(monitor)["event"] == zmq.EVENT_DISCONNECTED
+        other = connect(served, "alice")
+        try:
+            assert other.call(1, "ping")[0]["kind"] == "reply"  # the worker is fine and serves others
+        finally:
+            other.close()
+    finally:
+        monitor.close()
+        greedy.close()
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+        proc.stdout.close()
+    assert main(["serve", "--bind", "tcp://127.0.0.1:*", "--max-unread-messages", "0"]) == 2
+
+
+def test_the_sdk_worker_on_tcp_admits_only_the_key_it_read_from_stdin(tmp_path: Path) -> None:
+    import shutil
+
+    server_public, server_secret = zmq.curve_keypair()
+    client = zmq.curve_keypair()
+    env = {**os.environ, "PYTHONPATH": str(PYTHON_SRC)}
+    proc = subprocess.Popen([sys.executable, "-m", "softprompt_worker", "--endpoint", "tcp://127.0.0.1:*", "--curve-stdin",
+                             "--log-level", "warning"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    proc.stdin.write(json.dumps({"server_secret": server_secret.decode(), "client_public": client[0].decode()}).encode() + b"\n")
+    proc.stdin.close()
+    try:
+        line = proc.stdout.readline().decode()
+        assert line.startswith("SOFTPROMPT_READY "), line
+        endpoint = json.loads(line.split(" ", 1)[1])["endpoint"]
+        owner = CurveClient(endpoint, server_public, client)
+        try:
+            assert owner.call(1, "ping")[0]["kind"] == "reply"
+        finally:
+            owner.close()
+        stranger = CurveClient(endpoint, timeout_ms=REFUSED_WAIT_MS)  # plain TCP, no key
+        try:
+            stranger.send(1, "ping")
+            with pytest.raises(zmq.Again):
+                stranger.recv()
+        finally:
+            stranger.close()
+        if os.geteuid() != 0 or shutil.which("setpriv") is None:
+            pytest.skip("running a client as another uid needs root and setpriv")
+        probe = ("import sys, zmq, msgpack\n"
+                 "s = zmq.Context().socket(zmq.DEALER); s.setsockopt(zmq.RCVTIMEO, 1500); s.setsockopt(zmq.LINGER, 0)\n"
+                 "s.connect(sys.argv[1])\n"
+                 "s.send(msgpack.packb({'v': 1, 'id': 1, 'kind': 'request', 'op': 'ping', 'body': {}, 'tensors': []}))\n"
+                 "try:\n    s.recv(); sys.exit(0)\nexcept zmq.Again:\n    sys.exit(3)\n")
+        control = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", sys.executable,
+                                  "-c", "import zmq, msgpack"], capture_output=True, timeout=30)
+        if control.returncode != 0:
+            pytest.skip(f"user nobody cannot run this Python: {control.stderr.decode()[-200:]}")
+        result = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", sys.executable,
+                                 "-c", probe, endpoint], capture_output=True, timeout=30)
+        assert result.returncode == 3, result.stderr.decode()[-500:]  # another local user: no answer
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        proc.stdout.close()

@@ -7,6 +7,7 @@
  */
 import type { Capabilities } from './core/capabilities.js';
 import { capabilitiesSchema } from './core/capabilities.js';
+import { type WorkerHealth, healthSchema } from './core/health.js';
 import type { Tensor, TensorMap } from './core/tensor.js';
 import { toLogFunction } from './core/logger.js';
 import { type ConnectOptions, loadKeys, parseConnectOptions } from './internal/connect-options.js';
@@ -14,6 +15,7 @@ import type { WorkerLink } from './internal/link.js';
 import { type StartOptions, parseStartOptions } from './internal/options.js';
 import { RemoteLink } from './internal/remote.js';
 import { type CallOptions, Rpc } from './internal/rpc.js';
+import type { WireMap } from './internal/wire.js';
 import { type InternalHooks, Supervisor } from './internal/supervisor.js';
 import { Checkpoints } from './jobs/checkpoints.js';
 import { type TrainOptions, type TrainingJob, train } from './jobs/job.js';
@@ -158,6 +160,17 @@ export class Softprompt implements AsyncDisposable {
       ...options,
       decode: (reply) => capabilitiesSchema.parse(reply.body['capabilities']),
     });
+  }
+
+  /**
+   * Whether the worker's compute thread still shows life. `ping` is answered even while the compute
+   * thread is stuck; this reports `stuck: true` once it has been silent for `stuckAfterMs` (default
+   * 120,000: a single forward pass may be long).
+   */
+  health(options: CallOptions & { stuckAfterMs?: number } = {}): Promise<WorkerHealth> {
+    const { stuckAfterMs, ...call } = options;
+    const body: WireMap = stuckAfterMs === undefined ? {} : { stuck_after_s: stuckAfterMs / 1000 };
+    return this.#rpc.request('health', body, undefined, { ...call, decode: (reply) => healthSchema.parse(reply.body) });
   }
 
   /** Round-trips an empty request; resolves with the round-trip time in milliseconds. */

@@ -37,6 +37,7 @@ export {
 export type { Tensor, TensorMap, DTypeName, TensorArrayMap } from './core/tensor.js';
 
 export type { Capabilities, GpuInfo } from './core/capabilities.js';
+export type { WorkerHealth } from './core/health.js';
 export type { Logger, LogFunction, LogLevel } from './core/logger.js';
 
 export type { ModelSpec, PretrainedModelSpec, TinyModelSpec, TinyFamily, EmbeddedModelSpec, EmbeddedModelName } from './jobs/model-spec.js';

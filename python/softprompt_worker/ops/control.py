@@ -1,6 +1,6 @@
 """Control ops, answered inline by the socket loop even while a job runs (see proto/WIRE.md).
 
-hello, ping, info, echo, cancel, shutdown. None of them imports torch except through `capabilities`.
+hello, ping, health, info, echo, cancel, shutdown. None of them imports torch except through `capabilities`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from softprompt_worker import PROTOCOL_VERSION, __version__
 from softprompt_worker.capabilities import capabilities
 from softprompt_worker.clients import MAX_CLIENT_ID_LENGTH, client_directory
 from softprompt_worker.errors import InvalidArgumentError, ProtocolVersionMismatchError
+from softprompt_worker.health import STUCK_AFTER_S
 from softprompt_worker.ops.registry import OpContext, Reply, Request, op
 
 
@@ -42,6 +43,17 @@ def hello(req: Request, ctx: OpContext) -> Reply:
 def ping(req: Request, ctx: OpContext) -> Reply:
     """{} -> {}."""
     return Reply()
+
+
+@op("health", control=True)
+def health(req: Request, ctx: OpContext) -> Reply:
+    """{"stuck_after_s"?: number} -> {"compute": {"state": "idle"|"busy", "op", "request_id", "busy_s",
+    "since_beat_s", "stuck"}}: whether the compute thread still shows life (`health.py`), which `ping`
+    (answered by the socket loop) cannot tell."""
+    stuck_after_s = req.body.get("stuck_after_s", STUCK_AFTER_S)
+    if isinstance(stuck_after_s, bool) or not isinstance(stuck_after_s, (int, float)) or not stuck_after_s > 0:
+        raise InvalidArgumentError(f"health: body.stuck_after_s must be a positive number, got {stuck_after_s!r:.40}")
+    return Reply(body={"compute": ctx.state.compute.snapshot(float(stuck_after_s))})
 
 
 @op("info", control=True)

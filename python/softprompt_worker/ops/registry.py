@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import numpy as np
 
+from softprompt_worker.health import ComputeMonitor
+
 if TYPE_CHECKING:  # torch is imported lazily by the code that converts tensors
     import torch
 
@@ -85,6 +87,11 @@ class OpenRequests:
         event.set()
         return True
 
+    def of_peer(self, peer: bytes) -> list[int]:
+        """The ids of `peer`'s open requests."""
+        with self._lock:
+            return [request_id for (p, request_id) in self._events if p == peer]
+
     def all_cancel_events(self) -> list[threading.Event]:
         with self._lock:
             return list(self._events.values())
@@ -106,6 +113,7 @@ class WorkerState:
         self.cache: dict[Any, Any] = {}
         self.requests = OpenRequests()
         self.shutdown = threading.Event()
+        self.compute = ComputeMonitor()  # the compute thread's heartbeat (`health`)
         self._lock = threading.RLock()
         self.client = ""  # the anonymous client: requests that named none, and code outside requests
 
@@ -161,11 +169,13 @@ class OpContext:
 
     def emit(self, body: dict[str, Any], tensors: dict[str, Any] | None = None) -> None:
         """Send an `event` for this request. Thread-safe; the socket loop does the sending."""
+        self.state.compute.beat()
         self._emit_fn(self.request_id, self.op, body, tensors or {})
 
     @property
     def cancelled(self) -> bool:
-        """True once a `cancel` request named this request's id."""
+        """True once a `cancel` request named this request's id (asking is a sign of life: a heartbeat)."""
+        self.state.compute.beat()
         return self.cancel_event.is_set()
 
 

@@ -13,7 +13,8 @@ Request body::
                                                # are deleted); "report_to"?: ["tensorboard"] (trackers.py)
      "run_dir": str,                           # job.json, events.jsonl, data/, checkpoints/ go here
      "resume_from"?: str,                      # a checkpoint with training state: continue that run
-     "job_id"?: str}                           # the client's id for the job, kept across its resumes
+     "job_id"?: str,                           # the client's id for the job, kept across its resumes
+     "overwrite"?: bool}                       # replace the checkpoints an earlier job left in run_dir
 
 Events: ``{"event": "data", train_rows, eval_rows, skipped, skipped_rows}`` then the training loop's
 ``started / step / eval / best / checkpoint / selection / done`` (see training.py). Final reply:
@@ -70,7 +71,7 @@ from softprompt_worker.training import TrainingConfig, train
 log = logging.getLogger("softprompt_worker")
 
 _FIELDS = {"model", "method", "method_config", "task", "task_options", "data", "training", "run_dir", "resume_from",
-           "job_id"}
+           "job_id", "overwrite"}
 
 
 # Seeding and building a method is one step per job: two jobs starting at once do not interleave their
@@ -103,9 +104,17 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
     check_method(task_cls, body["method"])
     spec = model_for_training(ModelSpec.from_dict(body.get("model")), config)
     refuse_if_too_large(body, resolve_device(spec.device), config.memory_check, config.shard_model)
+    overwrite = body.get("overwrite", False)
+    if not isinstance(overwrite, bool):
+        raise InvalidArgumentError(f"overwrite: expected a boolean, got {overwrite!r:.40}")
     run = RunDir(body.get("run_dir"))
+    resuming = bool(body.get("resume_from"))
+    if not overwrite:
+        run.check_unused(resuming=resuming, overwrite=False)  # refuse early, before the model loads
     frozen = sharded_model(ctx.state, spec) if config.shard_model else get_frozen_model(ctx.state, spec)
-    train_rows, eval_rows, report = resolve_data(body.get("data"), task_cls.validate_row, store=datasets(ctx),
+    # a task may check rows against its options too (classification: the label is one of the labels)
+    validate = getattr(task_cls, "row_validator", lambda _options: task_cls.validate_row)(dict(body.get("task_options") or {}))
+    train_rows, eval_rows, report = resolve_data(body.get("data"), validate, store=datasets(ctx),
                                                  seed=config.seed)
     with _INIT_LOCK:
         torch.manual_seed(config.seed)  # every method's initial soft vectors (and MLP weights) come from it
@@ -118,6 +127,19 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
     if parallel is not None and not parallel.is_leader:  # a follower trains along and writes nothing
         return Reply(body=train(method, task, config, resume=resume, parallel=parallel))
 
+    run.lock()  # held until this op returns: a second job in this run directory is refused
+    try:
+        return _train_in(run, body, ctx, method=method, task=task, config=config, resume=resume, parallel=parallel,
+                         report=report, train_rows=train_rows, eval_rows=eval_rows, job_id=job_id,
+                         keep_last=keep_last, report_to=report_to, resuming=resuming, overwrite=overwrite)
+    finally:
+        run.unlock()
+
+
+def _train_in(run: RunDir, body: dict[str, Any], ctx: OpContext, *, method, task, config, resume, parallel, report,
+              train_rows, eval_rows, job_id, keep_last, report_to, resuming: bool, overwrite: bool) -> Reply:
+    """The leader's part of a job, holding the run directory's lock."""
+    run.check_unused(resuming=resuming, overwrite=overwrite)  # again under the lock: a job may have ended meanwhile
     if resume is not None:
         _best_on_disk(resume, run)
     run.remove_temp_files()  # what a killed worker left half-written

@@ -49,6 +49,23 @@ class ClassificationTask(BaseTask):
         require_str(row, "input")
         require_str(row, "label")
 
+    @classmethod
+    def row_validator(cls, options: dict):
+        """`validate_row` plus: the label is one of ``options["labels"]``. Used while the data is read, so
+        a row with an unknown label is a bad row like any other: reported at ``file:line`` and skipped
+        with ``on_bad_row: "skip"``. (Labels that are themselves invalid are reported by ``__init__``.)"""
+        labels = options.get("labels")
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            return cls.validate_row
+        allowed = frozenset(labels)
+
+        def validate(row: dict) -> None:
+            cls.validate_row(row)
+            if row["label"] not in allowed:
+                raise InvalidArgumentError(f"label {row['label']!r:.40} is not one of task_options.labels {labels!r:.80}")
+
+        return validate
+
     def __init__(self, method, options, train_rows, eval_rows) -> None:
         super().__init__(method, options, train_rows, eval_rows)
         labels = self.options["labels"]

@@ -114,25 +114,28 @@ def test_run_inspect_counts_only_this_jobs_verified_files(tmp_path):
 
 
 def _fail_second_checkpoint(monkeypatch, where: str, code: int) -> None:
-    """The second step checkpoint's write fails with ``code`` in ``where`` (mkstemp / fsync / replace of
-    atomic_write); best.pb (model selection) is written normally."""
+    """The second step checkpoint's write fails with ``code`` in ``where`` (creating the temp file / fsync /
+    replace of atomic_write, which writes a run directory's files through files.write_file_under); best.pb
+    (model selection) is written normally."""
+    from softprompt_worker import files
+
     writes = {"n": 0}
     real_write = checkpoints.atomic_write
-    module = checkpoints.tempfile if where == "mkstemp" else checkpoints.os
+    module, where = (files, "_create_temp") if where == "mkstemp" else (checkpoints.os, where)
 
     def refuse(*_args, **_kwargs):
         raise OSError(code, os.strerror(code))
 
-    def atomic_write(target, data):
-        if not os.path.basename(target).startswith("step-"):
-            return real_write(target, data)
+    def atomic_write(target, data, root=None):
+        if not os.path.basename(str(target)).startswith("step-"):
+            return real_write(target, data, root)
         writes["n"] += 1
         if writes["n"] != 2:
-            return real_write(target, data)
+            return real_write(target, data, root)
         real = getattr(module, where)
         setattr(module, where, refuse)
         try:
-            return real_write(target, data)
+            return real_write(target, data, root)
         finally:
             setattr(module, where, real)
 

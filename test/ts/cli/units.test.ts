@@ -9,6 +9,7 @@ import { parse } from '../../../ts/src/cli/args.js';
 import { torchInstall } from '../../../ts/src/cli/commands/doctor.js';
 import { EXIT, UsageError, exitCodeFor } from '../../../ts/src/cli/exit-codes.js';
 import { BUILDERS, buildJob, loadDocument } from '../../../ts/src/cli/job-file.js';
+import { trainBody } from '../../../ts/src/jobs/spec.js';
 import { readAll } from '../../../ts/src/cli/jsonl.js';
 import { parseModel } from '../../../ts/src/cli/model-arg.js';
 import { Output } from '../../../ts/src/cli/output.js';
@@ -80,6 +81,21 @@ describe('job files', () => {
     expect(spec.resumeFrom).toBe('/abs/ck.pb');
     expect(spec.model).toEqual({ nameOrPath: join(dir, 'sub', 'models', 'm') });
     expect(buildJob({ method: 'prompt_tuning', ...base, model: { nameOrPath: 'gpt2' } }, 'job.yaml').model).toEqual({ nameOrPath: 'gpt2' });
+  });
+
+  it('give a job file without runDir a new runDir per run, beside the job file; --overwrite reaches the worker', () => {
+    const { runDir: _, ...noRunDir } = base;
+    const file = join(dir, 'sub', 'my job.yaml');
+    const a = buildJob({ method: 'prompt_tuning', ...noRunDir }, file);
+    const b = buildJob({ method: 'prompt_tuning', ...noRunDir }, file);
+    expect(a.runDir).toMatch(new RegExp(`^${join(dir, 'sub', 'runs')}/my_job-\\d{8}T\\d{6}Z-[0-9a-f]{6}$`));
+    expect(b.runDir).not.toBe(a.runDir);
+    expect(a.overwrite).toBe(false);
+    expect(trainBody(a, {})).not.toHaveProperty('overwrite');
+    const over = buildJob({ method: 'prompt_tuning', ...base }, file, { overwrite: true });
+    expect(over.overwrite).toBe(true);
+    expect(trainBody(over, {})).toMatchObject({ overwrite: true, run_dir: join(dir, 'sub', 'run') });
+    expect(() => buildJob({ method: 'prompt_tuning', ...base, overwrite: 'yes' }, file)).toThrow(/job\.overwrite/);
   });
 
   it('fail validation with the field path, like the builders', () => {

@@ -38,6 +38,12 @@ describe('Softprompt with the real worker', () => {
     await expect(sp.info()).resolves.toEqual(sp.capabilities);
   });
 
+  it('reports the compute thread\'s health: idle and beating', async () => {
+    const health = await sp.health();
+    expect(health).toMatchObject({ state: 'idle', op: null, busyMs: 0, stuck: false });
+    expect(health.sinceBeatMs).toBeLessThan(5_000);
+  });
+
   it('answers 1,000 sequential pings', async () => {
     for (let i = 0; i < 1000; i++) await sp.ping();
   });

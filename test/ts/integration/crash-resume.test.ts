@@ -239,7 +239,7 @@ describe('crashes lose nothing', () => {
     const error = await sp.train(spec('oom')).result().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(RemoteError);
     expect(error).toMatchObject({ code: 'out_of_memory', details: { batch_size: 4, grad_accumulation: 1 } });
-    expect((error as RemoteError).message).toMatch(/training\.batch_size \(now 4, try 2\).*grad_accumulation/);
+    expect((error as RemoteError).message).toMatch(/training\.batchSize \(now 4, try 2\).*training\.gradAccumulation/); // the SDK's names
     expect(sp.workerPid).toBe(pid); // not restarted
     const after = await sp.generate({ prompt: 'reference', inputs: ['kite='], maxNewTokens: 4 }).result();
     expect(after.outputs).toEqual(before.outputs);

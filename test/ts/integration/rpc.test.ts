@@ -8,6 +8,9 @@ import { toLogFunction } from '../../../ts/src/core/logger.js';
 import { parseStartOptions } from '../../../ts/src/internal/options.js';
 import { Rpc } from '../../../ts/src/internal/rpc.js';
 import { Supervisor } from '../../../ts/src/internal/supervisor.js';
+import { embed } from '../../../ts/src/inference/embed.js';
+import { generate } from '../../../ts/src/inference/generate.js';
+import { rerank } from '../../../ts/src/inference/rerank.js';
 import { testWorkerOptions } from '../helpers.js';
 
 describe('Rpc with the real worker', () => {
@@ -67,6 +70,32 @@ describe('Rpc with the real worker', () => {
     await expect(rpc.request('test_sleep', { s: 30 }, undefined, { timeoutMs: 200 })).rejects.toBeInstanceOf(TimeoutError);
     expect(performance.now() - started).toBeLessThan(2000);
     await expect(rpc.request('test_sleep', { s: 0 }, undefined, { timeoutMs: 5000 })).resolves.toBeDefined();
+  });
+
+  it('requestTimeoutMs bounds the time between messages of a progress-path op, not its whole run', async () => {
+    const timed = new Rpc(supervisor, 800);
+    // 5 events 300 ms apart: 1.5 s in all, but never 800 ms without a message
+    const stream = timed.stream('test_count', countBody(5, 0.3), undefined, { idleDeadline: true });
+    await expect(stream.result()).resolves.toMatchObject({ body: { count: 5 } });
+    await expect(timed.stream('test_sleep', { s: 30 }, undefined, { idleDeadline: true }).result()).rejects.toBeInstanceOf(TimeoutError);
+    await expect(rpc.request('test_sleep', { s: 0 }, undefined, { timeoutMs: 5000 })).resolves.toBeDefined();
+  });
+
+  it.each([
+    ['embed', (r: Rpc) => embed(r, { model: { embedded: 'minilm' }, texts: ['a'] })],
+    ['rerank', (r: Rpc) => rerank(r, { model: { embedded: 'smollm2' }, query: 'q', passages: ['p'] })],
+    ['generate', (r: Rpc) => generate(r, { model: { embedded: 'smollm2' }, inputs: ['a'], maxNewTokens: 1 }).result()],
+  ])('%s on a stopped worker fails with TimeoutError after requestTimeoutMs', async (_, call) => {
+    const pid = supervisor.current!.process.pid!;
+    const timed = new Rpc(supervisor, 500);
+    process.kill(pid, 'SIGSTOP');
+    try {
+      const started = performance.now();
+      await expect(call(timed)).rejects.toBeInstanceOf(TimeoutError);
+      expect(performance.now() - started).toBeLessThan(3000);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
   });
 
   it('remote errors are RemoteErrors with the shared code', async () => {

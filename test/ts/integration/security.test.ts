@@ -1,15 +1,20 @@
 /**
  * Local transport security and the remote-code switch, seen from the SDK:
  * - the default ipc socket lives in a fresh directory that only this user can enter (mode 0700,
- *   owned by us); when the tests run as root, another user (nobody) is refused at that directory;
+ *   owned by us, under <tmpdir>/sp-<uid>); when the tests run as root, another user (nobody) is refused
+ *   at that directory;
  * - the directory is removed when the worker exits;
- * - the tcp fallback binds the loopback interface only;
+ * - transport 'tcp' binds the loopback interface only, with CURVE keys made for that worker: a client
+ *   without them (another user's, when the tests run as root) gets no answer;
  * - `trustRemoteCode` reaches the worker only as a real `true` set by the caller.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
+import { Dealer, curveKeyPair } from 'zeromq';
+import { encodeMessage } from '../../../ts/src/internal/wire.js';
 import { describe, expect, it } from 'vitest';
 import { ValidationError } from '../../../ts/src/core/errors.js';
 import { resolvePython } from '../../../ts/src/internal/python.js';
@@ -19,6 +24,7 @@ import { promptTuning } from '../../../ts/src/jobs/prompt-tuning.js';
 import { quietLogger, venvPython } from '../helpers.js';
 
 const NOBODY = 65534;
+const require = createRequire(import.meta.url);
 
 async function startWorker(transport: 'ipc' | 'tcp') {
   return WorkerProcess.start({ python: resolvePython(venvPython), transport, startTimeoutMs: 60_000, log: quietLogger() });
@@ -42,7 +48,8 @@ describe('ipc transport', () => {
       expect(ready.endpoint).toMatch(/^ipc:\/\//);
       const socket = ready.endpoint.slice('ipc://'.length);
       dir = dirname(socket);
-      expect(dirname(dir)).toBe(tmpdir());
+      expect(dirname(dir)).toBe(join(tmpdir(), `sp-${process.getuid!()}`));
+      expect((lstatSync(dirname(dir)).mode & 0o777).toString(8)).toBe('700');
       const st = lstatSync(dir);
       expect(st.isDirectory() && !st.isSymbolicLink()).toBe(true);
       expect((st.mode & 0o777).toString(8)).toBe('700');
@@ -69,11 +76,50 @@ describe('ipc transport', () => {
   });
 });
 
+/** Sends `ping` from a DEALER with `options`; true when a reply came within `ms`. */
+async function pingAnswered(endpoint: string, options: ConstructorParameters<typeof Dealer>[0], ms: number): Promise<boolean> {
+  const socket = new Dealer({ linger: 0, receiveTimeout: ms, ...options });
+  try {
+    socket.connect(endpoint);
+    await socket.send(encodeMessage({ v: 1, id: 1, kind: 'request', op: 'ping', body: {}, tensors: [] }));
+    await socket.receive();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    socket.close();
+  }
+}
+
 describe('tcp transport', () => {
-  it('binds the loopback interface only', async () => {
+  it('binds the loopback interface only, with CURVE: a client without the worker\'s keys gets no answer', async () => {
     const { process: worker, ready } = await startWorker('tcp');
     try {
       expect(ready.endpoint).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/);
+      const keys = ready.curve!;
+      expect(worker.pid).toBeDefined();
+      expect(await pingAnswered(ready.endpoint, { curveServerKey: keys.serverPublicKey, curvePublicKey: keys.clientPublicKey, curveSecretKey: keys.clientSecretKey }, 10_000)).toBe(true);
+      expect(await pingAnswered(ready.endpoint, {}, 1_500)).toBe(false); // plain TCP
+      const stranger = curveKeyPair(); // CURVE, but a key the worker never saw
+      expect(await pingAnswered(ready.endpoint, { curveServerKey: keys.serverPublicKey, curvePublicKey: stranger.publicKey, curveSecretKey: stranger.secretKey }, 1_500)).toBe(false);
+      // another local user (nobody) connecting without the keys: refused as well
+      const zmqPath = require.resolve('zeromq');
+      const probe = asNobody(
+        `const { Dealer } = require(${JSON.stringify(zmqPath)});
+         const s = new Dealer({ linger: 0, receiveTimeout: 1500 }); s.connect(process.argv[1]);
+         s.send([Buffer.from(${JSON.stringify(Buffer.from(encodeMessage({ v: 1, id: 1, kind: "request", op: "ping", body: {}, tensors: [] })[0]!).toString('base64'))}, 'base64')])
+          .then(() => s.receive()).then(() => { console.error('answered'); process.exit(0); }, (e) => { console.error('refused', e.code); process.exit(3); });`,
+        ready.endpoint,
+      );
+      if (probe !== undefined) {
+        expect(probe.stderr).toContain('refused');
+        expect(probe.status).toBe(3);
+      }
+      // the keys never appear in the worker's argv or environment
+      const cmdline = readFileSync(`/proc/${worker.pid}/cmdline`, 'utf8');
+      expect(cmdline).toContain('--curve-stdin');
+      expect(cmdline).not.toContain(keys.clientPublicKey);
+      expect(readFileSync(`/proc/${worker.pid}/environ`, 'utf8')).not.toContain(keys.clientPublicKey);
     } finally {
       worker.kill('SIGTERM');
       await worker.exited;

@@ -6,10 +6,12 @@
  *
  * Relative paths in the file (`data.train.path`, `data.eval.path`, `runDir`, `resumeFrom`,
  * `initCheckpoint`, and a `model.nameOrPath` that starts with `./` or `../`) are relative to the job
- * file's folder, so a job runs the same from any working directory.
+ * file's folder, so a job runs the same from any working directory. A job file without `runDir` gets
+ * a new one per run (`defaultRunDir`).
  */
 import { readFile } from 'node:fs/promises';
-import { dirname, extname, isAbsolute, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { basename, dirname, extname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ValidationError } from '../core/errors.js';
 import { passageTuning } from '../jobs/passage-tuning.js';
@@ -54,6 +56,19 @@ async function readText(stream: NodeJS.ReadableStream): Promise<string> {
 export interface JobOverrides {
   readonly runDir?: string;
   readonly resumeFrom?: string;
+  /** `--overwrite`: replace an earlier job's checkpoints in the runDir. */
+  readonly overwrite?: boolean;
+}
+
+/**
+ * The runDir of a job file that names none: `runs/<file stem>-<UTC time>-<random>` beside the job file
+ * (the working directory for stdin), new for every run, so two runs never share one.
+ */
+export function defaultRunDir(file: string, now: Date = new Date()): string {
+  const base = file === '-' ? process.cwd() : dirname(resolve(file));
+  const stem = file === '-' ? 'job' : basename(file, extname(file)).replace(/[^\w.-]+/g, '_') || 'job';
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return resolve(base, 'runs', `${stem}-${stamp}-${randomBytes(3).toString('hex')}`);
 }
 
 /** Builds the job in `doc` (read from `file`): validated and frozen by the method's builder. */
@@ -67,6 +82,8 @@ export function buildJob(doc: unknown, file: string, overrides: JobOverrides = {
   }
   const job = rebase(fields, dirname(resolve(file)));
   if (overrides.runDir !== undefined) job['runDir'] = resolve(overrides.runDir);
+  else if (job['runDir'] === undefined) job['runDir'] = defaultRunDir(file);
+  if (overrides.overwrite) job['overwrite'] = true;
   if (overrides.resumeFrom !== undefined) job['resumeFrom'] = resolve(overrides.resumeFrom);
   return BUILDERS[method as MethodName](job as never);
 }

@@ -121,6 +121,7 @@ export function generate(rpc: Rpc, input: GenerateInput, options?: CallOptions):
   const body = toWireBody(parseOrThrow(generateSchema, input, 'generate'));
   return rpc.stream('generate', body, undefined, {
     ...options,
+    idleDeadline: true, // requestTimeoutMs since the last delta: a stopped worker fails the call
     decodeEvent: (event) => deltaSchema.parse(event.body),
     decodeFinal: (reply) => resultSchema.parse(reply.body),
   });

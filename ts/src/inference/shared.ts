@@ -48,8 +48,9 @@ const progressSchema = z.object({ event: z.literal('progress'), done: z.number()
 
 /**
  * A unary op whose worker emits `{"event": "progress", done, total}` events before its reply:
- * progress goes to `options.onProgress`, the reply through `decode`. Like {@link Rpc.stream} it has
- * no default deadline (embedding a corpus can take long); `options.timeoutMs` sets one.
+ * progress goes to `options.onProgress`, the reply through `decode`. `options.timeoutMs` is a total
+ * deadline; without it the client's `requestTimeoutMs` applies since the worker's last message
+ * (embedding a corpus can take long, but a stopped worker must not make the call wait forever).
  */
 export function requestWithProgress<R>(
   rpc: Rpc,
@@ -61,6 +62,7 @@ export function requestWithProgress<R>(
   const { onProgress, ...call } = options;
   const stream = rpc.stream(op, body, undefined, {
     ...call,
+    idleDeadline: true,
     decodeEvent: (event) => {
       const progress = progressSchema.safeParse(event.body);
       if (progress.success) onProgress?.({ done: progress.data.done, total: progress.data.total });

@@ -48,7 +48,11 @@ export interface ConnectOptions {
    * unreachable or refused the keys. Default 10000.
    */
   connectTimeoutMs?: number;
-  /** Default deadline of each call, in ms; a call's own `timeoutMs` wins. Default: none. */
+  /**
+   * Default deadline of each call, in ms; a call's own `timeoutMs` wins. Default: none. Ops that report
+   * progress (embed, rerank, evaluate, generate) apply it since the worker's last message, so a long
+   * corpus still finishes while a stopped worker fails the call with `TimeoutError`. Training has none.
+   */
   requestTimeoutMs?: number;
   /**
    * ZMTP heartbeat interval, in ms: a peer silent for 3 intervals counts as gone, and the open calls

@@ -122,11 +122,19 @@ export interface StartOptions {
   workerPath?: string;
   /** Extra environment variables for the worker (merged over `process.env`). */
   env?: Readonly<Record<string, string>>;
-  /** `'ipc'` (a Unix socket in a private 0700 directory; default) or `'tcp'` (127.0.0.1, a kernel-chosen port). */
+  /**
+   * `'ipc'` (default: a Unix socket in a private 0700 folder under `<tmpdir>/sp-<uid>/`; refused when that
+   * path is too long for a socket) or `'tcp'` (127.0.0.1, a kernel-chosen port, with a CURVE key pair made for
+   * this worker and handed to it over stdin, so no other local user can connect).
+   */
   transport?: 'ipc' | 'tcp';
   /** How long the worker may take to start and answer `hello`, in ms. Default 120000 (importing torch is slow). */
   startTimeoutMs?: number;
-  /** Default deadline of each call, in ms; a call's own `timeoutMs` wins. Default: none. */
+  /**
+   * Default deadline of each call, in ms; a call's own `timeoutMs` wins. Default: none. Ops that report
+   * progress (embed, rerank, evaluate, generate) apply it since the worker's last message, so a long
+   * corpus still finishes while a stopped worker fails the call with `TimeoutError`. Training has none.
+   */
   requestTimeoutMs?: number;
   /** Calls open at once; further calls wait in the client, in call order (their deadlines run). Default 128. */
   maxInFlight?: number;

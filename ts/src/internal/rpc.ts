@@ -48,6 +48,17 @@ export interface StreamOptions<E, F> extends CallOptions {
   readonly decodeEvent?: (event: Incoming) => E;
   /** Turns the final reply into the stream's result. Default: the {@link Incoming} itself. */
   readonly decodeFinal?: (reply: Incoming) => F;
+  /**
+   * Without `timeoutMs`, apply the client's `requestTimeoutMs` as a deadline since the worker's last
+   * message (each event restarts it): an op that reports progress (embed, rerank, evaluate, generate)
+   * may run long, but a stopped or stuck worker still fails it with {@link TimeoutError}.
+   */
+  readonly idleDeadline?: boolean;
+}
+
+/** What `#call` applies: a total deadline and/or one since the last message. */
+interface Deadlines extends CallOptions {
+  readonly idleTimeoutMs?: number;
 }
 
 interface Sink {
@@ -124,8 +135,8 @@ export class Rpc {
 
   /**
    * Sends `op` and returns its {@link EventStream}: each `event` message becomes an event, the final
-   * `reply` the result. Streams have no default deadline (training runs for hours): only
-   * `options.timeoutMs`. Leaving the loop or `stream.cancel()` sends `cancel`; the stream then ends as
+   * `reply` the result. Streams have no default total deadline (training runs for hours): only
+   * `options.timeoutMs`, or with `idleDeadline` the client's `requestTimeoutMs` since the last message. Leaving the loop or `stream.cancel()` sends `cancel`; the stream then ends as
    * the op defines (a remote `cancelled` error surfaces as {@link AbortError}).
    */
   stream<E = Incoming, F = Incoming>(op: string, body: WireMap, tensors?: TensorMap, options: StreamOptions<E, F> = {}): EventStream<E, F> {
@@ -137,7 +148,9 @@ export class Rpc {
       (c) => (controller = c),
       () => cancel(),
     );
-    cancel = this.#call(op, body, tensors, options, {
+    const idleTimeoutMs = options.idleDeadline && options.timeoutMs === undefined ? this.#defaultTimeoutMs : undefined;
+    const deadlines: Deadlines = { ...options, ...(idleTimeoutMs === undefined ? {} : { idleTimeoutMs }) };
+    cancel = this.#call(op, body, tensors, deadlines, {
       event: (msg) => {
         try {
           controller.event(decodeEvent(incoming(msg)));
@@ -162,17 +175,19 @@ export class Rpc {
    * Opens one request and feeds `sink` exactly one of reply/fail (plus events before it). Returns a
    * function that asks the worker to cancel the request, keeping the sink open for its final message.
    */
-  #call(op: string, body: WireMap, tensors: TensorMap | undefined, options: CallOptions, sink: Sink): () => void {
+  #call(op: string, body: WireMap, tensors: TensorMap | undefined, options: Deadlines, sink: Sink): () => void {
     let settled = false;
     let cancelRequested = false;
     let sent: { id: number; cancel: (id: number) => void } | undefined;
     let timer: NodeJS.Timeout | undefined;
+    let idleTimer: NodeJS.Timeout | undefined;
     let leave = () => {};
-    const { signal, timeoutMs } = options;
+    const { signal, timeoutMs, idleTimeoutMs } = options;
 
     const cleanup = () => {
       settled = true;
       if (timer) clearTimeout(timer);
+      if (idleTimer) clearTimeout(idleTimer);
       signal?.removeEventListener('abort', onAbort);
       leave();
     };
@@ -197,13 +212,19 @@ export class Rpc {
     }
     signal?.addEventListener('abort', onAbort, { once: true });
     if (timeoutMs !== undefined) timer = setTimeout(() => abandon(new TimeoutError(op, timeoutMs)), timeoutMs);
+    const armIdle = () => {
+      if (idleTimeoutMs === undefined || settled) return;
+      if (idleTimer) clearTimeout(idleTimer);
+      idleTimer = setTimeout(() => abandon(new TimeoutError(`${op} (no message from the worker)`, idleTimeoutMs)), idleTimeoutMs);
+    };
+    armIdle();
 
     const send = (conn: LinkConnection) => {
       if (settled) return;
       try {
         const transport = conn.transport;
         const id = transport.send(op, body, named, {
-          onEvent: (msg) => settled || sink.event(msg),
+          onEvent: (msg) => settled || (armIdle(), sink.event(msg)),
           onReply: (msg) => settled || (cleanup(), sink.reply(msg)),
           onError: (error) => {
             if (settled) return;

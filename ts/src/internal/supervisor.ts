@@ -202,7 +202,12 @@ async function launch(options: ResolvedStartOptions, hooks: InternalHooks, log: 
     ...(options.distributed ? { distributed: options.distributed } : {}),
     ...(hooks.workerCommand ? { workerCommand: hooks.workerCommand } : {}),
   });
-  const transport = Transport.connect(ready.endpoint, log);
+  const curve = ready.curve;
+  const transport = Transport.connect(
+    ready.endpoint,
+    log,
+    curve ? { curveServerKey: curve.serverPublicKey, curvePublicKey: curve.clientPublicKey, curveSecretKey: curve.clientSecretKey } : {},
+  );
   try {
     if (ready.protocol !== PROTOCOL_VERSION) throw mismatch(ready.protocol);
     const reply = await unary(transport, 'hello', { protocol: PROTOCOL_VERSION, client: `softprompt-ts/${packageVersion()}` }, Math.max(1, deadline - Date.now()));

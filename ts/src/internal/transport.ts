@@ -7,6 +7,7 @@ import { Dealer, type Observer, type SocketOptions } from 'zeromq';
 import { ProtocolError, REMOTE_ERROR_CODES, RemoteError, type RemoteErrorCode } from '../core/errors.js';
 import type { LogFunction } from '../core/logger.js';
 import { type Message, type NamedTensor, PROTOCOL_VERSION, type WireMap, decodeMessage, encodeMessage } from './wire.js';
+import { userFieldNames } from './field-names.js';
 
 /** Receives what the worker sends for one request. Exactly one of onReply/onError ends it. */
 export interface PendingHandlers {
@@ -192,7 +193,7 @@ export function remoteError(msg: Message): RemoteError {
   const detailMap = typeof details === 'object' && details !== null && !Array.isArray(details) && !(details instanceof Uint8Array) ? details : {};
   return new RemoteError(
     known ? (code as RemoteErrorCode) : 'internal',
-    typeof message === 'string' ? message : JSON.stringify(msg.body),
+    typeof message === 'string' ? userFieldNames(message) : JSON.stringify(msg.body),
     msg.op,
     known ? detailMap : { ...detailMap, code: code ?? null },
   );

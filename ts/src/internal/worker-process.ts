@@ -10,20 +10,17 @@
  * softprompt_worker --distributed BACKEND`), which starts the ranks; rank 0 prints READY. Each rank
  * watches this process's pid (not the agent's), and the kernel kills the ranks when the agent dies.
  */
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { type ResultPromise, execa } from 'execa';
 import { WorkerStartError } from '../core/errors.js';
 import { type LogFunction, levelOfLine } from '../core/logger.js';
 import { PYTHON_FIX, type ResolvedPython, workerPythonPath } from './python.js';
 import type { ResolvedDistributedOptions } from './options.js';
+import { type WorkerCurve, chooseEndpoint } from './socket-dir.js';
 
 const READY_PREFIX = 'SOFTPROMPT_READY ';
 const STDERR_TAIL_LINES = 40;
-/** Longest path a Unix socket may have (sun_path is 108 bytes on Linux, 104 on macOS). */
-const MAX_IPC_PATH = 100;
 
 export interface SpawnOptions {
   readonly python: ResolvedPython;
@@ -49,6 +46,8 @@ export interface ReadyInfo {
   readonly endpoint: string;
   readonly protocol: number;
   readonly pid: number;
+  /** The CURVE keys to connect with (transport 'tcp'). */
+  readonly curve?: WorkerCurve;
 }
 
 /** A started worker process. */
@@ -80,12 +79,14 @@ export class WorkerProcess {
 
   /** Spawns the worker and waits for its READY line. Throws {@link WorkerStartError} with a fix. */
   static async start(options: SpawnOptions): Promise<{ process: WorkerProcess; ready: ReadyInfo }> {
-    const { endpoint, socketDir } = await chooseEndpoint(options.transport, options.log);
+    const { endpoint, socketDir, curve } = await chooseEndpoint(options.transport);
     const [command, ...baseArgs] = options.workerCommand ?? workerArgv(options.python.command, options.distributed);
     const pythonPath = [options.workerPath ?? workerPythonPath(), options.env?.['PYTHONPATH'] ?? process.env['PYTHONPATH']].filter(Boolean).join(':');
-    const child = execa(command!, [...baseArgs, '--endpoint', endpoint, '--parent-pid', String(process.pid)], {
+    const curveArgs = curve ? ['--curve-stdin'] : [];
+    const child = execa(command!, [...baseArgs, '--endpoint', endpoint, '--parent-pid', String(process.pid), ...curveArgs], {
       env: { PYTHONUNBUFFERED: '1', ...options.env, PYTHONPATH: pythonPath },
-      stdin: 'ignore',
+      // the CURVE keys travel over a pipe only this process holds: never in argv or the environment
+      ...(curve ? { input: curve.stdinLine } : { stdin: 'ignore' as const }),
       buffer: false,
       reject: false,
       cleanup: true,
@@ -93,7 +94,7 @@ export class WorkerProcess {
     const worker = new WorkerProcess(child, socketDir, options.log);
     try {
       const ready = await worker.#waitReady(options);
-      return { process: worker, ready };
+      return { process: worker, ready: curve ? { ...ready, curve } : ready };
     } catch (error) {
       worker.kill('SIGKILL');
       await worker.exited;
@@ -212,18 +213,6 @@ function parseReady(json: string): ReadyInfo {
     throw new Error('expected {endpoint: string, protocol: number, pid: number}');
   }
   return { endpoint: info.endpoint, protocol: info.protocol, pid: info.pid };
-}
-
-async function chooseEndpoint(transport: 'ipc' | 'tcp', log: LogFunction): Promise<{ endpoint: string; socketDir?: string }> {
-  if (transport === 'ipc') {
-    const dir = await mkdtemp(join(tmpdir(), 'softprompt-'));
-    await chmod(dir, 0o700); // only this user can reach the socket
-    const path = join(dir, 'worker.sock');
-    if (path.length <= MAX_IPC_PATH) return { endpoint: `ipc://${path}`, socketDir: dir };
-    await rm(dir, { recursive: true, force: true });
-    log('warn', `temp dir path too long for a Unix socket (${path}); using tcp://127.0.0.1 instead`);
-  }
-  return { endpoint: 'tcp://127.0.0.1:*' };
 }
 
 function tailText(tail: string): string {

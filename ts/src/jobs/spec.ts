@@ -39,6 +39,11 @@ export interface JobInput<Task, Row extends object> {
    * come from the checkpoint (give none, or the same ones). Default: start fresh.
    */
   readonly resumeFrom?: string;
+  /**
+   * Replace the checkpoints an earlier job left in `runDir`. Default false: a new job (not resuming) is
+   * refused a `runDir` that holds checkpoints, so a finished run is never overwritten by mistake.
+   */
+  readonly overwrite?: boolean;
 }
 
 /** A validated, frozen training job: pass it to `sp.train(spec)`. Built by `promptTuning(...)` & co. */
@@ -54,6 +59,8 @@ export interface JobSpec<M extends MethodName = MethodName, Config = Readonly<Re
   readonly runDir: string;
   /** Absolute, when set. */
   readonly resumeFrom?: string;
+  /** Replace an earlier job's checkpoints in `runDir` (default false: such a runDir is refused). */
+  readonly overwrite: boolean;
 }
 
 export interface MethodDefinition<M extends MethodName, Config, Task> {
@@ -74,6 +81,7 @@ const baseShape = {
   resumeFrom: nonEmpty()
     .transform((p) => resolve(p))
     .optional(),
+  overwrite: z.boolean().default(false),
 };
 const BASE_KEYS = new Set([...Object.keys(baseShape), 'task']);
 
@@ -111,6 +119,7 @@ export function defineMethod<M extends MethodName, Config, Task, Input>(def: Met
       ...(taskOptions ? { task_options: toSnake(taskOptions) } : {}),
       training: trainingToWire(spec.training),
       run_dir: spec.runDir,
+      ...(spec.overwrite ? { overwrite: true } : {}),
       ...(resumeFrom === undefined ? {} : { resume_from: resumeFrom }),
     };
     deepFreeze(spec, new Set(['rows']));

@@ -38,7 +38,8 @@ own (not the warm one), or on --connect's.
 --json: the job's events as JSON lines on stdout ({"type":"data"|"started"|"step"|"eval"|
 "checkpoint"|"done", ...}), then {"type":"result","status","checkpoint","summary","report"}.`,
   options: {
-    'run-dir': { type: 'string', arg: 'dir', help: "override the job's runDir" },
+    'run-dir': { type: 'string', arg: 'dir', help: "override the job's runDir (default: the job's, else runs/<file>-<time>-<random> beside the job file, new each run)" },
+    overwrite: { type: 'boolean', help: "replace the checkpoints an earlier job left in the runDir (without it such a runDir is refused)" },
     resume: { type: 'string', arg: 'checkpoint', help: "continue from a checkpoint a job wrote (sets resumeFrom)" },
     'dry-run': { type: 'boolean', help: 'validate the job file and print the resolved job; start nothing' },
     'progress-every': { type: 'string', arg: 'n', help: 'without a terminal: steps between progress lines. Default: a twentieth of the run' },
@@ -55,6 +56,7 @@ async function run(ctx: CommandContext): Promise<ExitCode> {
   const spec = buildJob(await loadDocument(file), file, {
     ...(args.string('run-dir') !== undefined ? { runDir: args.string('run-dir')! } : {}),
     ...(args.string('resume') !== undefined ? { resumeFrom: args.string('resume')! } : {}),
+    ...(args.bool('overwrite') ? { overwrite: true } : {}),
   });
   if (args.bool('dry-run')) {
     const shown = resolvedForDisplay(spec);
