@@ -10,6 +10,12 @@ import sys
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
+# Third-party notices that say nothing to the SDK's user, at the level from which they are shown.
+# bitsandbytes (imported by peft whenever it is installed) warns at import on every CPU worker start that
+# its optional hub kernel for 4-bit matmuls could not be fetched (no hub here); NF4 on the CPU then uses
+# its built-in path, which test_quantize.py covers.
+QUIET = {"bitsandbytes.backends.cpu.ops": logging.ERROR}
+
 
 class OneLineFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -23,4 +29,6 @@ def setup_logging(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name, quiet_level in QUIET.items():
+        logging.getLogger(name).setLevel(max(quiet_level, root.level))
     logging.captureWarnings(True)

@@ -116,8 +116,9 @@ class Selection:
             if self.baseline is not None:
                 message += f" (untuned: {self.baseline:.4g})"
         if stopped_early_at is not None:
-            message += (f"; stopped early at step {stopped_early_at}: {self.patience} evaluations without an "
-                        f"improvement over {self.min_delta:g}")
+            by_more = f" of more than {self.min_delta:g}" if self.min_delta else ""
+            message += (f"; stopped early at step {stopped_early_at}: {self.patience} evaluations in a row without "
+                        f"an improvement{by_more}")
         return {"by": self.by, "best": self.best, "beat_baseline": beat, "stopped_early_at": stopped_early_at,
                 "message": message}
 

@@ -137,3 +137,18 @@ def test_cross_eval_bench_smoke_fills_the_whole_table(tmp_path):
     assert set(record["untuned"]) == {"f32", "int8", "nf4"}
     assert all(set(r["evaluated_on"]) == {"f32", "int8", "nf4"} for r in record["trained_on"].values())
     assert (tmp_path / "x.md").read_text().count("| trained on") == 3
+
+
+def test_a_worker_start_does_not_print_bitsandbytes_kernel_notices():
+    """peft imports bitsandbytes whenever it is installed, and bitsandbytes warns at import that its hub kernel
+    for CPU 4-bit matmuls cannot be fetched (offline): on every worker start, in every CLI command's stderr.
+    The worker's logging keeps that logger quiet (logging_setup.QUIET); NF4 on the CPU works without it."""
+    import subprocess
+    import sys
+
+    code = ("from softprompt_worker.logging_setup import setup_logging; setup_logging('info'); "
+            "import peft, bitsandbytes, logging; logging.getLogger('softprompt_worker').warning('still shown')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "still shown" in proc.stderr
+    assert "bitsandbytes" not in proc.stderr, proc.stderr[-2000:]

@@ -86,7 +86,8 @@ def test_early_stopping_stops_after_patience_evaluations_without_improvement():
         checkpoint_every=50, _save=lambda step, metrics, state: saved_states.setdefault(step, state) and f"ck{step}")
     assert summary["status"] == "completed" and summary["steps"] == 3
     assert summary["selection"]["stopped_early_at"] == 3 and summary["best"]["step"] == 1
-    assert "stopped early at step 3: 2 evaluations without an improvement" in summary["selection"]["message"]
+    assert summary["selection"]["message"].endswith("; stopped early at step 3: 2 evaluations in a row without an "
+                                                    "improvement")
     assert [e["step"] for e in events if e["event"] == "eval"] == [0, 1, 2, 3]  # no second evaluation at the end
     assert summary["checkpoint"] == "ck3"  # the last step is still saved, resumable
 
