@@ -56,6 +56,7 @@ from softprompt_worker.checkpoints import build_method_from_checkpoint, load_che
 from softprompt_worker.data import resolve_data
 from softprompt_worker.distributed import collective, data_parallel, sharded_model
 from softprompt_worker.errors import InvalidArgumentError, OutOfMemoryError, StorageError, WorkerError, from_exception
+from softprompt_worker.fields import check_job_shape
 from softprompt_worker.methods.registry import method_class
 from softprompt_worker.models import FrozenModel, ModelSpec, resolve_device
 from softprompt_worker.ops.data import datasets
@@ -86,12 +87,7 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
     unknown = sorted(set(body) - _FIELDS)
     if unknown:
         raise InvalidArgumentError(f"train: unknown field(s) {unknown}; known: {sorted(_FIELDS)}")
-    for name in ("method", "task"):
-        if not isinstance(body.get(name), str):
-            raise InvalidArgumentError(f"{name}: expected a string, got {body.get(name)!r:.40}")
-    for name in ("method_config", "task_options", "training"):
-        if not isinstance(body.get(name) or {}, dict):
-            raise InvalidArgumentError(f"{name}: expected a map, got {type(body.get(name)).__name__}")
+    check_job_shape(body)
     job_id = body.get("job_id")
     if job_id is not None and (not isinstance(job_id, str) or not job_id):
         raise InvalidArgumentError(f"job_id: expected a non-empty string, got {job_id!r:.40}")

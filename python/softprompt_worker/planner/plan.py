@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InvalidArgumentError
+from ..fields import check_job_shape
 from ..models import ModelSpec
 from ..training import TrainingConfig
 from .estimate import breakdown
@@ -21,12 +22,7 @@ _TRAINING_EXTRAS = ("keep_last", "report_to")  # train-op fields the estimate do
 
 
 def plan_input_for(body: dict[str, Any], device: str, negatives: int | None = None) -> tuple[PlanInput, TrainingConfig]:
-    for name in ("method", "task"):
-        if not isinstance(body.get(name), str):
-            raise InvalidArgumentError(f"{name}: expected a string, got {body.get(name)!r:.40}")
-    for name in ("method_config", "task_options", "training"):
-        if not isinstance(body.get(name) or {}, dict):
-            raise InvalidArgumentError(f"{name}: expected a map, got {type(body.get(name)).__name__}")
+    check_job_shape(body)
     training = {k: v for k, v in (body.get("training") or {}).items() if k not in _TRAINING_EXTRAS}
     config = TrainingConfig.from_dict(training)
     spec = ModelSpec.from_dict(body.get("model"))
