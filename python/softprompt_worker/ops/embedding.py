@@ -9,7 +9,7 @@ the prompt's base model is used. A prompt of another method is refused (``invali
 ``embed``::
 
     {"model"?: ModelSpec, "prompt"?: str, "texts": [str], "batch_size"?: int (32),
-     "normalize"?: bool (the prompt's config; true without a prompt), "pooling"?: "last" | "mean" | "first"}
+     "normalize"?: bool (the prompt's config; true without a prompt), "pooling"?: "last" | "mean" | "text_mean" | "first"}
     -> body {"count": int, "dim": int, "pooling": str, "normalized": bool, "source": "suffix_tuning" | "base"}
        tensor "embeddings": f32 (count, dim), row i embeds texts[i]
 
@@ -112,7 +112,7 @@ class Embedder:
         if self.method is not None:
             batch = self.method.tokenize(texts)
             hidden, mask, suffix_end = self.method.hidden_states(batch["input_ids"], batch["attention_mask"])
-            pooled = pool(hidden, mask, self.pooling, suffix_end)  # (n, H)
+            pooled = self.method.pool(hidden, mask, suffix_end, self.pooling)  # (n, H)
         else:
             enc = self.frozen.tokenizer(texts, padding=True, truncation=True, max_length=_max_positions(self.frozen),
                                         padding_side="right", return_tensors="pt").to(self.frozen.device)

@@ -36,14 +36,16 @@ def _reference_embedding(method: SuffixTuning, text: str) -> torch.Tensor:
     if method.config.attention == "bidirectional":
         mask = torch.zeros(1, 1, embeds.shape[1], embeds.shape[1])  # (1, 1, L + k, L + k): all visible
     hidden = backbone(method.frozen)(inputs_embeds=embeds, attention_mask=mask).last_hidden_state[0]  # (L + k, H)
-    pooled = {"last": hidden[cut + method.config.num_virtual_tokens - 1], "first": hidden[0],
-              "mean": hidden.mean(0)}[method.config.pooling]  # (H,)
+    k = method.config.num_virtual_tokens
+    pooled = {"last": hidden[cut + k - 1], "first": hidden[0], "mean": hidden.mean(0),
+              "text_mean": torch.cat([hidden[:cut], hidden[cut + k:]]).mean(0)}[method.config.pooling]  # (H,)
     return torch.nn.functional.normalize(pooled, dim=-1)
 
 
-@pytest.mark.parametrize("pooling", ["last", "mean", "first"])
+@pytest.mark.parametrize("pooling", ["last", "mean", "text_mean", "first"])
 def test_batched_embeddings_equal_unbatched_reference_per_row(frozen, pooling):
-    method = _method(frozen, pooling=pooling)
+    causal_text_mean = pooling == "text_mean" and frozen.is_decoder_only
+    method = _method(frozen, pooling=pooling, **({"attention": "bidirectional"} if causal_text_mean else {}))
     batch = method.tokenize(TEXTS)
     assert batch["attention_mask"].sum(1).unique().numel() > 1  # mixed lengths: padding is exercised
     with torch.no_grad():
@@ -157,3 +159,18 @@ def test_long_texts_are_truncated_to_leave_room_for_the_suffix():
     batch = method.tokenize(["z" * 1000])
     assert batch["input_ids"].shape[1] == 250
     assert method.embed(batch).shape == (1, frozen.hidden_size)
+
+
+def test_text_mean_leaves_the_suffix_out_of_the_mean_and_still_trains_it():
+    """On an encoder the suffix acts through attention only: the embedding moves with it and the suffix gets
+    a gradient; under causal attention no text position sees the suffix, so text_mean is refused."""
+    frozen = load_frozen_model(ModelSpec(tiny="bert"))
+    method = _method(frozen, pooling="text_mean")
+    batch = method.tokenize(TEXTS)
+    method.embed(batch).sum().backward()
+    assert method.suffix.grad is not None and method.suffix.grad.abs().sum() > 0
+    with torch.no_grad():
+        mean = _method(frozen, pooling="mean").embed(batch)  # the same suffix (seeded), averaged in
+        assert not torch.allclose(method.embed(batch), mean)
+    with pytest.raises(InvalidArgumentError, match="pooling: 'text_mean' leaves the suffix out"):
+        _method(load_frozen_model(ModelSpec(tiny="gpt2")), pooling="text_mean")

@@ -56,7 +56,7 @@ FIELDS: dict[Any, dict[str, tuple]] = {
     },
     SuffixTuningConfig: {
         "num_virtual_tokens": ("int", 1, L.MAX_NUM_VIRTUAL_TOKENS), "attention": ("enum", ("model", "bidirectional")),
-        "pooling": ("enum", ("last", "mean", "first")), "normalize": ("bool",), "init": ("enum", ("vocab", "random")),
+        "pooling": ("enum", ("last", "mean", "text_mean", "first")), "normalize": ("bool",), "init": ("enum", ("vocab", "random")),
         "max_length": ("int?", 1, L.MAX_SEQUENCE_LENGTH),
     },
     PassageTuningConfig: {

@@ -83,7 +83,7 @@ const BUILDERS: Builder[] = [
     sites: {
       numVirtualTokens: int(1, L.MAX_NUM_VIRTUAL_TOKENS),
       attention: oneOf('model', 'bidirectional'),
-      pooling: oneOf('last', 'mean', 'first'),
+      pooling: oneOf('last', 'mean', 'text_mean', 'first'),
       normalize: bool,
       init: oneOf('vocab', 'random'),
       maxLength: int(1, L.MAX_SEQUENCE_LENGTH),

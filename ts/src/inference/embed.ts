@@ -11,7 +11,7 @@ import { Matrix } from './matrix.js';
 import { type ProgressOptions, batchSize, requestWithProgress, stringList, toWireBody } from './shared.js';
 
 /** How token states become one vector (`methods/suffix_tuning.py` `POOLINGS`). */
-export const POOLINGS = ['last', 'mean', 'first'] as const;
+export const POOLINGS = ['last', 'mean', 'text_mean', 'first'] as const;
 export type Pooling = (typeof POOLINGS)[number];
 
 /** Options shared by {@link embed} and `sp.evaluate.retrieval`: which embedder. */
