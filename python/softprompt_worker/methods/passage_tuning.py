@@ -144,6 +144,7 @@ class PassageTuning(SoftPromptMethod):
 
     name = "passage_tuning"
     config_class = PassageTuningConfig
+    tasks = frozenset({"reranking"})  # no PEFT equivalent: no peft_type
     config: PassageTuningConfig
 
     def __init__(self, config: PassageTuningConfig, frozen: FrozenModel):

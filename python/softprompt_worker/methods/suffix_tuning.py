@@ -89,6 +89,7 @@ class SuffixTuning(SoftPromptMethod):
 
     name = "suffix_tuning"
     config_class = SuffixTuningConfig
+    tasks = frozenset({"embedding"})  # PEFT has no suffix placement: no peft_type
     config: SuffixTuningConfig
 
     def __init__(self, config: SuffixTuningConfig, frozen: FrozenModel):
