@@ -191,7 +191,8 @@ class PassageTuning(SoftPromptMethod):
         return PairBatch.build(q, p, pair_query, pair_passage, self.frozen.device)
 
     def forward(self, batch: PairBatch) -> Scores:
-        """Differentiable query log-likelihoods of every pair in ``batch``."""
+        """Differentiable query log-likelihoods of every pair in ``batch``: the one scoring entry point, used
+        by the training loss, evaluation and the ``rerank`` op (``scoring.score_pairs`` calls it)."""
         return pair_log_likelihood(self.frozen, self, batch)
 
 
