@@ -36,7 +36,9 @@ given its positive passage plus a margin term over negatives).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -49,9 +51,12 @@ from ..scoring import ORDERS, UPR_INSTRUCTION, Layout, PairBatch, Scores, pair_l
 from .base import MethodConfig, SoftPromptMethod
 from .init_vectors import initial_vectors
 
+log = logging.getLogger(__name__)
+
 PASSAGE_VECTORS = ("pooled", "per_token", "none")
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
 INITS = ("text", "vocab")
+DEPRECATED_ALIASES = {"prompt_init": "init", "prompt_init_text": "init_text"}  # old name -> name
 
 
 @dataclass
@@ -59,12 +64,17 @@ class PassageTuningConfig(MethodConfig):
     """Options of passage-specific prompt tuning. All are JSON scalars or string enums.
 
     Args:
-        num_virtual_tokens: soft prompt length ``n``. ``None``: the token count of ``prompt_init_text``
+        num_virtual_tokens: soft prompt length ``n``. ``None``: the token count of ``init_text``
             (the prompt then starts as exactly UPR's instruction). Otherwise the text's tokens are
             repeated/cut to ``n``, as PEFT's TEXT init does.
-        prompt_init: ``"text"``: from ``prompt_init_text`` (the paper initialises from a hard prompt);
-            ``"vocab"``: embeddings of random vocabulary tokens (Lester et al., 2021).
-        prompt_init_text: the instruction; UPR's by default.
+        init: ``"text"``: from ``init_text`` (the paper initialises from a hard prompt);
+            ``"vocab"``: embeddings of random vocabulary tokens (Lester et al., 2021); both through
+            ``init_vectors.initial_vectors``, the rule every method shares.
+        init_text: the instruction; UPR's by default (also the hard prompt of the UPR layout).
+
+    ``prompt_init`` / ``prompt_init_text`` (the names before ``init`` / ``init_text``, as every other method
+    spells them) are accepted as deprecated aliases, so older job files and checkpoints keep loading;
+    giving an alias and its new name together is refused.
         passage_vectors: ``"pooled"`` | ``"per_token"`` | ``"none"`` (see the module docstring).
         num_passage_vectors: ``m`` for ``"pooled"``. 8 is our default (no value in the paper).
         bottleneck_dim: ``r``, the bottleneck width. 64 keeps it ~``2 * 64 * hidden`` parameters
@@ -81,8 +91,8 @@ class PassageTuningConfig(MethodConfig):
     """
 
     num_virtual_tokens: int | None = None
-    prompt_init: str = "text"
-    prompt_init_text: str = UPR_INSTRUCTION
+    init: str = "text"
+    init_text: str = UPR_INSTRUCTION
     passage_vectors: str = "pooled"
     num_passage_vectors: int = 8
     bottleneck_dim: int = 64
@@ -95,8 +105,23 @@ class PassageTuningConfig(MethodConfig):
     max_passage_tokens: int = 256
     max_query_tokens: int = 64
 
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None):
+        """``MethodConfig.from_dict`` after renaming the deprecated ``prompt_init*`` aliases (job files and
+        checkpoints written before the rename store them)."""
+        if isinstance(raw, dict) and any(old in raw for old in DEPRECATED_ALIASES):
+            raw = dict(raw)
+            for old, new in DEPRECATED_ALIASES.items():
+                if old not in raw:
+                    continue
+                if new in raw:
+                    raise InvalidArgumentError(f"{old}: deprecated alias of {new}; give only {new}")
+                log.warning("passage_tuning: %s is deprecated, use %s", old, new)
+                raw[new] = raw.pop(old)
+        return super().from_dict(raw)
+
     def validate(self) -> None:
-        for field, value, allowed in (("prompt_init", self.prompt_init, INITS),
+        for field, value, allowed in (("init", self.init, INITS),
                                       ("passage_vectors", self.passage_vectors, PASSAGE_VECTORS),
                                       ("activation", self.activation, tuple(ACTIVATIONS)), ("order", self.order, ORDERS)):
             if value not in allowed:
@@ -109,14 +134,14 @@ class PassageTuningConfig(MethodConfig):
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_NUM_VIRTUAL_TOKENS):
             raise InvalidArgumentError(
                 f"num_virtual_tokens: {n!r} is not null or an int in 1..{MAX_NUM_VIRTUAL_TOKENS}")
-        if self.prompt_init == "text" and not self.prompt_init_text:
-            raise InvalidArgumentError("prompt_init_text: must not be empty when prompt_init is 'text'")
-        if self.prompt_init == "vocab" and n is None:
-            raise InvalidArgumentError("num_virtual_tokens: must be set when prompt_init is 'vocab'")
+        if self.init == "text" and not self.init_text:
+            raise InvalidArgumentError("init_text: must not be empty when init is 'text'")
+        if self.init == "vocab" and n is None:
+            raise InvalidArgumentError("num_virtual_tokens: must be set when init is 'vocab'")
         self.layout().validate()
 
     def layout(self) -> Layout:
-        return Layout(order=self.order, passage_prefix=self.passage_prefix, instruction=self.prompt_init_text,
+        return Layout(order=self.order, passage_prefix=self.passage_prefix, instruction=self.init_text,
                       query_prefix=self.query_prefix, prepend_bos=self.prepend_bos,
                       max_passage_tokens=self.max_passage_tokens, max_query_tokens=self.max_query_tokens)
 
@@ -162,9 +187,8 @@ class PassageTuning(SoftPromptMethod):
         cfg = self.config
         n = cfg.num_virtual_tokens
         if n is None:  # the instruction's own length: the prompt starts as exactly UPR's hard prompt
-            n = len(self.frozen.tokenizer(cfg.prompt_init_text, add_special_tokens=False)["input_ids"]) or 1
-        return initial_vectors(self.frozen, n, cfg.prompt_init, cfg.prompt_init_text,
-                               field="prompt_init_text")  # (n, hidden)
+            n = len(self.frozen.tokenizer(cfg.init_text, add_special_tokens=False)["input_ids"]) or 1
+        return initial_vectors(self.frozen, n, cfg.init, cfg.init_text)  # (n, hidden)
 
     # -- the two slots (scoring.Conditioner) -------------------------------------------------------
     def prompt_embeddings(self) -> torch.Tensor:

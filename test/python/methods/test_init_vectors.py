@@ -37,7 +37,7 @@ def test_every_method_draws_from_the_cpu_generator_so_a_seed_means_the_same_prom
     builders = {
         "prompt": lambda: PromptTuning(PromptTuningConfig(num_virtual_tokens=4, seed=7), frozen).embedding,
         "suffix": lambda: SuffixTuning(SuffixTuningConfig(num_virtual_tokens=4), frozen).suffix,
-        "passage": lambda: PassageTuning(PassageTuningConfig(num_virtual_tokens=4, prompt_init="vocab"),
+        "passage": lambda: PassageTuning(PassageTuningConfig(num_virtual_tokens=4, init="vocab"),
                                          frozen).prompt,
     }
     for name, build in builders.items():
