@@ -41,10 +41,6 @@ class LoraReranker(nn.Module):
     name = "lora_reranker"
     tasks = frozenset({"reranking"})  # the worker's tasks ask the method what it trains
 
-    @classmethod
-    def trains(cls, task: str) -> bool:
-        return task in cls.tasks
-
     def __init__(self, frozen, layout: Layout, settings: LoraSettings):
         super().__init__()
         from peft import LoraConfig, inject_adapter_in_model

@@ -86,7 +86,7 @@ class SoftPromptMethod(nn.Module):
 
     - ``name``: the registry key (same in module, proto ``Checkpoint.method`` and TS literal);
     - ``config_class``: its ``MethodConfig`` dataclass;
-    - ``tasks``: the task names (``tasks/registry.py``) that train it; a task asks ``trains(task)``;
+    - ``tasks``: the task names (``tasks/registry.py``) that train it; a task checks it is among them;
     - ``peft_type``: PEFT's ``peft_type`` of the equivalent adapter (``"PROMPT_TUNING"``...), or None
       when PEFT has no such format; a method with one implements ``to_peft`` and ``from_peft``
       (``peft_io.py`` reads and writes the files, the method maps its config and tensor).
@@ -105,11 +105,6 @@ class SoftPromptMethod(nn.Module):
         self.config = config
         # Not a submodule: keeps the base weights out of state_dict(), parameters() and .to() calls.
         object.__setattr__(self, "frozen", frozen)
-
-    @classmethod
-    def trains(cls, task: str) -> bool:
-        """Whether task ``task`` trains this method."""
-        return task in cls.tasks
 
     # -- PEFT export/import (methods whose ``peft_type`` is set) -----------------------------------
     def to_peft(self, common: dict[str, Any]) -> tuple[Any, torch.Tensor]:

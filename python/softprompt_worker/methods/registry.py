@@ -39,7 +39,7 @@ def method_class(name: str) -> type[SoftPromptMethod]:
 
 def methods_training(task: str) -> list[str]:
     """Names of the available methods that task ``task`` trains (their ``tasks`` declare it)."""
-    return [name for name in method_names() if method_class(name).trains(task)]
+    return [name for name in method_names() if task in method_class(name).tasks]
 
 
 def peft_methods() -> list[type[SoftPromptMethod]]:
