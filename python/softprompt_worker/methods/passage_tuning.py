@@ -50,12 +50,14 @@ from ..scoring import ORDERS, UPR_INSTRUCTION, Layout, PairBatch, Scores, pair_l
     tokenize
 from .base import MethodConfig, SoftPromptMethod
 from .init_vectors import initial_vectors
+from .workload import Job, Pass, Sizes
 
 log = logging.getLogger(__name__)
 
 PASSAGE_VECTORS = ("pooled", "per_token", "none")
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
 INITS = ("text", "vocab")
+PASSAGE_CONSTANT_TOKENS = 4  # BOS and "Passage: ": the constant segments of a row (a few tokens in any tokenizer)
 DEPRECATED_ALIASES = {"prompt_init": "init", "prompt_init_text": "init_text"}  # old name -> name
 
 
@@ -170,6 +172,7 @@ class PassageTuning(SoftPromptMethod):
     name = "passage_tuning"
     config_class = PassageTuningConfig
     tasks = frozenset({"reranking"})  # no PEFT equivalent: no peft_type
+    plan_seq_field = "method_config.max_passage_tokens"
     config: PassageTuningConfig
 
     def __init__(self, config: PassageTuningConfig, frozen: FrozenModel):
@@ -205,6 +208,27 @@ class PassageTuning(SoftPromptMethod):
         else:
             counts = lengths  # (U,): one vector per passage token
         return self.bottleneck(x), counts  # (U, M, hidden), (U,)
+
+    # -- memory planning (planner/) ----------------------------------------------------------------
+    @classmethod
+    def training_passes(cls, job: Job) -> list[Pass]:
+        """One scored sequence per (query, passage) pair, ``BOS + "Passage: " + passage + m passage vectors +
+        n prompt vectors + query``; logits for the query positions only. Pairs per row: the positive, up to
+        ``max_hard_negatives`` hard negatives and (``negatives: both``) the batch's other positives."""
+        B, T, n, o = job.batch_size, job.seq, job.virtual_tokens, job.options
+        mode = o.get("negatives", "both")
+        hard = min(job.negatives, o.get("max_hard_negatives", 4)) if mode in ("both", "hard") else 0
+        in_batch = B - 1 if mode in ("both", "in_batch") else 0
+        pairs = B * (1 + hard + in_batch)
+        vectors = {"pooled": o.get("num_passage_vectors", 8), "per_token": T, "none": 0}[o.get("passage_vectors", "pooled")]
+        query = o.get("max_query_tokens", 64)
+        length = PASSAGE_CONSTANT_TOKENS + T + vectors + n + query
+        return [Pass(pairs, length, length, logits=query + 1, scored=query)]
+
+    def plan_sizes(self, seq: int, options: dict[str, Any]) -> Sizes:
+        """``seq`` is the passage length (``max_passage_tokens``), the prompt's length the virtual tokens."""
+        return Sizes(seq=self.config.max_passage_tokens, virtual_tokens=int(self.prompt_embeddings().shape[0]),
+                     negatives=options.get("max_hard_negatives", 4))
 
     # -- entry points ----------------------------------------------------------------------------
     def encode_pairs(self, queries: list[str], passages: list[str], pair_query, pair_passage) -> PairBatch:

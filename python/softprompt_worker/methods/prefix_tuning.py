@@ -42,6 +42,7 @@ from ..limits import MAX_HIDDEN_SIZE, MAX_SEED
 from ..models import FrozenModel
 from .base import LMSoftPromptMethod, MethodConfig
 from .injection import Injection
+from .workload import Job, Pass, lm_rows
 
 SITES = ("self", "encoder", "decoder", "cross")  # decoder-only self-attn; enc-dec encoder/decoder/cross
 INITS = ("random", "text")
@@ -210,6 +211,13 @@ class PrefixTuning(LMSoftPromptMethod):
         offset = 0 if self.frozen.is_encoder_decoder else self.config.num_virtual_tokens
         return Injection(prefixes=prefixes, position_offset=offset)
 
+
+    @classmethod
+    def training_passes(cls, job: Job) -> list[Pass]:
+        """``n`` key/value slots in every attention layer: ``seq`` queries attend to ``seq + n`` keys. The prefix
+        path calls SDPA itself without a per-row mask (``prefix_attention.py``): heads unrepeated."""
+        T, n = job.seq, job.virtual_tokens
+        return [Pass(lm_rows(job), T, T + n, logits=T, scored=T - 1, masked=False)]
 
     # -- PEFT (peft_io.py) ------------------------------------------------------------------------
     def to_peft(self, common: dict[str, Any]) -> tuple[Any, torch.Tensor]:

@@ -35,6 +35,7 @@ from ..models import FrozenModel
 from .base import LMSoftPromptMethod, MethodConfig
 from .init_vectors import initial_vectors
 from .injection import Injection
+from .workload import Job, Pass, lm_rows
 
 INITS = ("vocab", "text", "random", "checkpoint")
 
@@ -100,6 +101,14 @@ class PromptTuning(LMSoftPromptMethod):
     def load_soft_state(self, state: dict[str, torch.Tensor]) -> None:
         super().load_soft_state(state)
         self._pending_transfer = None
+
+    @classmethod
+    def training_passes(cls, job: Job) -> list[Pass]:
+        """``n`` vectors before the input: every layer sees ``seq + n`` positions, and the logits cover them
+        too (sliced off afterwards). Rows are packed to the right and run without a mask under causal
+        attention (``injection.run_lm``)."""
+        T, n = job.seq, job.virtual_tokens
+        return [Pass(lm_rows(job), T + n, T + n, logits=T + n, scored=T - 1, masked=False)]
 
     # -- PEFT (peft_io.py) ------------------------------------------------------------------------
     def to_peft(self, common: dict[str, Any]) -> tuple[Any, torch.Tensor]:

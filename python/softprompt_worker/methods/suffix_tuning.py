@@ -32,6 +32,7 @@ from ..limits import MAX_SEQUENCE_LENGTH
 from ..models import FrozenModel
 from .base import MethodConfig, SoftPromptMethod
 from .init_vectors import initial_vectors
+from .workload import Job, Pass, Sizes
 
 POOLINGS = ("last", "mean", "text_mean", "first")
 ATTENTIONS = ("model", "bidirectional")
@@ -227,6 +228,22 @@ class SuffixTuning(SoftPromptMethod):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.embed(batch)
+
+    # -- memory planning (planner/) ----------------------------------------------------------------
+    @classmethod
+    def training_passes(cls, job: Job) -> list[Pass]:
+        """``k`` vectors after the text, for the query, the positive and every hard negative of each row (no LM
+        head). With the cached text pass (``text_is_suffix_independent``) the text runs once without autograd
+        and only the ``k`` suffix positions run with it, attending to the text's cache."""
+        T, k = job.seq, job.virtual_tokens
+        texts = 2 * job.batch_size + job.batch_size * job.negatives
+        if job.options.get("cached_text", True):
+            return [Pass(texts, T, T, grad=False, masked=texts > 1), Pass(texts, k, T + k, checkpointed=False)]
+        return [Pass(texts, T + k, T + k, masked=texts > 1)]
+
+    def plan_sizes(self, seq: int, options: dict[str, Any]) -> Sizes:
+        options["cached_text"] = self.text_is_suffix_independent()
+        return Sizes(seq=min(seq, self.max_text_length()), virtual_tokens=self.config.num_virtual_tokens)
 
     @torch.no_grad()
     def encode(self, texts: list[str], batch_size: int = 32) -> torch.Tensor:
