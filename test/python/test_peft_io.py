@@ -8,6 +8,7 @@ import torch
 
 from softprompt_worker.errors import InvalidArgumentError
 from softprompt_worker.methods.prefix_tuning import PrefixTuning, PrefixTuningConfig
+from softprompt_worker.methods.p_tuning import PTuning, PTuningConfig
 from softprompt_worker.methods.prompt_tuning import PromptTuning, PromptTuningConfig
 from softprompt_worker.models import ModelSpec, load_frozen_model
 from softprompt_worker.peft_io import export_peft, import_peft
@@ -16,7 +17,8 @@ torch.set_num_threads(1)
 peft = pytest.importorskip("peft")
 
 CASES = [("gpt2", "prompt_tuning"), ("llama", "prompt_tuning"), ("t5", "prompt_tuning"), ("bart", "prompt_tuning"),
-         ("gpt2", "prefix_tuning"), ("llama", "prefix_tuning")]  # llama: grouped-query attention
+         ("gpt2", "prefix_tuning"), ("llama", "prefix_tuning"),  # llama: grouped-query attention
+         ("gpt2", "p_tuning"), ("llama", "p_tuning"), ("t5", "p_tuning")]
 
 
 def _inputs(frozen):
@@ -39,6 +41,8 @@ def _peft_logits(peft_model, ids, mask, dec):
 
 
 def _method(name, frozen, seed=5):
+    if name == "p_tuning":  # the export holds the encoder's output, the LSTM variant's too
+        return PTuning(PTuningConfig(num_virtual_tokens=4, encoder="lstm", encoder_hidden_size=16, seed=seed), frozen)
     if name == "prompt_tuning":
         return PromptTuning(PromptTuningConfig(num_virtual_tokens=4, init="random", seed=seed), frozen)
     method = PrefixTuning(PrefixTuningConfig(num_virtual_tokens=4, prefix_projection=True, seed=seed), frozen)
@@ -78,6 +82,8 @@ def test_import_peft_saved_prompt(tmp_path, family, name):
     common = dict(task_type="SEQ_2_SEQ_LM" if base.config.is_encoder_decoder else "CAUSAL_LM", num_virtual_tokens=3)
     if name == "prompt_tuning":
         config = peft.PromptTuningConfig(**common, num_transformer_submodules=1)
+    elif name == "p_tuning":
+        config = peft.PromptEncoderConfig(**common, num_transformer_submodules=1, encoder_hidden_size=16)
     else:
         config = peft.PrefixTuningConfig(**common)
     peft_model = peft.get_peft_model(base, config)
@@ -87,8 +93,12 @@ def test_import_peft_saved_prompt(tmp_path, family, name):
     peft_model.save_pretrained(str(tmp_path / "peft"))
     peft_model.eval()
     frozen = load_frozen_model(ModelSpec(tiny=family))
+    if name == "p_tuning":  # PEFT's inference-mode file holds the encoded vectors only: save it that way
+        peft_model.peft_config["default"].inference_mode = True
+        peft_model.save_pretrained(str(tmp_path / "peft"))
     method = import_peft(tmp_path / "peft", frozen)
-    assert method.name == name
+    # A P_TUNING file keeps the encoded vectors, not the encoder: it is the prompt-tuning prompt it equals.
+    assert method.name == ("prompt_tuning" if name == "p_tuning" else name)
     ids, mask, dec = _inputs(frozen)
     _compare(frozen, _ours(method, ids, mask, dec), _peft_logits(peft_model, ids, mask, dec), ids, mask)
 

@@ -18,6 +18,7 @@ _MODULES = {
     "prefix_tuning": "softprompt_worker.methods.prefix_tuning",
     "suffix_tuning": "softprompt_worker.methods.suffix_tuning",
     "passage_tuning": "softprompt_worker.methods.passage_tuning",
+    "p_tuning": "softprompt_worker.methods.p_tuning",
 }
 
 

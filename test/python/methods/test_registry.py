@@ -29,7 +29,7 @@ def test_every_method_declares_known_tasks_and_the_tasks_ask_it():
             else:
                 with pytest.raises(InvalidArgumentError, match=f"does not train method '{name}'"):
                     check_method(task_class(task), name)
-    assert methods_training("generation") == ["prompt_tuning", "prefix_tuning"]
+    assert methods_training("generation") == ["prompt_tuning", "prefix_tuning", "p_tuning"]
     assert methods_training("embedding") == ["suffix_tuning"]
     with pytest.raises(InvalidArgumentError, match="it trains passage_tuning"):
         check_method(task_class("reranking"), "prompt_tuning")
