@@ -1,4 +1,9 @@
-"""Type checks for specs that arrive from the wire: each field of a dataclass against its annotation.
+"""The fields of specs that arrive from the wire: declared once with ``option`` (default, bounds, choices),
+checked here against their annotation and those bounds, and exported from the same declaration to JSON
+Schema and the SDK's zod schemas (``json_schema.py``, ``scripts/gen-schema.py``, docs/schema.md).
+
+    seed: int = option(0, ge=0, le=MAX_SEED)
+    init: str = option("vocab", choices=("vocab", "text", "random"))
 
 MessagePack carries any value in any field; a dataclass takes it without complaint, and a wrong type
 surfaces later as a TypeError deep inside a method (or, for ``trust_remote_code: "false"``, as a truthy
@@ -15,6 +20,43 @@ import math
 from typing import Any
 
 from .errors import InvalidArgumentError
+
+MISSING: Any = dataclasses.MISSING
+
+
+def option(default: Any = MISSING, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+           lt: float | None = None, choices: tuple[str, ...] | None = None, non_empty: bool = False,
+           max_length: int | None = None, doc: str | None = None, sdk: dict[str, Any] | None = None) -> Any:
+    """A dataclass field with the metadata both validators derive from: bounds (``ge``/``gt`` below,
+    ``le``/``lt`` above; limits from ``limits.py``), string ``choices``, ``non_empty`` / ``max_length`` for
+    strings, ``doc`` (else the class docstring's ``Attributes:``/``Args:`` entry) and ``sdk``: how the
+    SDK's schema differs, e.g. ``{"optional": True}`` where the SDK leaves the default to the worker."""
+    meta = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, choices=choices, non_empty=non_empty or None,
+                                  max_length=max_length, doc=doc, sdk=sdk).items() if v is not None}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def check_values(obj: Any, prefix: str = "") -> None:
+    """InvalidArgumentError for the first field of the dataclass instance ``obj`` outside its ``option``
+    bounds or choices (None passes: ``check_fields`` decides where null is allowed)."""
+    for f in dataclasses.fields(obj):
+        meta, value, name = f.metadata, getattr(obj, f.name), f"{prefix}{f.name}"
+        if value is None or not meta:
+            continue
+        if "choices" in meta and value not in meta["choices"]:
+            raise InvalidArgumentError(f"{name}: {value!r:.40} is not one of {', '.join(meta['choices'])}")
+        if meta.get("non_empty") and not value:
+            raise InvalidArgumentError(f"{name}: must not be empty")
+        if "max_length" in meta and len(value) > meta["max_length"]:
+            raise InvalidArgumentError(f"{name}: longer than {meta['max_length']} characters: {value!r:.70}")
+        if "gt" in meta and not value > meta["gt"]:
+            raise InvalidArgumentError(f"{name}: must be > {meta['gt']}, got {value!r}")
+        if "ge" in meta and not value >= meta["ge"]:
+            raise InvalidArgumentError(f"{name}: must be >= {meta['ge']}, got {value!r}")
+        if "le" in meta and not value <= meta["le"]:
+            raise InvalidArgumentError(f"{name}: {value!r} is over the limit of {meta['le']} (limits.py)")
+        if "lt" in meta and not value < meta["lt"]:
+            raise InvalidArgumentError(f"{name}: must be < {meta['lt']}, got {value!r}")
 
 _CHECKS = {
     "int": ("an integer", lambda v: type(v) is int),

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidArgumentError
-from ..fields import check_fields
+from ..fields import check_fields, check_values
 from ..limits import MAX_NUM_VIRTUAL_TOKENS
 from ..models import FrozenModel
 
@@ -46,6 +46,7 @@ class MethodConfig:
             config = cls(**raw)
         except TypeError as exc:
             raise InvalidArgumentError(f"{cls.__name__}: {exc}") from exc
+        check_values(config)
         config.validate()
         return config
 

@@ -1,14 +1,16 @@
 """Property tests of the worker's job-spec parsing: ``TrainingConfig``, every method's config and
 ``ModelSpec``, each fed random and mutated specs.
 
-The expectation comes from a table written here (``FIELDS``: each field's type and bounds, from the
-docs and ``limits.py``), not from the code under test: a spec whose one mutated field is outside its
-table entry must fail with an InvalidArgumentError naming that field; a spec inside every entry must
-load. Fully random specs only ever load or fail with InvalidArgumentError (never TypeError & co.).
+The expectation comes from a table (``FIELDS``: each field's type and bounds), read from the committed JSON
+Schemas the SDK is generated from where a class has one, else written here from the docs and ``limits.py``:
+a spec whose one mutated field is outside its table entry must fail with an InvalidArgumentError naming
+that field; a spec inside every entry must load. Fully random specs only ever load or fail with InvalidArgumentError (never TypeError & co.).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import re
 from pathlib import Path
@@ -32,7 +34,42 @@ SETTINGS = settings(max_examples=300, derandomize=True, database=None, deadline=
 REPO = Path(__file__).resolve().parents[3]
 
 # (type, lo, hi) for numbers, (type, choices) for enums, (type,) otherwise; "?" suffix = may be null.
+# Method configs: read from the committed JSON Schemas (proto/schema/, generated from the dataclasses and
+# checked by `make schema-check`), the contract the SDK's zod schemas are generated from too, so this
+# tests that the worker enforces exactly what the schema promises. The rest: written here from the docs.
 L = limits
+SCHEMA_DIR = REPO / "proto/schema"
+# Values that are only valid together with another field (see CROSS), left out of the random specs.
+NEEDS_ANOTHER_FIELD = {"init": {"text", "checkpoint"}, "prompt_init": {"vocab"}}
+SKIPPED = {"init_text", "prompt_init_text"}
+
+
+def schema_entries(name: str) -> dict[str, tuple]:
+    """FIELDS entries of one JSON Schema file."""
+    out: dict[str, tuple] = {}
+    for field, prop in json.loads((SCHEMA_DIR / f"{name}.json").read_text())["properties"].items():
+        if field in SKIPPED:
+            continue
+        types = prop["type"] if isinstance(prop["type"], list) else [prop["type"]]
+        q = "?" if "null" in types else ""
+        kind = types[0]
+        if "enum" in prop:
+            out[field] = ("enum" + q, tuple(c for c in prop["enum"] if c not in NEEDS_ANOTHER_FIELD.get(field, ())))
+        elif kind == "boolean":
+            out[field] = ("bool" + q,)
+        elif kind == "string":
+            out[field] = ("str" + q, "non_empty") if prop.get("minLength") else ("str" + q,)
+        else:
+            lo_open = "exclusiveMinimum" in prop
+            lo = prop.get("exclusiveMinimum", prop.get("minimum", -math.inf))
+            hi = prop.get("maximum", math.inf)
+            if kind == "integer":  # an integer > 0 is an integer >= 1
+                out[field] = ("int" + q, lo + 1 if lo_open else lo, hi)
+            else:
+                out[field] = ("float" + q, lo, hi, "open") if lo_open else ("float" + q, lo, hi)
+    return out
+
+
 FIELDS: dict[Any, dict[str, tuple]] = {
     TrainingConfig: {
         "steps": ("int?", 1, L.MAX_STEPS), "epochs": ("int", 1, L.MAX_EPOCHS),
@@ -44,21 +81,9 @@ FIELDS: dict[Any, dict[str, tuple]] = {
         "dtype": ("enum", ("auto", "f32", "bf16")), "eval_every": ("int", 0, L.MAX_STEPS),
         "checkpoint_every": ("int", 0, L.MAX_STEPS), "log_every": ("int", 1, L.MAX_STEPS),
     },
-    PromptTuningConfig: {
-        "num_virtual_tokens": ("int", 1, L.MAX_NUM_VIRTUAL_TOKENS),
-        "init": ("enum", ("vocab", "random")),  # text/checkpoint need a second field: see CROSS
-        "init_checkpoint": ("str?",), "seed": ("int", 0, L.MAX_SEED),
-    },
-    PrefixTuningConfig: {
-        "num_virtual_tokens": ("int", 1, L.MAX_NUM_VIRTUAL_TOKENS), "prefix_projection": ("bool",),
-        "projection_hidden_size": ("int?", 1, L.MAX_HIDDEN_SIZE), "seed": ("int", 0, L.MAX_SEED),
-        "init": ("enum", ("random",)),  # text needs init_text and no projection: see CROSS
-    },
-    SuffixTuningConfig: {
-        "num_virtual_tokens": ("int", 1, L.MAX_NUM_VIRTUAL_TOKENS), "attention": ("enum", ("model", "bidirectional")),
-        "pooling": ("enum", ("last", "mean", "text_mean", "first")), "normalize": ("bool",), "init": ("enum", ("vocab", "random")),
-        "max_length": ("int?", 1, L.MAX_SEQUENCE_LENGTH),
-    },
+    PromptTuningConfig: schema_entries("prompt_tuning"),
+    PrefixTuningConfig: schema_entries("prefix_tuning"),
+    SuffixTuningConfig: schema_entries("suffix_tuning"),
     PassageTuningConfig: {
         "num_virtual_tokens": ("int?", 1, L.MAX_NUM_VIRTUAL_TOKENS), "prompt_init": ("enum", ("text",)),
         "passage_vectors": ("enum", ("pooled", "per_token", "none")),
@@ -76,6 +101,13 @@ FIELDS: dict[Any, dict[str, tuple]] = {
 }
 
 
+def test_schema_entries_cover_the_fields():
+    """The schema-driven entries see every field of their class but the cross-field ones."""
+    for cls, name in ((PromptTuningConfig, "prompt_tuning"), (PrefixTuningConfig, "prefix_tuning"),
+                      (SuffixTuningConfig, "suffix_tuning")):
+        assert set(schema_entries(name)) == {f.name for f in dataclasses.fields(cls)} - SKIPPED
+
+
 # TrainingConfig takes 2.0 where an int is expected (training.py's ``_coerce``); method configs do not.
 INTEGRAL_FLOATS_OK = {TrainingConfig}
 
@@ -88,7 +120,7 @@ def is_valid(entry: tuple, value: Any, integral_floats_ok: bool = False) -> bool
     if kind == "bool":
         return type(value) is bool
     if kind == "str":
-        return isinstance(value, str)
+        return isinstance(value, str) and (len(entry) < 2 or value != "")
     if kind == "enum":
         return isinstance(value, str) and value in entry[1]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -218,13 +250,3 @@ def test_trust_remote_code_only_as_a_real_boolean():
         with pytest.raises(InvalidArgumentError, match="trust_remote_code"):
             ModelSpec.from_dict({"name_or_path": "gpt2", "trust_remote_code": value})
     assert ModelSpec.from_dict({"name_or_path": "gpt2"}).trust_remote_code is False
-
-
-def test_limits_agree_with_the_sdk():
-    """ts/src/jobs/limits.ts mirrors limits.py name for name and value for value."""
-    ts = (REPO / "ts/src/jobs/limits.ts").read_text()
-    found = dict(re.findall(r"export const (MAX_[A-Z_]+) = ([0-9_ *+-]+);", ts))
-    py = {k: v for k, v in vars(limits).items() if k.startswith("MAX_")}
-    assert sorted(found) == sorted(py)
-    for name, expr in found.items():
-        assert eval(expr.replace("_", "")) == py[name], name  # noqa: S307 - digits and operators only

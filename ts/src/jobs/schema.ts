@@ -15,6 +15,13 @@ export const positiveNumber = () => z.number().gt(0, { error: 'must be > 0' });
 export const nonNegativeNumber = () => z.number().gte(0, { error: 'must be >= 0' });
 /** The `.max()` error of a limit (limits.ts): names the limit and the value, e.g. `must be <= 4096, got 5000`. */
 export const limit = (max: number) => ({ error: (issue: { input?: unknown }) => `must be <= ${max}, got ${String(issue.input)}` });
+/**
+ * `true` when `A` and `B` accept the same values (each assignable to the other; `readonly` aside). A
+ * hand-documented options type is checked against the type generated from the worker's schema with
+ * `true satisfies Same<Documented, Generated>`: the build fails when the two drift apart.
+ */
+export type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+
 /** A non-empty string. */
 export const nonEmpty = () => z.string().min(1, { error: 'must not be empty' });
 
