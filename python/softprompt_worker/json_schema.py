@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+import typing
 from typing import Any
 
 _TYPES = {"int": "integer", "float": "number", "str": "string", "bool": "boolean", "list": "array", "dict": "object"}
@@ -20,24 +21,37 @@ _BOUNDS = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum", "lt": "ex
 
 def json_schema(cls: Any, wire_name: str | None = None) -> dict[str, Any]:
     """The draft 2020-12 schema of ``cls``'s fields; ``x-sdk`` carries ``option(sdk=...)`` to the TS generator."""
-    docs = _docstring_entries(cls)
-    properties = {f.name: _property(f, docs.get(f.name)) for f in dataclasses.fields(cls)}
     summary = (inspect.getdoc(cls) or "").split("\n\n")[0].replace("\n", " ")
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": cls.__name__,
-            **({"x-wire-name": wire_name} if wire_name else {}), "description": summary, "type": "object",
-            "additionalProperties": False, "properties": properties}
+            **({"x-wire-name": wire_name} if wire_name else {}), "description": summary, **_object(cls)}
 
 
-def _property(f: dataclasses.Field, doc: str | None) -> dict[str, Any]:
+def _object(cls: Any) -> dict[str, Any]:
+    """``type: object`` with a property per field; fields without a default are required."""
+    docs, hints = _docstring_entries(cls), typing.get_type_hints(cls)
+    fields = dataclasses.fields(cls)
+    properties = {f.name: _property(f, hints[f.name], docs.get(f.name)) for f in fields}
+    required = [f.name for f in fields if f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING]  # type: ignore[misc]
+    return {"type": "object", "additionalProperties": False, "properties": properties,
+            **({"required": required} if required else {})}
+
+
+def _property(f: dataclasses.Field, hint: Any, doc: str | None) -> dict[str, Any]:
     annotation = str(f.type)
     parts = [p.strip() for p in annotation.split("|")]
+    nested = next((a for a in typing.get_args(hint) or (hint,) if dataclasses.is_dataclass(a)), None)
     base = next(p for p in parts if p != "None")
     outer, _, inner = base.partition("[")
-    kind = _TYPES.get(outer)
-    if kind is None:
+    if nested is not None:
+        out: dict[str, Any] = _object(nested)
+    elif outer in _TYPES:
+        out = {"type": _TYPES[outer]}
+    else:
         raise TypeError(f"{f.name}: no JSON Schema for the annotation {annotation!r}")
-    out: dict[str, Any] = {"type": [kind, "null"] if "None" in parts else kind}
-    if kind == "array":
+    if "None" in parts:
+        out["type"] = [out["type"], "null"]
+    if out["type"] == "array":
         out["items"] = {"type": _TYPES[inner.rstrip("]")]}
     meta = f.metadata
     if "choices" in meta:

@@ -53,6 +53,8 @@ def schema_entries(name: str) -> dict[str, tuple]:
         types = prop["type"] if isinstance(prop["type"], list) else [prop["type"]]
         q = "?" if "null" in types else ""
         kind = types[0]
+        if kind == "object":  # early_stopping: a map of its own, see test_training.py
+            continue
         if "enum" in prop:
             out[field] = ("enum" + q, tuple(c for c in prop["enum"] if c not in NEEDS_ANOTHER_FIELD.get(field, ())))
         elif kind == "boolean":
@@ -71,16 +73,7 @@ def schema_entries(name: str) -> dict[str, tuple]:
 
 
 FIELDS: dict[Any, dict[str, tuple]] = {
-    TrainingConfig: {
-        "steps": ("int?", 1, L.MAX_STEPS), "epochs": ("int", 1, L.MAX_EPOCHS),
-        "batch_size": ("int", 1, L.MAX_BATCH_SIZE), "grad_accumulation": ("int", 1, L.MAX_GRAD_ACCUMULATION),
-        "max_length": ("int", 1, L.MAX_SEQUENCE_LENGTH), "optimizer": ("enum", ("adamw", "adafactor", "sgd")),
-        "lr": ("float", 0, math.inf, "open"), "schedule": ("enum", ("constant", "linear", "cosine")),
-        "warmup_steps": ("int", 0, L.MAX_STEPS), "weight_decay": ("float", 0, math.inf),
-        "max_grad_norm": ("float", 0, math.inf), "seed": ("int", 0, L.MAX_SEED),
-        "dtype": ("enum", ("auto", "f32", "bf16")), "eval_every": ("int", 0, L.MAX_STEPS),
-        "checkpoint_every": ("int", 0, L.MAX_STEPS), "log_every": ("int", 1, L.MAX_STEPS),
-    },
+    TrainingConfig: schema_entries("training"),
     PromptTuningConfig: schema_entries("prompt_tuning"),
     PrefixTuningConfig: schema_entries("prefix_tuning"),
     SuffixTuningConfig: schema_entries("suffix_tuning"),
@@ -104,8 +97,8 @@ FIELDS: dict[Any, dict[str, tuple]] = {
 def test_schema_entries_cover_the_fields():
     """The schema-driven entries see every field of their class but the cross-field ones."""
     for cls, name in ((PromptTuningConfig, "prompt_tuning"), (PrefixTuningConfig, "prefix_tuning"),
-                      (SuffixTuningConfig, "suffix_tuning")):
-        assert set(schema_entries(name)) == {f.name for f in dataclasses.fields(cls)} - SKIPPED
+                      (SuffixTuningConfig, "suffix_tuning"), (TrainingConfig, "training")):
+        assert set(schema_entries(name)) == {f.name for f in dataclasses.fields(cls)} - SKIPPED - {"early_stopping"}
 
 
 # TrainingConfig takes 2.0 where an int is expected (training.py's ``_coerce``); method configs do not.
