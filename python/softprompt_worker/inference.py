@@ -21,10 +21,10 @@ import torch
 
 from .errors import CancelledError, InvalidArgumentError
 from .kv_cache import cache_kwargs, cache_of
+from .limits import MAX_NEW_TOKENS
 from .methods.injection import Injection, batch_prefixes, check_positions, pack_rows
 from .methods.prefix_attention import prefix_context
 
-MAX_NEW_TOKENS = 4096
 
 
 @dataclass

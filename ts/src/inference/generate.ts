@@ -9,6 +9,7 @@ import { type ModelSpec, modelSpecSchema } from '../jobs/model-spec.js';
 import type { CallOptions, Rpc } from '../internal/rpc.js';
 import { parseOrThrow } from '../internal/validate.js';
 import { positiveNumber, nonNegativeInt, nonEmpty } from '../jobs/schema.js';
+import { MAX_NEW_TOKENS } from '../jobs/limits.js';
 import { batchSize, intIn, promptName, stringList, toWireBody } from './shared.js';
 
 /** Which soft prompt each row uses: one for all rows (`prompt`), one per row (`prompts`), or none. */
@@ -92,7 +93,7 @@ export function checkPromptSelection(
 const generateSchema = z
   .strictObject({
     ...promptSelectionShape,
-    maxNewTokens: intIn(1, 4096).optional(),
+    maxNewTokens: intIn(1, MAX_NEW_TOKENS).optional(),
     doSample: z.boolean().optional(),
     temperature: positiveNumber().optional(),
     topP: z.number().gt(0, { error: 'must be in (0, 1]' }).lte(1, { error: 'must be in (0, 1]' }).optional(),

@@ -14,3 +14,9 @@ export const MAX_SEQUENCE_LENGTH = 1048576;
 export const MAX_HIDDEN_SIZE = 65536;
 /** JavaScript's Number.MAX_SAFE_INTEGER: every seed survives the trip from TS */
 export const MAX_SEED = 9007199254740991;
+/** rows per forward pass of an inference op (never changes a result) */
+export const MAX_INFERENCE_BATCH_SIZE = 4096;
+/** tokens generated per row */
+export const MAX_NEW_TOKENS = 4096;
+/** texts per embed call */
+export const MAX_TEXTS = 1000000;
