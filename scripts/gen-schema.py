@@ -12,7 +12,6 @@ Usage: scripts/gen-schema.py [OUT_ROOT]   (default: the repository)
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import shutil
@@ -35,9 +34,7 @@ def sources() -> dict[str, type]:
     out: dict[str, type] = {}
     out["training"] = TrainingConfig
     for name in method_names():
-        cls = method_class(name).config_class
-        if any(f.metadata for f in dataclasses.fields(cls)):  # TODO(issue 17): passage_tuning, then drop this
-            out[name] = cls
+        out[name] = method_class(name).config_class
     return out
 
 

@@ -42,7 +42,8 @@ import torch
 from torch import nn
 
 from ..errors import InvalidArgumentError
-from ..limits import MAX_HIDDEN_SIZE, MAX_NUM_VIRTUAL_TOKENS
+from ..fields import option
+from ..limits import MAX_HIDDEN_SIZE, MAX_NUM_VIRTUAL_TOKENS, MAX_SEQUENCE_LENGTH
 from ..models import FrozenModel
 from ..scoring import ORDERS, UPR_INSTRUCTION, Layout, PairBatch, Scores, pair_log_likelihood, require_causal_lm, \
     tokenize
@@ -80,35 +81,24 @@ class PassageTuningConfig(MethodConfig):
         max_passage_tokens / max_query_tokens: longer texts are cut.
     """
 
-    num_virtual_tokens: int | None = None
-    prompt_init: str = "text"
-    prompt_init_text: str = UPR_INSTRUCTION
-    passage_vectors: str = "pooled"
-    num_passage_vectors: int = 8
-    bottleneck_dim: int = 64
-    activation: str = "gelu"
-    residual: bool = True
-    order: str = "passage_first"
-    passage_prefix: str = "Passage: "
-    query_prefix: str = " "
-    prepend_bos: bool = True
-    max_passage_tokens: int = 256
-    max_query_tokens: int = 64
+    num_virtual_tokens: int | None = option(None, gt=0, le=MAX_NUM_VIRTUAL_TOKENS)
+    prompt_init: str = option("text", choices=INITS)
+    # The SDK leaves the default instruction to the worker (scoring.UPR_INSTRUCTION).
+    prompt_init_text: str = option(UPR_INSTRUCTION, non_empty=True, sdk={"optional": True})
+    passage_vectors: str = option("pooled", choices=PASSAGE_VECTORS)
+    num_passage_vectors: int = option(8, gt=0, le=MAX_HIDDEN_SIZE)
+    bottleneck_dim: int = option(64, gt=0, le=MAX_HIDDEN_SIZE)
+    activation: str = option("gelu", choices=tuple(ACTIVATIONS))
+    residual: bool = option(True)
+    order: str = option("passage_first", choices=ORDERS)
+    passage_prefix: str = option("Passage: ")
+    query_prefix: str = option(" ")
+    prepend_bos: bool = option(True)
+    max_passage_tokens: int = option(256, gt=0, le=MAX_SEQUENCE_LENGTH, doc="longer passages are cut")
+    max_query_tokens: int = option(64, gt=0, le=MAX_SEQUENCE_LENGTH, doc="longer queries are cut")
 
     def validate(self) -> None:
-        for field, value, allowed in (("prompt_init", self.prompt_init, INITS),
-                                      ("passage_vectors", self.passage_vectors, PASSAGE_VECTORS),
-                                      ("activation", self.activation, tuple(ACTIVATIONS)), ("order", self.order, ORDERS)):
-            if value not in allowed:
-                raise InvalidArgumentError(f"{field}: {value!r} is not one of {', '.join(allowed)}")
-        for field in ("num_passage_vectors", "bottleneck_dim"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_HIDDEN_SIZE:
-                raise InvalidArgumentError(f"{field}: {value!r} is not an int in 1..{MAX_HIDDEN_SIZE}")
         n = self.num_virtual_tokens
-        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_NUM_VIRTUAL_TOKENS):
-            raise InvalidArgumentError(
-                f"num_virtual_tokens: {n!r} is not null or an int in 1..{MAX_NUM_VIRTUAL_TOKENS}")
         if self.prompt_init == "text" and not self.prompt_init_text:
             raise InvalidArgumentError("prompt_init_text: must not be empty when prompt_init is 'text'")
         if self.prompt_init == "vocab" and n is None:

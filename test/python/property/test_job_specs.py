@@ -40,7 +40,9 @@ REPO = Path(__file__).resolve().parents[3]
 L = limits
 SCHEMA_DIR = REPO / "proto/schema"
 # Values that are only valid together with another field (see CROSS), left out of the random specs.
-NEEDS_ANOTHER_FIELD = {"init": {"text", "checkpoint"}, "prompt_init": {"vocab"}}
+NEEDS_ANOTHER_FIELD = {"prompt_tuning": {"init": {"text", "checkpoint"}}, "prefix_tuning": {"init": {"text"}},
+                       "suffix_tuning": {"init": {"text"}},
+                       "passage_tuning": {"prompt_init": {"vocab"}, "init": {"vocab"}}}  # (init: after the rename)
 SKIPPED = {"init_text", "prompt_init_text"}
 
 
@@ -56,7 +58,7 @@ def schema_entries(name: str) -> dict[str, tuple]:
         if kind == "object":  # early_stopping: a map of its own, see test_training.py
             continue
         if "enum" in prop:
-            out[field] = ("enum" + q, tuple(c for c in prop["enum"] if c not in NEEDS_ANOTHER_FIELD.get(field, ())))
+            out[field] = ("enum" + q, tuple(c for c in prop["enum"] if c not in NEEDS_ANOTHER_FIELD.get(name, {}).get(field, ())))
         elif kind == "boolean":
             out[field] = ("bool" + q,)
         elif kind == "string":
@@ -77,15 +79,7 @@ FIELDS: dict[Any, dict[str, tuple]] = {
     PromptTuningConfig: schema_entries("prompt_tuning"),
     PrefixTuningConfig: schema_entries("prefix_tuning"),
     SuffixTuningConfig: schema_entries("suffix_tuning"),
-    PassageTuningConfig: {
-        "num_virtual_tokens": ("int?", 1, L.MAX_NUM_VIRTUAL_TOKENS), "prompt_init": ("enum", ("text",)),
-        "passage_vectors": ("enum", ("pooled", "per_token", "none")),
-        "num_passage_vectors": ("int", 1, L.MAX_HIDDEN_SIZE), "bottleneck_dim": ("int", 1, L.MAX_HIDDEN_SIZE),
-        "activation": ("enum", ("gelu", "relu", "tanh")), "residual": ("bool",),
-        "order": ("enum", ("passage_first", "prompt_first")), "passage_prefix": ("str",), "query_prefix": ("str",),
-        "prepend_bos": ("bool",), "max_passage_tokens": ("int", 1, L.MAX_SEQUENCE_LENGTH),
-        "max_query_tokens": ("int", 1, L.MAX_SEQUENCE_LENGTH),
-    },
+    PassageTuningConfig: schema_entries("passage_tuning"),
     ModelSpec: {
         "tiny": ("enum", ("gpt2", "llama", "t5", "bart", "bert")), "seed": ("int", 0, L.MAX_SEED),
         "revision": ("str?",), "dtype": ("enum", ("auto", "f32", "bf16", "f16")), "device": ("str",),
@@ -97,7 +91,8 @@ FIELDS: dict[Any, dict[str, tuple]] = {
 def test_schema_entries_cover_the_fields():
     """The schema-driven entries see every field of their class but the cross-field ones."""
     for cls, name in ((PromptTuningConfig, "prompt_tuning"), (PrefixTuningConfig, "prefix_tuning"),
-                      (SuffixTuningConfig, "suffix_tuning"), (TrainingConfig, "training")):
+                      (SuffixTuningConfig, "suffix_tuning"), (PassageTuningConfig, "passage_tuning"),
+                      (TrainingConfig, "training")):
         assert set(schema_entries(name)) == {f.name for f in dataclasses.fields(cls)} - SKIPPED - {"early_stopping"}
 
 
