@@ -24,7 +24,7 @@ from .errors import InvalidArgumentError
 MISSING: Any = dataclasses.MISSING
 
 
-def option(default: Any = MISSING, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+def option(default: Any = MISSING, *, factory: Any = MISSING, ge: float | None = None, gt: float | None = None, le: float | None = None,
            lt: float | None = None, choices: tuple[str, ...] | None = None, non_empty: bool = False,
            max_length: int | None = None, doc: str | None = None, sdk: dict[str, Any] | None = None) -> Any:
     """A dataclass field with the metadata both validators derive from: bounds (``ge``/``gt`` below,
@@ -33,7 +33,7 @@ def option(default: Any = MISSING, *, ge: float | None = None, gt: float | None 
     SDK's schema differs, e.g. ``{"optional": True}`` where the SDK leaves the default to the worker."""
     meta = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, choices=choices, non_empty=non_empty or None,
                                   max_length=max_length, doc=doc, sdk=sdk).items() if v is not None}
-    return dataclasses.field(default=default, metadata=meta)
+    return dataclasses.field(default=default, default_factory=factory, metadata=meta)
 
 
 def check_values(obj: Any, prefix: str = "") -> None:
