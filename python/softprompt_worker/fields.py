@@ -26,13 +26,15 @@ MISSING: Any = dataclasses.MISSING
 
 def option(default: Any = MISSING, *, factory: Any = MISSING, ge: float | None = None, gt: float | None = None, le: float | None = None,
            lt: float | None = None, choices: tuple[str, ...] | None = None, non_empty: bool = False,
-           max_length: int | None = None, doc: str | None = None, sdk: dict[str, Any] | None = None) -> Any:
+           max_length: int | None = None, message: str | None = None, doc: str | None = None,
+           sdk: dict[str, Any] | None = None) -> Any:
     """A dataclass field with the metadata both validators derive from: bounds (``ge``/``gt`` below,
     ``le``/``lt`` above; limits from ``limits.py``), string ``choices``, ``non_empty`` / ``max_length`` for
-    strings, ``doc`` (else the class docstring's ``Attributes:``/``Args:`` entry) and ``sdk``: how the
+    strings, ``message="range"`` for one message naming the whole interval (``must be in [0, 1)``,
+    ``must be an integer in 1..4096``) instead of one per bound, ``doc`` (else the class docstring's ``Attributes:``/``Args:`` entry) and ``sdk``: how the
     SDK's schema differs, e.g. ``{"optional": True}`` where the SDK leaves the default to the worker."""
     meta = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, choices=choices, non_empty=non_empty or None,
-                                  max_length=max_length, doc=doc, sdk=sdk).items() if v is not None}
+                                  max_length=max_length, message=message, doc=doc, sdk=sdk).items() if v is not None}
     return dataclasses.field(default=default, default_factory=factory, metadata=meta)
 
 
@@ -49,6 +51,8 @@ def check_values(obj: Any, prefix: str = "") -> None:
             raise InvalidArgumentError(f"{name}: must not be empty")
         if "max_length" in meta and len(value) > meta["max_length"]:
             raise InvalidArgumentError(f"{name}: longer than {meta['max_length']} characters: {value!r:.70}")
+        if meta.get("message") == "range" and not in_range(meta, value):
+            raise InvalidArgumentError(f"{name}: must be {range_text(meta, type(value) is int)}, got {value!r}")
         if "gt" in meta and not value > meta["gt"]:
             raise InvalidArgumentError(f"{name}: must be > {meta['gt']}, got {value!r}")
         if "ge" in meta and not value >= meta["ge"]:
@@ -66,6 +70,21 @@ _CHECKS = {
     "dict": ("a map", lambda v: isinstance(v, dict)),
     "list": ("a list", lambda v: isinstance(v, list)),
 }
+
+
+def in_range(meta: Any, value: Any) -> bool:
+    """``value`` is within the bounds of ``meta`` (``ge``/``gt``/``le``/``lt``)."""
+    return (("ge" not in meta or value >= meta["ge"]) and ("gt" not in meta or value > meta["gt"])
+            and ("le" not in meta or value <= meta["le"]) and ("lt" not in meta or value < meta["lt"]))
+
+
+def range_text(meta: Any, integer: bool) -> str:
+    """``in [0, 1)`` / ``in (0, 1]`` for numbers, ``an integer in 1..4096`` for integers (inclusive bounds)."""
+    if integer:
+        return f"an integer in {meta['ge']}..{meta['le']}"
+    low = f"[{meta['ge']}" if "ge" in meta else f"({meta['gt']}"
+    high = f"{meta['le']}]" if "le" in meta else f"{meta['lt']})"
+    return f"in {low}, {high}"
 
 
 def check_fields(cls: Any, raw: dict[str, Any], prefix: str = "") -> None:

@@ -59,6 +59,8 @@ def _property(f: dataclasses.Field, hint: Any, doc: str | None) -> dict[str, Any
     for key, name in _BOUNDS.items():
         if key in meta:
             out[name] = meta[key]
+    if meta.get("message"):
+        out["x-message"] = meta["message"]
     if meta.get("non_empty"):
         out["minLength"] = 1
     if "max_length" in meta:

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from softprompt_worker import limits
+from softprompt_worker.data import DataOptions, resolve_data
 from softprompt_worker.errors import InvalidArgumentError
 from softprompt_worker.methods.passage_tuning import PassageTuningConfig
 from softprompt_worker.methods.prefix_tuning import PrefixTuningConfig
@@ -33,7 +34,7 @@ SETTINGS = settings(max_examples=300, derandomize=True, database=None, deadline=
                     suppress_health_check=[HealthCheck.too_slow])
 REPO = Path(__file__).resolve().parents[3]
 
-# (type, lo, hi) for numbers, (type, choices) for enums, (type,) otherwise; "?" suffix = may be null.
+# (type, lo, hi[, lo_open, hi_open]) for numbers, (type, choices) for enums, (type,) otherwise; "?" suffix = may be null.
 # Method configs: read from the committed JSON Schemas (proto/schema/, generated from the dataclasses and
 # checked by `make schema-check`), the contract the SDK's zod schemas are generated from too, so this
 # tests that the worker enforces exactly what the schema promises. The rest: written here from the docs.
@@ -66,11 +67,12 @@ def schema_entries(name: str) -> dict[str, tuple]:
         else:
             lo_open = "exclusiveMinimum" in prop
             lo = prop.get("exclusiveMinimum", prop.get("minimum", -math.inf))
-            hi = prop.get("maximum", math.inf)
+            hi_open = "exclusiveMaximum" in prop
+            hi = prop.get("exclusiveMaximum", prop.get("maximum", math.inf))
             if kind == "integer":  # an integer > 0 is an integer >= 1
-                out[field] = ("int" + q, lo + 1 if lo_open else lo, hi)
+                out[field] = ("int" + q, lo + 1 if lo_open else lo, hi - 1 if hi_open else hi)
             else:
-                out[field] = ("float" + q, lo, hi, "open") if lo_open else ("float" + q, lo, hi)
+                out[field] = ("float" + q, lo, hi, lo_open, hi_open)
     return out
 
 
@@ -80,6 +82,7 @@ FIELDS: dict[Any, dict[str, tuple]] = {
     PrefixTuningConfig: schema_entries("prefix_tuning"),
     SuffixTuningConfig: schema_entries("suffix_tuning"),
     PassageTuningConfig: schema_entries("passage_tuning"),
+    DataOptions: schema_entries("data"),
     # One of name_or_path / tiny / embedded (see CROSS): the random specs use tiny, which must not be null.
     ModelSpec: {**{k: e for k, e in schema_entries("model").items() if k not in ("name_or_path", "embedded")},
                 "tiny": ("enum", schema_entries("model")["tiny"][1])},
@@ -90,12 +93,12 @@ def test_schema_entries_cover_the_fields():
     """The schema-driven entries see every field of their class but the cross-field ones."""
     for cls, name in ((PromptTuningConfig, "prompt_tuning"), (PrefixTuningConfig, "prefix_tuning"),
                       (SuffixTuningConfig, "suffix_tuning"), (PassageTuningConfig, "passage_tuning"),
-                      (TrainingConfig, "training"), (ModelSpec, "model")):
+                      (TrainingConfig, "training"), (ModelSpec, "model"), (DataOptions, "data")):
         objects = {"early_stopping", "overrides"}  # maps: their own tests
         assert set(schema_entries(name)) == {f.name for f in dataclasses.fields(cls)} - SKIPPED - objects
 
 
-# TrainingConfig takes 2.0 where an int is expected (training.py's ``_coerce``); method configs do not.
+# TrainingConfig takes 2.0 where an int is expected (training.py's ``_coerce``); the others do not.
 INTEGRAL_FLOATS_OK = {TrainingConfig}
 
 
@@ -116,8 +119,8 @@ def is_valid(entry: tuple, value: Any, integral_floats_ok: bool = False) -> bool
             integral_floats_ok and math.isfinite(value) and float(value).is_integer())):
         return False
     lo, hi = entry[1], entry[2]
-    open_lo = len(entry) > 3
-    return math.isfinite(value) and (value > lo if open_lo else value >= lo) and value <= hi
+    open_lo, open_hi = (entry[3], entry[4]) if len(entry) > 3 else (False, False)
+    return math.isfinite(value) and (value > lo if open_lo else value >= lo) and (value < hi if open_hi else value <= hi)
 
 
 def valid_values(entry: tuple) -> st.SearchStrategy:
@@ -128,7 +131,8 @@ def valid_values(entry: tuple) -> st.SearchStrategy:
     elif kind == "int":
         base = st.integers(entry[1], entry[2])
     elif kind == "float":
-        base = st.floats(entry[1], 1e6, exclude_min=len(entry) > 3)
+        open_lo, open_hi = (entry[3], entry[4]) if len(entry) > 3 else (False, False)
+        base = st.floats(entry[1], min(entry[2], 1e6), exclude_min=open_lo, exclude_max=open_hi and entry[2] <= 1e6)
     return st.one_of(base, st.none()) if entry[0].endswith("?") else base
 
 
@@ -156,6 +160,14 @@ def valid_specs(cls) -> st.SearchStrategy[dict]:
 
 
 def parse(cls, raw: dict):
+    if cls is DataOptions:  # the data body's options, over two rows (a split may leave none: not an option's fault)
+        try:
+            return resolve_data({"train": {"rows": [{}, {}]}, **raw} if isinstance(raw, dict) else raw,
+                                lambda row: None, store=None, seed=0)
+        except InvalidArgumentError as exc:
+            if not exc.message.startswith("data.train: no usable training rows"):
+                raise
+            return None
     return cls.from_dict(raw)
 
 
