@@ -25,6 +25,7 @@ from softprompt_worker import limits  # noqa: E402
 from softprompt_worker.json_schema import json_schema  # noqa: E402
 from softprompt_worker.methods.registry import method_class, method_names  # noqa: E402
 from softprompt_worker.data import DataOptions  # noqa: E402
+from softprompt_worker.inference import GenerationOptions  # noqa: E402
 from softprompt_worker.models import ModelSpec  # noqa: E402
 from softprompt_worker.training import TrainingConfig  # noqa: E402
 
@@ -35,6 +36,7 @@ def sources() -> dict[str, type]:
     """Wire name -> the dataclass that is its source of truth."""
     out: dict[str, type] = {}
     out["data"] = DataOptions
+    out["generation"] = GenerationOptions
     out["model"] = ModelSpec
     out["training"] = TrainingConfig
     for name in method_names():
@@ -98,6 +100,8 @@ def zod(name: str, prop: dict, used: set[str]) -> str:
         if "exclusiveMaximum" in prop:
             m = prop["exclusiveMaximum"]
             expr += f".lt({m}, {{ error: 'must be < {m}' }})"
+    elif kind == "array" and prop["items"]["type"] == "string":
+        expr = f"z.array({helper('nonEmpty') if prop['items'].get('minLength') == 1 else 'z.string()'})"
     else:
         raise ValueError(f"{name}: no zod for {prop}")
     if sdk.get("optional") or prop.get("default", None) is None:

@@ -51,8 +51,9 @@ def _property(f: dataclasses.Field, hint: Any, doc: str | None) -> dict[str, Any
         raise TypeError(f"{f.name}: no JSON Schema for the annotation {annotation!r}")
     if "None" in parts:
         out["type"] = [out["type"], "null"]
+    meta = f.metadata
     if out["type"] == "array":
-        out["items"] = {"type": _TYPES[inner.rstrip("]")]}
+        out["items"] = {"type": _TYPES[inner.rstrip("]")], **({"minLength": 1} if meta.get("items_non_empty") else {})}
     meta = f.metadata
     if "choices" in meta:
         out["enum"] = list(meta["choices"])
