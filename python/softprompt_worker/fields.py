@@ -24,19 +24,25 @@ from .errors import InvalidArgumentError
 MISSING: Any = dataclasses.MISSING
 
 
-def option(default: Any = MISSING, *, factory: Any = MISSING, ge: float | None = None, gt: float | None = None, le: float | None = None,
-           lt: float | None = None, choices: tuple[str, ...] | None = None, non_empty: bool = False,
-           max_length: int | None = None, items_non_empty: bool = False, message: str | None = None, doc: str | None = None,
-           sdk: dict[str, Any] | None = None) -> Any:
-    """A dataclass field with the metadata both validators derive from: bounds (``ge``/``gt`` below,
-    ``le``/``lt`` above; limits from ``limits.py``), string ``choices``, ``non_empty`` / ``max_length`` for
-    strings, ``items_non_empty`` for lists of strings, ``message="range"`` for one message naming the whole interval (``must be in [0, 1)``,
-    ``must be an integer in 1..4096``) instead of one per bound, ``doc`` (else the class docstring's ``Attributes:``/``Args:`` entry) and ``sdk``: how the
-    SDK's schema differs, e.g. ``{"optional": True}`` where the SDK leaves the default to the worker."""
-    meta = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, choices=choices, non_empty=non_empty or None,
-                                  items_non_empty=items_non_empty or None,
-                                  max_length=max_length, message=message, doc=doc, sdk=sdk).items() if v is not None}
-    return dataclasses.field(default=default, default_factory=factory, metadata=meta)
+def option(default: Any = MISSING, *, factory: Any = MISSING, ge: float | None = None, gt: float | None = None,
+           le: float | None = None, lt: float | None = None, choices: tuple[str, ...] | None = None,
+           non_empty: bool = False, max_length: int | None = None, items_non_empty: bool = False,
+           message: str | None = None, doc: str | None = None, sdk: dict[str, Any] | None = None) -> Any:
+    """A dataclass field with the metadata both validators derive from (docs/schema.md):
+
+    - bounds: ``ge``/``gt`` below, ``le``/``lt`` above (limits from ``limits.py``);
+    - ``choices`` of a string; ``non_empty`` / ``max_length`` of a string; ``items_non_empty`` of a list of
+      strings;
+    - ``message="range"``: one message naming the whole interval (``must be in [0, 1)``, ``must be an
+      integer in 1..4096``) instead of one per bound;
+    - ``doc``, else the class docstring's ``Attributes:`` / ``Args:`` entry;
+    - ``sdk``: how the SDK's schema differs, e.g. ``{"optional": True}`` where it leaves the default to the
+      worker.
+    """
+    meta = dict(ge=ge, gt=gt, le=le, lt=lt, choices=choices, non_empty=non_empty or None, max_length=max_length,
+                items_non_empty=items_non_empty or None, message=message, doc=doc, sdk=sdk)
+    return dataclasses.field(default=default, default_factory=factory,
+                             metadata={k: v for k, v in meta.items() if v is not None})
 
 
 def check_values(obj: Any, prefix: str = "") -> None:
@@ -55,7 +61,8 @@ def check_values(obj: Any, prefix: str = "") -> None:
         if "max_length" in meta and len(value) > meta["max_length"]:
             raise InvalidArgumentError(f"{name}: longer than {meta['max_length']} characters: {value!r:.70}")
         if meta.get("message") == "range" and not in_range(meta, value):
-            raise InvalidArgumentError(f"{name}: must be {range_text(meta, str(f.type).startswith('int'))}, got {value!r}")
+            interval = range_text(meta, integer=str(f.type).startswith("int"))
+            raise InvalidArgumentError(f"{name}: must be {interval}, got {value!r}")
         if "gt" in meta and not value > meta["gt"]:
             raise InvalidArgumentError(f"{name}: must be > {meta['gt']}, got {value!r}")
         if "ge" in meta and not value >= meta["ge"]:

@@ -94,7 +94,8 @@ class Embedder:
     @classmethod
     def from_body(cls, ctx: OpContext, body: dict[str, Any]) -> "Embedder":
         batch_size = body.get("batch_size", 32)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_INFERENCE_BATCH_SIZE:
+        if (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                or not 1 <= batch_size <= MAX_INFERENCE_BATCH_SIZE):
             raise InvalidArgumentError(f"batch_size: {batch_size!r} is not an int in 1..{MAX_INFERENCE_BATCH_SIZE}")
         frozen, method = resolve_prompt(ctx.state, body.get("model"), body.get("prompt"), use=ctx.op,
                                         needs=("suffix_tuning",))

@@ -100,5 +100,6 @@ def _prompt_names(body: dict[str, Any], n: int) -> list[str | None]:
 def _batch_size(body: dict[str, Any]) -> int:
     size = body.get("batch_size", 16)
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_INFERENCE_BATCH_SIZE:
-        raise InvalidArgumentError(f"batch_size: expected an integer in 1..{MAX_INFERENCE_BATCH_SIZE}, got {size!r:.40}")
+        raise InvalidArgumentError(
+            f"batch_size: expected an integer in 1..{MAX_INFERENCE_BATCH_SIZE}, got {size!r:.40}")
     return size

@@ -4,7 +4,8 @@
 The expectation comes from a table (``FIELDS``: each field's type and bounds), read from the committed JSON
 Schemas the SDK is generated from where a class has one, else written here from the docs and ``limits.py``:
 a spec whose one mutated field is outside its table entry must fail with an InvalidArgumentError naming
-that field; a spec inside every entry must load. Fully random specs only ever load or fail with InvalidArgumentError (never TypeError & co.).
+that field; a spec inside every entry must load. Fully random specs only ever load or fail with
+InvalidArgumentError (never TypeError & co.).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ SETTINGS = settings(max_examples=300, derandomize=True, database=None, deadline=
                     suppress_health_check=[HealthCheck.too_slow])
 REPO = Path(__file__).resolve().parents[3]
 
-# (type, lo, hi[, lo_open, hi_open]) for numbers, (type, choices) for enums, (type,) otherwise; "?" suffix = may be null.
+# (type, lo, hi[, lo_open, hi_open]) for numbers, (type, choices) for enums, (type,) otherwise;
+# a "?" suffix: may be null.
 # Method configs: read from the committed JSON Schemas (proto/schema/, generated from the dataclasses and
 # checked by `make schema-check`), the contract the SDK's zod schemas are generated from too, so this
 # tests that the worker enforces exactly what the schema promises. The rest: written here from the docs.
@@ -59,7 +61,8 @@ def schema_entries(name: str) -> dict[str, tuple]:
         if kind == "object":  # early_stopping: a map of its own, see test_training.py
             continue
         if "enum" in prop:
-            out[field] = ("enum" + q, tuple(c for c in prop["enum"] if c not in NEEDS_ANOTHER_FIELD.get(name, {}).get(field, ())))
+            needs_another = NEEDS_ANOTHER_FIELD.get(name, {}).get(field, ())
+            out[field] = ("enum" + q, tuple(c for c in prop["enum"] if c not in needs_another))
         elif kind == "boolean":
             out[field] = ("bool" + q,)
         elif kind == "string":
@@ -120,7 +123,9 @@ def is_valid(entry: tuple, value: Any, integral_floats_ok: bool = False) -> bool
         return False
     lo, hi = entry[1], entry[2]
     open_lo, open_hi = (entry[3], entry[4]) if len(entry) > 3 else (False, False)
-    return math.isfinite(value) and (value > lo if open_lo else value >= lo) and (value < hi if open_hi else value <= hi)
+    above = value > lo if open_lo else value >= lo
+    below = value < hi if open_hi else value <= hi
+    return math.isfinite(value) and above and below
 
 
 def valid_values(entry: tuple) -> st.SearchStrategy:
