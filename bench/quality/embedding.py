@@ -39,10 +39,11 @@ import torch  # noqa: E402
 import embedding_data  # noqa: E402
 import embedding_report  # noqa: E402
 from embedding_eval import bm25_metrics, dense_metrics  # noqa: E402
-from embedding_lora import LoraEmbedding, LoraEmbeddingTask, LoraSettings  # noqa: E402
+from embedding_lora import LoraEmbedding, LoraSettings  # noqa: E402
 from softprompt_worker.methods.registry import method_class  # noqa: E402
 from softprompt_worker.models import ModelSpec, load_frozen_model  # noqa: E402
 from softprompt_worker.ops.embedding import Embedder  # noqa: E402
+from softprompt_worker.tasks.embedding import EmbeddingTask  # noqa: E402
 from softprompt_worker.tasks.registry import task_class  # noqa: E402
 from softprompt_worker.training import TrainingConfig, train  # noqa: E402
 
@@ -140,7 +141,7 @@ def _train_lora(cfg: BenchConfig, frozen, rows_train, data) -> dict[str, Any]:
     config = TrainingConfig.from_dict(cfg.training(cfg.lora_lr))
     torch.manual_seed(config.seed)
     method = LoraEmbedding(frozen, cfg.lora, cue=cfg.suffix_init_text)
-    task = LoraEmbeddingTask(method, {"temperature": cfg.temperature, "max_length": config.max_length}, rows_train, [])
+    task = EmbeddingTask(method, {"temperature": cfg.temperature, "max_length": config.max_length}, rows_train, [])
     summary, events = _train(method, task, config)
     metrics, seconds = dense_metrics(Embedder(frozen, None, "last", True, cfg.embed_batch_size),
                                      data.appended(cfg.suffix_init_text))

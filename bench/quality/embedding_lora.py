@@ -4,8 +4,9 @@ worker's own loop and loss, so that only *what* is trained differs from suffix t
 ``LoraEmbedding`` injects LoRA (``peft.inject_adapter_in_model``) into a frozen model's attention
 projections and offers what the worker's ``embedding`` task and training loop ask of a method:
 ``tokenize``, ``embed``, ``parameters()`` (the LoRA matrices only), ``frozen`` and ``config`` with
-``num_virtual_tokens`` (0: no soft vectors). ``LoraEmbeddingTask`` is the worker's ``EmbeddingTask``
-(same InfoNCE loss, in-batch negatives, batching and data order) accepting this method.
+``num_virtual_tokens`` (0: no soft vectors), and ``tasks`` (it declares the ``embedding`` task trains it, so
+the worker's ``EmbeddingTask``, with the same InfoNCE loss, in-batch negatives, batching and data order,
+accepts it).
 
 Input and pooling: every text gets the same ``cue`` appended *as plain text* (the suffix's init text), and
 the embedding is the L2-normalised final hidden state of the last token, i.e. the cue's last token. So
@@ -14,7 +15,7 @@ the same place): the two start from the same point and differ only in what they 
 + contrastive LoRA recipe of Jiang et al., 2023, "Scaling Sentence Embeddings with LLMs").
 
     lora = LoraEmbedding(frozen, LoraSettings(), cue)       # frozen: a model of its own, it is modified
-    task = LoraEmbeddingTask(lora, {"temperature": 0.05}, rows, [])
+    task = EmbeddingTask(lora, {"temperature": 0.05}, rows, [])
     summary = training.train(lora, task, TrainingConfig(...))
     Embedder(frozen, None, "last", True, 32).encode([t + cue for t in texts])  # the worker's base path
 """
@@ -31,7 +32,6 @@ from torch import nn
 
 from softprompt_worker.methods.suffix_tuning import backbone, pool
 from softprompt_worker.models import FrozenModel
-from softprompt_worker.tasks.embedding import EmbeddingTask
 
 
 @dataclass
@@ -49,6 +49,7 @@ class LoraEmbedding(nn.Module):
     """LoRA adapters inside ``frozen.model`` (modified in place) seen as an embedding "method"."""
 
     name: ClassVar[str] = "lora"
+    tasks: ClassVar[frozenset[str]] = frozenset({"embedding"})  # what the worker's tasks ask a method
 
     def __init__(self, frozen: FrozenModel, settings: LoraSettings, cue: str = ""):
         super().__init__()
@@ -77,9 +78,3 @@ class LoraEmbedding(nn.Module):
                                        attention_mask=batch["attention_mask"]).last_hidden_state  # (B, T, H)
         pooled = pool(hidden, batch["attention_mask"], "last").float()  # (B, H)
         return nn.functional.normalize(pooled, dim=-1)
-
-
-class LoraEmbeddingTask(EmbeddingTask):
-    """The worker's embedding task, unchanged, for the ``lora`` baseline."""
-
-    methods: ClassVar[tuple[str, ...]] = ("lora",)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from softprompt_worker.methods.injection import lm_loss
+from softprompt_worker.methods.prompt_tuning import PromptTuning
 from softprompt_worker.resume import DataStream
 from softprompt_worker.tasks.registry import task_class
 from softprompt_worker.training import TrainingConfig, build_optimizer, lr_at
@@ -34,9 +35,10 @@ class LoraSettings:
 
 class _BatchingOnly:
     """Stands in for a soft-prompt method so the worker's task can tokenise and batch rows for LoRA:
-    the task reads only ``name`` (must be one it trains) and ``frozen`` (tokenizer, device)."""
+    the task reads only ``name``, ``tasks`` (must include it) and ``frozen`` (tokenizer, device)."""
 
-    name = "prompt_tuning"
+    name = PromptTuning.name
+    tasks = PromptTuning.tasks
 
     def __init__(self, frozen) -> None:
         self.frozen = frozen

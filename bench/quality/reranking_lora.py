@@ -39,6 +39,7 @@ class LoraReranker(nn.Module):
     adapters only, so the worker's training loop optimises exactly them."""
 
     name = "lora_reranker"
+    tasks = frozenset({"reranking"})  # the worker's tasks ask the method what it trains
 
     def __init__(self, frozen, layout: Layout, settings: LoraSettings):
         super().__init__()
@@ -71,12 +72,6 @@ class LoraReranker(nn.Module):
         return pair_log_likelihood(self.frozen, self, batch)
 
 
-class LoraRerankingTask(RerankingTask):
-    """The worker's reranking task (batches, negatives, loss), accepting the LoRA reranker."""
-
-    methods = ("lora_reranker",)
-
-
 def train_lora(frozen, layout: Layout, settings: LoraSettings, task_options: dict, training: dict,
                train_rows: list[dict]):
     """Returns ``(reranker, summary, losses, train_seconds)``, like ``train_passage_tuning``."""
@@ -90,6 +85,6 @@ def train_lora(frozen, layout: Layout, settings: LoraSettings, task_options: dic
     t0 = time.perf_counter()
     torch.manual_seed(config.seed)  # LoRA's A matrices
     reranker = LoraReranker(frozen, layout, settings)
-    task = LoraRerankingTask(reranker, dict(task_options), train_rows, [])
+    task = RerankingTask(reranker, dict(task_options), train_rows, [])
     summary = train(reranker, task, config, emit=emit)
     return reranker, summary, losses, time.perf_counter() - t0

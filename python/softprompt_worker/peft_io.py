@@ -1,15 +1,10 @@
-"""PEFT adapter export and import for prompt tuning and prefix tuning.
+"""PEFT adapter export and import: the files; each method maps its own config and tensor.
 
 A PEFT prompt-learning adapter is a directory with ``adapter_config.json`` (a PEFT config) and
-``adapter_model.safetensors`` holding one tensor, ``prompt_embeddings``:
-
-- prompt tuning: ``(num_virtual_tokens, hidden)``, prepended to the (encoder) input embeddings. We
-  export encoder–decoder prompts with ``num_transformer_submodules=1`` (encoder only), which is what
-  our method does; PEFT's seq2seq default (2) also prompts the decoder, which we cannot import.
-- prefix tuning: ``(num_virtual_tokens, num_layers * 2 * kv_width)``, the projected prefix (PEFT saves
-  the MLP's output, never the MLP; so do we: a PEFT export cannot resume training, our checkpoint can).
-  Only decoder-only models: PEFT's encoder–decoder prefix covers decoder self-attention only, ours also
-  encoder self-attention and cross-attention, which PEFT cannot represent.
+``adapter_model.safetensors`` holding one tensor, ``prompt_embeddings``. Which methods have a PEFT format,
+and how their prompt becomes that config and tensor and back, is declared on the method
+(``SoftPromptMethod.peft_type``, ``to_peft``, ``from_peft``; today prompt tuning, and prefix tuning on
+decoder-only models); this module only reads and writes the files, safely, and checks shapes.
 
 Logits match PEFT's (``PeftModel.from_pretrained``) on the same base model, both ways.
 """
@@ -32,35 +27,20 @@ WEIGHT_KEY = "prompt_embeddings"
 
 
 def export_peft(method, out_dir: str | Path) -> Path:
-    """Write ``method`` (prompt_tuning or decoder-only prefix_tuning) as a PEFT adapter in ``out_dir``."""
+    """Write ``method`` as a PEFT adapter in ``out_dir`` (a method with a ``peft_type``)."""
     from safetensors.torch import save as save_safetensors
 
+    from .methods.registry import peft_methods
+
+    if method.peft_type is None:
+        supported = ", ".join(cls.name for cls in peft_methods())
+        raise InvalidArgumentError(f"checkpoint_export_peft: {method.name!r} has no PEFT equivalent "
+                                   f"({supported} do)")
     frozen = method.frozen
     common = dict(task_type="SEQ_2_SEQ_LM" if frozen.is_encoder_decoder else "CAUSAL_LM",
                   num_virtual_tokens=method.config.num_virtual_tokens,
                   base_model_name_or_path=frozen.spec.display_name, inference_mode=True)
-    if method.name == "prompt_tuning":
-        from peft import PromptTuningConfig
-
-        config = PromptTuningConfig(**common, token_dim=frozen.hidden_size, num_transformer_submodules=1,
-                                    num_layers=frozen.num_layers, prompt_tuning_init="RANDOM")
-        weights = method.soft_state()["embedding"]  # (V, H)
-    elif method.name == "prefix_tuning":
-        if frozen.is_encoder_decoder:
-            raise InvalidArgumentError(
-                "checkpoint_export_peft: PEFT prefixes only the decoder of an encoder-decoder; this prompt also "
-                "prefixes encoder self-attention and cross-attention, which PEFT cannot represent")
-        from peft import PrefixTuningConfig
-
-        target = method.targets[0]
-        config = PrefixTuningConfig(**common, token_dim=method.kv_width, num_layers=len(method.targets),
-                                    num_attention_heads=target.kv_heads, num_transformer_submodules=1,
-                                    prefix_projection=False)
-        with torch.no_grad():
-            weights = method.flat_prefix()  # (P, layers * 2 * kv_width), projected
-    else:
-        raise InvalidArgumentError(f"checkpoint_export_peft: {method.name!r} has no PEFT equivalent "
-                                   "(prompt_tuning and prefix_tuning do)")
+    config, weights = method.to_peft(common)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     out = out.resolve()
@@ -77,11 +57,10 @@ def export_peft(method, out_dir: str | Path) -> Path:
 
 
 def import_peft(adapter_dir: str | Path, frozen):
-    """A method (prompt_tuning or prefix_tuning) holding a PEFT adapter's prompt, on ``frozen``."""
+    """The method (the one whose ``peft_type`` the adapter names) holding a PEFT adapter's prompt, on ``frozen``."""
     from safetensors.torch import load as load_safetensors
 
-    from .methods.prefix_tuning import PrefixTuning, PrefixTuningConfig
-    from .methods.prompt_tuning import PromptTuning, PromptTuningConfig
+    from .methods.registry import method_for_peft_type
 
     root = Path(adapter_dir)
     if not (root / WEIGHTS_FILE).exists() and (root / PICKLED_WEIGHTS_FILE).exists():
@@ -98,27 +77,12 @@ def import_peft(adapter_dir: str | Path, frozen):
     if WEIGHT_KEY not in weights:
         raise CheckpointInvalidError(f"adapter_dir: no {WEIGHT_KEY!r} tensor (found {sorted(weights)})")
     tensor = weights[WEIGHT_KEY].float()  # (V * submodules, width)
-    kind, n = raw.get("peft_type"), int(raw.get("num_virtual_tokens", 0))
-    if kind == "PROMPT_TUNING":
-        if (raw.get("num_transformer_submodules") or 1) != 1:
-            raise InvalidArgumentError("checkpoint_import_peft: this adapter also prompts the decoder "
-                                       "(num_transformer_submodules=2); only encoder/input prompts are supported")
-        method = PromptTuning(PromptTuningConfig(num_virtual_tokens=n, init="random"), frozen)
-        _check_shape(tensor, method.embedding.shape, kind)
-        with torch.no_grad():
-            method.embedding.copy_(tensor)
-        return method
-    if kind == "PREFIX_TUNING":
-        if frozen.is_encoder_decoder:
-            raise InvalidArgumentError("checkpoint_import_peft: PEFT encoder-decoder prefixes (decoder only) "
-                                       "are not supported; ours prefix the encoder and cross-attention too")
-        method = PrefixTuning(PrefixTuningConfig(num_virtual_tokens=n, prefix_projection=False), frozen)
-        _check_shape(tensor, method.prefix.shape, kind)
-        with torch.no_grad():
-            method.prefix.copy_(tensor)
-        return method
-    raise InvalidArgumentError(f"checkpoint_import_peft: peft_type {kind!r} is not supported "
-                               "(PROMPT_TUNING, PREFIX_TUNING)")
+    kind = raw.get("peft_type")
+    method, target = method_for_peft_type(kind).from_peft(raw, frozen)
+    _check_shape(tensor, target.shape, kind)
+    with torch.no_grad():
+        target.copy_(tensor)
+    return method
 
 
 def _check_shape(tensor: torch.Tensor, want, kind: str) -> None:

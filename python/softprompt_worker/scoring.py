@@ -72,9 +72,17 @@ class Layout:
 
 
 class Conditioner(Protocol):
-    """What fills the two slots: UPR's ``HardPrompt`` or a ``PassageTuning`` method."""
+    """What fills the two slots and scores with them: UPR's ``HardPrompt`` or a ``PassageTuning`` method.
+
+    Calling it is its scoring entry point (``PassageTuning.forward``, the one its training loss calls
+    too): ``score_pairs`` / ``score_candidates`` (evaluation, the ``rerank`` op) go through it, so training
+    and serving share one path.
+    """
 
     layout: Layout
+
+    def __call__(self, batch: "PairBatch") -> "Scores":
+        """Query log-likelihoods of every pair of ``batch``: ``pair_log_likelihood`` with these slots."""
 
     def prompt_embeddings(self) -> torch.Tensor:
         """The prompt slot ``S``: ``(n, hidden)``."""
@@ -89,6 +97,7 @@ class HardPrompt:
 
     def __init__(self, frozen: FrozenModel, layout: Layout | None = None):
         require_causal_lm(frozen)
+        self.frozen = frozen
         self.layout = layout or Layout()
         self.layout.validate()
         ids = frozen.tokenizer(self.layout.instruction, add_special_tokens=False)["input_ids"]
@@ -100,6 +109,9 @@ class HardPrompt:
 
     def passage_vectors(self, embeds, lengths):
         return None
+
+    def __call__(self, batch: "PairBatch") -> "Scores":
+        return pair_log_likelihood(self.frozen, self, batch)
 
 
 def require_causal_lm(frozen: FrozenModel) -> None:
@@ -248,7 +260,7 @@ def score_pairs(frozen: FrozenModel, conditioner: Conditioner, queries: Texts, p
             before_batch(start, len(order))
         chunk = order[start:start + batch_size]  # (B,)
         batch = PairBatch.build(queries, passages, pair_query[chunk], pair_passage[chunk], frozen.device)
-        scores = pair_log_likelihood(frozen, conditioner, batch)
+        scores = conditioner(batch)  # the conditioner's own scoring entry point (PassageTuning.forward)
         log_likelihood[chunk] = scores.log_likelihood.float().cpu()
         num_tokens[chunk] = scores.num_tokens.cpu()
     return Scores(log_likelihood=log_likelihood, num_tokens=num_tokens)

@@ -109,7 +109,7 @@ def test_tuned_reranker_beats_upr_on_a_relation_the_lm_does_not_know(copying_lm)
     assert upr_metrics["mrr"] < 0.5
 
     torch.manual_seed(0)
-    method = PassageTuning(PassageTuningConfig(prompt_init_text=INSTRUCTION, passage_vectors="per_token",
+    method = PassageTuning(PassageTuningConfig(init_text=INSTRUCTION, passage_vectors="per_token",
                                                bottleneck_dim=32), frozen)
     task = RerankingTask(method, {"max_hard_negatives": 3, "eval_batch_size": 64}, train_rows, eval_rows)
     base = {name: p.detach().clone() for name, p in frozen.model.named_parameters()}

@@ -23,6 +23,7 @@ from ..errors import InvalidArgumentError
 from ..fields import check_fields, check_values
 from ..limits import MAX_NUM_VIRTUAL_TOKENS
 from ..models import FrozenModel
+from .workload import Job, Pass, Sizes
 
 
 class MethodConfig:
@@ -82,18 +83,57 @@ class MethodConfig:
 class SoftPromptMethod(nn.Module):
     """A soft-prompt method attached to one frozen base model.
 
-    Subclasses set ``name`` (the registry key) and ``config_class``, build their parameters in
-    ``__init__(config, frozen)`` and add the forward entry points their tasks need.
+    A method is one unit: its class declares, where it is defined, everything callers ask about it, so
+    nothing else lists method names (adding a method is its module plus one line in ``registry.py``):
+
+    - ``name``: the registry key (same in module, proto ``Checkpoint.method`` and TS literal);
+    - ``config_class``: its ``MethodConfig`` dataclass;
+    - ``tasks``: the task names (``tasks/registry.py``) that train it; a task checks it is among them;
+    - ``training_passes``, ``plan_sizes``, ``plan_seq_field``: what one training micro-batch runs, for the
+      memory planner (``planner/``), which turns it into bytes;
+    - ``peft_type``: PEFT's ``peft_type`` of the equivalent adapter (``"PROMPT_TUNING"``...), or None
+      when PEFT has no such format; a method with one implements ``to_peft`` and ``from_peft``
+      (``peft_io.py`` reads and writes the files, the method maps its config and tensor).
+
+    Subclasses build their parameters in ``__init__(config, frozen)`` and add the forward entry points
+    their tasks need; serving (``ops/``) goes through the same entry points.
     """
 
     name: ClassVar[str]
     config_class: ClassVar[type[MethodConfig]]
+    tasks: ClassVar[frozenset[str]]
+    peft_type: ClassVar[str | None] = None
+    plan_seq_field: ClassVar[str] = "training.max_length"  # the job field that sets the plan's ``seq``
 
     def __init__(self, config: MethodConfig, frozen: FrozenModel):
         super().__init__()
         self.config = config
         # Not a submodule: keeps the base weights out of state_dict(), parameters() and .to() calls.
         object.__setattr__(self, "frozen", frozen)
+
+    # -- memory planning (planner/) -------------------------------------------------------------------
+    @classmethod
+    def training_passes(cls, job: Job) -> list[Pass]:
+        """The forward passes of the frozen model in one training micro-batch of ``job``."""
+        raise NotImplementedError(f"{cls.name}: no training workload for the memory planner")
+
+    def plan_sizes(self, seq: int, options: dict[str, Any]) -> Sizes:
+        """The sizes a plan of this method reads, given the training ``seq`` (``max_length``) and the method
+        config + task ``options`` (a method may add facts its ``training_passes`` reads)."""
+        return Sizes(seq=seq, virtual_tokens=getattr(self.config, "num_virtual_tokens", None) or 0)
+
+    # -- PEFT export/import (methods whose ``peft_type`` is set) -----------------------------------
+    def to_peft(self, common: dict[str, Any]) -> tuple[Any, torch.Tensor]:
+        """``(peft config, tensor)`` of this prompt as a PEFT adapter: the config built with the
+        ``common`` keyword arguments (task type, ``num_virtual_tokens``, base model) and the one tensor
+        PEFT saves as ``prompt_embeddings``. InvalidArgumentError when this instance cannot be expressed."""
+        raise InvalidArgumentError(f"checkpoint_export_peft: {self.name!r} has no PEFT equivalent")
+
+    @classmethod
+    def from_peft(cls, raw: dict[str, Any], frozen: FrozenModel) -> tuple["SoftPromptMethod", torch.Tensor]:
+        """``(method on frozen, its tensor that receives the adapter's prompt_embeddings)`` for a PEFT adapter
+        whose ``adapter_config.json`` is ``raw``. ``peft_io`` checks the shape and copies the weights in."""
+        raise InvalidArgumentError(f"checkpoint_import_peft: {cls.name!r} has no PEFT equivalent")
 
     # -- bookkeeping shared by all methods -------------------------------------------------------
     def num_trainable_parameters(self) -> int:

@@ -36,7 +36,9 @@ given its positive passage plus a margin term over negatives).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -49,10 +51,15 @@ from ..scoring import ORDERS, UPR_INSTRUCTION, Layout, PairBatch, Scores, pair_l
     tokenize
 from .base import MethodConfig, SoftPromptMethod
 from .init_vectors import initial_vectors
+from .workload import Job, Pass, Sizes
+
+log = logging.getLogger(__name__)
 
 PASSAGE_VECTORS = ("pooled", "per_token", "none")
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
 INITS = ("text", "vocab")
+PASSAGE_CONSTANT_TOKENS = 4  # BOS and "Passage: ": the constant segments of a row (a few tokens in any tokenizer)
+DEPRECATED_ALIASES = {"prompt_init": "init", "prompt_init_text": "init_text"}  # old name -> name
 
 
 @dataclass
@@ -60,12 +67,13 @@ class PassageTuningConfig(MethodConfig):
     """Options of passage-specific prompt tuning. All are JSON scalars or string enums.
 
     Args:
-        num_virtual_tokens: soft prompt length ``n``. ``None``: the token count of ``prompt_init_text``
+        num_virtual_tokens: soft prompt length ``n``. ``None``: the token count of ``init_text``
             (the prompt then starts as exactly UPR's instruction). Otherwise the text's tokens are
             repeated/cut to ``n``, as PEFT's TEXT init does.
-        prompt_init: ``"text"``: from ``prompt_init_text`` (the paper initialises from a hard prompt);
-            ``"vocab"``: embeddings of random vocabulary tokens (Lester et al., 2021).
-        prompt_init_text: the instruction; UPR's by default.
+        init: ``"text"``: from ``init_text`` (the paper initialises from a hard prompt);
+            ``"vocab"``: embeddings of random vocabulary tokens (Lester et al., 2021); both through
+            ``init_vectors.initial_vectors``, the rule every method shares.
+        init_text: the instruction; UPR's by default (also the hard prompt of the UPR layout).
         passage_vectors: ``"pooled"`` | ``"per_token"`` | ``"none"`` (see the module docstring).
         num_passage_vectors: ``m`` for ``"pooled"``. 8 is our default (no value in the paper).
         bottleneck_dim: ``r``, the bottleneck width. 64 keeps it ~``2 * 64 * hidden`` parameters
@@ -79,12 +87,16 @@ class PassageTuningConfig(MethodConfig):
             use ``""`` for SentencePiece tokenizers that add their own).
         prepend_bos: start each row with the tokenizer's BOS token, when it has one.
         max_passage_tokens / max_query_tokens: longer texts are cut.
+
+    ``prompt_init`` / ``prompt_init_text`` (the names before ``init`` / ``init_text``, as every other method
+    spells them) are accepted as deprecated aliases, so older job files and checkpoints keep loading;
+    giving an alias and its new name together is refused.
     """
 
     num_virtual_tokens: int | None = option(None, gt=0, le=MAX_NUM_VIRTUAL_TOKENS)
-    prompt_init: str = option("text", choices=INITS)
+    init: str = option("text", choices=INITS)
     # The SDK leaves the default instruction to the worker (scoring.UPR_INSTRUCTION).
-    prompt_init_text: str = option(UPR_INSTRUCTION, non_empty=True, sdk={"optional": True})
+    init_text: str = option(UPR_INSTRUCTION, non_empty=True, sdk={"optional": True})
     passage_vectors: str = option("pooled", choices=PASSAGE_VECTORS)
     num_passage_vectors: int = option(8, gt=0, le=MAX_HIDDEN_SIZE)
     bottleneck_dim: int = option(64, gt=0, le=MAX_HIDDEN_SIZE)
@@ -97,16 +109,31 @@ class PassageTuningConfig(MethodConfig):
     max_passage_tokens: int = option(256, gt=0, le=MAX_SEQUENCE_LENGTH, doc="longer passages are cut")
     max_query_tokens: int = option(64, gt=0, le=MAX_SEQUENCE_LENGTH, doc="longer queries are cut")
 
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None):
+        """``MethodConfig.from_dict`` after renaming the deprecated ``prompt_init*`` aliases (job files and
+        checkpoints written before the rename store them)."""
+        if isinstance(raw, dict) and any(old in raw for old in DEPRECATED_ALIASES):
+            raw = dict(raw)
+            for old, new in DEPRECATED_ALIASES.items():
+                if old not in raw:
+                    continue
+                if new in raw:
+                    raise InvalidArgumentError(f"{old}: deprecated alias of {new}; give only {new}")
+                log.warning("passage_tuning: %s is deprecated, use %s", old, new)
+                raw[new] = raw.pop(old)
+        return super().from_dict(raw)
+
     def validate(self) -> None:
         n = self.num_virtual_tokens
-        if self.prompt_init == "text" and not self.prompt_init_text:
-            raise InvalidArgumentError("prompt_init_text: must not be empty when prompt_init is 'text'")
-        if self.prompt_init == "vocab" and n is None:
-            raise InvalidArgumentError("num_virtual_tokens: must be set when prompt_init is 'vocab'")
+        if self.init == "text" and not self.init_text:
+            raise InvalidArgumentError("init_text: must not be empty when init is 'text'")
+        if self.init == "vocab" and n is None:
+            raise InvalidArgumentError("num_virtual_tokens: must be set when init is 'vocab'")
         self.layout().validate()
 
     def layout(self) -> Layout:
-        return Layout(order=self.order, passage_prefix=self.passage_prefix, instruction=self.prompt_init_text,
+        return Layout(order=self.order, passage_prefix=self.passage_prefix, instruction=self.init_text,
                       query_prefix=self.query_prefix, prepend_bos=self.prepend_bos,
                       max_passage_tokens=self.max_passage_tokens, max_query_tokens=self.max_query_tokens)
 
@@ -134,6 +161,8 @@ class PassageTuning(SoftPromptMethod):
 
     name = "passage_tuning"
     config_class = PassageTuningConfig
+    tasks = frozenset({"reranking"})  # no PEFT equivalent: no peft_type
+    plan_seq_field = "method_config.max_passage_tokens"
     config: PassageTuningConfig
 
     def __init__(self, config: PassageTuningConfig, frozen: FrozenModel):
@@ -151,9 +180,8 @@ class PassageTuning(SoftPromptMethod):
         cfg = self.config
         n = cfg.num_virtual_tokens
         if n is None:  # the instruction's own length: the prompt starts as exactly UPR's hard prompt
-            n = len(self.frozen.tokenizer(cfg.prompt_init_text, add_special_tokens=False)["input_ids"]) or 1
-        return initial_vectors(self.frozen, n, cfg.prompt_init, cfg.prompt_init_text,
-                               field="prompt_init_text")  # (n, hidden)
+            n = len(self.frozen.tokenizer(cfg.init_text, add_special_tokens=False)["input_ids"]) or 1
+        return initial_vectors(self.frozen, n, cfg.init, cfg.init_text)  # (n, hidden)
 
     # -- the two slots (scoring.Conditioner) -------------------------------------------------------
     def prompt_embeddings(self) -> torch.Tensor:
@@ -171,6 +199,27 @@ class PassageTuning(SoftPromptMethod):
             counts = lengths  # (U,): one vector per passage token
         return self.bottleneck(x), counts  # (U, M, hidden), (U,)
 
+    # -- memory planning (planner/) ----------------------------------------------------------------
+    @classmethod
+    def training_passes(cls, job: Job) -> list[Pass]:
+        """One scored sequence per (query, passage) pair, ``BOS + "Passage: " + passage + m passage vectors +
+        n prompt vectors + query``; logits for the query positions only. Pairs per row: the positive, up to
+        ``max_hard_negatives`` hard negatives and (``negatives: both``) the batch's other positives."""
+        B, T, n, o = job.batch_size, job.seq, job.virtual_tokens, job.options
+        mode = o.get("negatives", "both")
+        hard = min(job.negatives, o.get("max_hard_negatives", 4)) if mode in ("both", "hard") else 0
+        in_batch = B - 1 if mode in ("both", "in_batch") else 0
+        pairs = B * (1 + hard + in_batch)
+        vectors = {"pooled": o.get("num_passage_vectors", 8), "per_token": T, "none": 0}[o.get("passage_vectors", "pooled")]
+        query = o.get("max_query_tokens", 64)
+        length = PASSAGE_CONSTANT_TOKENS + T + vectors + n + query
+        return [Pass(pairs, length, length, logits=query + 1, scored=query)]
+
+    def plan_sizes(self, seq: int, options: dict[str, Any]) -> Sizes:
+        """``seq`` is the passage length (``max_passage_tokens``), the prompt's length the virtual tokens."""
+        return Sizes(seq=self.config.max_passage_tokens, virtual_tokens=int(self.prompt_embeddings().shape[0]),
+                     negatives=options.get("max_hard_negatives", 4))
+
     # -- entry points ----------------------------------------------------------------------------
     def encode_pairs(self, queries: list[str], passages: list[str], pair_query, pair_passage) -> PairBatch:
         """Tokenize texts once each and pair them by index, on the model's device."""
@@ -180,7 +229,8 @@ class PassageTuning(SoftPromptMethod):
         return PairBatch.build(q, p, pair_query, pair_passage, self.frozen.device)
 
     def forward(self, batch: PairBatch) -> Scores:
-        """Differentiable query log-likelihoods of every pair in ``batch``."""
+        """Differentiable query log-likelihoods of every pair in ``batch``: the one scoring entry point, used
+        by the training loss, evaluation and the ``rerank`` op (``scoring.score_pairs`` calls it)."""
         return pair_log_likelihood(self.frozen, self, batch)
 
 

@@ -31,7 +31,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -43,6 +43,7 @@ from ..limits import MAX_HIDDEN_SIZE, MAX_NUM_VIRTUAL_TOKENS, MAX_SEED
 from ..models import FrozenModel
 from .base import LMSoftPromptMethod, MethodConfig
 from .injection import Injection
+from .workload import Job, Pass, lm_rows
 
 SITES = ("self", "encoder", "decoder", "cross")  # decoder-only self-attn; enc-dec encoder/decoder/cross
 INITS = ("random", "text")
@@ -143,6 +144,8 @@ class PrefixTuning(LMSoftPromptMethod):
 
     name: ClassVar[str] = "prefix_tuning"
     config_class: ClassVar[type[MethodConfig]] = PrefixTuningConfig
+    tasks: ClassVar[frozenset[str]] = frozenset({"generation", "classification"})
+    peft_type: ClassVar[str | None] = "PREFIX_TUNING"
 
     def __init__(self, config: PrefixTuningConfig, frozen: FrozenModel):
         super().__init__(config, frozen)
@@ -201,6 +204,40 @@ class PrefixTuning(LMSoftPromptMethod):
         prefixes = {t.module: kv for t, kv in zip(self.targets, self.key_values())}
         offset = 0 if self.frozen.is_encoder_decoder else self.config.num_virtual_tokens
         return Injection(prefixes=prefixes, position_offset=offset)
+
+
+    @classmethod
+    def training_passes(cls, job: Job) -> list[Pass]:
+        """``n`` key/value slots in every attention layer: ``seq`` queries attend to ``seq + n`` keys. The prefix
+        path calls SDPA itself without a per-row mask (``prefix_attention.py``): heads unrepeated."""
+        T, n = job.seq, job.virtual_tokens
+        return [Pass(lm_rows(job), T, T + n, logits=T, scored=T - 1, masked=False)]
+
+    # -- PEFT (peft_io.py) ------------------------------------------------------------------------
+    def to_peft(self, common: dict[str, Any]) -> tuple[Any, torch.Tensor]:
+        """The projected prefix (PEFT saves the MLP's output, never the MLP; a PEFT export cannot resume
+        training, our checkpoint can). Decoder-only models only: PEFT's encoder–decoder prefix covers decoder
+        self-attention only, ours also encoder self-attention and cross-attention."""
+        if self.frozen.is_encoder_decoder:
+            raise InvalidArgumentError(
+                "checkpoint_export_peft: PEFT prefixes only the decoder of an encoder-decoder; this prompt also "
+                "prefixes encoder self-attention and cross-attention, which PEFT cannot represent")
+        from peft import PrefixTuningConfig as PeftPrefixTuningConfig
+
+        config = PeftPrefixTuningConfig(**common, token_dim=self.kv_width, num_layers=len(self.targets),
+                                        num_attention_heads=self.targets[0].kv_heads, num_transformer_submodules=1,
+                                        prefix_projection=False)
+        with torch.no_grad():
+            return config, self.flat_prefix()  # (P, layers * 2 * kv_width), projected
+
+    @classmethod
+    def from_peft(cls, raw: dict[str, Any], frozen: FrozenModel) -> tuple["PrefixTuning", torch.Tensor]:
+        if frozen.is_encoder_decoder:
+            raise InvalidArgumentError("checkpoint_import_peft: PEFT encoder-decoder prefixes (decoder only) "
+                                       "are not supported; ours prefix the encoder and cross-attention too")
+        method = cls(PrefixTuningConfig(num_virtual_tokens=int(raw.get("num_virtual_tokens", 0)),
+                                        prefix_projection=False), frozen)
+        return method, method.prefix  # (P, layers * 2 * kv_width)
 
 
 METHOD = PrefixTuning

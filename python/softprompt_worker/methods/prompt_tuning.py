@@ -24,7 +24,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -36,6 +36,7 @@ from ..models import FrozenModel
 from .base import LMSoftPromptMethod, MethodConfig
 from .init_vectors import initial_vectors
 from .injection import Injection
+from .workload import Job, Pass, lm_rows
 
 INITS = ("vocab", "text", "random", "checkpoint")
 
@@ -72,6 +73,8 @@ class PromptTuning(LMSoftPromptMethod):
 
     name: ClassVar[str] = "prompt_tuning"
     config_class: ClassVar[type[MethodConfig]] = PromptTuningConfig
+    tasks: ClassVar[frozenset[str]] = frozenset({"generation", "classification"})
+    peft_type: ClassVar[str | None] = "PROMPT_TUNING"
 
     def __init__(self, config: PromptTuningConfig, frozen: FrozenModel):
         super().__init__(config, frozen)
@@ -96,6 +99,34 @@ class PromptTuning(LMSoftPromptMethod):
     def load_soft_state(self, state: dict[str, torch.Tensor]) -> None:
         super().load_soft_state(state)
         self._pending_transfer = None
+
+    @classmethod
+    def training_passes(cls, job: Job) -> list[Pass]:
+        """``n`` vectors before the input: every layer sees ``seq + n`` positions, and the logits cover them
+        too (sliced off afterwards). Rows are packed to the right and run without a mask under causal
+        attention (``injection.run_lm``)."""
+        T, n = job.seq, job.virtual_tokens
+        return [Pass(lm_rows(job), T + n, T + n, logits=T + n, scored=T - 1, masked=False)]
+
+    # -- PEFT (peft_io.py) ------------------------------------------------------------------------
+    def to_peft(self, common: dict[str, Any]) -> tuple[Any, torch.Tensor]:
+        """Encoder–decoder prompts export with ``num_transformer_submodules=1`` (encoder only), which is what
+        this method does; PEFT's seq2seq default (2) also prompts the decoder."""
+        from peft import PromptTuningConfig as PeftPromptTuningConfig
+
+        frozen = self.frozen
+        config = PeftPromptTuningConfig(**common, token_dim=frozen.hidden_size, num_transformer_submodules=1,
+                                        num_layers=frozen.num_layers, prompt_tuning_init="RANDOM")
+        return config, self.soft_state()["embedding"]  # (V, H)
+
+    @classmethod
+    def from_peft(cls, raw: dict[str, Any], frozen: FrozenModel) -> tuple["PromptTuning", torch.Tensor]:
+        if (raw.get("num_transformer_submodules") or 1) != 1:
+            raise InvalidArgumentError("checkpoint_import_peft: this adapter also prompts the decoder "
+                                       "(num_transformer_submodules=2); only encoder/input prompts are supported")
+        method = cls(PromptTuningConfig(num_virtual_tokens=int(raw.get("num_virtual_tokens", 0)), init="random"),
+                     frozen)
+        return method, method.embedding  # (V, H)
 
     def _apply_transfer(self) -> None:
         if self._pending_transfer:

@@ -1,7 +1,9 @@
 """The method registry: the one place that maps a method name to its implementation.
 
 The name is the same everywhere: registry key, module name, proto ``Checkpoint.method``, TS literal.
-Adding a method means adding its module under ``methods/`` and one line to ``_MODULES``.
+Adding a method means adding its module under ``methods/`` and one line to ``_MODULES``: what it trains
+and exports is declared on its class (``base.SoftPromptMethod``), and callers ask through the functions
+below (``methods_training``, ``method_for_peft_type``) instead of listing names.
 """
 
 from __future__ import annotations
@@ -33,6 +35,25 @@ def method_class(name: str) -> type[SoftPromptMethod]:
     if cls.name != name:  # pragma: no cover - a wiring bug
         raise RuntimeError(f"module {_MODULES[name]} declares method {cls.name!r}, registered as {name!r}")
     return cls
+
+
+def methods_training(task: str) -> list[str]:
+    """Names of the available methods that task ``task`` trains (their ``tasks`` declare it)."""
+    return [name for name in method_names() if task in method_class(name).tasks]
+
+
+def peft_methods() -> list[type[SoftPromptMethod]]:
+    """The available methods that export to and import from a PEFT adapter format."""
+    return [cls for cls in map(method_class, method_names()) if cls.peft_type is not None]
+
+
+def method_for_peft_type(peft_type: object) -> type[SoftPromptMethod]:
+    """The method whose ``peft_type`` is ``peft_type``; InvalidArgumentError naming the supported ones."""
+    for cls in peft_methods():
+        if cls.peft_type == peft_type:
+            return cls
+    supported = ", ".join(str(cls.peft_type) for cls in peft_methods())
+    raise InvalidArgumentError(f"checkpoint_import_peft: peft_type {peft_type!r} is not supported ({supported})")
 
 
 def _try_import(name: str):

@@ -33,6 +33,7 @@ from ..limits import MAX_NUM_VIRTUAL_TOKENS, MAX_SEQUENCE_LENGTH
 from ..models import FrozenModel
 from .base import MethodConfig, SoftPromptMethod
 from .init_vectors import initial_vectors
+from .workload import Job, Pass, Sizes
 
 POOLINGS = ("last", "mean", "text_mean", "first")
 ATTENTIONS = ("model", "bidirectional")
@@ -83,6 +84,7 @@ class SuffixTuning(SoftPromptMethod):
 
     name = "suffix_tuning"
     config_class = SuffixTuningConfig
+    tasks = frozenset({"embedding"})  # PEFT has no suffix placement: no peft_type
     config: SuffixTuningConfig
 
     def __init__(self, config: SuffixTuningConfig, frozen: FrozenModel):
@@ -161,14 +163,22 @@ class SuffixTuning(SoftPromptMethod):
         out = backbone(self.frozen)(inputs_embeds=embeds, attention_mask=model_mask, **no_cache)
         return out.last_hidden_state, mask, suffix_end  # (B, T + k, H), (B, T + k), (B,)
 
-    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Text embeddings ``(B, H)`` (f32) of a ``tokenize``d batch, pooled and optionally normalised."""
-        if self.text_is_suffix_independent():
+    def embed(self, batch: dict[str, torch.Tensor], *, pooling: str | None = None,
+              normalize: bool | None = None) -> torch.Tensor:
+        """Text embeddings ``(B, H)`` (f32) of a ``tokenize``d batch, pooled and optionally normalised.
+
+        The one embedding path: training (the embedding task's loss), evaluation and the ``embed`` op all
+        call it. ``pooling`` / ``normalize`` override the config's (the ``embed`` op's options); the cached
+        text pass (``text_is_suffix_independent``) is taken whenever the pooling allows it.
+        """
+        pooling = pooling or self.config.pooling
+        normalize = self.config.normalize if normalize is None else normalize
+        if self.text_is_suffix_independent(pooling):
             pooled = self._last_suffix_state_over_cached_text(batch["input_ids"], batch["attention_mask"]).float()
         else:
             hidden, mask, suffix_end = self.hidden_states(batch["input_ids"], batch["attention_mask"])
-            pooled = self.pool(hidden, mask, suffix_end).float()  # (B, H)
-        return nn.functional.normalize(pooled, dim=-1) if self.config.normalize else pooled
+            pooled = self.pool(hidden, mask, suffix_end, pooling).float()  # (B, H)
+        return nn.functional.normalize(pooled, dim=-1) if normalize else pooled
 
     def pool(self, hidden: torch.Tensor, mask: torch.Tensor, suffix_end: torch.Tensor,
              pooling: str | None = None) -> torch.Tensor:
@@ -180,12 +190,13 @@ class SuffixTuning(SoftPromptMethod):
             mask = mask * ((j < first) | (j > suffix_end.unsqueeze(1)))  # (B, T + k): text and specials
         return pool(hidden, mask, pooling, suffix_end)
 
-    def text_is_suffix_independent(self) -> bool:
-        """True for SPT-uni on a decoder LM with last-suffix pooling and nothing after the suffix (the
-        paper's setting and our default): causal attention means no text position sees the suffix, so the
-        text's keys/values are constants of the suffix and only the ``k`` suffix positions need a graph."""
-        return (self.frozen.is_decoder_only and self.config.attention == "model" and self.config.pooling == "last"
-                and self.trailing_specials == 0)
+    def text_is_suffix_independent(self, pooling: str | None = None) -> bool:
+        """True for SPT-uni on a decoder LM with last-suffix pooling (``pooling``, default the config's) and
+        nothing after the suffix (the paper's setting and our default): causal attention means no text
+        position sees the suffix, so the text's keys/values are constants of the suffix and only the ``k``
+        suffix positions need a graph."""
+        return (self.frozen.is_decoder_only and self.config.attention == "model"
+                and (pooling or self.config.pooling) == "last" and self.trailing_specials == 0)
 
     def _last_suffix_state_over_cached_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         """The final hidden state ``(B, H)`` at the last suffix position, computed in two passes: the text
@@ -211,6 +222,22 @@ class SuffixTuning(SoftPromptMethod):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.embed(batch)
+
+    # -- memory planning (planner/) ----------------------------------------------------------------
+    @classmethod
+    def training_passes(cls, job: Job) -> list[Pass]:
+        """``k`` vectors after the text, for the query, the positive and every hard negative of each row (no LM
+        head). With the cached text pass (``text_is_suffix_independent``) the text runs once without autograd
+        and only the ``k`` suffix positions run with it, attending to the text's cache."""
+        T, k = job.seq, job.virtual_tokens
+        texts = 2 * job.batch_size + job.batch_size * job.negatives
+        if job.options.get("cached_text", True):
+            return [Pass(texts, T, T, grad=False, masked=texts > 1), Pass(texts, k, T + k, checkpointed=False)]
+        return [Pass(texts, T + k, T + k, masked=texts > 1)]
+
+    def plan_sizes(self, seq: int, options: dict[str, Any]) -> Sizes:
+        options["cached_text"] = self.text_is_suffix_independent()
+        return Sizes(seq=min(seq, self.max_text_length()), virtual_tokens=self.config.num_virtual_tokens)
 
     @torch.no_grad()
     def encode(self, texts: list[str], batch_size: int = 32) -> torch.Tensor:

@@ -37,7 +37,7 @@ import torch
 from ..errors import CancelledError, InvalidArgumentError
 from ..evaluation.retrieval import DEFAULT_K_VALUES, retrieval_metrics, sts_spearman
 from ..limits import MAX_INFERENCE_BATCH_SIZE, MAX_TEXTS
-from ..methods.suffix_tuning import POOLINGS, backbone, encode_in_batches, pool
+from ..methods.suffix_tuning import POOLINGS, SuffixTuning, backbone, encode_in_batches, pool
 from ..models import FrozenModel
 from ..prompts import resolve_prompt
 from .registry import OpContext, Reply, Request, op
@@ -98,7 +98,7 @@ class Embedder:
                 or not 1 <= batch_size <= MAX_INFERENCE_BATCH_SIZE):
             raise InvalidArgumentError(f"batch_size: {batch_size!r} is not an int in 1..{MAX_INFERENCE_BATCH_SIZE}")
         frozen, method = resolve_prompt(ctx.state, body.get("model"), body.get("prompt"), use=ctx.op,
-                                        needs=("suffix_tuning",))
+                                        needs=(SuffixTuning.name,))
         default_pooling = method.config.pooling if method is not None else "mean"
         pooling = body.get("pooling", default_pooling)
         if pooling not in POOLINGS:
@@ -109,18 +109,11 @@ class Embedder:
         return cls(frozen, method, pooling, normalize, batch_size)
 
     def embed_chunk(self, texts: list[str]) -> torch.Tensor:
-        """Embeddings ``(n, H)`` of one batch of texts."""
+        """Embeddings ``(n, H)`` f32 of one batch of texts: through the suffix's own ``embed`` (the path it
+        trains through, cached text pass included), or the base model mean-pooled (``base_embed``)."""
         if self.method is not None:
-            batch = self.method.tokenize(texts)
-            hidden, mask, suffix_end = self.method.hidden_states(batch["input_ids"], batch["attention_mask"])
-            pooled = self.method.pool(hidden, mask, suffix_end, self.pooling)  # (n, H)
-        else:
-            enc = self.frozen.tokenizer(texts, padding=True, truncation=True, max_length=_max_positions(self.frozen),
-                                        padding_side="right", return_tensors="pt").to(self.frozen.device)
-            hidden = backbone(self.frozen)(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
-            pooled = pool(hidden.last_hidden_state, enc["attention_mask"], self.pooling)  # (n, H)
-        pooled = pooled.float()  # (n, H)
-        return torch.nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
+            return self.method.embed(self.method.tokenize(texts), pooling=self.pooling, normalize=self.normalize)
+        return base_embed(self.frozen, texts, self.pooling, self.normalize)
 
     @torch.no_grad()
     def encode(self, texts: list[str], ctx: OpContext | None = None) -> torch.Tensor:
@@ -140,6 +133,16 @@ class Embedder:
             return out
 
         return encode_in_batches(texts, self.batch_size, chunk)
+
+
+def base_embed(frozen: FrozenModel, texts: list[str], pooling: str, normalize: bool) -> torch.Tensor:
+    """Embeddings ``(n, H)`` f32 of ``texts`` by the bare model (no prompt): its last hidden states pooled
+    over the real tokens (the usual baseline of the ``embed`` op)."""
+    enc = frozen.tokenizer(texts, padding=True, truncation=True, max_length=_max_positions(frozen),
+                           padding_side="right", return_tensors="pt").to(frozen.device)
+    hidden = backbone(frozen)(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+    pooled = pool(hidden.last_hidden_state, enc["attention_mask"], pooling).float()  # (n, H)
+    return torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled
 
 
 def _max_positions(frozen: FrozenModel) -> int:

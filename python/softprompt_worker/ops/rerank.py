@@ -37,6 +37,7 @@ import torch
 
 from ..errors import CancelledError, InvalidArgumentError, TooLargeError
 from ..limits import MAX_INFERENCE_BATCH_SIZE
+from ..methods.passage_tuning import PassageTuning
 from ..prompts import model_key, resolve_prompt
 from ..scoring import HardPrompt, score_candidates
 from ..tasks.reranking import RerankingTask, evaluate_rows
@@ -98,11 +99,11 @@ def _reranker(ctx: OpContext, body: dict[str, Any]):
     if body.get("prompt") is None and body.get("model") is None:
         raise InvalidArgumentError("model: required when no prompt is given (UPR needs a model to score with)")
     frozen, method = resolve_prompt(ctx.state, body.get("model"), body.get("prompt"), use=ctx.op,
-                                    needs=("passage_tuning",))
+                                    needs=(PassageTuning.name,))
     if method is None:
         upr = ctx.state.get_or_create(("upr", model_key(frozen.spec)), lambda: HardPrompt(frozen))
         return frozen, upr, "upr"
-    return frozen, method, "passage_tuning"
+    return frozen, method, method.name  # scored through PassageTuning.forward (scoring.score_pairs)
 
 
 def _progress(ctx: OpContext):

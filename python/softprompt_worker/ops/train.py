@@ -285,6 +285,8 @@ def _method(body: dict[str, Any], method_cls, frozen: FrozenModel):
     if record.training_state is None:
         raise InvalidArgumentError(f"resume_from: {resume_from!r} has no training state (an inference-only export)")
     given = body.get("method_config")
-    if given is not None and method_cls.config_class.from_dict(given).to_dict() != record.method_config:
+    # Compared as parsed configs: a checkpoint may spell a renamed option by its deprecated alias.
+    parse = method_cls.config_class.from_dict
+    if given is not None and parse(given) != parse(record.method_config):
         raise InvalidArgumentError("method_config: differs from the checkpoint's; omit it when resuming")
     return build_method_from_checkpoint(record, frozen), record.training_state

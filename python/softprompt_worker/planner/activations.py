@@ -19,28 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..methods.workload import Pass
 from .shape import ModelShape
 
-
-@dataclass(frozen=True)
-class Pass:
-    """One forward pass of the frozen model inside a training micro-batch.
-
-    ``rows`` sequences of ``queries`` positions each, attending to ``keys`` positions (queries plus
-    prefix slots or cached text). ``logits``/``scored``: positions per row whose vocab logits are
-    computed / enter the loss (0 for embedding passes). ``grad``: False for a pass under ``no_grad``."""
-
-    rows: int
-    queries: int
-    keys: int
-    logits: int = 0
-    scored: int = 0
-    grad: bool = True
-    # Gradient checkpointing applies: recompute.py runs a layer called with a key/value cache plainly.
-    checkpointed: bool = True
-    # SDPA gets a boolean mask (rows of different lengths, a cache, left padding): transformers then
-    # repeats grouped key/value heads to the query heads, so k and v are saved at the query width.
-    masked: bool = True
+__all__ = ["Pass", "layer_bytes"]
 
 
 def layer_bytes(shape: ModelShape, b: int, p: Pass) -> int:

@@ -60,21 +60,15 @@ def plan_input(spec: ModelSpec, method_name: str, method_config: dict | None, ta
     trainable = Trainable(shapes=tuple(tuple(p.shape) for p in method.parameters() if p.requires_grad),
                           optimizer=config.optimizer)
     options: dict[str, Any] = {**method.config.to_dict(), **(task_options or {})}
-    seq = (task_options or {}).get("max_length") or config.max_length
-    virtual = getattr(method.config, "num_virtual_tokens", None)
+    sizes = method.plan_sizes((task_options or {}).get("max_length") or config.max_length, options)
     max_seq = shape.max_positions
-    if method_name == "suffix_tuning":
-        seq = min(seq, method.max_text_length())
-        options["cached_text"] = method.text_is_suffix_independent()
-    if method_name == "passage_tuning":
-        seq = method.config.max_passage_tokens
-        virtual = int(method.prompt_embeddings().shape[0])
     if max_seq is not None:
-        max_seq -= virtual or 0
+        max_seq -= sizes.virtual_tokens
     if negatives is None:
-        negatives = options.get("max_hard_negatives", 4) if method_name == "passage_tuning" else 0
-    job = Job(method=method_name, task=task, batch_size=config.batch_size, seq=int(seq), virtual_tokens=int(virtual or 0),
-              gradient_checkpointing=config.gradient_checkpointing, negatives=int(negatives), options=options)
+        negatives = sizes.negatives
+    job = Job(method=method_name, task=task, batch_size=config.batch_size, seq=int(sizes.seq),
+              virtual_tokens=int(sizes.virtual_tokens), gradient_checkpointing=config.gradient_checkpointing,
+              negatives=int(negatives), options=options)
     return PlanInput(shape=shape, precision=precision, trainable=trainable, job=job, max_seq=max_seq)
 
 

@@ -18,8 +18,10 @@ def peak_of(inp: PlanInput) -> int:
 
 
 def seq_field(method: str) -> str:
-    """Where a job sets the sequence length the plan calls ``seq``."""
-    return "method_config.max_passage_tokens" if method == "passage_tuning" else "training.max_length"
+    """Where a job sets the sequence length the plan calls ``seq`` (the method says: ``plan_seq_field``)."""
+    from ..methods.registry import method_class
+
+    return method_class(method).plan_seq_field
 
 
 def with_seq(inp: PlanInput, seq: int) -> PlanInput:

@@ -35,7 +35,7 @@ class Task(Protocol):
     """What the training loop needs from a task. Implementations usually subclass ``BaseTask``."""
 
     name: ClassVar[str]  # "generation" | "classification" | "embedding" | "reranking"
-    methods: ClassVar[tuple[str, ...]]  # the methods this task can train, e.g. ("suffix_tuning",)
+    # Which methods a task trains is declared by each method (``SoftPromptMethod.tasks``), not here.
     selection_metric: ClassVar[str]  # the eval metric ``training.select_by: auto`` keeps the best of
 
     @staticmethod
@@ -61,19 +61,16 @@ class Task(Protocol):
 class BaseTask:
     """Shared plumbing: stores the inputs, validates options, shuffles rows into index batches.
 
-    Subclasses set ``name``, ``methods``, ``options_defaults`` (option name → default; unknown options
+    Subclasses set ``name``, ``options_defaults`` (option name → default; unknown options
     are rejected), implement ``validate_row``, ``collate(rows)``, ``loss`` and ``evaluate``.
     """
 
     name: ClassVar[str]
-    methods: ClassVar[tuple[str, ...]]
     options_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, method: SoftPromptMethod, options: dict, train_rows: list[dict],
                  eval_rows: list[dict]) -> None:
-        if method.name not in self.methods:
-            raise InvalidArgumentError(
-                f"task: {self.name!r} does not train method {method.name!r}; it trains {', '.join(self.methods)}")
+        check_trains(self.name, type(method))
         unknown = sorted(set(options or {}) - set(self.options_defaults))
         if unknown:
             raise InvalidArgumentError(
@@ -103,6 +100,16 @@ class BaseTask:
         for start in range(0, len(self.eval_rows), batch_size):
             rows = self.eval_rows[start:start + batch_size]
             yield rows, self.collate(rows)
+
+
+def check_trains(task: str, method: type[SoftPromptMethod]) -> None:
+    """InvalidArgumentError when task ``task`` does not train ``method``: its ``tasks`` say (a stand-in for a
+    method, as benchmarks build, declares ``name`` and ``tasks`` too)."""
+    if task not in method.tasks:
+        from ..methods.registry import methods_training
+
+        raise InvalidArgumentError(f"task: {task!r} does not train method {method.name!r}; "
+                                   f"it trains {', '.join(methods_training(task))}")
 
 
 # -- row validation helpers -----------------------------------------------------------------------

@@ -40,7 +40,6 @@ class ClassificationBatch:
 
 class ClassificationTask(BaseTask):
     name: ClassVar[str] = "classification"
-    methods: ClassVar[tuple[str, ...]] = ("prompt_tuning", "prefix_tuning")
     selection_metric: ClassVar[str] = "accuracy"  # training.select_by "auto" (selection.py)
     options_defaults: ClassVar[dict] = {"labels": None, "loss": "lm", "max_length": 512}
 

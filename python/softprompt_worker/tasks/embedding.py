@@ -62,7 +62,6 @@ class EmbeddingTask(BaseTask):
     """Trains a suffix (or any method with ``tokenize`` + ``embed``) for retrieval embeddings."""
 
     name: ClassVar[str] = "embedding"
-    methods: ClassVar[tuple[str, ...]] = ("suffix_tuning",)
     selection_metric: ClassVar[str] = "ndcg@10"  # training.select_by "auto" (selection.py)
     options_defaults: ClassVar[dict[str, Any]] = {
         "temperature": 0.05, "symmetric": False, "grad_cache_mini_batch": 0, "max_length": None,

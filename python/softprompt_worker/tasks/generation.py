@@ -29,7 +29,6 @@ EVAL_BATCH_SIZE = 16
 
 class GenerationTask(BaseTask):
     name: ClassVar[str] = "generation"
-    methods: ClassVar[tuple[str, ...]] = ("prompt_tuning", "prefix_tuning")
     selection_metric: ClassVar[str] = "loss"  # training.select_by "auto" (selection.py)
     options_defaults: ClassVar[dict] = {"max_length": 512}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 
 from ..errors import InvalidArgumentError
-from .base import Task
+from .base import Task, check_trains
 
 _MODULES = {
     "generation": "softprompt_worker.tasks.generation",
@@ -39,7 +39,7 @@ def task_class(name: str) -> type[Task]:
 
 
 def check_method(task: type[Task], method: str) -> None:
-    """InvalidArgumentError when ``task`` cannot train ``method``."""
-    if method not in task.methods:
-        raise InvalidArgumentError(f"task: {task.name!r} does not train method {method!r}; "
-                                   f"it trains {', '.join(task.methods)}")
+    """InvalidArgumentError when ``task`` cannot train ``method`` (asked of the method: its ``tasks``)."""
+    from ..methods.registry import method_class
+
+    check_trains(task.name, method_class(method))

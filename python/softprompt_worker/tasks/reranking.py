@@ -50,7 +50,6 @@ class RerankingBatch:
 
 class RerankingTask(BaseTask):
     name: ClassVar[str] = "reranking"
-    methods: ClassVar[tuple[str, ...]] = ("passage_tuning",)
     selection_metric: ClassVar[str] = "ndcg@10"  # training.select_by "auto" (selection.py)
     options_defaults: ClassVar[dict[str, Any]] = {
         "negatives": "both", "max_hard_negatives": 4, "nll_weight": 1.0, "margin_weight": 1.0, "margin": 0.5,

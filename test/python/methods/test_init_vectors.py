@@ -28,8 +28,8 @@ def test_vectors_come_through_the_embedding_module_with_its_scaling(scaled):
     assert torch.equal(got, expected) and not torch.allclose(got, raw)
     text = initial_vectors(scaled, 5, "text", "ab")  # "ab" is 2 byte tokens, repeated to 5: a b a b a
     torch.testing.assert_close(text[0], text[2]) and torch.testing.assert_close(text[1], text[3])
-    with pytest.raises(InvalidArgumentError, match="prompt_init_text"):
-        initial_vectors(scaled, 2, "text", "", field="prompt_init_text")
+    with pytest.raises(InvalidArgumentError, match="init_text: '' tokenises to nothing"):
+        initial_vectors(scaled, 2, "text", "")
 
 
 def test_every_method_draws_from_the_cpu_generator_so_a_seed_means_the_same_prompt_everywhere():
@@ -37,7 +37,7 @@ def test_every_method_draws_from_the_cpu_generator_so_a_seed_means_the_same_prom
     builders = {
         "prompt": lambda: PromptTuning(PromptTuningConfig(num_virtual_tokens=4, seed=7), frozen).embedding,
         "suffix": lambda: SuffixTuning(SuffixTuningConfig(num_virtual_tokens=4), frozen).suffix,
-        "passage": lambda: PassageTuning(PassageTuningConfig(num_virtual_tokens=4, prompt_init="vocab"),
+        "passage": lambda: PassageTuning(PassageTuningConfig(num_virtual_tokens=4, init="vocab"),
                                          frozen).prompt,
     }
     for name, build in builders.items():

@@ -62,7 +62,7 @@ def _reference(method: PassageTuning, qi: int, pi: int) -> float:
 
 
 @pytest.mark.parametrize("options", [{}, {"passage_vectors": "per_token"}, {"order": "prompt_first"},
-                                     {"passage_vectors": "none", "num_virtual_tokens": 5, "prompt_init": "vocab"},
+                                     {"passage_vectors": "none", "num_virtual_tokens": 5, "init": "vocab"},
                                      {"residual": False, "activation": "tanh", "num_passage_vectors": 20}],
                          ids=["pooled", "per_token", "prompt_first", "none_vocab", "plain_tanh_m20"])
 def test_batched_scores_equal_per_pair_reference(frozen, options):
@@ -130,9 +130,44 @@ def test_soft_state_round_trips_and_config_is_validated(frozen):
     assert method_class("passage_tuning") is PassageTuning
     assert PassageTuningConfig.from_dict(PassageTuningConfig().to_dict()) == PassageTuningConfig()
     for bad, match in (({"passage_vectors": "all"}, "passage_vectors: 'all'"), ({"bottleneck_dim": 0}, "bottleneck_dim"),
-                       ({"prompt_init": "vocab"}, "num_virtual_tokens"), ({"order": "x"}, "order: 'x'"),
+                       ({"init": "vocab"}, "num_virtual_tokens"), ({"order": "x"}, "order: 'x'"),
                        ({"max_query_tokens": 0}, "max_query_tokens"), ({"rank": 3}, "unknown field")):
         with pytest.raises(InvalidArgumentError, match=match):
             PassageTuningConfig.from_dict(bad)
     with pytest.raises(InvalidArgumentError, match="decoder-only"):
         PassageTuning(PassageTuningConfig(), load_frozen_model(ModelSpec(tiny="bart")))
+
+
+def test_init_is_spelled_like_the_other_methods_and_the_old_names_still_load():
+    """``prompt_init`` / ``prompt_init_text`` were renamed ``init`` / ``init_text``: old job files keep working
+    (mapped, with a warning), giving both spellings of one option is refused."""
+    old = PassageTuningConfig.from_dict({"prompt_init": "vocab", "num_virtual_tokens": 3, "prompt_init_text": "Ask:"})
+    assert old == PassageTuningConfig.from_dict({"init": "vocab", "num_virtual_tokens": 3, "init_text": "Ask:"})
+    assert "prompt_init" not in old.to_dict() and old.to_dict()["init"] == "vocab"
+    for both in ({"prompt_init": "text", "init": "text"}, {"prompt_init_text": "a", "init_text": "b"}):
+        with pytest.raises(InvalidArgumentError, match="deprecated alias"):
+            PassageTuningConfig.from_dict(both)
+    with pytest.raises(InvalidArgumentError, match="init: 'random'"):
+        PassageTuningConfig.from_dict({"prompt_init": "random"})
+
+
+def test_a_checkpoint_written_before_the_rename_loads(tmp_path):
+    """A checkpoint file whose saved method config says ``prompt_init`` / ``prompt_init_text`` (as every
+    passage-tuning checkpoint written before the rename does) rebuilds the same method."""
+    import json
+
+    from softprompt_worker.checkpoints import build_method_from_checkpoint, load_checkpoint, save_checkpoint
+
+    frozen = load_frozen_model(ModelSpec(tiny="gpt2", seed=1))
+    method = _method(frozen, num_virtual_tokens=3, passage_vectors="none", init="vocab", init_text="Ask:")
+    old = method.config.to_dict()
+    old["prompt_init"], old["prompt_init_text"] = old.pop("init"), old.pop("init_text")
+    config = method.config
+    config.to_json = lambda: json.dumps(old, sort_keys=True)  # the pre-rename spelling, written to the file
+    path = save_checkpoint(tmp_path / "old.pb", method, step=1)
+    del config.to_json
+    record = load_checkpoint(path)
+    assert record.method_config["prompt_init"] == "vocab" and "init" not in record.method_config
+    rebuilt = build_method_from_checkpoint(record, frozen)
+    assert rebuilt.config == method.config
+    assert torch.equal(rebuilt.prompt, method.prompt)

@@ -64,6 +64,24 @@ def test_embed_with_a_suffix_checkpoint_matches_the_method(trained):
     assert not torch.allclose(again.tensors["embeddings"], emb)
 
 
+def test_embed_serves_through_the_suffix_s_own_embed_and_its_cached_text_pass(trained, monkeypatch):
+    """The op calls ``SuffixTuning.embed`` (the training path): on a decoder with last pooling that takes the
+    cached text pass; a pooling override that needs every position takes the full pass."""
+    from softprompt_worker.methods.suffix_tuning import SuffixTuning
+
+    state, path = trained
+    calls = []
+    for name in ("embed", "_last_suffix_state_over_cached_text"):
+        original = getattr(SuffixTuning, name)
+        monkeypatch.setattr(SuffixTuning, name, lambda self, *a, _f=original, _n=name, **k: calls.append(_n) or
+                            _f(self, *a, **k))
+    call(state, "embed", {"model": MODEL, "prompt": path, "texts": TEXTS, "batch_size": 2})
+    assert calls == ["embed", "_last_suffix_state_over_cached_text"] * 2
+    calls.clear()
+    call(state, "embed", {"model": MODEL, "prompt": path, "texts": TEXTS, "batch_size": 4, "pooling": "mean"})
+    assert calls == ["embed"]
+
+
 def test_embed_without_prompt_mean_pools_the_base_model(trained):
     state, _ = trained
     reply, _ = call(state, "embed", {"model": MODEL, "texts": TEXTS})

@@ -88,6 +88,19 @@ def test_rerank_and_evaluate_with_a_passage_tuned_checkpoint_match_the_method(tr
     assert metrics.body["metrics"] == pytest.approx(direct, abs=1e-6)
 
 
+def test_rerank_scores_through_the_method_s_forward(trained, monkeypatch):
+    """Serving and training share one path: the op's scores come from ``PassageTuning.forward``."""
+    from softprompt_worker.methods.passage_tuning import PassageTuning
+
+    state, path = trained
+    calls = []
+    original = PassageTuning.forward
+    monkeypatch.setattr(PassageTuning, "forward", lambda self, batch: calls.append(len(batch.pair_query)) or
+                        original(self, batch))
+    call(state, "rerank", {"prompt": path, "queries": QUERIES, "batch_size": 2})
+    assert sum(calls) == sum(len(q["passages"]) for q in QUERIES) and max(calls) <= 2
+
+
 def test_bad_requests_and_cancellation(trained):
     state, _ = trained
     for body, error, match in (

@@ -213,3 +213,34 @@ def test_a_resumed_job_adopts_a_better_best_found_after_its_checkpoint(tmp_path)
     resumed, _ = call(WorkerState(), "train", {**body, "resume_from": step2})
     assert resumed["best"]["step"] == 3 and resumed["best"]["value"] == 0.001, (recorded, resumed["best"])
     assert recorded["step"] != 3 and first["best"]["value"] > 0.001
+
+
+def test_resuming_a_passage_checkpoint_that_spells_init_the_old_way(tmp_path):
+    """A checkpoint written before ``prompt_init`` became ``init`` resumes, and a ``method_config`` in either
+    spelling is compared with it as a parsed config, not as a dict of names."""
+    from softprompt_worker.checkpoints import build_method_from_checkpoint, load_checkpoint, save_checkpoint
+
+    rows = [{"query": f"q {w}", "positive": f"doc {w}", "negatives": ["other"]} for w in ("a", "b", "c", "d")]
+    config = {"num_virtual_tokens": 3, "init": "vocab", "passage_vectors": "none"}
+    body = {"model": {"tiny": "llama", "device": "cpu"}, "method": "passage_tuning", "method_config": config,
+            "task": "reranking", "data": {"train": {"rows": rows}}, "training": {"steps": 1, "batch_size": 2},
+            "run_dir": str(tmp_path / "run")}
+    state = WorkerState()
+    done, _ = call(state, "train", body)
+    record = load_checkpoint(done["checkpoint"])
+    frozen = state.cache[next(k for k in state.cache if k[0] == "frozen_model")]
+    method = build_method_from_checkpoint(record, frozen)
+    old = method.config.to_dict()
+    old["prompt_init"], old["prompt_init_text"] = old.pop("init"), old.pop("init_text")
+    method.config.to_json = lambda: json.dumps(old, sort_keys=True)  # written as before the rename
+    path = save_checkpoint(tmp_path / "old.pb", method, step=record.step, training_state=record.training_state)
+    assert "prompt_init" in load_checkpoint(path).method_config
+    old_spelling = {"num_virtual_tokens": 3, "prompt_init": "vocab", "passage_vectors": "none"}
+    for given in (config, old_spelling):
+        resumed, _ = call(state, "train", {**body, "method_config": given, "resume_from": str(path),
+                                           "training": {"steps": 2, "batch_size": 2},
+                                           "run_dir": str(tmp_path / f"resumed-{len(given)}-{given.get('init')}")})
+        assert resumed["status"] == "completed"
+    with pytest.raises(InvalidArgumentError, match="differs from the checkpoint"):
+        call(state, "train", {**body, "method_config": {**config, "num_virtual_tokens": 4}, "resume_from": str(path),
+                              "run_dir": str(tmp_path / "refused")})

@@ -45,7 +45,7 @@ SCHEMA_DIR = REPO / "proto/schema"
 # Values that are only valid together with another field (see CROSS), left out of the random specs.
 NEEDS_ANOTHER_FIELD = {"prompt_tuning": {"init": {"text", "checkpoint"}}, "prefix_tuning": {"init": {"text"}},
                        "suffix_tuning": {"init": {"text"}},
-                       "passage_tuning": {"prompt_init": {"vocab"}, "init": {"vocab"}}}  # (init: after the rename)
+                       "passage_tuning": {"init": {"vocab"}}}
 SKIPPED = {"init_text", "prompt_init_text"}
 
 
@@ -217,8 +217,8 @@ CROSS = [
     (PrefixTuningConfig, {"init": "text", "init_text": "x", "prefix_projection": True}, "prefix_projection"),
     (SuffixTuningConfig, {"init": "text"}, "init_text"),
     (SuffixTuningConfig, {"init_text": "x"}, "init_text"),
-    (PassageTuningConfig, {"prompt_init": "vocab"}, "num_virtual_tokens"),
-    (PassageTuningConfig, {"prompt_init_text": ""}, "prompt_init_text"),
+    (PassageTuningConfig, {"init": "vocab"}, "num_virtual_tokens"),
+    (PassageTuningConfig, {"init_text": ""}, "init_text"),
     (TrainingConfig, {"steps": None, "epochs": None}, "epochs"),
     (ModelSpec, {}, "name_or_path"),
     (ModelSpec, {"tiny": "gpt2", "name_or_path": "gpt2"}, "name_or_path"),

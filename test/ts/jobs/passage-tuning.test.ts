@@ -9,7 +9,7 @@ describe('passageTuning', () => {
     const spec = passageTuning(base);
     expect(spec.method).toBe('passage_tuning');
     expect(spec.config).toEqual({
-      promptInit: 'text', passageVectors: 'pooled', numPassageVectors: 8, bottleneckDim: 64, activation: 'gelu', residual: true,
+      init: 'text', passageVectors: 'pooled', numPassageVectors: 8, bottleneckDim: 64, activation: 'gelu', residual: true,
       order: 'passage_first', passagePrefix: 'Passage: ', queryPrefix: ' ', prependBos: true, maxPassageTokens: 256, maxQueryTokens: 64,
     });
     expect(spec.task).toEqual({ type: 'reranking', negatives: 'both', maxHardNegatives: 4, nllWeight: 1, marginWeight: 1, margin: 0.5, score: 'mean', evalBatchSize: 16 });
@@ -24,9 +24,20 @@ describe('passageTuning', () => {
   });
 
   it('names the bad field path in errors', () => {
-    expect(() => passageTuning({ ...base, promptInit: 'vocab' })).toThrow("job.numVirtualTokens: required when promptInit is 'vocab'");
+    expect(() => passageTuning({ ...base, init: 'vocab' })).toThrow("job.numVirtualTokens: required when init is 'vocab'");
     expect(() => passageTuning({ ...base, bottleneckDim: 0 })).toThrow('job.bottleneckDim: must be > 0');
-    expect(() => passageTuning({ ...base, promptInitText: '' })).toThrow('job.promptInitText: must not be empty');
+    expect(() => passageTuning({ ...base, initText: '' })).toThrow('job.initText: must not be empty');
     expect(() => passageTuning({ ...base, task: { margin: -1 } })).toThrow('job.task.margin: must be >= 0');
+  });
+
+  it('accepts the deprecated promptInit / promptInitText as init / initText, never both spellings', () => {
+    const old = passageTuning({ ...base, promptInit: 'vocab', numVirtualTokens: 4, promptInitText: 'Ask:' });
+    expect(old.config).toMatchObject({ init: 'vocab', initText: 'Ask:' });
+    expect(old.config).not.toHaveProperty('promptInit');
+    expect(trainBody(old, {})['method_config']).toMatchObject({ init: 'vocab', init_text: 'Ask:', num_virtual_tokens: 4 });
+    expect(trainBody(old, {})['method_config']).not.toHaveProperty('prompt_init');
+    expect(() => passageTuning({ ...base, promptInit: 'vocab' })).toThrow("job.numVirtualTokens: required when init is 'vocab'");
+    expect(() => passageTuning({ ...base, promptInit: 'text', init: 'text' })).toThrow('job.promptInit: deprecated alias of init; give only init');
+    expect(() => passageTuning({ ...base, promptInitText: 'a', initText: 'b' })).toThrow('job.promptInitText: deprecated alias of initText');
   });
 });

