@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidArgumentError
-from ..fields import check_fields
+from ..fields import check_fields, check_values
 from ..limits import MAX_NUM_VIRTUAL_TOKENS
 from ..models import FrozenModel
 from .workload import Job, Pass, Sizes
@@ -47,6 +47,7 @@ class MethodConfig:
             config = cls(**raw)
         except TypeError as exc:
             raise InvalidArgumentError(f"{cls.__name__}: {exc}") from exc
+        check_values(config)
         config.validate()
         return config
 
