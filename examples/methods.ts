@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import {
   type ModelSpec,
   type Softprompt,
+  pTuning,
   passageTuning,
   prefixTuning,
   promptTuning,
@@ -53,6 +54,25 @@ export async function prefixTuningExample(sp: Softprompt, model: ModelSpec, runs
   const { outputs } = await sp.generate({ prompt: 'summary', inputs: ['Summarise: the docs link is dead.'], maxNewTokens: 12 }).result();
   // #endregion
   return outputs;
+}
+
+/** P-tuning (Liu et al. 2021): prompt-tuning vectors produced by a small trained encoder; here a yes/no classifier. */
+export async function pTuningExample(sp: Softprompt, model: ModelSpec, runs: string, steps = 200) {
+  // #region p-tuning
+  const rows = [
+    { input: 'Is arm64 supported? Yes, since 2.0.', label: 'yes' },
+    { input: 'Does it run on Windows 7? No.', label: 'no' },
+  ];
+  const spec = pTuning({
+    model, numVirtualTokens: 20, encoder: 'mlp',
+    task: { type: 'classification', labels: ['yes', 'no'] },
+    data: { train: { rows } }, training: { steps, lr: 1e-2 }, runDir: join(runs, 'p-tuning'),
+  });
+  const { checkpoint } = await sp.train(spec).result();
+  await sp.prompts.load('answer', checkpoint);
+  const { predictions } = await sp.classify({ prompt: 'answer', inputs: ['Is Python 3.11 supported? Yes.'], labels: ['yes', 'no'] });
+  // #endregion
+  return predictions;
 }
 
 /** Suffix tuning (SPT-style embeddings): vectors after the text, pooled into a sentence embedding. */

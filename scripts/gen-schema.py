@@ -2,9 +2,10 @@
 """Generates the SDK's schemas from the worker's spec dataclasses, in two mechanical steps:
 
 1. each dataclass (its ``fields.option`` metadata) -> ``proto/schema/<wire name>.json`` (JSON Schema),
-   and ``limits.py`` -> ``proto/schema/limits.json``;
+   ``limits.py`` -> ``proto/schema/limits.json``, and the method registry -> ``proto/schema/methods.json``
+   (each method's name, the tasks that train it, its PEFT format);
 2. each JSON Schema -> ``ts/src/gen/schema/<name>.ts``: a zod field map with the SDK's messages, the
-   object schema and its output type (camelCase names), and ``limits.ts``.
+   object schema and its output type (camelCase names), ``limits.ts`` and ``methods.ts``.
 
 The outputs are committed; ``make schema-check`` regenerates into a temp dir and diffs (docs/schema.md).
 Usage: scripts/gen-schema.py [OUT_ROOT]   (default: the repository)
@@ -51,6 +52,13 @@ def limits_schema() -> dict:
     return {"title": "limits", "description": "Upper bounds on job and request parameters (limits.py).",
             "limits": {k: {"value": v, **({"description": notes[k]} if k in notes else {})}
                        for k, v in vars(limits).items() if k.startswith("MAX_")}}
+
+
+def methods_schema() -> dict:
+    """The registered methods in registry order, each as its class declares it (``methods/base.py``)."""
+    return {"title": "methods", "description": "The soft-prompt methods (methods/registry.py).",
+            "methods": {name: {"tasks": sorted(method_class(name).tasks), "peft_type": method_class(name).peft_type,
+                               "config": f"{name}.json"} for name in method_names()}}
 
 
 # -- step 2: JSON Schema -> TypeScript ------------------------------------------------------------------
@@ -154,6 +162,15 @@ def ts_limits(schema: dict) -> str:
     return "".join(out)
 
 
+def ts_methods(schema: dict) -> str:
+    names = ", ".join(f"'{name}'" for name in schema["methods"])
+    return (f"/** {HEADER.format(source='proto/schema/methods.json')} */\n\n"
+            "/** The soft-prompt methods, named as in the worker's registry and the checkpoints. */\n"
+            f"export const METHOD_NAMES = [{names}] as const;\n\n"
+            "/** One of {@link METHOD_NAMES}. */\n"
+            "export type MethodName = (typeof METHOD_NAMES)[number];\n")
+
+
 def main(out_root: Path) -> None:
     json_dir, ts_dir = out_root / "proto/schema", out_root / "ts/src/gen/schema"
     for d in (json_dir, ts_dir):
@@ -161,13 +178,14 @@ def main(out_root: Path) -> None:
         d.mkdir(parents=True)
     schemas = {name: json_schema(cls, name) for name, cls in sources().items()}
     schemas_limits = limits_schema()
-    for name, schema in {**schemas, "limits": schemas_limits}.items():
+    for name, schema in {**schemas, "limits": schemas_limits, "methods": methods_schema()}.items():
         (json_dir / f"{name}.json").write_text(json.dumps(schema, indent=2, ensure_ascii=False) + "\n")
     # Step 2 reads only the JSON files: they are the interface between the two languages.
     for path in sorted(json_dir.glob("*.json")):
         schema = json.loads(path.read_text())
         source = f"proto/schema/{path.name}"
-        text = ts_limits(schema) if path.stem == "limits" else ts_module(path.stem, schema, source)
+        special = {"limits": ts_limits, "methods": ts_methods}
+        text = special[path.stem](schema) if path.stem in special else ts_module(path.stem, schema, source)
         (ts_dir / f"{kebab(path.stem)}.ts").write_text(text)
 
 

@@ -61,6 +61,8 @@ export type {
 export type { Progress, ProgressOptions } from './inference/shared.js';
 
 // Training jobs: one builder per method, sp.train(spec) → TrainingJob, sp.checkpoints.
+export { pTuning } from './jobs/p-tuning.js';
+export type { PTuningJob, PTuningOptions, PTuningSpec, ResolvedPTuningOptions } from './jobs/p-tuning.js';
 export { promptTuning } from './jobs/prompt-tuning.js';
 export type { PromptTuningJob, PromptTuningOptions, PromptTuningSpec, ResolvedPromptTuningOptions } from './jobs/prompt-tuning.js';
 export { prefixTuning } from './jobs/prefix-tuning.js';

@@ -36,7 +36,8 @@ import torch
 from torch import nn
 
 from ..errors import InvalidArgumentError
-from ..limits import MAX_HIDDEN_SIZE, MAX_SEED
+from ..fields import option
+from ..limits import MAX_HIDDEN_SIZE, MAX_NUM_VIRTUAL_TOKENS, MAX_SEED
 from ..models import FrozenModel
 from .base import LMSoftPromptMethod, MethodConfig
 from .init_vectors import initial_vectors
@@ -45,7 +46,7 @@ from .workload import Job, Pass, lm_rows
 
 ENCODERS = ("mlp", "lstm")
 INITS = ("random", "vocab", "text")
-MAX_LSTM_LAYERS = 8
+MAX_LSTM_LAYERS = 8  # PEFT's default is 2; deeper prompt encoders have no reported use
 
 
 @dataclass
@@ -62,29 +63,18 @@ class PTuningConfig(MethodConfig):
         seed: seeds the input table and the encoder's weights.
     """
 
-    num_virtual_tokens: int = 20
-    encoder: str = "mlp"
-    encoder_hidden_size: int | None = None
-    encoder_num_layers: int = 2
-    init: str = "random"
-    init_text: str | None = None
-    seed: int = 0
+    num_virtual_tokens: int = option(20, gt=0, le=MAX_NUM_VIRTUAL_TOKENS)
+    encoder: str = option("mlp", choices=ENCODERS)
+    encoder_hidden_size: int | None = option(None, gt=0, le=MAX_HIDDEN_SIZE)
+    encoder_num_layers: int = option(2, gt=0, le=MAX_LSTM_LAYERS)
+    init: str = option("random", choices=INITS)
+    init_text: str | None = option(None, non_empty=True)
+    seed: int = option(0, ge=0, le=MAX_SEED)
 
     def validate(self) -> None:
-        self.check_num_virtual_tokens()
         self.check_init(INITS)
-        if self.encoder not in ENCODERS:
-            raise InvalidArgumentError(f"encoder: {self.encoder!r} is not one of {', '.join(ENCODERS)}")
-        width = self.encoder_hidden_size
-        if width is not None and not 1 <= width <= MAX_HIDDEN_SIZE:
-            raise InvalidArgumentError(f"encoder_hidden_size: must be null or in 1..{MAX_HIDDEN_SIZE}, got {width!r}")
-        if not 1 <= self.encoder_num_layers <= MAX_LSTM_LAYERS:
-            raise InvalidArgumentError(f"encoder_num_layers: must be in 1..{MAX_LSTM_LAYERS}, "
-                                       f"got {self.encoder_num_layers!r}")
         if self.encoder != "lstm" and self.encoder_num_layers != 2:
             raise InvalidArgumentError("encoder_num_layers: only used when encoder is 'lstm'")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise InvalidArgumentError(f"seed: must be in 0..{MAX_SEED}, got {self.seed!r}")
 
 
 class PTuning(LMSoftPromptMethod):

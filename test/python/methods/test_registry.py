@@ -11,6 +11,7 @@ import pytest
 import softprompt_worker
 from softprompt_worker.errors import InvalidArgumentError
 from softprompt_worker.methods.prefix_tuning import PrefixTuning
+from softprompt_worker.methods.p_tuning import PTuning
 from softprompt_worker.methods.prompt_tuning import PromptTuning
 from softprompt_worker.methods.registry import (method_class, method_for_peft_type, method_names, methods_training,
                                                 peft_methods)
@@ -36,10 +37,12 @@ def test_every_method_declares_known_tasks_and_the_tasks_ask_it():
 
 
 def test_peft_formats_are_declared_by_the_methods():
-    assert peft_methods() == [PromptTuning, PrefixTuning]
+    assert peft_methods() == [PromptTuning, PrefixTuning, PTuning]
     assert method_for_peft_type("PROMPT_TUNING") is PromptTuning
     assert method_for_peft_type("PREFIX_TUNING") is PrefixTuning
-    with pytest.raises(InvalidArgumentError, match=r"peft_type 'LORA' is not supported \(PROMPT_TUNING, PREFIX_TUNING\)"):
+    assert method_for_peft_type("P_TUNING") is PTuning
+    with pytest.raises(InvalidArgumentError,
+                       match=r"peft_type 'LORA' is not supported \(PROMPT_TUNING, PREFIX_TUNING, P_TUNING\)"):
         method_for_peft_type("LORA")
     assert method_class("suffix_tuning").peft_type is None and method_class("passage_tuning").peft_type is None
 

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AppLike, type IpcMainLike, startSoftpromptService, workerPathFor } from '../../../examples/electron-main.js';
-import { passageTuningExample, prefixTuningExample, promptTuningExample, suffixTuningExample } from '../../../examples/methods.js';
+import { pTuningExample, passageTuningExample, prefixTuningExample, promptTuningExample, suffixTuningExample } from '../../../examples/methods.js';
 import type { ModelSpec, Softprompt } from '../../../ts/src/index.js';
 import { quietLogger, venvPython } from '../helpers.js';
 import { root } from './run-example.js';
@@ -98,6 +98,11 @@ describe('examples/electron-main.ts', () => {
     it('prefix tuning → generate', async () => {
       expect(await prefixTuningExample(sp, model, runs, 2)).toHaveLength(1);
     });
+    it('P-tuning → classify', async () => {
+      const predictions = await pTuningExample(sp, model, runs, 2);
+      expect(predictions).toHaveLength(1);
+      expect(['yes', 'no']).toContain(predictions[0]);
+    });
     it('suffix tuning → embed', async () => {
       const { rows, dim, similarity } = await suffixTuningExample(sp, model, runs, 2);
       expect(rows).toBe(2);
@@ -111,7 +116,7 @@ describe('examples/electron-main.ts', () => {
     it('the README shows each snippet as it is in examples/methods.ts', () => {
       const source = readFileSync(join(root, 'examples', 'methods.ts'), 'utf8');
       const readme = readFileSync(join(root, 'README.md'), 'utf8');
-      for (const region of ['prompt', 'passage', 'prefix', 'suffix']) {
+      for (const region of ['prompt', 'passage', 'prefix', 'p-tuning', 'suffix']) {
         const body = new RegExp(`// #region ${region}\\n([\\s\\S]*?)\\n\\s*// #endregion`).exec(source)![1]!;
         const dedented = body.split('\n').map((l) => l.replace(/^ {2}/, '')).join('\n');
         expect(readme, `README snippet for ${region}`).toContain(dedented);

@@ -2,7 +2,7 @@
  * Training jobs against the real worker on a tiny GPT-2 (random weights at std 0.1, so the output
  * depends on the prompt; see test/python/test_method_matrix.py): rows uploaded in chunks, a JSONL
  * file, streamed events, generation with the trained prompt, cancel → resumable checkpoint → resume,
- * inspect, PEFT export/import, a bad row reported by file:line; suffix tuning (embedding) and passage
+ * inspect, PEFT export/import, a bad row reported by file:line; P-tuning; suffix tuning (embedding) and passage
  * tuning (reranking) end to end. One worker serves the file (~15 s wall, mostly the worker's start).
  */
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,6 +15,7 @@ import type { TrainingEvent, TrainingResult } from '../../../ts/src/jobs/events.
 import type { TinyModelSpec } from '../../../ts/src/jobs/model-spec.js';
 import { type PromptTuningJob, promptTuning } from '../../../ts/src/jobs/prompt-tuning.js';
 import { passageTuning } from '../../../ts/src/jobs/passage-tuning.js';
+import { pTuning } from '../../../ts/src/jobs/p-tuning.js';
 import { prefixTuning } from '../../../ts/src/jobs/prefix-tuning.js';
 import { suffixTuning } from '../../../ts/src/jobs/suffix-tuning.js';
 import { testWorkerOptions } from '../helpers.js';
@@ -176,6 +177,35 @@ describe('training jobs with the real worker', () => {
     const imported = await sp.checkpoints.importPeft({ adapterDir: join(dir, 'adapter'), model, out: join(dir, 'imported.pb') });
     expect(imported).toMatchObject({ path: join(dir, 'imported.pb'), method: 'prefix_tuning', methodConfig: { numVirtualTokens: 3 } });
     expect((await sp.checkpoints.inspect(imported.path)).resumable).toBe(false);
+  });
+
+  it('trains P-tuning (LSTM encoder) as the loss falls, generates with it, and its PEFT P_TUNING export generates the same', async () => {
+    const spec = pTuning({
+      model, numVirtualTokens: 4, encoder: 'lstm', encoderHiddenSize: 32, data: { train: { rows: ROWS } },
+      training: { steps: 12, batchSize: 4, logEvery: 1, lr: 0.01, schedule: 'constant' }, runDir: join(dir, 'p-tuning'),
+    });
+    const events: TrainingEvent[] = [];
+    const handle = sp.train(spec);
+    for await (const e of handle) events.push(e);
+    const result = await handle.result();
+    expect(result.status).toBe('completed');
+    const losses = events.flatMap((e) => (e.type === 'step' ? [e.loss] : []));
+    expect(losses).toHaveLength(12);
+    expect(losses.at(-1)!).toBeLessThan(0.95 * losses[0]!);
+    expect(await sp.prompts.load('p', result.checkpoint, { model })).toMatchObject({ method: 'p_tuning' });
+    const inputs = ['kite=', 'moon=', 'tea='];
+    const ours = await sp.generate({ prompt: 'p', inputs, maxNewTokens: 4 }).result();
+    const exported = await sp.checkpoints.exportPeft(result.checkpoint, join(dir, 'p-adapter'), { model });
+    expect(exported).toMatchObject({ method: 'p_tuning', files: ['adapter_config.json', 'adapter_model.safetensors'] });
+    // PEFT's file keeps the encoded vectors, not the encoder: it imports as the prompt-tuning prompt it equals.
+    const imported = await sp.checkpoints.importPeft({ adapterDir: join(dir, 'p-adapter'), model, out: join(dir, 'p-imported.pb') });
+    expect(imported).toMatchObject({ method: 'prompt_tuning', methodConfig: { numVirtualTokens: 4 } });
+    await sp.prompts.load('p-imported', imported.path, { model });
+    expect((await sp.generate({ prompt: 'p-imported', inputs, maxNewTokens: 4 }).result()).outputs).toEqual(ours.outputs);
+    const bare = await sp.generate({ model, inputs, maxNewTokens: 4 }).result();
+    expect(bare.outputs).not.toEqual(ours.outputs); // the prompt matters, so the equality above is not vacuous
+    await sp.prompts.unload('p');
+    await sp.prompts.unload('p-imported');
   });
 
   it('trains suffix tuning for embeddings and reports retrieval metrics', async () => {

@@ -16,6 +16,7 @@ import { parse as parseYaml } from 'yaml';
 import { ValidationError } from '../core/errors.js';
 import { passageTuning } from '../jobs/passage-tuning.js';
 import { prefixTuning } from '../jobs/prefix-tuning.js';
+import { pTuning } from '../jobs/p-tuning.js';
 import { promptTuning } from '../jobs/prompt-tuning.js';
 import { isRecord } from '../jobs/schema.js';
 import type { JobSpec, MethodName } from '../jobs/spec.js';
@@ -28,6 +29,7 @@ export const BUILDERS: Readonly<Record<MethodName, (job: never) => JobSpec>> = {
   prefix_tuning: prefixTuning,
   suffix_tuning: suffixTuning,
   passage_tuning: passageTuning,
+  p_tuning: pTuning,
 };
 
 /** Reads a JSON (`.json`) or YAML (anything else; YAML also reads JSON) document; `-` is stdin. */

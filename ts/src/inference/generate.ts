@@ -19,7 +19,7 @@ export interface PromptSelection {
    * when no row has a prompt.
    */
   readonly model?: ModelSpec;
-  /** A `prompt_tuning` or `prefix_tuning` prompt loaded with `sp.prompts.load`, for every row. Default: none (the bare model). */
+  /** A `prompt_tuning`, `prefix_tuning` or `p_tuning` prompt loaded with `sp.prompts.load`, for every row. Default: none (the bare model). */
   readonly prompt?: string;
   /** One loaded prompt name (or `null`: none) per input, instead of `prompt`. */
   readonly prompts?: readonly (string | null)[];

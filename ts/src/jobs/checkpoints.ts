@@ -5,6 +5,7 @@
  */
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { METHOD_NAMES } from '../gen/schema/methods.js';
 import { ProtocolError } from '../core/errors.js';
 import type { CallOptions, Incoming, Rpc } from '../internal/rpc.js';
 import { parseOrThrow } from '../internal/validate.js';
@@ -79,7 +80,7 @@ export interface ImportPeftInput {
 }
 
 const path = nonEmpty().transform((p) => resolve(p));
-const methodName = z.enum(['prompt_tuning', 'prefix_tuning', 'suffix_tuning', 'passage_tuning']);
+const methodName = z.enum(METHOD_NAMES);
 const KEEP = ['metrics', 'tensors', 'versions'];
 
 const infoSchema = z.object({

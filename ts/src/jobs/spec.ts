@@ -9,14 +9,14 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { ValidationError } from '../core/errors.js';
 import type { WireMap } from '../internal/wire.js';
+import type { MethodName } from '../gen/schema/methods.js';
 import { toSnake } from './case.js';
 import { type DataOptions, type JsonRow, type ResolvedData, dataSchema } from './data.js';
 import { type ModelSpec, modelSpecSchema, modelToWire } from './model-spec.js';
 import { deepFreeze, isRecord, nonEmpty } from './schema.js';
 import { type ResolvedTrainingOptions, type TrainingOptions, trainingOptionsSchema, trainingToWire } from './training-options.js';
 
-/** The soft-prompt methods, named as in the worker's registry and the checkpoints. */
-export type MethodName = 'prompt_tuning' | 'prefix_tuning' | 'suffix_tuning' | 'passage_tuning';
+export type { MethodName } from '../gen/schema/methods.js';
 
 /** The fields every builder takes besides the method's options. */
 export interface JobInput<Task, Row extends object> {
@@ -143,7 +143,7 @@ export function jobBody(spec: JobSpec): WireMap {
 /** Throws {@link ValidationError} unless a builder made `spec`. */
 export function assertJobSpec(spec: unknown): asserts spec is JobSpec {
   if (!isJobSpec(spec)) {
-    throw new ValidationError('spec: not a job spec; build one with promptTuning(...), prefixTuning(...), suffixTuning(...) or passageTuning(...)');
+    throw new ValidationError('spec: not a job spec; build one with promptTuning(...), prefixTuning(...), pTuning(...), suffixTuning(...) or passageTuning(...)');
   }
 }
 

@@ -1,4 +1,4 @@
-/** `softprompt classify`: pick the likeliest label for each input with a prompt_tuning / prefix_tuning checkpoint. */
+/** `softprompt classify`: pick the likeliest label for each input with a prompt_tuning, prefix_tuning or p_tuning checkpoint. */
 import { z } from 'zod';
 import type { Command, CommandContext } from '../command.js';
 import { EXIT, type ExitCode, UsageError } from '../exit-codes.js';
@@ -13,7 +13,7 @@ const rowSchema = bareString('input', z.looseObject({ input: z.string(), id: row
 
 export const classify: Command = {
   name: 'classify',
-  summary: 'classify texts with a prompt_tuning / prefix_tuning checkpoint: the likeliest label wins (JSONL in, JSONL out)',
+  summary: 'classify texts with a prompt_tuning, prefix_tuning or p_tuning checkpoint: the likeliest label wins (JSONL in, JSONL out)',
   usage: 'classify [<rows.jsonl> | -] --prompt <checkpoint> [--labels a,b,c] [options]',
   description: `Reads JSON lines from the file (or stdin, or '-'), or the --text values:
   in:  {"input": "It crashes on start.", "id"?: 7}      (or a bare JSON string)
@@ -25,7 +25,7 @@ wrote the checkpoint (its run folder's job.json); --labels overrides them. The c
 used unless --model is given. Output is JSON lines unless stdout is a terminal.`,
   options: {
     ...MODEL_OPTIONS,
-    prompt: { type: 'string', arg: 'checkpoint', help: 'a prompt_tuning or prefix_tuning checkpoint. Default: none (the bare --model)' },
+    prompt: { type: 'string', arg: 'checkpoint', help: 'a prompt_tuning, prefix_tuning or p_tuning checkpoint. Default: none (the bare --model)' },
     labels: { type: 'string', multiple: true, arg: 'labels', help: "candidate labels (comma-separated or repeated). Default: the checkpoint's job's labels" },
     text: { type: 'string', short: 't', multiple: true, arg: 'text', help: 'classify this text (repeatable) instead of reading rows' },
     'batch-size': { type: 'string', arg: 'n', help: 'rows per forward pass (speed/memory only). Default 16' },

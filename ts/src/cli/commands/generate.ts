@@ -14,7 +14,7 @@ const rowSchema = bareString('input', z.looseObject({ input: z.string(), id: row
 
 export const generate: Command = {
   name: 'generate',
-  summary: 'generate text with a prompt_tuning / prefix_tuning checkpoint or the bare model (JSONL in, JSONL out)',
+  summary: 'generate text with a prompt_tuning, prefix_tuning or p_tuning checkpoint or the bare model (JSONL in, JSONL out)',
   usage: 'generate [<rows.jsonl> | -] [options]',
   description: `Reads JSON lines from the file (or stdin, or '-'), or the --text values:
   in:  {"input": "Review: a great film. Sentiment:", "id"?: 7}   (or a bare JSON string)
@@ -26,7 +26,7 @@ is a terminal; there the text of a single input streams as it is generated, and 
 otherwise.`,
   options: {
     ...MODEL_OPTIONS,
-    prompt: { type: 'string', arg: 'checkpoint', help: 'a prompt_tuning or prefix_tuning checkpoint. Default: none (the bare model)' },
+    prompt: { type: 'string', arg: 'checkpoint', help: 'a prompt_tuning, prefix_tuning or p_tuning checkpoint. Default: none (the bare model)' },
     text: { type: 'string', short: 't', multiple: true, arg: 'text', help: 'continue this text (repeatable) instead of reading rows' },
     'max-new-tokens': { type: 'string', arg: 'n', help: 'most tokens generated per input, 1..4096. Default 64' },
     'do-sample': { type: 'boolean', help: 'sample instead of greedy decoding. Default off' },

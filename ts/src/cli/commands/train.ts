@@ -1,5 +1,6 @@
 /** `softprompt train <job-file>`: validate a job file with the SDK's builders and run it with a progress bar. */
 import { relative } from 'node:path';
+import { METHOD_NAMES } from '../../gen/schema/methods.js';
 import type { Metrics, TrainingEvent, TrainingResult } from '../../jobs/events.js';
 import type { JobSpec } from '../../jobs/spec.js';
 import type { Command, CommandContext } from '../command.js';
@@ -13,8 +14,8 @@ export const train: Command = {
   name: 'train',
   summary: 'train a soft prompt from a job file (JSON or YAML), with a progress bar; Ctrl-C cancels cleanly',
   usage: 'train <job.json|job.yaml> [options]',
-  description: `A job file holds { method, ...the builder's fields }: method is prompt_tuning, prefix_tuning,
-suffix_tuning or passage_tuning, and the other fields are exactly those of promptTuning({...}) & co.
+  description: `A job file holds { method, ...the builder's fields }: method is one of
+${METHOD_NAMES.join(', ')}, and the other fields are exactly those of promptTuning({...}) & co.
 (model, task, data, training, runDir, resumeFrom and the method's options), validated by the same
 schemas. Relative paths in the file are relative to the file's folder.
 
