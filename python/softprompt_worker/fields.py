@@ -14,7 +14,7 @@ import dataclasses
 import math
 from typing import Any
 
-from .errors import InvalidArgumentError
+from softprompt_worker.errors import InvalidArgumentError
 
 _CHECKS = {
     "int": ("an integer", lambda v: type(v) is int),
