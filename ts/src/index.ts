@@ -4,8 +4,8 @@
  */
 export { Softprompt } from './client.js';
 export type { CallOptions } from './client.js';
-export type { StartOptions, LifecycleEvent } from './internal/options.js';
-export type { ConnectOptions, ConnectKeys } from './internal/connect-options.js';
+export type { StartOptions, LifecycleEvent } from './core/start-options.js';
+export type { ConnectOptions, ConnectKeys } from './core/connect-options.js';
 
 export {
   SoftpromptError,
