@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 # python/constraints.txt, as `softprompt setup` installs them.
 TORCH_SPEC ?= $(shell cat python/torch.txt)
 
-.PHONY: bench-setup setup demo demo-quick test test-python test-ts chromium typecheck build proto proto-check clean
+.PHONY: bench-setup setup demo demo-quick test test-python test-ts chromium typecheck build proto proto-check schema schema-check clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -47,6 +47,14 @@ proto: setup
 proto-check: setup
 	scripts/check-proto.sh
 
+# The SDK's schemas and limits, generated from the worker's spec dataclasses (docs/schema.md).
+schema: setup
+	$(PY) scripts/gen-schema.py
+
+# Regenerate into a temp dir and fail if the committed schemas differ.
+schema-check: setup
+	scripts/check-schema.sh
+
 test-python: setup
 	$(PY) -m pytest
 
@@ -57,7 +65,7 @@ chromium:
 test-ts: setup chromium
 	npx vitest run
 
-test: proto-check typecheck test-python test-ts
+test: proto-check schema-check typecheck test-python test-ts
 
 # The peers benchmark (bench/peers) compares against sentence-transformers: the optional `bench` extra.
 bench-setup: setup

@@ -6,7 +6,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root}
 py_out=$out/python/softprompt_worker/_proto
 ts_out=$out/ts/src/gen
-rm -rf "$py_out" "$ts_out"
+rm -rf "$py_out" "$ts_out/softprompt"  # ts/src/gen/schema is gen-schema.py's
 mkdir -p "$py_out" "$ts_out"
 protos=$(cd "$root/proto" && find softprompt -name '*.proto' | sort)
 cd "$root/proto"

@@ -33,7 +33,7 @@ VARIANTS = (("mean", "vocab", 1e-2), ("text_mean", "vocab", 1e-2), ("text_mean",
             ("text_mean", "random", 3e-3))
 
 
-def load_set(name: str, eval_rows: int, train_rows: int) -> dict:
+def load_set(name: str, eval_rows: int, train_rows: int, distractors: int | None = None) -> dict:
     """Held-out queries, the corpus they search, qrels, and the training pairs of set ``name``."""
     root = benchlib.ROOT / "data" / name
 
@@ -43,7 +43,7 @@ def load_set(name: str, eval_rows: int, train_rows: int) -> dict:
     held_out, train = rows("retrieval.eval.jsonl")[:eval_rows], rows("retrieval.train.jsonl")
     docs = [r["positive"] for r in held_out]
     if name == "pyfaq":  # every answer is in the corpus; only the held-out questions are asked
-        docs += [r["positive"] for r in train]
+        docs += [r["positive"] for r in train[:distractors]]
     return {"queries": [r["query"] for r in held_out], "docs": docs,
             "qrels": {f"q{i}": {f"d{i}": 1} for i in range(len(held_out))},
             "train": [{"query": r["query"], "positive": r["positive"]} for r in train[:train_rows]]}
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--dev", type=int, default=20, help="training pairs kept aside for model selection")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--variants", type=int, default=len(VARIANTS), help="run the first N variants")
-    ap.add_argument("--smoke", action="store_true", help="12 held-out rows, 24 training pairs, 2 steps, 1 variant")
+    ap.add_argument("--smoke", action="store_true", help="12 held-out rows, 24 training pairs (and pyfaq distractors), 2 steps, 1 variant")
     ap.add_argument("--out", type=Path, default=None, help="default: bench/results/suffix-adapt.json")
     args = ap.parse_args(argv)
     if args.smoke:
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
     frozen = load_frozen_model(ModelSpec.from_dict({"embedded": "minilm", "device": "cpu"}))
     result: dict = {"model": "all-MiniLM-L6-v2", "k": K, "steps": args.steps, "dev": args.dev, "sets": {}}
     for name in args.sets.split(","):
-        data = load_set(name, args.eval_rows, args.train_rows)
+        data = load_set(name, args.eval_rows, args.train_rows, args.train_rows if args.smoke else None)
         minilm = held_out_ndcg(frozen, data, None)
         record = {"queries": len(data["queries"]), "docs": len(data["docs"]), "minilm": minilm, "variants": []}
         print(f"{name}: {record['queries']} held-out queries, {record['docs']} documents; MiniLM nDCG@10 "

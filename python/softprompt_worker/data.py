@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
 from softprompt_worker.errors import InvalidArgumentError, NotFoundError, TooLargeError, WorkerError
+from softprompt_worker.fields import check_fields, check_values, option
 from softprompt_worker.files import open_regular_file
 
 ON_BAD_ROW = ("fail", "skip")
@@ -212,6 +213,18 @@ def dataset_store(state) -> DatasetStore:
 _SPEC_KEYS = {"train", "eval", "eval_fraction", "on_bad_row"}
 
 
+@dataclass
+class DataOptions:
+    """The options of a job's ``data`` besides its ``train`` / ``eval`` sources (``resolve_data`` reads those)."""
+
+    eval_fraction: float = option(0.0, ge=0, lt=1, message="range", doc=(
+        "Share of the training rows held out for evaluation when ``eval`` is not given (a shuffle seeded by "
+        "``training.seed``)."))
+    on_bad_row: str = option("fail", choices=ON_BAD_ROW, doc=(
+        "A row the task cannot use: ``fail`` stops the job with its ``file:line``; ``skip`` goes on and lists "
+        "every skipped row in the ``data`` event."))
+
+
 def resolve_data(spec: Any, validate: Validate, *, store: DatasetStore | None, seed: int,
                  base_dir: str | Path | None = None) -> tuple[list[dict], list[dict], DataReport]:
     """``(train_rows, eval_rows, report)`` for a data spec (see the module docstring)."""
@@ -220,9 +233,9 @@ def resolve_data(spec: Any, validate: Validate, *, store: DatasetStore | None, s
     unknown = sorted(map(str, set(spec) - _SPEC_KEYS))
     if unknown:
         raise InvalidArgumentError(f"data: unknown field(s) {unknown}; known: {sorted(_SPEC_KEYS)}")
+    check_fields(DataOptions, {k: spec[k] for k in ("on_bad_row",) if k in spec}, "data.")
     on_bad_row = spec.get("on_bad_row", "fail")
-    if on_bad_row not in ON_BAD_ROW:
-        raise InvalidArgumentError(f"data.on_bad_row: {on_bad_row!r} is not one of {', '.join(ON_BAD_ROW)}")
+    check_values(DataOptions(on_bad_row=on_bad_row), "data.")
     if "train" not in spec:
         raise InvalidArgumentError("data.train: missing")
     eval_fraction = spec.get("eval_fraction", 0.0)

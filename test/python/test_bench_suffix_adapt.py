@@ -17,7 +17,7 @@ def test_a_smoke_run_scores_a_dev_selected_suffix_against_minilm_on_both_sets(tm
     spec.loader.exec_module(module)
     record = module.main(["--smoke", "--out", str(tmp_path / "r.json")])
     assert (tmp_path / "r.json").is_file() and sorted(record["sets"]) == ["debian", "pyfaq"]
-    assert record["sets"]["pyfaq"]["docs"] == 12 + 102  # held-out answers + every training answer, as distractors
+    assert record["sets"]["pyfaq"]["docs"] == 12 + 24  # held-out answers + the training answers, as distractors
     for name, result in record["sets"].items():
         assert result["queries"] == 12 and 0 < result["minilm"] <= 1, name
         (run,) = result["variants"]

@@ -14,41 +14,39 @@ row's sample does not depend on the other rows of the batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 from softprompt_worker.errors import CancelledError, InvalidArgumentError
 from softprompt_worker.models.kv_cache import cache_kwargs, cache_of
+from softprompt_worker.fields import check_fields, check_values, option
+from softprompt_worker.limits import MAX_NEW_TOKENS, MAX_SEED
 from softprompt_worker.methods.injection import Injection, batch_prefixes, check_positions, pack_rows
 from softprompt_worker.methods.prefix_attention import prefix_context
 
-MAX_NEW_TOKENS = 4096
 
 
 @dataclass
 class GenerationOptions:
     """Decoding options. ``temperature``/``top_p`` apply only when ``do_sample``."""
 
-    max_new_tokens: int = 64
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int = 0
-    stop: list[str] = field(default_factory=list)  # the output ends before the first stop string
+    # The SDK sends only what the caller set: the defaults here apply (Hugging Face ``generate``'s).
+    max_new_tokens: int = option(64, ge=1, le=MAX_NEW_TOKENS, message="range", sdk={"optional": True},
+                                 doc="most tokens generated per row")
+    do_sample: bool = option(False, sdk={"optional": True}, doc="sample instead of greedy decoding")
+    temperature: float = option(1.0, gt=0, sdk={"optional": True}, doc="sampling temperature; only with do_sample")
+    top_p: float = option(1.0, gt=0, le=1, message="range", sdk={"optional": True},
+                          doc="nucleus sampling mass; only with do_sample")
+    seed: int = option(0, ge=0, le=MAX_SEED, sdk={"optional": True}, doc="seeds each row's sampler")
+    stop: list[str] = option(factory=list, items_non_empty=True, sdk={"optional": True},
+                             doc="the output ends before the first stop string")
 
     def validate(self) -> None:
-        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or not (
-                1 <= self.max_new_tokens <= MAX_NEW_TOKENS):
-            raise InvalidArgumentError(f"max_new_tokens: must be an integer in 1..{MAX_NEW_TOKENS}, "
-                                       f"got {self.max_new_tokens!r}")
-        if not isinstance(self.temperature, (int, float)) or self.temperature <= 0:
-            raise InvalidArgumentError(f"temperature: must be > 0, got {self.temperature!r}")
-        if not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1:
-            raise InvalidArgumentError(f"top_p: must be in (0, 1], got {self.top_p!r}")
-        if not isinstance(self.stop, list) or not all(isinstance(s, str) and s for s in self.stop):
-            raise InvalidArgumentError(f"stop: must be a list of non-empty strings, got {self.stop!r:.80}")
+        check_fields(type(self), dataclasses.asdict(self))
+        check_values(self)
 
 
 DeltaFn = Callable[[int, str, list[int]], None]  # (row, new text, new token ids)

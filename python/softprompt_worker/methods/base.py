@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from softprompt_worker.errors import InvalidArgumentError
-from softprompt_worker.fields import check_fields
+from softprompt_worker.fields import check_fields, check_values
 from softprompt_worker.limits import MAX_NUM_VIRTUAL_TOKENS
 from softprompt_worker.models import FrozenModel
 from softprompt_worker.methods.workload import Job, Pass, Sizes
@@ -47,6 +47,7 @@ class MethodConfig:
             config = cls(**raw)
         except TypeError as exc:
             raise InvalidArgumentError(f"{cls.__name__}: {exc}") from exc
+        check_values(config)
         config.validate()
         return config
 

@@ -44,7 +44,8 @@ import torch
 from torch import nn
 
 from softprompt_worker.errors import InvalidArgumentError
-from softprompt_worker.limits import MAX_HIDDEN_SIZE, MAX_NUM_VIRTUAL_TOKENS
+from softprompt_worker.fields import option
+from softprompt_worker.limits import MAX_HIDDEN_SIZE, MAX_NUM_VIRTUAL_TOKENS, MAX_SEQUENCE_LENGTH
 from softprompt_worker.models import FrozenModel
 from softprompt_worker.inference.scoring import ORDERS, UPR_INSTRUCTION, Layout, PairBatch, Scores, pair_log_likelihood, require_causal_lm, \
     tokenize
@@ -73,10 +74,6 @@ class PassageTuningConfig(MethodConfig):
             ``"vocab"``: embeddings of random vocabulary tokens (Lester et al., 2021); both through
             ``init_vectors.initial_vectors``, the rule every method shares.
         init_text: the instruction; UPR's by default (also the hard prompt of the UPR layout).
-
-    ``prompt_init`` / ``prompt_init_text`` (the names before ``init`` / ``init_text``, as every other method
-    spells them) are accepted as deprecated aliases, so older job files and checkpoints keep loading;
-    giving an alias and its new name together is refused.
         passage_vectors: ``"pooled"`` | ``"per_token"`` | ``"none"`` (see the module docstring).
         num_passage_vectors: ``m`` for ``"pooled"``. 8 is our default (no value in the paper).
         bottleneck_dim: ``r``, the bottleneck width. 64 keeps it ~``2 * 64 * hidden`` parameters
@@ -90,22 +87,27 @@ class PassageTuningConfig(MethodConfig):
             use ``""`` for SentencePiece tokenizers that add their own).
         prepend_bos: start each row with the tokenizer's BOS token, when it has one.
         max_passage_tokens / max_query_tokens: longer texts are cut.
+
+    ``prompt_init`` / ``prompt_init_text`` (the names before ``init`` / ``init_text``, as every other method
+    spells them) are accepted as deprecated aliases, so older job files and checkpoints keep loading;
+    giving an alias and its new name together is refused.
     """
 
-    num_virtual_tokens: int | None = None
-    init: str = "text"
-    init_text: str = UPR_INSTRUCTION
-    passage_vectors: str = "pooled"
-    num_passage_vectors: int = 8
-    bottleneck_dim: int = 64
-    activation: str = "gelu"
-    residual: bool = True
-    order: str = "passage_first"
-    passage_prefix: str = "Passage: "
-    query_prefix: str = " "
-    prepend_bos: bool = True
-    max_passage_tokens: int = 256
-    max_query_tokens: int = 64
+    num_virtual_tokens: int | None = option(None, gt=0, le=MAX_NUM_VIRTUAL_TOKENS)
+    init: str = option("text", choices=INITS)
+    # The SDK leaves the default instruction to the worker (scoring.UPR_INSTRUCTION).
+    init_text: str = option(UPR_INSTRUCTION, non_empty=True, sdk={"optional": True})
+    passage_vectors: str = option("pooled", choices=PASSAGE_VECTORS)
+    num_passage_vectors: int = option(8, gt=0, le=MAX_HIDDEN_SIZE)
+    bottleneck_dim: int = option(64, gt=0, le=MAX_HIDDEN_SIZE)
+    activation: str = option("gelu", choices=tuple(ACTIVATIONS))
+    residual: bool = option(True)
+    order: str = option("passage_first", choices=ORDERS)
+    passage_prefix: str = option("Passage: ")
+    query_prefix: str = option(" ")
+    prepend_bos: bool = option(True)
+    max_passage_tokens: int = option(256, gt=0, le=MAX_SEQUENCE_LENGTH, doc="longer passages are cut")
+    max_query_tokens: int = option(64, gt=0, le=MAX_SEQUENCE_LENGTH, doc="longer queries are cut")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None):
@@ -123,19 +125,7 @@ class PassageTuningConfig(MethodConfig):
         return super().from_dict(raw)
 
     def validate(self) -> None:
-        for field, value, allowed in (("init", self.init, INITS),
-                                      ("passage_vectors", self.passage_vectors, PASSAGE_VECTORS),
-                                      ("activation", self.activation, tuple(ACTIVATIONS)), ("order", self.order, ORDERS)):
-            if value not in allowed:
-                raise InvalidArgumentError(f"{field}: {value!r} is not one of {', '.join(allowed)}")
-        for field in ("num_passage_vectors", "bottleneck_dim"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_HIDDEN_SIZE:
-                raise InvalidArgumentError(f"{field}: {value!r} is not an int in 1..{MAX_HIDDEN_SIZE}")
         n = self.num_virtual_tokens
-        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_NUM_VIRTUAL_TOKENS):
-            raise InvalidArgumentError(
-                f"num_virtual_tokens: {n!r} is not null or an int in 1..{MAX_NUM_VIRTUAL_TOKENS}")
         if self.init == "text" and not self.init_text:
             raise InvalidArgumentError("init_text: must not be empty when init is 'text'")
         if self.init == "vocab" and n is None:

@@ -38,7 +38,8 @@ from torch import nn
 
 from softprompt_worker.errors import InvalidArgumentError
 from softprompt_worker.models.kv_cache import cache_of, layer_key_values
-from softprompt_worker.limits import MAX_HIDDEN_SIZE, MAX_SEED
+from softprompt_worker.fields import option
+from softprompt_worker.limits import MAX_HIDDEN_SIZE, MAX_NUM_VIRTUAL_TOKENS, MAX_SEED
 from softprompt_worker.models import FrozenModel
 from softprompt_worker.methods.base import LMSoftPromptMethod, MethodConfig
 from softprompt_worker.methods.injection import Injection
@@ -67,21 +68,14 @@ class PrefixTuningConfig(MethodConfig):
         init_text: the text for ``init="text"``, e.g. ``"Classify the package by its section:"``.
     """
 
-    num_virtual_tokens: int = 20
-    prefix_projection: bool = False
-    projection_hidden_size: int | None = None
-    seed: int = 0
-    init: str = "random"
-    init_text: str | None = None
+    num_virtual_tokens: int = option(20, gt=0, le=MAX_NUM_VIRTUAL_TOKENS)
+    prefix_projection: bool = option(False)
+    projection_hidden_size: int | None = option(None, gt=0, le=MAX_HIDDEN_SIZE)
+    seed: int = option(0, ge=0, le=MAX_SEED)
+    init: str = option("random", choices=INITS)
+    init_text: str | None = option(None, non_empty=True)
 
     def validate(self) -> None:
-        self.check_num_virtual_tokens()
-        width = self.projection_hidden_size
-        if width is not None and (not isinstance(width, int) or not 1 <= width <= MAX_HIDDEN_SIZE):
-            raise InvalidArgumentError(f"projection_hidden_size: must be null or an integer in 1..{MAX_HIDDEN_SIZE}, "
-                                       f"got {self.projection_hidden_size!r}")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise InvalidArgumentError(f"seed: must be in 0..{MAX_SEED}, got {self.seed!r}")
         self.check_init(INITS)
         if self.init == "text" and self.prefix_projection:
             raise InvalidArgumentError("init: 'text' sets the prefix itself; it needs prefix_projection false")

@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 from softprompt_worker.errors import InvalidArgumentError
-from softprompt_worker.limits import MAX_SEED
+from softprompt_worker.fields import option
+from softprompt_worker.limits import MAX_NUM_VIRTUAL_TOKENS, MAX_SEED
 from softprompt_worker.models import FrozenModel
 from softprompt_worker.methods.base import LMSoftPromptMethod, MethodConfig
 from softprompt_worker.methods.init_vectors import initial_vectors
@@ -55,16 +56,13 @@ class PromptTuningConfig(MethodConfig):
         seed: seeds the "vocab" and "random" inits.
     """
 
-    num_virtual_tokens: int = 20
-    init: str = "vocab"
-    init_text: str | None = None
-    init_checkpoint: str | None = None
-    seed: int = 0
+    num_virtual_tokens: int = option(20, gt=0, le=MAX_NUM_VIRTUAL_TOKENS)
+    init: str = option("vocab", choices=INITS)
+    init_text: str | None = option(None, non_empty=True)
+    init_checkpoint: str | None = option(None, non_empty=True)
+    seed: int = option(0, ge=0, le=MAX_SEED)
 
     def validate(self) -> None:
-        self.check_num_virtual_tokens()
-        if not 0 <= self.seed <= MAX_SEED:
-            raise InvalidArgumentError(f"seed: must be in 0..{MAX_SEED}, got {self.seed!r}")
         self.check_init(INITS)
         if self.init == "checkpoint" and not self.init_checkpoint:
             raise InvalidArgumentError("init_checkpoint: required when init is 'checkpoint'")

@@ -28,7 +28,8 @@ from torch import nn
 
 from softprompt_worker.errors import InvalidArgumentError
 from softprompt_worker.models.kv_cache import cache_kwargs, cache_of
-from softprompt_worker.limits import MAX_SEQUENCE_LENGTH
+from softprompt_worker.fields import option
+from softprompt_worker.limits import MAX_NUM_VIRTUAL_TOKENS, MAX_SEQUENCE_LENGTH
 from softprompt_worker.models import FrozenModel
 from softprompt_worker.methods.base import MethodConfig, SoftPromptMethod
 from softprompt_worker.methods.init_vectors import initial_vectors
@@ -66,23 +67,16 @@ class SuffixTuningConfig(MethodConfig):
             ``None``: the model's position limit minus ``k``.
     """
 
-    num_virtual_tokens: int = 16
-    attention: str = "model"
-    pooling: str = "last"
-    normalize: bool = True
-    init: str = "vocab"
-    init_text: str | None = None
-    max_length: int | None = None
+    num_virtual_tokens: int = option(16, gt=0, le=MAX_NUM_VIRTUAL_TOKENS)
+    attention: str = option("model", choices=ATTENTIONS)
+    pooling: str = option("last", choices=POOLINGS)
+    normalize: bool = option(True)
+    init: str = option("vocab", choices=INITS)
+    init_text: str | None = option(None, non_empty=True)
+    max_length: int | None = option(None, gt=0, le=MAX_SEQUENCE_LENGTH)
 
     def validate(self) -> None:
-        self.check_num_virtual_tokens()
-        for field, value, allowed in (("attention", self.attention, ATTENTIONS), ("pooling", self.pooling, POOLINGS)):
-            if value not in allowed:
-                raise InvalidArgumentError(f"{field}: {value!r} is not one of {', '.join(allowed)}")
         self.check_init(INITS)
-        if self.max_length is not None and (
-                not isinstance(self.max_length, int) or not 1 <= self.max_length <= MAX_SEQUENCE_LENGTH):
-            raise InvalidArgumentError(f"max_length: {self.max_length!r} is not an int in 1..{MAX_SEQUENCE_LENGTH}")
 
 
 class SuffixTuning(SoftPromptMethod):

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from softprompt_worker.errors import DependencyMissingError, InvalidArgumentError, NotFoundError
-from softprompt_worker.fields import check_fields
+from softprompt_worker.models.embedded import EMBEDDED_MODELS
+from softprompt_worker.fields import check_fields, check_values, option
 from softprompt_worker.limits import MAX_SEED
-from softprompt_worker.models.quantize import bnb_config, check_quantization, keep_trainable_through, logical_shape
+from softprompt_worker.models.quantize import QUANTIZATIONS, bnb_config, keep_trainable_through, logical_shape
+from softprompt_worker.models.tiny import TINY_FAMILIES
 
 _DTYPES = ("auto", "f32", "bf16", "f16")
 # Config fields that do not change what the weights compute.
@@ -30,20 +32,24 @@ _VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "torch_dtype",
 class ModelSpec:
     """Which model to load and how. Exactly one of ``name_or_path``, ``tiny`` and ``embedded`` is set."""
 
-    name_or_path: str | None = None
-    tiny: str | None = None
-    embedded: str | None = None  # "smollm2" | "minilm": weights from an installed package (embedded.py)
-    seed: int = 0  # tiny models only: the init seed
-    revision: str | None = None
-    dtype: str = "auto"  # auto: bf16 on a CUDA device that supports it natively, else f32
-    device: str = "auto"  # auto: cuda when available, else cpu
-    # Store the frozen linear weights quantized: "int8" (LLM.int8) | "nf4" (4-bit NormalFloat), through
-    # bitsandbytes (quantize.py). None: the model's dtype. Checkpoints record it: inference loads the same way.
-    quantization: str | None = None
-    # Runs Python code shipped in the model repository (modeling_*.py) inside the worker, with the user's
-    # rights. Off unless the user opts in with a real boolean true; only for repositories they trust.
-    trust_remote_code: bool = False
-    overrides: dict[str, Any] = field(default_factory=dict)  # tiny models only: config overrides
+    # The SDK sends only what the caller set (sdk optional): the worker's defaults apply.
+    name_or_path: str | None = option(None, non_empty=True, doc="a hub id or a local path")
+    tiny: str | None = option(None, choices=TINY_FAMILIES, doc="a tiny model built from a config, for tests")
+    embedded: str | None = option(None, choices=tuple(EMBEDDED_MODELS),
+                                  doc="weights from an installed package (embedded.py)")
+    seed: int = option(0, ge=0, le=MAX_SEED, sdk={"optional": True}, doc="tiny models only: the init seed")
+    revision: str | None = option(None, non_empty=True, doc="branch, tag or commit on the hub")
+    dtype: str = option("auto", choices=_DTYPES, sdk={"optional": True},
+                        doc="auto: bf16 on a CUDA device that supports it natively, else f32")
+    device: str = option("auto", non_empty=True, sdk={"optional": True}, doc="auto: cuda when available, else cpu")
+    quantization: str | None = option(None, choices=QUANTIZATIONS, doc=(
+        "Store the frozen linear weights quantized: int8 (LLM.int8) | nf4 (4-bit NormalFloat), through "
+        "bitsandbytes (quantize.py). None: the model's dtype. Checkpoints record it: inference loads the same way."))
+    trust_remote_code: bool = option(False, sdk={"optional": True}, doc=(
+        "Runs Python code shipped in the model repository (modeling_*.py) inside the worker, with the user's "
+        "rights. Off unless the user opts in with a real boolean true; only for repositories they trust."))
+    overrides: dict[str, Any] = option(factory=dict, sdk={"optional": True},
+                                       doc="tiny models only: config overrides")
 
     @classmethod
     def from_dict(cls, raw: Any) -> "ModelSpec":
@@ -56,19 +62,11 @@ class ModelSpec:
         spec = cls(**raw)
         if sum(x is not None for x in (spec.name_or_path, spec.tiny, spec.embedded)) != 1:
             raise InvalidArgumentError("model: give exactly one of 'name_or_path', 'tiny' and 'embedded'")
-        if spec.dtype not in _DTYPES:
-            raise InvalidArgumentError(f"model.dtype: {spec.dtype!r} is not one of {', '.join(_DTYPES)}")
-        check_quantization(spec.quantization)
-        if not 0 <= spec.seed <= MAX_SEED:
-            raise InvalidArgumentError(f"model.seed: must be in 0..{MAX_SEED}, got {spec.seed}")
-        from softprompt_worker.models.tiny import TINY_FAMILIES
-
-        if spec.tiny is not None and spec.tiny not in TINY_FAMILIES:
-            raise InvalidArgumentError(f"model.tiny: {spec.tiny!r} is not one of {', '.join(TINY_FAMILIES)}")
         if spec.embedded is not None:
             from softprompt_worker.models.embedded import embedded_model
 
             embedded_model(spec.embedded)  # an unknown name is refused here, listing the known ones
+        check_values(spec, "model.")  # bounds and choices of the fields above
         return spec
 
     @property

@@ -36,13 +36,13 @@ import torch
 
 from softprompt_worker.errors import CancelledError, InvalidArgumentError
 from softprompt_worker.evaluation.retrieval import DEFAULT_K_VALUES, retrieval_metrics, sts_spearman
+from softprompt_worker.limits import MAX_INFERENCE_BATCH_SIZE, MAX_TEXTS
 from softprompt_worker.methods.suffix_tuning import POOLINGS, SuffixTuning, backbone, encode_in_batches, pool
 from softprompt_worker.models import FrozenModel
 from softprompt_worker.inference.prompts import resolve_prompt
 from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 
 PROGRESS_INTERVAL_S = 0.5
-MAX_TEXTS = 1_000_000
 
 
 @op("embed")
@@ -94,8 +94,9 @@ class Embedder:
     @classmethod
     def from_body(cls, ctx: OpContext, body: dict[str, Any]) -> "Embedder":
         batch_size = body.get("batch_size", 32)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= 4096:
-            raise InvalidArgumentError(f"batch_size: {batch_size!r} is not an int in 1..4096")
+        if (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                or not 1 <= batch_size <= MAX_INFERENCE_BATCH_SIZE):
+            raise InvalidArgumentError(f"batch_size: {batch_size!r} is not an int in 1..{MAX_INFERENCE_BATCH_SIZE}")
         frozen, method = resolve_prompt(ctx.state, body.get("model"), body.get("prompt"), use=ctx.op,
                                         needs=(SuffixTuning.name,))
         default_pooling = method.config.pooling if method is not None else "mean"

@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from softprompt_worker.errors import CancelledError, InvalidArgumentError
+from softprompt_worker.limits import MAX_INFERENCE_BATCH_SIZE
 from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 
 
@@ -98,6 +99,7 @@ def _prompt_names(body: dict[str, Any], n: int) -> list[str | None]:
 
 def _batch_size(body: dict[str, Any]) -> int:
     size = body.get("batch_size", 16)
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise InvalidArgumentError(f"batch_size: expected a positive integer, got {size!r:.40}")
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_INFERENCE_BATCH_SIZE:
+        raise InvalidArgumentError(
+            f"batch_size: expected an integer in 1..{MAX_INFERENCE_BATCH_SIZE}, got {size!r:.40}")
     return size

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from softprompt_worker.errors import CancelledError, InvalidArgumentError, TooLargeError
+from softprompt_worker.limits import MAX_INFERENCE_BATCH_SIZE
 from softprompt_worker.methods.passage_tuning import PassageTuning
 from softprompt_worker.inference.prompts import resolve_prompt
 from softprompt_worker.models.cache import model_key
@@ -122,8 +123,8 @@ def _progress(ctx: OpContext):
 
 def _batch_size(body: dict[str, Any]) -> int:
     value = body.get("batch_size", 16)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
-        raise InvalidArgumentError(f"batch_size: {value!r} is not an int in 1..4096")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INFERENCE_BATCH_SIZE:
+        raise InvalidArgumentError(f"batch_size: {value!r} is not an int in 1..{MAX_INFERENCE_BATCH_SIZE}")
     return value
 
 

@@ -37,6 +37,7 @@ import torch
 
 from softprompt_worker import limits
 from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.fields import check_values, option
 from softprompt_worker.methods.base import SoftPromptMethod
 from softprompt_worker.models import native_bf16
 from softprompt_worker.models.recompute import recomputed_layers
@@ -54,8 +55,9 @@ DTYPES = ("auto", "f32", "bf16")
 
 @dataclass
 class EarlyStopping:
-    patience: int  # evaluations in a row without improvement (needs eval_every > 0)
-    min_delta: float = 0.0  # an improvement must exceed this
+    patience: int = option(gt=0, le=limits.MAX_STEPS,
+                           doc="evaluations in a row without improvement (needs eval_every > 0)")
+    min_delta: float = option(0.0, ge=0, doc="an improvement must exceed this")
 
     @classmethod
     def from_dict(cls, raw: Any) -> "EarlyStopping":
@@ -83,39 +85,48 @@ class TrainingConfig:
     with the reparameterising MLP. Soft prompts need far larger learning rates than fine-tuning.
     """
 
-    steps: int | None = None  # optimizer steps; when set it wins over ``epochs``
-    epochs: int = 1  # passes over the training rows when ``steps`` is unset
-    batch_size: int = 8
-    grad_accumulation: int = 1  # micro-batches per optimizer step (effective batch = batch_size × this)
-    max_length: int = 512  # tokens per row after truncation (tasks read it from their options)
-    optimizer: str = "adamw"  # adamw | adafactor | sgd
-    lr: float = 3e-2  # PEFT prompt-tuning example; Lester et al. 0.3 with Adafactor
-    schedule: str = "linear"  # constant | linear | cosine: decay to 0 at the last step, after warmup
-    warmup_steps: int = 0  # linear warmup from 0 to lr
-    weight_decay: float = 0.0  # Lester et al. used 1e-5; PEFT examples 0
-    max_grad_norm: float = 1.0  # gradient clipping; 0 disables it
-    seed: int = 0  # data order, method-side randomness
-    # auto: bf16 autocast on CUDA with native bf16, else f32 | f32 (also loads a model whose dtype is auto
-    # in f32: f32 training means f32 weights) | bf16. The started event says what really runs.
-    dtype: str = "auto"
-    eval_every: int = 0  # steps between evaluations; 0 = only at the end
-    checkpoint_every: int = 0  # steps between checkpoints; 0 = only at the end
-    log_every: int = 10  # steps between ``step`` events (each one syncs the device once)
-    eval_baseline: bool = True  # evaluate once before the first step (step 0): the untuned baseline
-    # Which evaluation is the result (selection.py): auto = the task's own metric | last = no selection |
-    # a metric name the task reports. The best one's prompt is saved as checkpoints/best.pb.
-    select_by: str = "auto"
-    # Stop after ``patience`` evaluations in a row that do not improve ``select_by`` by more than ``min_delta``.
-    early_stopping: EarlyStopping | None = None
-    # Keep only each frozen layer's input and recompute its activations in backward (recompute.py): less
-    # memory for long sequences and large batches, about a third more compute per step.
-    gradient_checkpointing: bool = False
-    # Under a torchrun worker group: shard the frozen model's layers over the ranks with FSDP2
-    # (distributed/sharded.py), for models larger than one device. Soft parameters stay replicated.
-    shard_model: bool = False
-    # On CUDA, refuse a job the memory planner says will not fit the device, before loading the model
-    # (planner/check.py, docs/memory.md). False trains anyway.
-    memory_check: bool = True
+    steps: int | None = option(None, gt=0, le=limits.MAX_STEPS,
+                               doc="optimizer steps; when set it wins over ``epochs``")
+    # The SDK leaves ``epochs`` unset so that it can refuse steps and epochs together.
+    epochs: int = option(1, gt=0, le=limits.MAX_EPOCHS, sdk={"optional": True},
+                         doc="passes over the training rows when ``steps`` is unset")
+    batch_size: int = option(8, gt=0, le=limits.MAX_BATCH_SIZE, doc="rows per micro-batch")
+    grad_accumulation: int = option(1, gt=0, le=limits.MAX_GRAD_ACCUMULATION,
+                                    doc="micro-batches per optimizer step (effective batch = batch_size × this)")
+    max_length: int = option(512, gt=0, le=limits.MAX_SEQUENCE_LENGTH,
+                             doc="tokens per row after truncation (tasks read it from their options)")
+    optimizer: str = option("adamw", choices=OPTIMIZERS)
+    lr: float = option(3e-2, gt=0, doc="PEFT prompt-tuning example; Lester et al. 0.3 with Adafactor")
+    schedule: str = option("linear", choices=SCHEDULES, doc="decay to 0 at the last step, after warmup")
+    warmup_steps: int = option(0, ge=0, le=limits.MAX_STEPS, doc="linear warmup from 0 to lr")
+    weight_decay: float = option(0.0, ge=0, doc="Lester et al. used 1e-5; PEFT examples 0")
+    max_grad_norm: float = option(1.0, ge=0, doc="gradient clipping; 0 disables it")
+    seed: int = option(0, ge=0, le=limits.MAX_SEED, doc="data order, method-side randomness")
+    dtype: str = option("auto", choices=DTYPES, doc=(
+        "auto: bf16 autocast on CUDA with native bf16, else f32 | f32 (also loads a model whose dtype is auto "
+        "in f32: f32 training means f32 weights) | bf16. The started event says what really runs."))
+    eval_every: int = option(0, ge=0, le=limits.MAX_STEPS, doc="steps between evaluations; 0 = only at the end")
+    checkpoint_every: int = option(0, ge=0, le=limits.MAX_STEPS,
+                                   doc="steps between checkpoints; 0 = only at the end")
+    log_every: int = option(10, gt=0, le=limits.MAX_STEPS,
+                            doc="steps between ``step`` events (each one syncs the device once)")
+    eval_baseline: bool = option(True, doc="evaluate once before the first step (step 0): the untuned baseline")
+    select_by: str = option("auto", non_empty=True, max_length=64, doc=(
+        "Which evaluation is the result (selection.py): auto = the task's own metric | last = no selection | "
+        "a metric name the task reports. The best one's prompt is saved as checkpoints/best.pb."))
+    early_stopping: EarlyStopping | None = option(None, doc=(
+        "Stop after ``patience`` evaluations in a row that do not improve ``select_by`` by more than "
+        "``min_delta``."))
+    gradient_checkpointing: bool = option(False, doc=(
+        "Keep only each frozen layer's input and recompute its activations in backward (recompute.py): less "
+        "memory for long sequences and large batches, about a third more compute per step."))
+    shard_model: bool = option(False, doc=(
+        "Under a torchrun worker group: shard the frozen model's layers over the ranks with FSDP2 "
+        "(distributed/sharded.py), for models larger than one device. Soft parameters stay replicated."))
+    # The SDK sends it only when set, so the worker's default applies.
+    memory_check: bool = option(True, sdk={"optional": True}, doc=(
+        "On CUDA, refuse a job the memory planner says will not fit the device, before loading the model "
+        "(planner/check.py, docs/memory.md). False trains anyway."))
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> "TrainingConfig":
@@ -136,27 +147,7 @@ class TrainingConfig:
         return config
 
     def validate(self) -> None:
-        def positive(name: str, value: float, *, zero_ok: bool = False) -> None:
-            if value < 0 or (value == 0 and not zero_ok):
-                raise InvalidArgumentError(f"training.{name}: must be {'>= 0' if zero_ok else '> 0'}, got {value}")
-
-        if self.steps is not None:
-            positive("steps", self.steps)
-        for name in ("epochs", "batch_size", "grad_accumulation", "max_length", "lr", "log_every"):
-            positive(name, getattr(self, name))
-        for name in ("warmup_steps", "weight_decay", "max_grad_norm", "eval_every", "checkpoint_every", "seed"):
-            positive(name, getattr(self, name), zero_ok=True)
-        for name, limit in _LIMITS:
-            value = getattr(self, name)
-            if value is not None and value > limit:
-                raise InvalidArgumentError(f"training.{name}: {value} is over the limit of {limit} (limits.py)")
-        for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("dtype", DTYPES)):
-            if getattr(self, name) not in allowed:
-                raise InvalidArgumentError(
-                    f"training.{name}: {getattr(self, name)!r} is not one of {', '.join(allowed)}")
-        if not self.select_by or len(self.select_by) > 64:
-            raise InvalidArgumentError(f"training.select_by: expected 'auto', 'last' or a metric name, got "
-                                       f"{self.select_by!r:.70}")
+        check_values(self, "training.")  # bounds, choices and lengths of the fields above
         if self.early_stopping is not None:
             if not self.eval_every:
                 raise InvalidArgumentError("training.early_stopping: needs training.eval_every > 0 (it counts "
@@ -166,12 +157,6 @@ class TrainingConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-_LIMITS = (("steps", limits.MAX_STEPS), ("epochs", limits.MAX_EPOCHS), ("batch_size", limits.MAX_BATCH_SIZE),
-           ("grad_accumulation", limits.MAX_GRAD_ACCUMULATION), ("max_length", limits.MAX_SEQUENCE_LENGTH),
-           ("warmup_steps", limits.MAX_STEPS), ("eval_every", limits.MAX_STEPS),
-           ("checkpoint_every", limits.MAX_STEPS), ("log_every", limits.MAX_STEPS), ("seed", limits.MAX_SEED))
 
 
 def _coerce(name: str, value: Any, annotation: str) -> Any:

@@ -1,14 +1,17 @@
 """Property tests of the worker's job-spec parsing: ``TrainingConfig``, every method's config and
 ``ModelSpec``, each fed random and mutated specs.
 
-The expectation comes from a table written here (``FIELDS``: each field's type and bounds, from the
-docs and ``limits.py``), not from the code under test: a spec whose one mutated field is outside its
-table entry must fail with an InvalidArgumentError naming that field; a spec inside every entry must
-load. Fully random specs only ever load or fail with InvalidArgumentError (never TypeError & co.).
+The expectation comes from a table (``FIELDS``: each field's type and bounds), read from the committed JSON
+Schemas the SDK is generated from where a class has one, else written here from the docs and ``limits.py``:
+a spec whose one mutated field is outside its table entry must fail with an InvalidArgumentError naming
+that field; a spec inside every entry must load. Fully random specs only ever load or fail with
+InvalidArgumentError (never TypeError & co.).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import re
 from pathlib import Path
@@ -19,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from softprompt_worker import limits
+from softprompt_worker.data import DataOptions, resolve_data
 from softprompt_worker.errors import InvalidArgumentError
 from softprompt_worker.methods.passage_tuning import PassageTuningConfig
 from softprompt_worker.methods.prefix_tuning import PrefixTuningConfig
@@ -31,52 +35,73 @@ SETTINGS = settings(max_examples=300, derandomize=True, database=None, deadline=
                     suppress_health_check=[HealthCheck.too_slow])
 REPO = Path(__file__).resolve().parents[3]
 
-# (type, lo, hi) for numbers, (type, choices) for enums, (type,) otherwise; "?" suffix = may be null.
+# (type, lo, hi[, lo_open, hi_open]) for numbers, (type, choices) for enums, (type,) otherwise;
+# a "?" suffix: may be null.
+# Method configs: read from the committed JSON Schemas (proto/schema/, generated from the dataclasses and
+# checked by `make schema-check`), the contract the SDK's zod schemas are generated from too, so this
+# tests that the worker enforces exactly what the schema promises. The rest: written here from the docs.
 L = limits
+SCHEMA_DIR = REPO / "proto/schema"
+# Values that are only valid together with another field (see CROSS), left out of the random specs.
+NEEDS_ANOTHER_FIELD = {"prompt_tuning": {"init": {"text", "checkpoint"}}, "prefix_tuning": {"init": {"text"}},
+                       "suffix_tuning": {"init": {"text"}},
+                       "passage_tuning": {"init": {"vocab"}}}
+SKIPPED = {"init_text", "prompt_init_text"}
+
+
+def schema_entries(name: str) -> dict[str, tuple]:
+    """FIELDS entries of one JSON Schema file."""
+    out: dict[str, tuple] = {}
+    for field, prop in json.loads((SCHEMA_DIR / f"{name}.json").read_text())["properties"].items():
+        if field in SKIPPED:
+            continue
+        types = prop["type"] if isinstance(prop["type"], list) else [prop["type"]]
+        q = "?" if "null" in types else ""
+        kind = types[0]
+        if kind == "object":  # early_stopping: a map of its own, see test_training.py
+            continue
+        if "enum" in prop:
+            needs_another = NEEDS_ANOTHER_FIELD.get(name, {}).get(field, ())
+            out[field] = ("enum" + q, tuple(c for c in prop["enum"] if c not in needs_another))
+        elif kind == "boolean":
+            out[field] = ("bool" + q,)
+        elif kind == "string":
+            out[field] = ("str" + q, "non_empty") if prop.get("minLength") else ("str" + q,)
+        else:
+            lo_open = "exclusiveMinimum" in prop
+            lo = prop.get("exclusiveMinimum", prop.get("minimum", -math.inf))
+            hi_open = "exclusiveMaximum" in prop
+            hi = prop.get("exclusiveMaximum", prop.get("maximum", math.inf))
+            if kind == "integer":  # an integer > 0 is an integer >= 1
+                out[field] = ("int" + q, lo + 1 if lo_open else lo, hi - 1 if hi_open else hi)
+            else:
+                out[field] = ("float" + q, lo, hi, lo_open, hi_open)
+    return out
+
+
 FIELDS: dict[Any, dict[str, tuple]] = {
-    TrainingConfig: {
-        "steps": ("int?", 1, L.MAX_STEPS), "epochs": ("int", 1, L.MAX_EPOCHS),
-        "batch_size": ("int", 1, L.MAX_BATCH_SIZE), "grad_accumulation": ("int", 1, L.MAX_GRAD_ACCUMULATION),
-        "max_length": ("int", 1, L.MAX_SEQUENCE_LENGTH), "optimizer": ("enum", ("adamw", "adafactor", "sgd")),
-        "lr": ("float", 0, math.inf, "open"), "schedule": ("enum", ("constant", "linear", "cosine")),
-        "warmup_steps": ("int", 0, L.MAX_STEPS), "weight_decay": ("float", 0, math.inf),
-        "max_grad_norm": ("float", 0, math.inf), "seed": ("int", 0, L.MAX_SEED),
-        "dtype": ("enum", ("auto", "f32", "bf16")), "eval_every": ("int", 0, L.MAX_STEPS),
-        "checkpoint_every": ("int", 0, L.MAX_STEPS), "log_every": ("int", 1, L.MAX_STEPS),
-    },
-    PromptTuningConfig: {
-        "num_virtual_tokens": ("int", 1, L.MAX_NUM_VIRTUAL_TOKENS),
-        "init": ("enum", ("vocab", "random")),  # text/checkpoint need a second field: see CROSS
-        "init_checkpoint": ("str?",), "seed": ("int", 0, L.MAX_SEED),
-    },
-    PrefixTuningConfig: {
-        "num_virtual_tokens": ("int", 1, L.MAX_NUM_VIRTUAL_TOKENS), "prefix_projection": ("bool",),
-        "projection_hidden_size": ("int?", 1, L.MAX_HIDDEN_SIZE), "seed": ("int", 0, L.MAX_SEED),
-        "init": ("enum", ("random",)),  # text needs init_text and no projection: see CROSS
-    },
-    SuffixTuningConfig: {
-        "num_virtual_tokens": ("int", 1, L.MAX_NUM_VIRTUAL_TOKENS), "attention": ("enum", ("model", "bidirectional")),
-        "pooling": ("enum", ("last", "mean", "text_mean", "first")), "normalize": ("bool",), "init": ("enum", ("vocab", "random")),
-        "max_length": ("int?", 1, L.MAX_SEQUENCE_LENGTH),
-    },
-    PassageTuningConfig: {
-        "num_virtual_tokens": ("int?", 1, L.MAX_NUM_VIRTUAL_TOKENS), "init": ("enum", ("text",)),
-        "passage_vectors": ("enum", ("pooled", "per_token", "none")),
-        "num_passage_vectors": ("int", 1, L.MAX_HIDDEN_SIZE), "bottleneck_dim": ("int", 1, L.MAX_HIDDEN_SIZE),
-        "activation": ("enum", ("gelu", "relu", "tanh")), "residual": ("bool",),
-        "order": ("enum", ("passage_first", "prompt_first")), "passage_prefix": ("str",), "query_prefix": ("str",),
-        "prepend_bos": ("bool",), "max_passage_tokens": ("int", 1, L.MAX_SEQUENCE_LENGTH),
-        "max_query_tokens": ("int", 1, L.MAX_SEQUENCE_LENGTH),
-    },
-    ModelSpec: {
-        "tiny": ("enum", ("gpt2", "llama", "t5", "bart", "bert")), "seed": ("int", 0, L.MAX_SEED),
-        "revision": ("str?",), "dtype": ("enum", ("auto", "f32", "bf16", "f16")), "device": ("str",),
-        "trust_remote_code": ("bool",), "quantization": ("enum?", ("int8", "nf4")),
-    },
+    TrainingConfig: schema_entries("training"),
+    PromptTuningConfig: schema_entries("prompt_tuning"),
+    PrefixTuningConfig: schema_entries("prefix_tuning"),
+    SuffixTuningConfig: schema_entries("suffix_tuning"),
+    PassageTuningConfig: schema_entries("passage_tuning"),
+    DataOptions: schema_entries("data"),
+    # One of name_or_path / tiny / embedded (see CROSS): the random specs use tiny, which must not be null.
+    ModelSpec: {**{k: e for k, e in schema_entries("model").items() if k not in ("name_or_path", "embedded")},
+                "tiny": ("enum", schema_entries("model")["tiny"][1])},
 }
 
 
-# TrainingConfig takes 2.0 where an int is expected (training.py's ``_coerce``); method configs do not.
+def test_schema_entries_cover_the_fields():
+    """The schema-driven entries see every field of their class but the cross-field ones."""
+    for cls, name in ((PromptTuningConfig, "prompt_tuning"), (PrefixTuningConfig, "prefix_tuning"),
+                      (SuffixTuningConfig, "suffix_tuning"), (PassageTuningConfig, "passage_tuning"),
+                      (TrainingConfig, "training"), (ModelSpec, "model"), (DataOptions, "data")):
+        objects = {"early_stopping", "overrides"}  # maps: their own tests
+        assert set(schema_entries(name)) == {f.name for f in dataclasses.fields(cls)} - SKIPPED - objects
+
+
+# TrainingConfig takes 2.0 where an int is expected (training.py's ``_coerce``); the others do not.
 INTEGRAL_FLOATS_OK = {TrainingConfig}
 
 
@@ -88,7 +113,7 @@ def is_valid(entry: tuple, value: Any, integral_floats_ok: bool = False) -> bool
     if kind == "bool":
         return type(value) is bool
     if kind == "str":
-        return isinstance(value, str)
+        return isinstance(value, str) and (len(entry) < 2 or value != "")
     if kind == "enum":
         return isinstance(value, str) and value in entry[1]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -97,8 +122,10 @@ def is_valid(entry: tuple, value: Any, integral_floats_ok: bool = False) -> bool
             integral_floats_ok and math.isfinite(value) and float(value).is_integer())):
         return False
     lo, hi = entry[1], entry[2]
-    open_lo = len(entry) > 3
-    return math.isfinite(value) and (value > lo if open_lo else value >= lo) and value <= hi
+    open_lo, open_hi = (entry[3], entry[4]) if len(entry) > 3 else (False, False)
+    above = value > lo if open_lo else value >= lo
+    below = value < hi if open_hi else value <= hi
+    return math.isfinite(value) and above and below
 
 
 def valid_values(entry: tuple) -> st.SearchStrategy:
@@ -109,7 +136,8 @@ def valid_values(entry: tuple) -> st.SearchStrategy:
     elif kind == "int":
         base = st.integers(entry[1], entry[2])
     elif kind == "float":
-        base = st.floats(entry[1], 1e6, exclude_min=len(entry) > 3)
+        open_lo, open_hi = (entry[3], entry[4]) if len(entry) > 3 else (False, False)
+        base = st.floats(entry[1], min(entry[2], 1e6), exclude_min=open_lo, exclude_max=open_hi and entry[2] <= 1e6)
     return st.one_of(base, st.none()) if entry[0].endswith("?") else base
 
 
@@ -137,6 +165,14 @@ def valid_specs(cls) -> st.SearchStrategy[dict]:
 
 
 def parse(cls, raw: dict):
+    if cls is DataOptions:  # the data body's options, over two rows (a split may leave none: not an option's fault)
+        try:
+            return resolve_data({"train": {"rows": [{}, {}]}, **raw} if isinstance(raw, dict) else raw,
+                                lambda row: None, store=None, seed=0)
+        except InvalidArgumentError as exc:
+            if not exc.message.startswith("data.train: no usable training rows"):
+                raise
+            return None
     return cls.from_dict(raw)
 
 
@@ -218,13 +254,3 @@ def test_trust_remote_code_only_as_a_real_boolean():
         with pytest.raises(InvalidArgumentError, match="trust_remote_code"):
             ModelSpec.from_dict({"name_or_path": "gpt2", "trust_remote_code": value})
     assert ModelSpec.from_dict({"name_or_path": "gpt2"}).trust_remote_code is False
-
-
-def test_limits_agree_with_the_sdk():
-    """ts/src/jobs/limits.ts mirrors limits.py name for name and value for value."""
-    ts = (REPO / "ts/src/jobs/limits.ts").read_text()
-    found = dict(re.findall(r"export const (MAX_[A-Z_]+) = ([0-9_ *+-]+);", ts))
-    py = {k: v for k, v in vars(limits).items() if k.startswith("MAX_")}
-    assert sorted(found) == sorted(py)
-    for name, expr in found.items():
-        assert eval(expr.replace("_", "")) == py[name], name  # noqa: S307 - digits and operators only

@@ -8,8 +8,9 @@ import { EventStream } from '../core/event-stream.js';
 import { type ModelSpec, modelSpecSchema } from '../jobs/model-spec.js';
 import type { CallOptions, Rpc } from '../internal/rpc.js';
 import { parseOrThrow } from '../internal/validate.js';
-import { positiveNumber, nonNegativeInt, nonEmpty } from '../jobs/schema.js';
-import { batchSize, intIn, promptName, stringList, toWireBody } from './shared.js';
+import { type GenerationConfig, generationFields } from '../gen/schema/generation.js';
+import type { Same } from '../jobs/schema.js';
+import { batchSize, promptName, stringList, toWireBody } from './shared.js';
 
 /** Which soft prompt each row uses: one for all rows (`prompt`), one per row (`prompts`), or none. */
 export interface PromptSelection {
@@ -89,16 +90,11 @@ export function checkPromptSelection(
   }
 }
 
+// The documented decoding options are the worker's GenerationOptions (proto/schema/generation.json), or this fails to compile.
+true satisfies Same<Pick<GenerateInput, keyof GenerationConfig>, GenerationConfig>;
+
 const generateSchema = z
-  .strictObject({
-    ...promptSelectionShape,
-    maxNewTokens: intIn(1, 4096).optional(),
-    doSample: z.boolean().optional(),
-    temperature: positiveNumber().optional(),
-    topP: z.number().gt(0, { error: 'must be in (0, 1]' }).lte(1, { error: 'must be in (0, 1]' }).optional(),
-    seed: nonNegativeInt().optional(),
-    stop: z.array(nonEmpty()).optional(),
-  })
+  .strictObject({ ...promptSelectionShape, ...generationFields })
   .superRefine(checkPromptSelection);
 
 const deltaSchema = z

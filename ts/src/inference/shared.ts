@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { toSnake } from '../jobs/case.js';
+import { MAX_INFERENCE_BATCH_SIZE } from '../jobs/limits.js';
 import type { CallOptions, Incoming, Rpc } from '../internal/rpc.js';
 import type { WireMap } from '../internal/wire.js';
 
@@ -42,7 +43,7 @@ export const promptName = z.string().min(1, 'expected a non-empty prompt name');
 export const stringList = z.array(z.string()).min(1, 'expected at least one string');
 
 /** Rows per forward pass: a worker-side memory/speed knob that never changes results. */
-export const batchSize = intIn(1, 4096);
+export const batchSize = intIn(1, MAX_INFERENCE_BATCH_SIZE);
 
 const progressSchema = z.object({ event: z.literal('progress'), done: z.number(), total: z.number() });
 

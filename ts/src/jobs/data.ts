@@ -9,7 +9,8 @@ import { z } from 'zod';
 import { AbortError, ValidationError } from '../core/errors.js';
 import type { Rpc } from '../internal/rpc.js';
 import type { WireMap } from '../internal/wire.js';
-import { dispatch, isRecord, nonEmpty } from './schema.js';
+import { type DataConfig, dataFields } from '../gen/schema/data.js';
+import { type Same, dispatch, isRecord, nonEmpty } from './schema.js';
 
 /** One training row: a JSON object whose fields the task defines (`{ input, target }`, ...). */
 export type JsonRow = Readonly<Record<string, unknown>>;
@@ -65,12 +66,14 @@ const sourceSchema = dispatch<DataSource>((v) =>
   isRecord(v) && 'rows' in v ? rowsSchema : isRecord(v) && 'path' in v ? fileSchema : (neither as z.ZodType<DataSource>),
 );
 
+// The documented options are the worker's DataOptions (proto/schema/data.json), or this fails to compile.
+true satisfies Same<Pick<ResolvedData, 'evalFraction' | 'onBadRow'>, DataConfig>;
+
 export const dataSchema = z
   .strictObject({
     train: sourceSchema,
     eval: sourceSchema.optional(),
-    evalFraction: z.number().gte(0, { error: 'must be in [0, 1)' }).lt(1, { error: 'must be in [0, 1)' }).default(0),
-    onBadRow: z.enum(['fail', 'skip']).default('fail'),
+    ...dataFields,
   })
   .superRefine((d, ctx) => {
     if (d.eval !== undefined && d.evalFraction > 0) {

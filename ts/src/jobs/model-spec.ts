@@ -5,7 +5,8 @@
  */
 import { z } from 'zod';
 import { toSnake } from './case.js';
-import { dispatch, isRecord, nonEmpty, nonNegativeInt } from './schema.js';
+import { modelFields } from '../gen/schema/model.js';
+import { type Same, dispatch, isRecord } from './schema.js';
 
 /** Tiny randomly initialised models built from a config (python/softprompt_worker/tiny.py). */
 export const TINY_FAMILIES = ['gpt2', 'llama', 't5', 'bart', 'bert'] as const;
@@ -69,30 +70,16 @@ export interface EmbeddedModelSpec extends CommonModelOptions {
 
 export type ModelSpec = PretrainedModelSpec | TinyModelSpec | EmbeddedModelSpec;
 
-const common = {
-  dtype: z.enum(['auto', 'f32', 'bf16', 'f16']).optional(),
-  device: nonEmpty().optional(),
-  quantization: z.enum(QUANTIZATIONS).optional(),
-};
+const f = modelFields;
+const common = { dtype: f.dtype, device: f.device, quantization: f.quantization };
+const pretrainedSchema = z.strictObject({ nameOrPath: f.nameOrPath.unwrap(), revision: f.revision, trustRemoteCode: f.trustRemoteCode, ...common });
+const tinySchema = z.strictObject({ tiny: f.tiny.unwrap(), seed: f.seed, overrides: f.overrides, ...common });
+const embeddedSchema = z.strictObject({ embedded: f.embedded.unwrap(), ...common });
 
-const pretrainedSchema = z.strictObject({
-  nameOrPath: nonEmpty(),
-  revision: nonEmpty().optional(),
-  trustRemoteCode: z.boolean().optional(),
-  ...common,
-});
-
-const tinySchema = z.strictObject({
-  tiny: z.enum(TINY_FAMILIES),
-  seed: nonNegativeInt().optional(),
-  overrides: z.record(z.string(), z.unknown()).optional(),
-  ...common,
-});
-
-const embeddedSchema = z.strictObject({
-  embedded: z.enum(EMBEDDED_MODELS),
-  ...common,
-});
+// Each documented kind of spec is a view of the worker's ModelSpec (proto/schema/model.json), or this fails to compile.
+true satisfies Same<PretrainedModelSpec, z.output<typeof pretrainedSchema>>;
+true satisfies Same<TinyModelSpec, z.output<typeof tinySchema>>;
+true satisfies Same<EmbeddedModelSpec, z.output<typeof embeddedSchema>>;
 
 /** `{ tiny }` specs validate as tiny models, `{ embedded }` as embedded ones, everything else as pretrained ones. */
 export const modelSpecSchema: z.ZodType<ModelSpec> = dispatch<ModelSpec>(

@@ -16,8 +16,8 @@
  * });
  */
 import { z } from 'zod';
-import { MAX_HIDDEN_SIZE, MAX_NUM_VIRTUAL_TOKENS, MAX_SEQUENCE_LENGTH } from './limits.js';
-import { limit, nonNegativeInt, nonNegativeNumber, positiveInt, singleTask } from './schema.js';
+import { type PassageTuningConfig, passageTuningFields } from '../gen/schema/passage-tuning.js';
+import { type Same, nonNegativeInt, nonNegativeNumber, positiveInt, singleTask } from './schema.js';
 import { type JobInput, type JobSpec, defineMethod } from './spec.js';
 
 /** The options of passage-specific prompt tuning. */
@@ -102,27 +102,16 @@ export interface PassageTuningJob extends PassageTuningOptions, JobInput<'rerank
 
 export type PassageTuningSpec = JobSpec<'passage_tuning', ResolvedPassageTuningOptions, ResolvedRerankingTask>;
 
-const count = () => positiveInt().max(MAX_HIDDEN_SIZE, limit(MAX_HIDDEN_SIZE));
-const tokens = () => positiveInt().max(MAX_SEQUENCE_LENGTH, limit(MAX_SEQUENCE_LENGTH));
+// The documented options are the worker's PassageTuningConfig (proto/schema/passage_tuning.json), or this fails to compile.
+true satisfies Same<ResolvedPassageTuningOptions, PassageTuningConfig>;
 
 const configSchema = z
   .strictObject({
-    numVirtualTokens: positiveInt().max(MAX_NUM_VIRTUAL_TOKENS, limit(MAX_NUM_VIRTUAL_TOKENS)).optional(),
-    init: z.enum(['text', 'vocab']).optional(),
-    initText: z.string().min(1, { error: 'must not be empty' }).optional(),
-    promptInit: z.enum(['text', 'vocab']).optional(),
-    promptInitText: z.string().min(1, { error: 'must not be empty' }).optional(),
-    passageVectors: z.enum(['pooled', 'per_token', 'none']).default('pooled'),
-    numPassageVectors: count().default(8),
-    bottleneckDim: count().default(64),
-    activation: z.enum(['gelu', 'relu', 'tanh']).default('gelu'),
-    residual: z.boolean().default(true),
-    order: z.enum(['passage_first', 'prompt_first']).default('passage_first'),
-    passagePrefix: z.string().default('Passage: '),
-    queryPrefix: z.string().default(' '),
-    prependBos: z.boolean().default(true),
-    maxPassageTokens: tokens().default(256),
-    maxQueryTokens: tokens().default(64),
+    ...passageTuningFields,
+    // Unset until the deprecated aliases are read (the transform below fills the default).
+    init: passageTuningFields.init.unwrap().optional(),
+    promptInit: passageTuningFields.init.unwrap().optional(),
+    promptInitText: passageTuningFields.initText,
   })
   .superRefine((c, ctx) => {
     for (const [alias, name] of Object.entries(DEPRECATED_ALIASES) as [DeprecatedAlias, keyof typeof c][]) {
@@ -159,7 +148,7 @@ const taskSchema = singleTask(
  */
 export const passageTuning: (job: PassageTuningJob) => PassageTuningSpec = defineMethod({
   method: 'passage_tuning',
-  config: configSchema as z.ZodType<ResolvedPassageTuningOptions>,
+  config: configSchema,
   task: taskSchema as z.ZodType<ResolvedRerankingTask>,
   taskToWire: ({ type, ...options }) => ({ task: type, taskOptions: options }),
 });

@@ -19,8 +19,8 @@
 import { z } from 'zod';
 import type { ClassificationRow, GenerationRow, LmTask, ResolvedLmTask } from './lm-tasks.js';
 import { lmTaskSchema, lmTaskToWire } from './lm-tasks.js';
-import { MAX_HIDDEN_SIZE, MAX_NUM_VIRTUAL_TOKENS } from './limits.js';
-import { checkInitText, limit, nonEmpty, nonNegativeInt, positiveInt } from './schema.js';
+import { type PrefixTuningConfig, prefixTuningFields } from '../gen/schema/prefix-tuning.js';
+import { type Same, checkInitText } from './schema.js';
 import { type JobInput, type JobSpec, defineMethod } from './spec.js';
 
 /** The options of prefix tuning. */
@@ -58,15 +58,11 @@ export interface PrefixTuningJob extends PrefixTuningOptions, JobInput<LmTask, G
 
 export type PrefixTuningSpec = JobSpec<'prefix_tuning', ResolvedPrefixTuningOptions, ResolvedLmTask>;
 
+// The documented options are the worker's PrefixTuningConfig (proto/schema/prefix_tuning.json), or this fails to compile.
+true satisfies Same<ResolvedPrefixTuningOptions, PrefixTuningConfig>;
+
 const configSchema = z
-  .strictObject({
-    numVirtualTokens: positiveInt().max(MAX_NUM_VIRTUAL_TOKENS, limit(MAX_NUM_VIRTUAL_TOKENS)).default(20),
-    prefixProjection: z.boolean().default(false),
-    projectionHiddenSize: positiveInt().max(MAX_HIDDEN_SIZE, limit(MAX_HIDDEN_SIZE)).optional(),
-    seed: nonNegativeInt().default(0),
-    init: z.enum(['random', 'text']).default('random'),
-    initText: nonEmpty().optional(),
-  })
+  .strictObject(prefixTuningFields)
   .superRefine((c, ctx) => {
     checkInitText(c, ctx);
     if (c.init === 'text' && c.prefixProjection) {
@@ -80,7 +76,7 @@ const configSchema = z
  */
 export const prefixTuning: (job: PrefixTuningJob) => PrefixTuningSpec = defineMethod({
   method: 'prefix_tuning',
-  config: configSchema as z.ZodType<ResolvedPrefixTuningOptions>,
+  config: configSchema,
   task: lmTaskSchema,
   taskToWire: lmTaskToWire,
 });

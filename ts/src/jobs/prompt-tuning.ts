@@ -19,8 +19,8 @@
 import { z } from 'zod';
 import type { ClassificationRow, GenerationRow, LmTask, ResolvedLmTask } from './lm-tasks.js';
 import { lmTaskSchema, lmTaskToWire } from './lm-tasks.js';
-import { MAX_NUM_VIRTUAL_TOKENS } from './limits.js';
-import { checkInitText, limit, nonEmpty, nonNegativeInt, positiveInt } from './schema.js';
+import { type PromptTuningConfig, promptTuningFields } from '../gen/schema/prompt-tuning.js';
+import { type Same, checkInitText } from './schema.js';
 import { type JobInput, type JobSpec, defineMethod } from './spec.js';
 
 /** The options of prompt tuning. */
@@ -52,14 +52,11 @@ export interface PromptTuningJob extends PromptTuningOptions, JobInput<LmTask, G
 
 export type PromptTuningSpec = JobSpec<'prompt_tuning', ResolvedPromptTuningOptions, ResolvedLmTask>;
 
+// The documented options are the worker's PromptTuningConfig (proto/schema/prompt_tuning.json), or this fails to compile.
+true satisfies Same<ResolvedPromptTuningOptions, PromptTuningConfig>;
+
 const configSchema = z
-  .strictObject({
-    numVirtualTokens: positiveInt().max(MAX_NUM_VIRTUAL_TOKENS, limit(MAX_NUM_VIRTUAL_TOKENS)).default(20),
-    init: z.enum(['vocab', 'text', 'random', 'checkpoint']).default('vocab'),
-    initText: nonEmpty().optional(),
-    initCheckpoint: nonEmpty().optional(),
-    seed: nonNegativeInt().default(0),
-  })
+  .strictObject(promptTuningFields)
   .superRefine((c, ctx) => {
     checkInitText(c, ctx);
     if (c.init === 'checkpoint' && c.initCheckpoint === undefined) {
@@ -73,7 +70,7 @@ const configSchema = z
  */
 export const promptTuning: (job: PromptTuningJob) => PromptTuningSpec = defineMethod({
   method: 'prompt_tuning',
-  config: configSchema as z.ZodType<ResolvedPromptTuningOptions>,
+  config: configSchema,
   task: lmTaskSchema,
   taskToWire: lmTaskToWire,
 });

@@ -15,6 +15,17 @@ export const positiveNumber = () => z.number().gt(0, { error: 'must be > 0' });
 export const nonNegativeNumber = () => z.number().gte(0, { error: 'must be >= 0' });
 /** The `.max()` error of a limit (limits.ts): names the limit and the value, e.g. `must be <= 4096, got 5000`. */
 export const limit = (max: number) => ({ error: (issue: { input?: unknown }) => `must be <= ${max}, got ${String(issue.input)}` });
+/**
+ * `true` when `A` and `B` accept the same values (each assignable to the other), `readonly` aside at any
+ * depth (built specs are deep-frozen). A hand-documented options type is checked against the type
+ * generated from the worker's schema with `true satisfies Same<Documented, Generated>`: the build fails
+ * when the two drift apart.
+ */
+export type Same<A, B> = [Frozen<A>] extends [Frozen<B>] ? ([Frozen<B>] extends [Frozen<A>] ? true : false) : false;
+type Frozen<T> = T extends string | number | boolean | bigint | symbol | null | undefined
+  ? T
+  : T extends readonly (infer U)[] ? readonly Frozen<U>[] : T extends object ? { readonly [K in keyof T]: Frozen<T[K]> } : T;
+
 /** A non-empty string. */
 export const nonEmpty = () => z.string().min(1, { error: 'must not be empty' });
 

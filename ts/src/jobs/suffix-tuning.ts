@@ -17,8 +17,8 @@
  * });
  */
 import { z } from 'zod';
-import { MAX_NUM_VIRTUAL_TOKENS, MAX_SEQUENCE_LENGTH } from './limits.js';
-import { checkInitText, limit, nonEmpty, nonNegativeInt, positiveInt, positiveNumber, singleTask } from './schema.js';
+import { type SuffixTuningConfig, suffixTuningFields } from '../gen/schema/suffix-tuning.js';
+import { type Same, checkInitText, nonNegativeInt, positiveInt, positiveNumber, singleTask } from './schema.js';
 import { type JobInput, type JobSpec, defineMethod } from './spec.js';
 
 /** The options of suffix tuning. */
@@ -83,17 +83,10 @@ export interface SuffixTuningJob extends SuffixTuningOptions, JobInput<'embeddin
 
 export type SuffixTuningSpec = JobSpec<'suffix_tuning', ResolvedSuffixTuningOptions, ResolvedEmbeddingTask>;
 
-const configSchema = z
-  .strictObject({
-    numVirtualTokens: positiveInt().max(MAX_NUM_VIRTUAL_TOKENS, limit(MAX_NUM_VIRTUAL_TOKENS)).default(16),
-    attention: z.enum(['model', 'bidirectional']).default('model'),
-    pooling: z.enum(['last', 'mean', 'text_mean', 'first']).default('last'),
-    normalize: z.boolean().default(true),
-    init: z.enum(['vocab', 'random', 'text']).default('vocab'),
-    initText: nonEmpty().optional(),
-    maxLength: positiveInt().max(MAX_SEQUENCE_LENGTH, limit(MAX_SEQUENCE_LENGTH)).optional(),
-  })
-  .superRefine(checkInitText);
+// The documented options are the worker's SuffixTuningConfig (proto/schema/suffix_tuning.json), or this fails to compile.
+true satisfies Same<ResolvedSuffixTuningOptions, SuffixTuningConfig>;
+
+const configSchema = z.strictObject(suffixTuningFields).superRefine(checkInitText);
 
 const taskSchema = singleTask(
   'embedding',
@@ -113,7 +106,7 @@ const taskSchema = singleTask(
  */
 export const suffixTuning: (job: SuffixTuningJob) => SuffixTuningSpec = defineMethod({
   method: 'suffix_tuning',
-  config: configSchema as z.ZodType<ResolvedSuffixTuningOptions>,
+  config: configSchema,
   task: taskSchema as z.ZodType<ResolvedEmbeddingTask>,
   taskToWire: ({ type, ...options }) => ({ task: type, taskOptions: options }),
 });

@@ -8,8 +8,9 @@
  */
 import { z } from 'zod';
 import { toSnake } from './case.js';
-import { MAX_BATCH_SIZE, MAX_EPOCHS, MAX_GRAD_ACCUMULATION, MAX_SEQUENCE_LENGTH, MAX_STEPS } from './limits.js';
-import { limit, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from './schema.js';
+import { type TrainingConfig, trainingFields } from '../gen/schema/training.js';
+import { MAX_STEPS } from './limits.js';
+import { type Same, limit, nonNegativeInt } from './schema.js';
 
 export const OPTIMIZERS = ['adamw', 'adafactor', 'sgd'] as const;
 export const SCHEDULES = ['constant', 'linear', 'cosine'] as const;
@@ -111,35 +112,18 @@ export type ResolvedTrainingOptions = Required<Omit<TrainingOptions, 'steps' | '
     readonly earlyStopping?: { readonly patience: number; readonly minDelta: number };
   };
 
+/** The `training` fields the train op reads itself (ops/train.py), not `TrainingConfig`: checkpoint retention and trackers. */
+const opFields = {
+  keepLast: nonNegativeInt().max(MAX_STEPS, limit(MAX_STEPS)).optional(),
+  reportTo: z.array(z.enum(TRACKERS)).optional(),
+};
+
+// The documented options are the worker's TrainingConfig (proto/schema/training.json) plus the op's two
+// fields, or this fails to compile. (`epochs` is optional before the transform below fills it in.)
+true satisfies Same<Omit<ResolvedTrainingOptions, 'epochs'> & { readonly epochs?: number }, TrainingConfig & z.output<z.ZodObject<typeof opFields>>>;
+
 export const trainingOptionsSchema = z
-  .strictObject({
-    steps: positiveInt().max(MAX_STEPS, limit(MAX_STEPS)).optional(),
-    epochs: positiveInt().max(MAX_EPOCHS, limit(MAX_EPOCHS)).optional(),
-    batchSize: positiveInt().max(MAX_BATCH_SIZE, limit(MAX_BATCH_SIZE)).default(8),
-    gradAccumulation: positiveInt().max(MAX_GRAD_ACCUMULATION, limit(MAX_GRAD_ACCUMULATION)).default(1),
-    maxLength: positiveInt().max(MAX_SEQUENCE_LENGTH, limit(MAX_SEQUENCE_LENGTH)).default(512),
-    optimizer: z.enum(OPTIMIZERS).default('adamw'),
-    lr: positiveNumber().default(3e-2),
-    schedule: z.enum(SCHEDULES).default('linear'),
-    warmupSteps: nonNegativeInt().max(MAX_STEPS, limit(MAX_STEPS)).default(0),
-    weightDecay: nonNegativeNumber().default(0),
-    maxGradNorm: nonNegativeNumber().default(1.0),
-    seed: nonNegativeInt().default(0),
-    dtype: z.enum(TRAINING_DTYPES).default('auto'),
-    evalEvery: nonNegativeInt().max(MAX_STEPS, limit(MAX_STEPS)).default(0),
-    checkpointEvery: nonNegativeInt().max(MAX_STEPS, limit(MAX_STEPS)).default(0),
-    keepLast: nonNegativeInt().max(MAX_STEPS, limit(MAX_STEPS)).optional(),
-    reportTo: z.array(z.enum(TRACKERS)).optional(),
-    logEvery: positiveInt().max(MAX_STEPS, limit(MAX_STEPS)).default(10),
-    selectBy: z.string().min(1).max(64).default('auto'),
-    earlyStopping: z
-      .strictObject({ patience: positiveInt().max(MAX_STEPS, limit(MAX_STEPS)), minDelta: nonNegativeNumber().default(0) })
-      .optional(),
-    evalBaseline: z.boolean().default(true),
-    gradientCheckpointing: z.boolean().default(false),
-    shardModel: z.boolean().default(false),
-    memoryCheck: z.boolean().optional(),
-  })
+  .strictObject({ ...trainingFields, ...opFields })
   .superRefine((t, ctx) => {
     if (t.steps !== undefined && t.epochs !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['epochs'], message: 'give steps or epochs, not both' });

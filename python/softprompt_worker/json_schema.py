@@ -1,0 +1,93 @@
+"""JSON Schema of a spec dataclass, derived from its fields (``fields.option``): the exported form of the one
+source that the SDK's zod schemas are generated from (``scripts/gen-schema.py``, docs/schema.md).
+
+    json_schema(PromptTuningConfig)["properties"]["num_virtual_tokens"]
+    # {"type": "integer", "exclusiveMinimum": 0, "maximum": 4096, "default": 20, "description": "..."}
+
+Docs come from ``option(doc=...)`` or else the class docstring's ``Attributes:`` / ``Args:`` entry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import typing
+from typing import Any
+
+_TYPES = {"int": "integer", "float": "number", "str": "string", "bool": "boolean", "list": "array", "dict": "object"}
+_BOUNDS = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum", "lt": "exclusiveMaximum"}
+
+
+def json_schema(cls: Any, wire_name: str | None = None) -> dict[str, Any]:
+    """The draft 2020-12 schema of ``cls``'s fields; ``x-sdk`` carries ``option(sdk=...)`` to the TS generator."""
+    summary = (inspect.getdoc(cls) or "").split("\n\n")[0].replace("\n", " ")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": cls.__name__,
+            **({"x-wire-name": wire_name} if wire_name else {}), "description": summary, **_object(cls)}
+
+
+def _object(cls: Any) -> dict[str, Any]:
+    """``type: object`` with a property per field; fields without a default are required."""
+    docs, hints = _docstring_entries(cls), typing.get_type_hints(cls)
+    fields = dataclasses.fields(cls)
+    properties = {f.name: _property(f, hints[f.name], docs.get(f.name)) for f in fields}
+    required = [f.name for f in fields if f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING]  # type: ignore[misc]
+    return {"type": "object", "additionalProperties": False, "properties": properties,
+            **({"required": required} if required else {})}
+
+
+def _property(f: dataclasses.Field, hint: Any, doc: str | None) -> dict[str, Any]:
+    annotation = str(f.type)
+    parts = [p.strip() for p in annotation.split("|")]
+    nested = next((a for a in typing.get_args(hint) or (hint,) if dataclasses.is_dataclass(a)), None)
+    base = next(p for p in parts if p != "None")
+    outer, _, inner = base.partition("[")
+    if nested is not None:
+        out: dict[str, Any] = _object(nested)
+    elif outer in _TYPES:
+        out = {"type": _TYPES[outer]}
+    else:
+        raise TypeError(f"{f.name}: no JSON Schema for the annotation {annotation!r}")
+    if "None" in parts:
+        out["type"] = [out["type"], "null"]
+    meta = f.metadata
+    if out["type"] == "array":
+        out["items"] = {"type": _TYPES[inner.rstrip("]")], **({"minLength": 1} if meta.get("items_non_empty") else {})}
+    meta = f.metadata
+    if "choices" in meta:
+        out["enum"] = list(meta["choices"])
+    for key, name in _BOUNDS.items():
+        if key in meta:
+            out[name] = meta[key]
+    if meta.get("message"):
+        out["x-message"] = meta["message"]
+    if meta.get("non_empty"):
+        out["minLength"] = 1
+    if "max_length" in meta:
+        out["maxLength"] = meta["max_length"]
+    if f.default is not dataclasses.MISSING:
+        out["default"] = f.default
+    elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        out["default"] = f.default_factory()  # type: ignore[misc]
+    if meta.get("doc") or doc:
+        out["description"] = meta.get("doc") or doc
+    if meta.get("sdk"):
+        out["x-sdk"] = dict(meta["sdk"])
+    return out
+
+
+def _docstring_entries(cls: Any) -> dict[str, str]:
+    """``name: text`` entries of the docstring's ``Attributes:`` or ``Args:`` section, joined to one line."""
+    doc = inspect.getdoc(cls) or ""
+    match = re.search(r"^(?:Attributes|Args):\n((?:(?: {4}.*)?\n?)+)", doc, re.M)
+    entries: dict[str, str] = {}
+    name = None
+    for line in (match.group(1) if match else "").splitlines():
+        head = re.match(r" {4}(\w+): (.*)", line)
+        if head:
+            name = head.group(1)
+            entries[name] = head.group(2).strip()
+        elif name and line.strip():
+            entries[name] += " " + line.strip()
+    return entries
