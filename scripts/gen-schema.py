@@ -64,7 +64,7 @@ def kebab(snake: str) -> str:
 
 
 def zod(name: str, prop: dict, used: set[str]) -> str:
-    """The zod expression of one property, with the messages of ``ts/src/jobs/schema.ts``."""
+    """The zod expression of one property, with the messages of ``ts/src/spec/schema.ts``."""
     kind = prop["type"][0] if isinstance(prop["type"], list) else prop["type"]
     sdk = prop.get("x-sdk", {})
 
@@ -135,7 +135,7 @@ def ts_module(wire_name: str, schema: dict, source: str) -> str:
     lines = [f"  {camel(k)}: {zod(k, p, used)}," for k, p in schema["properties"].items()]
     docs = [doc_comment(p.get("description"), "  ") for p in schema["properties"].values()]
     body = "".join(d + line + "\n" for d, line in zip(docs, lines))
-    imports = f"import {{ {', '.join(sorted(used))} }} from '../../jobs/schema.js';\n" if used else ""
+    imports = f"import {{ {', '.join(sorted(used))} }} from '../../spec/schema.js';\n" if used else ""
     return (f"/** {HEADER.format(source=source)} */\n"
             f"import {{ z }} from 'zod';\n{imports}\n"
             f"/** The fields of `{schema['title']}` (camelCase), each with its default and limits. */\n"

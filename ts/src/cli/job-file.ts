@@ -17,7 +17,7 @@ import { ValidationError } from '../core/errors.js';
 import { passageTuning } from '../jobs/passage-tuning.js';
 import { prefixTuning } from '../jobs/prefix-tuning.js';
 import { promptTuning } from '../jobs/prompt-tuning.js';
-import { isRecord } from '../jobs/schema.js';
+import { isRecord } from '../spec/schema.js';
 import type { JobSpec, MethodName } from '../jobs/spec.js';
 import { suffixTuning } from '../jobs/suffix-tuning.js';
 import { UsageError } from './exit-codes.js';

@@ -11,7 +11,7 @@ import type { WireMap } from '../internal/wire.js';
 import { DEFAULT_CHUNK_BYTES, type UploadedData, uploadData } from './data.js';
 import { type TrainingEvent, type TrainingResult, decodeTrainingEvent, decodeTrainingResult } from './events.js';
 import { type JobSpec, assertJobSpec, trainBody } from './spec.js';
-import { nonNegativeInt, positiveInt } from './schema.js';
+import { nonNegativeInt, positiveInt } from '../spec/schema.js';
 import { DEFAULT_MAX_RESUMES, type ResumePoint, inspectRun, newest, resumedBody } from './resume.js';
 import { parseOrThrow } from '../internal/validate.js';
 

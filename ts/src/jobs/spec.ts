@@ -9,10 +9,10 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { ValidationError } from '../core/errors.js';
 import type { WireMap } from '../internal/wire.js';
-import { toSnake } from './case.js';
+import { toSnake } from '../spec/case.js';
 import { type DataOptions, type JsonRow, type ResolvedData, dataSchema } from './data.js';
-import { type ModelSpec, modelSpecSchema, modelToWire } from './model-spec.js';
-import { deepFreeze, isRecord, nonEmpty } from './schema.js';
+import { type ModelSpec, modelSpecSchema, modelToWire } from '../spec/model-spec.js';
+import { deepFreeze, isRecord, nonEmpty } from '../spec/schema.js';
 import { type ResolvedTrainingOptions, type TrainingOptions, trainingOptionsSchema, trainingToWire } from './training-options.js';
 
 /** The soft-prompt methods, named as in the worker's registry and the checkpoints. */
