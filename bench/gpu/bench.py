@@ -1,6 +1,6 @@
 """GPU training benchmark (not a test): softprompt's training loop vs PEFT + transformers Trainer on models
 built from configs (random weights, bf16), in one process, the sides taking turns. No wire: the GPU machine
-has no pyzmq, so this measures softprompt_worker.training.train in-process (bench/sdk-overhead shows what
+has no pyzmq, so this measures softprompt_worker.training.loop.train in-process (bench/sdk-overhead shows what
 the worker and SDK add: a few percent at most).
 
     bench/gpu/run.sh                        # on one H100/H200, fits in 8 minutes

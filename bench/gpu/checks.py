@@ -85,7 +85,7 @@ def build(case: str, device: str, smoke: bool):
 
 def check_methods(device: str, smoke: bool) -> dict:
     import torch
-    from softprompt_worker.training import TrainingConfig, train
+    from softprompt_worker.training.loop import TrainingConfig, train
 
     out = {}
     for case in CASES:
@@ -113,8 +113,8 @@ def check_methods(device: str, smoke: bool) -> dict:
 def inference(case: str, frozen, method) -> dict:
     """The method's serving path once: finite outputs of the right shape."""
     import torch
-    from softprompt_worker.inference import GenerationOptions, classify, generate
-    from softprompt_worker.scoring import score_candidates
+    from softprompt_worker.inference.generation import GenerationOptions, classify, generate
+    from softprompt_worker.inference.scoring import score_candidates
 
     method.eval()
     with torch.no_grad():

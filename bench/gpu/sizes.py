@@ -48,7 +48,7 @@ def run(shape: str, overrides: dict, quantization: str | None, recompute: bool, 
     from softprompt_worker.methods.registry import method_class
     from softprompt_worker.models import ModelSpec, load_frozen_model
     from softprompt_worker.tasks.registry import task_class
-    from softprompt_worker.training import TrainingConfig, train
+    from softprompt_worker.training.loop import TrainingConfig, train
 
     record = {"shape": shape, "quantization": quantization or "bf16", "gradient_checkpointing": recompute,
               "batch_size": batch_size, "max_length": max_length, "steps": steps}
@@ -100,7 +100,7 @@ def run(shape: str, overrides: dict, quantization: str | None, recompute: bool, 
 
 
 def _logical_numel(param) -> int:
-    from softprompt_worker.quantize import logical_shape
+    from softprompt_worker.models.quantize import logical_shape
 
     size = 1
     for d in logical_shape(param):

@@ -43,7 +43,7 @@ def table() -> list[dict]:
     from softprompt_worker.models import ModelSpec
     from softprompt_worker.planner.request import plan_input
     from softprompt_worker.planner.suggest import longest_seq, peak_of, with_seq
-    from softprompt_worker.training import TrainingConfig
+    from softprompt_worker.training.loop import TrainingConfig
 
     rows = []
     for method, (task, method_config, negatives) in METHODS.items():

@@ -3,7 +3,7 @@ model, same data, measured in the same run, the sides taking turns. Ratios are o
 
     .venv/bin/python bench/peers/bench.py [--quick] [--only train,embed,rerank]
 
-train   prompt tuning and prefix tuning: softprompt_worker.training.train (in-process; bench/sdk-overhead
+train   prompt tuning and prefix tuning: softprompt_worker.training.loop.train (in-process; bench/sdk-overhead
         measures what the worker + SDK add on top) vs PEFT get_peft_model + Trainer. Tiny gpt2 from a
         config (4 x 256, random weights), rows of data/debian/generate.train.jsonl, f32 CPU. tokens/s.
 suffix  suffix-embedding training: the worker's suffix_tuning + embedding task vs sentence-transformers with a
@@ -56,7 +56,7 @@ def bench_embed(quick: bool) -> dict:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from softprompt_worker.embedded import resolve_embedded
+    from softprompt_worker.models.embedded import resolve_embedded
     from softprompt_worker.models import ModelSpec, load_frozen_model
     from softprompt_worker.ops.embedding import Embedder
 
@@ -82,7 +82,7 @@ def naive_upr_scores(model, tokenizer, queries, candidates, *, batch_size=16, la
     """The straightforward UPR loop: text rows, right padding, batches in input order, full logits."""
     import torch
 
-    from softprompt_worker.scoring import Layout
+    from softprompt_worker.inference.scoring import Layout
 
     layout = layout or Layout()
     rows = []
@@ -116,7 +116,7 @@ def naive_upr_scores(model, tokenizer, queries, candidates, *, batch_size=16, la
 def bench_rerank(quick: bool) -> dict:
     import torch
 
-    from softprompt_worker.scoring import HardPrompt, score_candidates
+    from softprompt_worker.inference.scoring import HardPrompt, score_candidates
 
     from softprompt_worker.models import ModelSpec, load_frozen_model
 

@@ -47,7 +47,7 @@ def shared_model_dir(job: SuffixJob) -> str:
     """Save the frozen decoder + SmolLM2 tokenizer (no chat template) where both sides load it from."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from softprompt_worker.embedded import resolve_embedded
+    from softprompt_worker.models.embedded import resolve_embedded
 
     tok = AutoTokenizer.from_pretrained(str(resolve_embedded("smollm2")))
     tok.chat_template = None
@@ -69,7 +69,7 @@ def pairs(job: SuffixJob) -> list[dict]:
 def run_ours(path: str, job: SuffixJob) -> dict[str, Any]:
     from softprompt_worker.methods.registry import method_class
     from softprompt_worker.tasks.registry import task_class
-    from softprompt_worker.training import TrainingConfig, train
+    from softprompt_worker.training.loop import TrainingConfig, train
 
     frozen = _frozen(path)
     rows = pairs(job)

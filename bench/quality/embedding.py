@@ -45,7 +45,7 @@ from softprompt_worker.models import ModelSpec, load_frozen_model  # noqa: E402
 from softprompt_worker.ops.embedding import Embedder  # noqa: E402
 from softprompt_worker.tasks.embedding import EmbeddingTask  # noqa: E402
 from softprompt_worker.tasks.registry import task_class  # noqa: E402
-from softprompt_worker.training import TrainingConfig, train  # noqa: E402
+from softprompt_worker.training.loop import TrainingConfig, train  # noqa: E402
 
 RESULT_NAME = "quality-embedding"
 _TINY = {"dtype": "f32", "device": "cpu", "seed": 0}

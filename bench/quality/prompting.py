@@ -110,7 +110,7 @@ def train_ours(frozen, method: str, method_config: dict, task: str, task_options
     import torch
     from softprompt_worker.methods.registry import method_class
     from softprompt_worker.tasks.registry import task_class
-    from softprompt_worker.training import TrainingConfig, train
+    from softprompt_worker.training.loop import TrainingConfig, train
 
     config = TrainingConfig.from_dict(training)
     started = time.perf_counter()
@@ -217,7 +217,7 @@ def run_generation(s: Settings, frozen, log) -> dict:
 
 def run_lora(s: Settings, task: str, options: dict, rows: list[dict], steps: int, batch: int, score) -> dict:
     """LoRA on a fresh copy of the model (PEFT adapts it in place), then the same evaluation."""
-    from softprompt_worker.training import TrainingConfig
+    from softprompt_worker.training.loop import TrainingConfig
 
     lora_frozen = load_frozen(s)
     config = TrainingConfig.from_dict(training_config(s, steps, batch, s.lora_lr))

@@ -25,7 +25,7 @@ import re
 import torch
 import torch.nn.functional as F
 
-from softprompt_worker.inference import GenerationOptions, generate
+from softprompt_worker.inference.generation import GenerationOptions, generate
 from softprompt_worker.methods.injection import run_lm
 from softprompt_worker.tasks.lm_batching import IGNORE, LMEncoder, score_targets
 

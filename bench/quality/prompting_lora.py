@@ -18,9 +18,9 @@ import torch
 
 from softprompt_worker.methods.injection import lm_loss
 from softprompt_worker.methods.prompt_tuning import PromptTuning
-from softprompt_worker.resume import DataStream
+from softprompt_worker.training.resume import DataStream
 from softprompt_worker.tasks.registry import task_class
-from softprompt_worker.training import TrainingConfig, build_optimizer, lr_at
+from softprompt_worker.training.loop import TrainingConfig, build_optimizer, lr_at
 
 
 @dataclass

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from softprompt_worker.scoring import HardPrompt, Layout, PairBatch, Scores, pair_log_likelihood
+from softprompt_worker.inference.scoring import HardPrompt, Layout, PairBatch, Scores, pair_log_likelihood
 from softprompt_worker.tasks.reranking import RerankingTask
-from softprompt_worker.training import TrainingConfig, train
+from softprompt_worker.training.loop import TrainingConfig, train
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ import torch
 
 from softprompt_worker.evaluation.reranking import rank_candidates, reranking_metrics
 from softprompt_worker.methods.registry import method_class
-from softprompt_worker.scoring import HardPrompt, score_candidates
+from softprompt_worker.inference.scoring import HardPrompt, score_candidates
 from softprompt_worker.tasks.registry import task_class
 from softprompt_worker.tasks.reranking import evaluate_rows
-from softprompt_worker.training import TrainingConfig, train
+from softprompt_worker.training.loop import TrainingConfig, train
 
 from reranking_first_stage import FirstStage
 

@@ -119,7 +119,7 @@ def trained(frozen, data: dict, pooling: str, init: str, lr: float, args) -> dic
     import torch
     from softprompt_worker.methods.registry import method_class
     from softprompt_worker.tasks.registry import task_class
-    from softprompt_worker.training import TrainingConfig, train
+    from softprompt_worker.training.loop import TrainingConfig, train
 
     torch.manual_seed(0)
     fit, dev = data["train"][:-args.dev], data["train"][-args.dev:]

@@ -92,7 +92,7 @@ def trained(frozen, pooling: str, eval_rows: list[dict], steps: int, minilm: flo
     import torch
     from softprompt_worker.methods.registry import method_class
     from softprompt_worker.tasks.registry import task_class
-    from softprompt_worker.training import TrainingConfig, train
+    from softprompt_worker.training.loop import TrainingConfig, train
 
     torch.manual_seed(0)
     train_rows = [{"query": r["query"], "positive": r["positive"]}

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
     from softprompt_worker.methods.registry import method_class
     from softprompt_worker.models import ModelSpec, load_frozen_model
     from softprompt_worker.tasks.classification import ClassificationTask
-    from softprompt_worker.training import TrainingConfig, train
+    from softprompt_worker.training.loop import TrainingConfig, train
 
     model = {"tiny": "llama"} if args.smoke else {"embedded": "smollm2"}
     steps = 2 if args.smoke else args.steps

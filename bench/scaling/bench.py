@@ -55,7 +55,7 @@ def _child(job: JobSpec, steps: int, conn) -> None:
 
     from softprompt_worker.methods.registry import method_class
     from softprompt_worker.tasks.registry import task_class
-    from softprompt_worker.training import TrainingConfig, train
+    from softprompt_worker.training.loop import TrainingConfig, train
 
     start_rss = _rss_bytes()
     rows = long_rows(job.rows)

@@ -1,5 +1,5 @@
 """The plain-Python side of bench/sdk-overhead (not a test): the same prompt-tuning job run in-process by
-``softprompt_worker.training.train``, no worker and no wire. Reads one JSON job (benchlib.JobSpec fields)
+``softprompt_worker.training.loop.train``, no worker and no wire. Reads one JSON job (benchlib.JobSpec fields)
 per stdin line, answers one JSON line (``benchlib.run_ours``). Kept alive between runs so both sides are
 warm (torch imported, model built) and the bench can alternate them. ``"thread": true`` runs the job in a
 fresh thread, as the worker does (server.py's compute thread): on a loaded 2-core machine torch's CPU

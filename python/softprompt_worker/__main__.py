@@ -17,8 +17,8 @@ import logging
 import sys
 import threading
 
-from softprompt_worker.logging_setup import setup_logging
-from softprompt_worker.protocol import Limits
+from softprompt_worker.serving.logging_setup import setup_logging
+from softprompt_worker.serving.protocol import Limits
 
 log = logging.getLogger("softprompt_worker")
 
@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def parse_serve_args(argv: list[str]) -> argparse.Namespace:
-    from softprompt_worker.server import MAX_UNREAD_MESSAGES
+    from softprompt_worker.serving.server import MAX_UNREAD_MESSAGES
 
     p = argparse.ArgumentParser(prog="softprompt-worker serve",
                                 description="Run a worker that several clients share (Softprompt.connect). TCP "
@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(caps, indent=2))
         return 1 if caps.get("missing") else 0
 
-    from softprompt_worker.process import set_parent_death_signal
-    from softprompt_worker.server import Server
+    from softprompt_worker.serving.process import set_parent_death_signal
+    from softprompt_worker.serving.server import Server
 
     if args.parent_pid:
         set_parent_death_signal()
@@ -115,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
 def serve(args: argparse.Namespace) -> int:
     """`softprompt-worker serve`: 2 on a usage error (no keys for TCP, a bad key file), else the run's code."""
     setup_logging(args.log_level)
-    from softprompt_worker.auth import CurveServer
-    from softprompt_worker.keys import KeyFileError
-    from softprompt_worker.server import Server
+    from softprompt_worker.serving.auth import CurveServer
+    from softprompt_worker.serving.keys import KeyFileError
+    from softprompt_worker.serving.server import Server
 
     limits = _limits(args)
     if limits is None:
@@ -146,7 +146,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def keys(args: argparse.Namespace) -> int:
-    from softprompt_worker.keys import KeyFileError, new_key_pair
+    from softprompt_worker.serving.keys import KeyFileError, new_key_pair
 
     try:
         public, secret = new_key_pair(args.out, args.name, overwrite=args.force)
@@ -159,7 +159,7 @@ def keys(args: argparse.Namespace) -> int:
 
 def _curve_from_stdin():
     """The keys the SDK wrote on stdin (only rank 0 of a group gets here, so only it reads them)."""
-    from softprompt_worker.auth import CurveServer
+    from softprompt_worker.serving.auth import CurveServer
 
     return CurveServer.from_stdin_line(sys.stdin.readline())
 
@@ -175,8 +175,9 @@ def _join_group(args: argparse.Namespace) -> int | None:
     """`--distributed`: join the torchrun group. Followers never bind a socket: they stay in
     `distributed.start` and get their exit code; rank 0 gets None and serves (distributed/lifecycle.py)."""
     from softprompt_worker import distributed
+    from softprompt_worker.ops import load_op_modules
 
-    return distributed.start(args.distributed, parent_pid=getattr(args, "parent_pid", None))
+    return distributed.start(args.distributed, load_ops=load_op_modules, parent_pid=getattr(args, "parent_pid", None))
 
 
 def _serve(server, args: argparse.Namespace) -> int:

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
-from .errors import InvalidArgumentError, NotFoundError, TooLargeError, WorkerError
-from .fields import check_fields, check_values, option
-from .files import open_regular_file
+from softprompt_worker.errors import InvalidArgumentError, NotFoundError, TooLargeError, WorkerError
+from softprompt_worker.fields import check_fields, check_values, option
+from softprompt_worker.files import open_regular_file
 
 ON_BAD_ROW = ("fail", "skip")
 MAX_REPORTED_SKIPS = 100  # the report keeps the first ones and counts the rest
@@ -154,6 +154,7 @@ def split_rows(rows: list[dict], eval_fraction: float, seed: int) -> tuple[list[
 
 # -- datasets sent by the client in chunks ------------------------------------------------------------
 
+
 class DatasetStore:
     """Rows the client streams in with ``data_open`` / ``data_append``, by dataset id. Thread-safe."""
 
@@ -197,6 +198,14 @@ class DatasetStore:
         if dataset not in self._rows:
             raise NotFoundError(f"dataset: no open dataset {dataset!r} (open one with data_open)")
         return self._rows[dataset]
+
+
+DATASETS = "datasets"  # state.cache key of the worker's DatasetStore
+
+
+def dataset_store(state) -> DatasetStore:
+    """The worker's dataset store (one per worker process, in its shared ``WorkerState``)."""
+    return state.get_or_create(DATASETS, DatasetStore)
 
 
 # -- resolving a data spec ----------------------------------------------------------------------------

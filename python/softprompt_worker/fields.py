@@ -19,7 +19,7 @@ import dataclasses
 import math
 from typing import Any
 
-from .errors import InvalidArgumentError
+from softprompt_worker.errors import InvalidArgumentError
 
 MISSING: Any = dataclasses.MISSING
 

@@ -29,7 +29,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from .errors import InvalidArgumentError, NotFoundError
+from softprompt_worker.errors import InvalidArgumentError, NotFoundError
 
 #: The largest checkpoint read (a soft prompt plus its optimizer state; 4096 virtual tokens × 65,536 wide
 #: in float32 is 1 GiB, Adam's two moments triple it).

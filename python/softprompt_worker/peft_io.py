@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import CheckpointInvalidError, InvalidArgumentError
-from .files import MAX_CHECKPOINT_BYTES, MAX_JSON_BYTES, read_regular_file, read_regular_text, write_file_under
+from softprompt_worker.errors import CheckpointInvalidError, InvalidArgumentError
+from softprompt_worker.files import MAX_CHECKPOINT_BYTES, MAX_JSON_BYTES, read_regular_file, read_regular_text, write_file_under
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -30,7 +30,7 @@ def export_peft(method, out_dir: str | Path) -> Path:
     """Write ``method`` as a PEFT adapter in ``out_dir`` (a method with a ``peft_type``)."""
     from safetensors.torch import save as save_safetensors
 
-    from .methods.registry import peft_methods
+    from softprompt_worker.methods.registry import peft_methods
 
     if method.peft_type is None:
         supported = ", ".join(cls.name for cls in peft_methods())
@@ -60,7 +60,7 @@ def import_peft(adapter_dir: str | Path, frozen):
     """The method (the one whose ``peft_type`` the adapter names) holding a PEFT adapter's prompt, on ``frozen``."""
     from safetensors.torch import load as load_safetensors
 
-    from .methods.registry import method_for_peft_type
+    from softprompt_worker.methods.registry import method_for_peft_type
 
     root = Path(adapter_dir)
     if not (root / WEIGHTS_FILE).exists() and (root / PICKLED_WEIGHTS_FILE).exists():

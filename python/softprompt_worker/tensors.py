@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from softprompt_worker._proto.softprompt.v1 import tensor_pb2
-from softprompt_worker.protocol import NUMPY_DTYPES, WireTensor, c_contiguous
+from softprompt_worker.serving.protocol import NUMPY_DTYPES, WireTensor, c_contiguous
 
 if TYPE_CHECKING:
     import torch

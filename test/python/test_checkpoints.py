@@ -8,12 +8,12 @@ import os
 import pytest
 import torch
 
-from softprompt_worker import checkpoints
-from softprompt_worker.checkpoints import (build_method_from_checkpoint, load_checkpoint, resolve_under,
+from softprompt_worker.training import checkpoints
+from softprompt_worker.training.checkpoints import (build_method_from_checkpoint, load_checkpoint, resolve_under,
                                            save_checkpoint)
 from softprompt_worker.errors import CheckpointInvalidError, InvalidArgumentError, NotFoundError, StorageError
 from softprompt_worker.models import ModelSpec, load_frozen_model
-from softprompt_worker.training import TrainingConfig, train
+from softprompt_worker.training.loop import TrainingConfig, train
 
 from fixtures.stub import StubConfig, StubMethod, stub_setup
 

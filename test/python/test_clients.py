@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from softprompt_worker.checkpoints import save_checkpoint
-from softprompt_worker.clients import ClientDirectory, client_directory
+from softprompt_worker.training.checkpoints import save_checkpoint
+from softprompt_worker.serving.clients import ClientDirectory, client_directory
 from softprompt_worker.errors import InvalidArgumentError, NotFoundError
 from softprompt_worker.methods.prompt_tuning import PromptTuning, PromptTuningConfig
 from softprompt_worker.models import ModelSpec
 from softprompt_worker.ops import load_op_modules
-from softprompt_worker.ops.registry import OpContext, Request, WorkerState, get_op
-from softprompt_worker.prompts import get_frozen_model
+from softprompt_worker.serving.handlers import OpContext, Request, WorkerState, get_op
+from softprompt_worker.models.cache import get_frozen_model
 
 torch.set_num_threads(1)
 assert not load_op_modules([f"softprompt_worker.ops.{m}" for m in ("control", "prompts", "inference")])

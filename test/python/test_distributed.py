@@ -31,9 +31,9 @@ import torch
 
 from conftest import PYTHON_SRC, Client
 
-from softprompt_worker.checkpoints import load_checkpoint
+from softprompt_worker.training.checkpoints import load_checkpoint
 from softprompt_worker.distributed import ShardedStream
-from softprompt_worker.ops.registry import OpContext, Request, WorkerState
+from softprompt_worker.serving.handlers import OpContext, Request, WorkerState
 from softprompt_worker.ops.train import train_op
 
 WORDS = ["abc", "hey", "kit", "moo", "sto", "sun", "tea", "xyz", "dog", "cat", "owl", "elk"]

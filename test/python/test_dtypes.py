@@ -11,7 +11,7 @@ from softprompt_worker.methods.registry import method_class
 from softprompt_worker.models import ModelSpec, load_frozen_model, resolve_dtype
 from softprompt_worker.ops.train import model_for_training
 from softprompt_worker.tasks.generation import GenerationTask
-from softprompt_worker.training import TrainingConfig, train
+from softprompt_worker.training.loop import TrainingConfig, train
 
 ROWS = [{"input": "ab=", "target": "ba"}, {"input": "cd=", "target": "dc"}]
 

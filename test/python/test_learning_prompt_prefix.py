@@ -15,7 +15,7 @@ import torch
 from softprompt_worker.methods.registry import method_class
 from softprompt_worker.tasks.generation import GenerationTask
 from softprompt_worker.tasks.lm_batching import score_targets
-from softprompt_worker.training import TrainingConfig, train
+from softprompt_worker.training.loop import TrainingConfig, train
 
 from fixtures.pretrained_lm import PretrainedLM, pretrained_lm  # noqa: F401 - the fixture
 

@@ -22,7 +22,7 @@ import torch
 from softprompt_worker.methods.suffix_tuning import SuffixTuning, SuffixTuningConfig
 from softprompt_worker.models import ModelSpec, load_frozen_model
 from softprompt_worker.tasks.embedding import EmbeddingTask
-from softprompt_worker.training import TrainingConfig, train
+from softprompt_worker.training.loop import TrainingConfig, train
 
 torch.set_num_threads(1)
 

@@ -15,7 +15,7 @@ import torch
 from softprompt_worker.methods.registry import method_class
 from softprompt_worker.models import ModelSpec, load_frozen_model
 from softprompt_worker.tasks.generation import GenerationTask
-from softprompt_worker.training import TrainingConfig, train
+from softprompt_worker.training.loop import TrainingConfig, train
 
 torch.set_num_threads(1)
 

@@ -11,11 +11,11 @@ import json
 
 import pytest
 
-from softprompt_worker import embedded
-from softprompt_worker.checkpoints import model_spec_json
+from softprompt_worker.models import embedded
+from softprompt_worker.training.checkpoints import model_spec_json
 from softprompt_worker.errors import DependencyMissingError, InvalidArgumentError
 from softprompt_worker.models import ModelSpec, load_frozen_model
-from softprompt_worker.prompts import spec_for_checkpoint
+from softprompt_worker.inference.prompts import spec_for_checkpoint
 
 
 def test_embedded_is_one_of_the_three_ways_to_name_a_model():

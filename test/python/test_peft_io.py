@@ -111,9 +111,9 @@ def test_encoder_decoder_prefix_export_is_refused(tmp_path):
 
 def test_ops_round_trip(tmp_path):
     """checkpoint -> PEFT adapter -> checkpoint keeps the prompt; the reimported prompt serves generate."""
-    from softprompt_worker.checkpoints import load_checkpoint, save_checkpoint
+    from softprompt_worker.training.checkpoints import load_checkpoint, save_checkpoint
     from softprompt_worker.ops import peft as peft_ops  # noqa: F401 - registers the ops
-    from softprompt_worker.ops.registry import OpContext, Request, WorkerState, get_op
+    from softprompt_worker.serving.handlers import OpContext, Request, WorkerState, get_op
 
     def call(state, name, body):
         return get_op(name).handler(Request(1, name, body), OpContext(1, name, state, lambda *a: None)).body

@@ -7,20 +7,21 @@ from __future__ import annotations
 import pytest
 import torch
 
-from softprompt_worker import checkpoints
+from softprompt_worker.training import checkpoints
 from softprompt_worker._proto.softprompt.v1 import checkpoint_pb2
-from softprompt_worker.checkpoints import load_checkpoint, save_checkpoint
+from softprompt_worker.training.checkpoints import load_checkpoint, save_checkpoint
 from softprompt_worker.errors import CheckpointInvalidError, InvalidArgumentError, NotFoundError
-from softprompt_worker.inference import GenerationOptions, generate
+from softprompt_worker.inference.generation import GenerationOptions, generate
 from softprompt_worker.methods.prefix_tuning import PrefixTuning, PrefixTuningConfig
 from softprompt_worker.methods.passage_tuning import PassageTuning, PassageTuningConfig
 from softprompt_worker.methods.prompt_tuning import PromptTuning, PromptTuningConfig
 from softprompt_worker.methods.suffix_tuning import SuffixTuning, SuffixTuningConfig
 from softprompt_worker.ops import load_op_modules
-from softprompt_worker.ops.registry import OpContext, Request, WorkerState, get_op
-from softprompt_worker.prompts import (CHECKPOINT_PROMPTS, MAX_CHECKPOINT_PROMPTS, get_frozen_model, prompt_cache,
-                                       resolve_prompt, spec_for_checkpoint)
+from softprompt_worker.serving.handlers import OpContext, Request, WorkerState, get_op
+from softprompt_worker.inference.prompts import (CHECKPOINT_PROMPTS, MAX_CHECKPOINT_PROMPTS, prompt_cache,
+                                                 resolve_prompt, spec_for_checkpoint)
 from softprompt_worker.models import ModelSpec
+from softprompt_worker.models.cache import get_frozen_model
 
 torch.set_num_threads(1)
 assert not load_op_modules([f"softprompt_worker.ops.{m}" for m in

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from softprompt_worker import protocol
-from softprompt_worker.protocol import DecodeFailure, Message, WireTensor, decode, encode
+from softprompt_worker.serving import protocol
+from softprompt_worker.serving.protocol import DecodeFailure, Message, WireTensor, decode, encode
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 DOC = json.loads((VECTORS / "wire.json").read_text(encoding="utf-8"))

@@ -10,13 +10,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from softprompt_worker.checkpoints import load_checkpoint, save_checkpoint
+from softprompt_worker.training.checkpoints import load_checkpoint, save_checkpoint
 from softprompt_worker.errors import DependencyMissingError, InvalidArgumentError
 from softprompt_worker.methods.registry import method_class
 from softprompt_worker.models import ModelSpec, load_frozen_model
-from softprompt_worker.prompts import spec_for_checkpoint
+from softprompt_worker.inference.prompts import spec_for_checkpoint
 from softprompt_worker.tasks.generation import GenerationTask
-from softprompt_worker.training import TrainingConfig, train
+from softprompt_worker.training.loop import TrainingConfig, train
 
 pytest.importorskip("bitsandbytes")
 torch.set_num_threads(1)
@@ -59,7 +59,7 @@ def test_a_quantized_base_stays_close_frozen_and_trainable(kind, tolerance, tmp_
 
 
 def test_a_prompt_trained_on_nf4_loads_on_the_full_precision_base(tmp_path):
-    from softprompt_worker.checkpoints import build_method_from_checkpoint
+    from softprompt_worker.training.checkpoints import build_method_from_checkpoint
 
     quantized = _model("nf4")
     cls = method_class("prefix_tuning")
@@ -108,8 +108,8 @@ def test_a_model_too_large_to_build_whole_is_built_one_quantized_layer_at_a_time
     import bitsandbytes as bnb
     from transformers import AutoModelForCausalLM
 
-    from softprompt_worker.quantize import materialize_quantized
-    from softprompt_worker.tiny import tiny_config
+    from softprompt_worker.models.quantize import materialize_quantized
+    from softprompt_worker.models.tiny import tiny_config
 
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(tiny_config("llama"), attn_implementation="sdpa")
@@ -146,7 +146,7 @@ def test_a_worker_start_does_not_print_bitsandbytes_kernel_notices():
     import subprocess
     import sys
 
-    code = ("from softprompt_worker.logging_setup import setup_logging; setup_logging('info'); "
+    code = ("from softprompt_worker.serving.logging_setup import setup_logging; setup_logging('info'); "
             "import peft, bitsandbytes, logging; logging.getLogger('softprompt_worker').warning('still shown')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

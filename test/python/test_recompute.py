@@ -8,9 +8,9 @@ import torch
 
 from softprompt_worker.methods.registry import method_class
 from softprompt_worker.models import ModelSpec, load_frozen_model
-from softprompt_worker.recompute import recomputed_layers, transformer_layers
+from softprompt_worker.models.recompute import recomputed_layers, transformer_layers
 from softprompt_worker.tasks.registry import task_class
-from softprompt_worker.training import TrainingConfig, train
+from softprompt_worker.training.loop import TrainingConfig, train
 
 torch.set_num_threads(1)
 GEN = [{"input": f"{w}=", "target": w[::-1]} for w in ("abc", "hello there", "kite", "a")]

@@ -8,7 +8,7 @@ import torch
 
 from softprompt_worker.errors import InvalidArgumentError, TooLargeError
 from softprompt_worker.models import ModelSpec, load_frozen_model
-from softprompt_worker.scoring import HardPrompt, Layout, PairBatch, pair_log_likelihood, score_pairs, tokenize
+from softprompt_worker.inference.scoring import HardPrompt, Layout, PairBatch, pair_log_likelihood, score_pairs, tokenize
 
 torch.set_num_threads(1)
 

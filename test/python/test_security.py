@@ -20,10 +20,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from softprompt_worker.checkpoints import resolve_under, save_checkpoint
+from softprompt_worker.training.checkpoints import resolve_under, save_checkpoint
 from softprompt_worker.errors import InvalidArgumentError
 from softprompt_worker.models import ModelSpec
-from softprompt_worker.runs import RunDir
+from softprompt_worker.training.runs import RunDir
 
 PACKAGE = Path(__file__).resolve().parents[2] / "python" / "softprompt_worker"
 PICKLE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve", "marshal", "pickletools"}
@@ -226,7 +226,7 @@ def test_peft_export_never_writes_through_a_symlink(tmp_path, outside):
 def test_a_link_swapped_in_after_the_check_cannot_redirect_a_write(tmp_path, outside, monkeypatch):
     # The swap happens exactly between the containment check (resolve_under) and the write: the write walks
     # the run directory by descriptors with O_NOFOLLOW, so it refuses the swapped-in link instead of following.
-    import softprompt_worker.checkpoints as checkpoints
+    import softprompt_worker.training.checkpoints as checkpoints
     from softprompt_worker.methods.prompt_tuning import PromptTuning, PromptTuningConfig
     from softprompt_worker.models import load_frozen_model
 

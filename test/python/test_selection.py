@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from softprompt_worker.errors import InvalidArgumentError
-from softprompt_worker.selection import Selection, lower_is_better
-from softprompt_worker.training import TrainingConfig, train
+from softprompt_worker.training.selection import Selection, lower_is_better
+from softprompt_worker.training.loop import TrainingConfig, train
 
 from fixtures.stub import stub_setup
 

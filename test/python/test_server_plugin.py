@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from softprompt_worker.errors import CancelledError
-from softprompt_worker.ops.registry import OpContext, Reply, Request, op
+from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 
 
 @op("test_stream")

@@ -1,4 +1,4 @@
-"""ops/registry.py and op discovery."""
+"""serving/handlers.py (the op table) and op discovery."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import threading
 
 import pytest
 
-from softprompt_worker.ops import load_op_modules, registry
-from softprompt_worker.ops.registry import OpContext, Reply, Request, WorkerState, get_op, op
+from softprompt_worker.ops import load_op_modules
+from softprompt_worker.serving import handlers
+from softprompt_worker.serving.handlers import OpContext, Reply, Request, WorkerState, get_op, op
 
 
 def test_register_and_lookup() -> None:
@@ -23,7 +24,7 @@ def test_register_and_lookup() -> None:
     reply = spec.handler(Request(5, "test_registry_double", {"x": 4}, {}), ctx)
     assert reply.body == {"x": 8}
     assert sent == [(5, "test_registry_double", {"half": True}, {})]
-    assert "test_registry_double" in registry.registered_ops()
+    assert "test_registry_double" in handlers.registered_ops()
     with pytest.raises(ValueError, match="already registered"):
         op("test_registry_double")(double)
 

@@ -19,9 +19,9 @@ import zmq
 
 from conftest import PYTHON_SRC, TEST_DIR, Client
 from softprompt_worker.__main__ import main
-from softprompt_worker.auth import check_endpoint, is_loopback_tcp
-from softprompt_worker.keys import KeyFileError, load_allowed_keys, load_public_key, load_secret_key, new_key_pair
-from softprompt_worker.server import Server
+from softprompt_worker.serving.auth import check_endpoint, is_loopback_tcp
+from softprompt_worker.serving.keys import KeyFileError, load_allowed_keys, load_public_key, load_secret_key, new_key_pair
+from softprompt_worker.serving.server import Server
 
 REFUSED_WAIT_MS = 1500  # how long a refused client waits for an answer that never comes
 

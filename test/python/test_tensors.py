@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from softprompt_worker.protocol import Message, decode, encode
+from softprompt_worker.serving.protocol import Message, decode, encode
 from softprompt_worker.tensors import (
     tensor_from_proto,
     tensor_to_proto,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from softprompt_worker.errors import InvalidArgumentError
-from softprompt_worker.training import TrainingConfig, lr_at, train
+from softprompt_worker.training.loop import TrainingConfig, lr_at, train
 
 from fixtures.stub import stub_setup
 

@@ -1,6 +1,6 @@
 /** Shared setup for the integration tests: the real worker plus the TS test ops. */
 import { fileURLToPath } from 'node:url';
-import type { StartOptions } from '../../ts/src/internal/options.js';
+import type { StartOptions } from '../../ts/src/core/start-options.js';
 import type { LogFunction } from '../../ts/src/core/logger.js';
 
 export const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url));

@@ -3,7 +3,7 @@
 Run from the repo root: `.venv/bin/python test/vectors/make_wire_vectors.py` (rewrites the file;
 `test/python/test_protocol_vectors.py` fails when the committed file is stale).
 
-The frames are built here with plain msgpack + numpy, independently of `softprompt_worker.protocol`,
+The frames are built here with plain msgpack + numpy, independently of `softprompt_worker.serving.protocol`,
 so the vectors pin the format rather than one implementation of it. Encoding rules both encoders
 must follow to reproduce `frames_hex` byte for byte:
 - header keys in the order v, id, kind, op, body, tensors; descriptor keys in the order name, dtype, shape;

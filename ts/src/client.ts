@@ -10,9 +10,11 @@ import { capabilitiesSchema } from './core/capabilities.js';
 import { type WorkerHealth, healthSchema } from './core/health.js';
 import type { Tensor, TensorMap } from './core/tensor.js';
 import { toLogFunction } from './core/logger.js';
-import { type ConnectOptions, loadKeys, parseConnectOptions } from './internal/connect-options.js';
+import type { ConnectOptions } from './core/connect-options.js';
+import { loadKeys, parseConnectOptions } from './internal/connect-options.js';
 import type { WorkerLink } from './internal/link.js';
-import { type StartOptions, parseStartOptions } from './internal/options.js';
+import type { StartOptions } from './core/start-options.js';
+import { parseStartOptions } from './internal/options.js';
 import { RemoteLink } from './internal/remote.js';
 import { type CallOptions, Rpc } from './internal/rpc.js';
 import type { WireMap } from './internal/wire.js';
@@ -20,6 +22,7 @@ import { type InternalHooks, Supervisor } from './internal/supervisor.js';
 import { Checkpoints } from './jobs/checkpoints.js';
 import { type TrainOptions, type TrainingJob, train } from './jobs/job.js';
 import type { JobSpec } from './jobs/spec.js';
+import { reportAfterJob } from './reports/job-report.js';
 import { type MemoryPlan, type PlanOptions, plan } from './jobs/plan.js';
 import { type ClassifyInput, type ClassifyResult, classify } from './inference/classify.js';
 import { type EmbedInput, type Embeddings, embed } from './inference/embed.js';
@@ -90,7 +93,7 @@ export class Softprompt implements AsyncDisposable {
 
   /** Runs a training job built by `promptTuning(...)` & co.: events, `result()`, `cancel()` (`jobs/job.ts`). */
   train(spec: JobSpec, options?: TrainOptions): TrainingJob {
-    return train(this.#rpc, spec, options);
+    return train(this.#rpc, spec, options, reportAfterJob);
   }
 
   /**

@@ -4,8 +4,8 @@
  */
 export { Softprompt } from './client.js';
 export type { CallOptions } from './client.js';
-export type { StartOptions, LifecycleEvent } from './internal/options.js';
-export type { ConnectOptions, ConnectKeys } from './internal/connect-options.js';
+export type { StartOptions, LifecycleEvent } from './core/start-options.js';
+export type { ConnectOptions, ConnectKeys } from './core/connect-options.js';
 
 export {
   SoftpromptError,
@@ -40,7 +40,7 @@ export type { Capabilities, GpuInfo } from './core/capabilities.js';
 export type { WorkerHealth } from './core/health.js';
 export type { Logger, LogFunction, LogLevel } from './core/logger.js';
 
-export type { ModelSpec, PretrainedModelSpec, TinyModelSpec, TinyFamily, EmbeddedModelSpec, EmbeddedModelName } from './jobs/model-spec.js';
+export type { ModelSpec, PretrainedModelSpec, TinyModelSpec, TinyFamily, EmbeddedModelSpec, EmbeddedModelName } from './spec/model-spec.js';
 export type { Prompts } from './inference/prompts.js';
 export type { PromptInfo, PromptLoadOptions, TrainedCheckpoints } from './inference/prompts.js';
 export type { GenerateInput, GenerateDelta, GenerateResult, PromptSelection } from './inference/generate.js';
@@ -88,7 +88,7 @@ export type {
   RerankingRow,
 } from './jobs/passage-tuning.js';
 export type { JobSpec, JobInput, MethodName } from './jobs/spec.js';
-export type { ModelDType } from './jobs/model-spec.js';
+export type { ModelDType } from './spec/model-spec.js';
 export type { LmTask, ResolvedLmTask, GenerationTask, ClassificationTask, GenerationRow, ClassificationRow } from './jobs/lm-tasks.js';
 export type { DataOptions, DataSource, FileSource, RowsSource, JsonRow, ResolvedData } from './jobs/data.js';
 export type { TrainingOptions, ResolvedTrainingOptions } from './jobs/training-options.js';

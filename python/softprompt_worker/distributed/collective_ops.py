@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from softprompt_worker.data import dataset_store
 from softprompt_worker.distributed.group import current_group
-from softprompt_worker.ops.registry import Handler, OpContext, Reply, Request
+from softprompt_worker.serving.handlers import Handler, OpContext, Reply, Request
 
 
 def collective(handler: Handler) -> Handler:
@@ -32,11 +33,9 @@ def _for_followers(body: dict[str, Any], ctx: OpContext) -> dict[str, Any]:
     data = body.get("data")
     if not isinstance(data, dict):
         return body
-    from softprompt_worker.ops.data import datasets
-
     inlined = dict(data)
     for key in ("train", "eval"):
         source = data.get(key)
         if isinstance(source, dict) and set(source) == {"dataset"} and isinstance(source["dataset"], str):
-            inlined[key] = {"rows": datasets(ctx).rows(source["dataset"])}
+            inlined[key] = {"rows": dataset_store(ctx.state).rows(source["dataset"])}
     return {**body, "data": inlined}

@@ -10,7 +10,7 @@ import torch.distributed as dist
 
 from softprompt_worker.distributed.group import Group, current_group
 from softprompt_worker.errors import InternalError, InvalidArgumentError
-from softprompt_worker.ops.registry import OpContext
+from softprompt_worker.serving.handlers import OpContext
 
 if TYPE_CHECKING:
     from softprompt_worker.methods.base import SoftPromptMethod

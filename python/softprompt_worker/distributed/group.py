@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 
 from softprompt_worker.errors import ERROR_CLASSES, InternalError, WorkerError, from_exception
-from softprompt_worker.ops.registry import Handler, OpContext, Reply, Request
+from softprompt_worker.serving.handlers import Handler, OpContext, Reply, Request
 
 log = logging.getLogger("softprompt_worker.distributed")
 

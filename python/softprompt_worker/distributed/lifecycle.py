@@ -12,19 +12,19 @@ import tempfile
 import threading
 import time
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 import torch
 import torch.distributed as dist
 
 from softprompt_worker.distributed.group import Group, current_group, set_current_group
 from softprompt_worker.errors import InternalError
-from softprompt_worker.logging_setup import FORMAT, OneLineFormatter
-from softprompt_worker.ops.registry import OpContext, Reply, Request, WorkerState, get_op
-from softprompt_worker.process import process_alive
+from softprompt_worker.serving.logging_setup import FORMAT, OneLineFormatter
+from softprompt_worker.serving.handlers import OpContext, Reply, Request, WorkerState, get_op
+from softprompt_worker.serving.process import process_alive
 
 if TYPE_CHECKING:
-    from softprompt_worker.server import Server
+    from softprompt_worker.serving.server import Server
 
 log = logging.getLogger("softprompt_worker.distributed")
 
@@ -36,9 +36,12 @@ PARENT_GRACE_S = 15  # a follower whose parent died: how long rank 0 has to send
 _TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
-def start(backend: str, *, parent_pid: int | None = None) -> int | None:
+def start(backend: str, *, load_ops: Callable[[], object], parent_pid: int | None = None) -> int | None:
     """Join the worker group torchrun started. Rank 0 gets None and goes on to serve the SDK (``lead``);
-    a follower stays here for its whole life and gets its exit code (2 when it cannot join)."""
+    a follower stays here for its whole life and gets its exit code (2 when it cannot join).
+
+    ``load_ops`` registers the op handlers a follower runs (``ops.load_op_modules``): passed in by the
+    entry point, since this package sits below ``ops`` and never imports it."""
     try:
         group = _join(backend)
     except (ValueError, RuntimeError) as exc:
@@ -48,7 +51,7 @@ def start(backend: str, *, parent_pid: int | None = None) -> int | None:
     if group.rank == 0:
         log.info("rank 0 of %d (%s): serving; %d follower(s)", group.world_size, group.backend, group.world_size - 1)
         return None
-    return _follow(group, parent_pid)
+    return _follow(group, parent_pid, load_ops)
 
 
 def lead(server: Server) -> NoReturn:
@@ -116,13 +119,11 @@ def _stop_followers() -> None:
     group.close()
 
 
-def _follow(group: Group, parent_pid: int | None) -> NoReturn:
-    from softprompt_worker.ops import load_op_modules
-
+def _follow(group: Group, parent_pid: int | None, load_ops: Callable[[], object]) -> NoReturn:
     _stdout_to_stderr()
     if parent_pid:
         threading.Thread(target=_watch_parent, args=(parent_pid,), name="parent-watcher", daemon=True).start()
-    load_op_modules()
+    load_ops()
     state = WorkerState()
     log.info("following rank 0 (pid %d)", os.getpid())
     while True:

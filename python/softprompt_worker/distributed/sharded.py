@@ -31,7 +31,7 @@ from softprompt_worker.distributed.group import Group
 from softprompt_worker.errors import InvalidArgumentError
 from softprompt_worker.models import FrozenModel, ModelSpec, fingerprint, load_frozen_model, model_structure, \
     resolve_device, resolve_dtype
-from softprompt_worker.recompute import transformer_layers
+from softprompt_worker.models.recompute import transformer_layers
 
 log = logging.getLogger("softprompt_worker.distributed")
 SHARDED_MODEL_CACHE = "sharded-frozen-model"
@@ -41,7 +41,7 @@ def sharded_model(state, spec: ModelSpec) -> FrozenModel:
     """For a collective job with ``training.shard_model``: the sharded model, loaded once per group and
     cached apart from the models inference uses."""
     from softprompt_worker.distributed.group import current_group
-    from softprompt_worker.prompts import model_key
+    from softprompt_worker.models.cache import model_key
 
     group = current_group()
     if group is None or group.world_size == 1:

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import torch
 
-from ..errors import InvalidArgumentError
+from softprompt_worker.errors import InvalidArgumentError
 
 
 def rank_candidates(scores: torch.Tensor, relevance: torch.Tensor | None = None,

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import torch
 
-from ..errors import InvalidArgumentError
+from softprompt_worker.errors import InvalidArgumentError
 
 DEFAULT_K_VALUES = (1, 10, 100)
 Qrels = dict[str, dict[str, float]]

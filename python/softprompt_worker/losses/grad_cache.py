@@ -8,8 +8,8 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
-from ..errors import InvalidArgumentError
-from .info_nce import Embedder, Features, InfoNCELoss, _check_features
+from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.losses.info_nce import Embedder, Features, InfoNCELoss, _check_features
 
 
 class CachedInfoNCELoss(InfoNCELoss):

@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..errors import InvalidArgumentError
+from softprompt_worker.errors import InvalidArgumentError
 
 Features = dict[str, torch.Tensor]
 Embedder = Callable[[Features], torch.Tensor]

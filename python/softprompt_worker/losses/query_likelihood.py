@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..errors import InvalidArgumentError
+from softprompt_worker.errors import InvalidArgumentError
 
 SCORES = ("mean", "sum")
 

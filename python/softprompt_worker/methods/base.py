@@ -19,11 +19,11 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..errors import InvalidArgumentError
-from ..fields import check_fields, check_values
-from ..limits import MAX_NUM_VIRTUAL_TOKENS
-from ..models import FrozenModel
-from .workload import Job, Pass, Sizes
+from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.fields import check_fields, check_values
+from softprompt_worker.limits import MAX_NUM_VIRTUAL_TOKENS
+from softprompt_worker.models import FrozenModel
+from softprompt_worker.methods.workload import Job, Pass, Sizes
 
 
 class MethodConfig:
@@ -188,7 +188,7 @@ class LMSoftPromptMethod(SoftPromptMethod):
             right_padded: the rows are right-padded (real tokens first): lets the logits be a view of the
                 model's output, not a copy (``injection.run_lm``).
         """
-        from .injection import run_lm
+        from softprompt_worker.methods.injection import run_lm
 
         injection = self.injection()
         rows = [injection] * input_ids.shape[0]

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import InvalidArgumentError
-from ..models import FrozenModel
+from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.models import FrozenModel
 
 INITS = ("text", "vocab", "random")
 VOCAB_SAMPLE_SIZE = 5000

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from ..device_copy import to_device
-from ..errors import InvalidArgumentError, TooLargeError
-from .prefix_attention import PrefixKV, prefix_context
+from softprompt_worker.models.device_copy import to_device
+from softprompt_worker.errors import InvalidArgumentError, TooLargeError
+from softprompt_worker.methods.prefix_attention import PrefixKV, prefix_context
 
 
 @dataclass

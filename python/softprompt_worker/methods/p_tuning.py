@@ -35,14 +35,14 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..errors import InvalidArgumentError
-from ..fields import option
-from ..limits import MAX_HIDDEN_SIZE, MAX_NUM_VIRTUAL_TOKENS, MAX_SEED
-from ..models import FrozenModel
-from .base import LMSoftPromptMethod, MethodConfig
-from .init_vectors import initial_vectors
-from .injection import Injection
-from .workload import Job, Pass, lm_rows
+from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.fields import option
+from softprompt_worker.limits import MAX_HIDDEN_SIZE, MAX_NUM_VIRTUAL_TOKENS, MAX_SEED
+from softprompt_worker.models import FrozenModel
+from softprompt_worker.methods.base import LMSoftPromptMethod, MethodConfig
+from softprompt_worker.methods.init_vectors import initial_vectors
+from softprompt_worker.methods.injection import Injection
+from softprompt_worker.methods.workload import Job, Pass, lm_rows
 
 ENCODERS = ("mlp", "lstm")
 INITS = ("random", "vocab", "text")
@@ -138,7 +138,7 @@ class PTuning(LMSoftPromptMethod):
     def from_peft(cls, raw: dict[str, Any], frozen: FrozenModel):
         """A ``P_TUNING`` adapter keeps only the encoded vectors, not the encoder: it loads as the prompt-tuning
         prompt it is equivalent to (same vectors, same injection)."""
-        from .prompt_tuning import PromptTuning
+        from softprompt_worker.methods.prompt_tuning import PromptTuning
 
         return PromptTuning.from_peft(raw, frozen)
 

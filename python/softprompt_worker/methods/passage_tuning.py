@@ -43,15 +43,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InvalidArgumentError
-from ..fields import option
-from ..limits import MAX_HIDDEN_SIZE, MAX_NUM_VIRTUAL_TOKENS, MAX_SEQUENCE_LENGTH
-from ..models import FrozenModel
-from ..scoring import ORDERS, UPR_INSTRUCTION, Layout, PairBatch, Scores, pair_log_likelihood, require_causal_lm, \
+from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.fields import option
+from softprompt_worker.limits import MAX_HIDDEN_SIZE, MAX_NUM_VIRTUAL_TOKENS, MAX_SEQUENCE_LENGTH
+from softprompt_worker.models import FrozenModel
+from softprompt_worker.inference.scoring import ORDERS, UPR_INSTRUCTION, Layout, PairBatch, Scores, pair_log_likelihood, require_causal_lm, \
     tokenize
-from .base import MethodConfig, SoftPromptMethod
-from .init_vectors import initial_vectors
-from .workload import Job, Pass, Sizes
+from softprompt_worker.methods.base import MethodConfig, SoftPromptMethod
+from softprompt_worker.methods.init_vectors import initial_vectors
+from softprompt_worker.methods.workload import Job, Pass, Sizes
 
 log = logging.getLogger(__name__)
 

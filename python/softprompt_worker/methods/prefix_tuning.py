@@ -36,14 +36,14 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..errors import InvalidArgumentError
-from ..kv_cache import cache_of, layer_key_values
-from ..fields import option
-from ..limits import MAX_HIDDEN_SIZE, MAX_NUM_VIRTUAL_TOKENS, MAX_SEED
-from ..models import FrozenModel
-from .base import LMSoftPromptMethod, MethodConfig
-from .injection import Injection
-from .workload import Job, Pass, lm_rows
+from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.models.kv_cache import cache_of, layer_key_values
+from softprompt_worker.fields import option
+from softprompt_worker.limits import MAX_HIDDEN_SIZE, MAX_NUM_VIRTUAL_TOKENS, MAX_SEED
+from softprompt_worker.models import FrozenModel
+from softprompt_worker.methods.base import LMSoftPromptMethod, MethodConfig
+from softprompt_worker.methods.injection import Injection
+from softprompt_worker.methods.workload import Job, Pass, lm_rows
 
 SITES = ("self", "encoder", "decoder", "cross")  # decoder-only self-attn; enc-dec encoder/decoder/cross
 INITS = ("random", "text")

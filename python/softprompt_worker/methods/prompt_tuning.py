@@ -29,14 +29,14 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..errors import InvalidArgumentError
-from ..fields import option
-from ..limits import MAX_NUM_VIRTUAL_TOKENS, MAX_SEED
-from ..models import FrozenModel
-from .base import LMSoftPromptMethod, MethodConfig
-from .init_vectors import initial_vectors
-from .injection import Injection
-from .workload import Job, Pass, lm_rows
+from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.fields import option
+from softprompt_worker.limits import MAX_NUM_VIRTUAL_TOKENS, MAX_SEED
+from softprompt_worker.models import FrozenModel
+from softprompt_worker.methods.base import LMSoftPromptMethod, MethodConfig
+from softprompt_worker.methods.init_vectors import initial_vectors
+from softprompt_worker.methods.injection import Injection
+from softprompt_worker.methods.workload import Job, Pass, lm_rows
 
 INITS = ("vocab", "text", "random", "checkpoint")
 
@@ -138,7 +138,7 @@ class PromptTuning(LMSoftPromptMethod):
 
 def checkpoint_vectors(path: str, frozen: FrozenModel) -> torch.Tensor:
     """The ``embedding`` of a prompt-tuning checkpoint, checked against this model's hidden size."""
-    from ..checkpoints import load_checkpoint  # the checkpoint format lives with training (C1)
+    from softprompt_worker.training.checkpoints import load_checkpoint  # the checkpoint format lives with training (C1)
 
     loaded = load_checkpoint(path)
     method = getattr(loaded, "method", None)

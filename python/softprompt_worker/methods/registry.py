@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import InvalidArgumentError
-from .base import SoftPromptMethod
+from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.methods.base import SoftPromptMethod
 
 _MODULES = {
     "prompt_tuning": "softprompt_worker.methods.prompt_tuning",

@@ -26,14 +26,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InvalidArgumentError
-from ..kv_cache import cache_kwargs, cache_of
-from ..fields import option
-from ..limits import MAX_NUM_VIRTUAL_TOKENS, MAX_SEQUENCE_LENGTH
-from ..models import FrozenModel
-from .base import MethodConfig, SoftPromptMethod
-from .init_vectors import initial_vectors
-from .workload import Job, Pass, Sizes
+from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.models.kv_cache import cache_kwargs, cache_of
+from softprompt_worker.fields import option
+from softprompt_worker.limits import MAX_NUM_VIRTUAL_TOKENS, MAX_SEQUENCE_LENGTH
+from softprompt_worker.models import FrozenModel
+from softprompt_worker.methods.base import MethodConfig, SoftPromptMethod
+from softprompt_worker.methods.init_vectors import initial_vectors
+from softprompt_worker.methods.workload import Job, Pass, Sizes
 
 POOLINGS = ("last", "mean", "text_mean", "first")
 ATTENTIONS = ("model", "bidirectional")

@@ -10,9 +10,9 @@ The content hash is verified (a corrupt file is ``checkpoint_invalid``).
 
 from __future__ import annotations
 
-from softprompt_worker.checkpoints import load_checkpoint
+from softprompt_worker.training.checkpoints import load_checkpoint
 from softprompt_worker.errors import InvalidArgumentError
-from softprompt_worker.ops.registry import OpContext, Reply, Request, op
+from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 
 
 @op("checkpoint_inspect")
@@ -24,7 +24,7 @@ def checkpoint_inspect(req: Request, ctx: OpContext) -> Reply:
     body = record.describe()
     if req.body.get("model") is not None:
         from softprompt_worker.models import ModelSpec
-        from softprompt_worker.prompts import get_frozen_model
+        from softprompt_worker.models.cache import get_frozen_model
 
         frozen = get_frozen_model(ctx.state, ModelSpec.from_dict(req.body["model"]))
         body["compatible"] = frozen.fingerprint == record.base_model["fingerprint"]

@@ -9,10 +9,10 @@ import os
 
 from softprompt_worker import PROTOCOL_VERSION, __version__
 from softprompt_worker.capabilities import capabilities
-from softprompt_worker.clients import MAX_CLIENT_ID_LENGTH, client_directory
+from softprompt_worker.serving.clients import MAX_CLIENT_ID_LENGTH, client_directory
 from softprompt_worker.errors import InvalidArgumentError, ProtocolVersionMismatchError
-from softprompt_worker.health import STUCK_AFTER_S
-from softprompt_worker.ops.registry import OpContext, Reply, Request, op
+from softprompt_worker.serving.health import STUCK_AFTER_S
+from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 
 
 @op("hello", control=True)

@@ -7,14 +7,14 @@
 
 from __future__ import annotations
 
-from softprompt_worker.data import DatasetStore
+from softprompt_worker.data import DatasetStore, dataset_store
 from softprompt_worker.errors import InvalidArgumentError
-from softprompt_worker.ops.registry import OpContext, Reply, Request, op
+from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 
 
 def datasets(ctx: OpContext) -> DatasetStore:
     """The worker's dataset store (one per worker process)."""
-    return ctx.state.get_or_create("datasets", DatasetStore)
+    return dataset_store(ctx.state)
 
 
 def _dataset_id(body: dict) -> str:

@@ -34,13 +34,13 @@ from typing import Any
 
 import torch
 
-from ..errors import CancelledError, InvalidArgumentError
-from ..evaluation.retrieval import DEFAULT_K_VALUES, retrieval_metrics, sts_spearman
-from ..limits import MAX_INFERENCE_BATCH_SIZE, MAX_TEXTS
-from ..methods.suffix_tuning import POOLINGS, SuffixTuning, backbone, encode_in_batches, pool
-from ..models import FrozenModel
-from ..prompts import resolve_prompt
-from .registry import OpContext, Reply, Request, op
+from softprompt_worker.errors import CancelledError, InvalidArgumentError
+from softprompt_worker.evaluation.retrieval import DEFAULT_K_VALUES, retrieval_metrics, sts_spearman
+from softprompt_worker.limits import MAX_INFERENCE_BATCH_SIZE, MAX_TEXTS
+from softprompt_worker.methods.suffix_tuning import POOLINGS, SuffixTuning, backbone, encode_in_batches, pool
+from softprompt_worker.models import FrozenModel
+from softprompt_worker.inference.prompts import resolve_prompt
+from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 
 PROGRESS_INTERVAL_S = 0.5
 

@@ -24,15 +24,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import CancelledError, InvalidArgumentError
-from ..limits import MAX_INFERENCE_BATCH_SIZE
-from ..ops.registry import OpContext, Reply, Request, op
+from softprompt_worker.errors import CancelledError, InvalidArgumentError
+from softprompt_worker.limits import MAX_INFERENCE_BATCH_SIZE
+from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 
 
 @op("generate")
 def generate(req: Request, ctx: OpContext) -> Reply:
-    from ..inference import GenerationOptions, generate as run_generate
-    from ..prompts import resolve_rows
+    from softprompt_worker.inference.generation import GenerationOptions, generate as run_generate
+    from softprompt_worker.inference.prompts import resolve_rows
 
     body = req.body
     inputs = _inputs(body)
@@ -53,8 +53,8 @@ def generate(req: Request, ctx: OpContext) -> Reply:
 
 @op("classify")
 def classify(req: Request, ctx: OpContext) -> Reply:
-    from ..inference import classify as run_classify
-    from ..prompts import resolve_rows
+    from softprompt_worker.inference.generation import classify as run_classify
+    from softprompt_worker.inference.prompts import resolve_rows
 
     body = req.body
     inputs = _inputs(body)

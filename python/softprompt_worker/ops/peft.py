@@ -16,16 +16,17 @@ encoder-decoder prefixes) or we cannot (PEFT decoder prompts) is an ``invalid_ar
 
 from __future__ import annotations
 
-from ..errors import InvalidArgumentError
-from ..models import ModelSpec
-from ..ops.registry import OpContext, Reply, Request, op
+from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.models import ModelSpec
+from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 
 
 @op("checkpoint_export_peft")
 def checkpoint_export_peft(req: Request, ctx: OpContext) -> Reply:
-    from ..checkpoints import build_method_from_checkpoint, load_checkpoint
-    from ..peft_io import CONFIG_FILE, WEIGHTS_FILE, export_peft
-    from ..prompts import get_frozen_model, spec_for_checkpoint
+    from softprompt_worker.training.checkpoints import build_method_from_checkpoint, load_checkpoint
+    from softprompt_worker.peft_io import CONFIG_FILE, WEIGHTS_FILE, export_peft
+    from softprompt_worker.inference.prompts import spec_for_checkpoint
+    from softprompt_worker.models.cache import get_frozen_model
 
     path, out_dir = _path(req.body, "checkpoint"), _path(req.body, "out_dir")
     record = load_checkpoint(path)
@@ -38,9 +39,9 @@ def checkpoint_export_peft(req: Request, ctx: OpContext) -> Reply:
 
 @op("checkpoint_import_peft")
 def checkpoint_import_peft(req: Request, ctx: OpContext) -> Reply:
-    from ..checkpoints import save_checkpoint
-    from ..peft_io import import_peft
-    from ..prompts import get_frozen_model
+    from softprompt_worker.training.checkpoints import save_checkpoint
+    from softprompt_worker.peft_io import import_peft
+    from softprompt_worker.models.cache import get_frozen_model
 
     adapter_dir, out = _path(req.body, "adapter_dir"), _path(req.body, "out")
     frozen = get_frozen_model(ctx.state, ModelSpec.from_dict(req.body.get("model")))

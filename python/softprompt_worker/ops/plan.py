@@ -16,7 +16,7 @@ weights are loaded: the model is built on the ``meta`` device.
 from __future__ import annotations
 
 from softprompt_worker.errors import InvalidArgumentError
-from softprompt_worker.ops.registry import OpContext, Reply, Request, op
+from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 from softprompt_worker.planner.plan import plan_job
 
 _FIELDS = {"model", "method", "method_config", "task", "task_options", "training", "data", "run_dir", "resume_from",

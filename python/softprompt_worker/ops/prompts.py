@@ -22,15 +22,16 @@
 
 from __future__ import annotations
 
-from ..errors import InvalidArgumentError
-from ..models import ModelSpec
-from ..ops.registry import OpContext, Reply, Request, op
+from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.models import ModelSpec
+from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 
 
 @op("prompt_load")
 def prompt_load(req: Request, ctx: OpContext) -> Reply:
-    from ..checkpoints import load_checkpoint
-    from ..prompts import get_frozen_model, prompt_cache, spec_for_checkpoint
+    from softprompt_worker.training.checkpoints import load_checkpoint
+    from softprompt_worker.inference.prompts import prompt_cache, spec_for_checkpoint
+    from softprompt_worker.models.cache import get_frozen_model
 
     name, path = _name(req.body), req.body.get("path")
     if not isinstance(path, str) or not path:
@@ -48,14 +49,14 @@ def prompt_load(req: Request, ctx: OpContext) -> Reply:
 
 @op("prompt_unload")
 def prompt_unload(req: Request, ctx: OpContext) -> Reply:
-    from ..prompts import prompt_cache
+    from softprompt_worker.inference.prompts import prompt_cache
 
     return Reply(body={"unloaded": prompt_cache(ctx.state).unload(_name(req.body))})
 
 
 @op("prompt_list")
 def prompt_list(req: Request, ctx: OpContext) -> Reply:
-    from ..prompts import prompt_cache
+    from softprompt_worker.inference.prompts import prompt_cache
 
     return Reply(body={"prompts": prompt_cache(ctx.state).list()})
 

@@ -35,13 +35,14 @@ from typing import Any
 
 import torch
 
-from ..errors import CancelledError, InvalidArgumentError, TooLargeError
-from ..limits import MAX_INFERENCE_BATCH_SIZE
-from ..methods.passage_tuning import PassageTuning
-from ..prompts import model_key, resolve_prompt
-from ..scoring import HardPrompt, score_candidates
-from ..tasks.reranking import RerankingTask, evaluate_rows
-from .registry import OpContext, Reply, Request, op
+from softprompt_worker.errors import CancelledError, InvalidArgumentError, TooLargeError
+from softprompt_worker.limits import MAX_INFERENCE_BATCH_SIZE
+from softprompt_worker.methods.passage_tuning import PassageTuning
+from softprompt_worker.inference.prompts import resolve_prompt
+from softprompt_worker.models.cache import model_key
+from softprompt_worker.inference.scoring import HardPrompt, score_candidates
+from softprompt_worker.tasks.reranking import RerankingTask, evaluate_rows
+from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 
 MAX_RESULT_ENTRIES = 20_000  # scores in one reply body (about 21 bytes each), well under the 1 MiB header
 PROGRESS_INTERVAL_S = 0.5

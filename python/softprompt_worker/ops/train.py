@@ -52,7 +52,7 @@ from typing import Any
 import torch
 
 from softprompt_worker import limits
-from softprompt_worker.checkpoints import build_method_from_checkpoint, load_checkpoint, save_checkpoint
+from softprompt_worker.training.checkpoints import build_method_from_checkpoint, load_checkpoint, save_checkpoint
 from softprompt_worker.data import resolve_data
 from softprompt_worker.distributed import collective, data_parallel, sharded_model
 from softprompt_worker.errors import InvalidArgumentError, OutOfMemoryError, StorageError, WorkerError, from_exception
@@ -60,14 +60,14 @@ from softprompt_worker.fields import check_job_shape
 from softprompt_worker.methods.registry import method_class
 from softprompt_worker.models import FrozenModel, ModelSpec, resolve_device
 from softprompt_worker.ops.data import datasets
-from softprompt_worker.ops.registry import OpContext, Reply, Request, op
+from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 from softprompt_worker.planner.check import refuse_if_too_large
-from softprompt_worker.prompts import get_frozen_model
-from softprompt_worker.runs import RunDir, inspect_run
-from softprompt_worker.selection import better
+from softprompt_worker.models.cache import get_frozen_model
+from softprompt_worker.training.runs import RunDir, inspect_run
+from softprompt_worker.training.selection import better
 from softprompt_worker.tasks.registry import check_method, task_class
-from softprompt_worker.trackers import check_report_to, open_trackers
-from softprompt_worker.training import TrainingConfig, train
+from softprompt_worker.training.trackers import check_report_to, open_trackers
+from softprompt_worker.training.loop import TrainingConfig, train
 
 log = logging.getLogger("softprompt_worker")
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..methods.workload import Pass
-from .shape import ModelShape
+from softprompt_worker.methods.workload import Pass
+from softprompt_worker.planner.shape import ModelShape
 
 __all__ = ["Pass", "layer_bytes"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..errors import InvalidArgumentError, OutOfMemoryError
-from .plan import plan_job
+from softprompt_worker.errors import InvalidArgumentError, OutOfMemoryError
+from softprompt_worker.planner.plan import plan_job
 
 log = logging.getLogger("softprompt_worker")
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import activations as A
-from .shape import ModelShape
-from .weights import DTYPE_BYTES, frozen_weight_bytes, optimizer_state_bytes
-from .workload import Job, passes
+from softprompt_worker.planner import activations as A
+from softprompt_worker.planner.shape import ModelShape
+from softprompt_worker.planner.weights import DTYPE_BYTES, frozen_weight_bytes, optimizer_state_bytes
+from softprompt_worker.planner.workload import Job, passes
 
 # On CUDA: the context, cuBLAS/cuDNN workspaces and the caching allocator's fragmentation, none of which
 # torch.cuda.max_memory_allocated counts. A rule of thumb (docs/memory.md), not measured here.

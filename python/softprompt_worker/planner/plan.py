@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import InvalidArgumentError
-from ..fields import check_job_shape
-from ..models import ModelSpec
-from ..training import TrainingConfig
-from .estimate import breakdown
-from .request import DEVICES, PlanInput, plan_input
-from .suggest import longest_seq, seq_field, suggestions
+from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.fields import check_job_shape
+from softprompt_worker.models import ModelSpec
+from softprompt_worker.training.loop import TrainingConfig
+from softprompt_worker.planner.estimate import breakdown
+from softprompt_worker.planner.request import DEVICES, PlanInput, plan_input
+from softprompt_worker.planner.suggest import longest_seq, seq_field, suggestions
 
 _TRAINING_EXTRAS = ("keep_last", "report_to")  # train-op fields the estimate does not depend on
 
@@ -28,7 +28,7 @@ def plan_input_for(body: dict[str, Any], device: str, negatives: int | None = No
     spec = ModelSpec.from_dict(body.get("model"))
     method_config = body.get("method_config")
     if method_config is None and isinstance(body.get("resume_from"), str):
-        from ..checkpoints import load_checkpoint
+        from softprompt_worker.training.checkpoints import load_checkpoint
 
         method_config = load_checkpoint(body["resume_from"]).method_config  # a resumed job's own options
     inp = plan_input(spec, body["method"], method_config, body["task"], body.get("task_options"),

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidArgumentError
-from ..models import FrozenModel, ModelSpec, model_structure
-from ..training import TrainingConfig
-from .estimate import Precision, Trainable
-from .shape import ModelShape, shape_of
-from .workload import Job
+from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.models import FrozenModel, ModelSpec, model_structure
+from softprompt_worker.training.loop import TrainingConfig
+from softprompt_worker.planner.estimate import Precision, Trainable
+from softprompt_worker.planner.shape import ModelShape, shape_of
+from softprompt_worker.planner.workload import Job
 
 DEVICES = ("cuda", "cpu")
 
@@ -44,7 +44,7 @@ def plan_input(spec: ModelSpec, method_name: str, method_config: dict | None, ta
                task_options: dict | None, config: TrainingConfig, device: str, negatives: int | None) -> PlanInput:
     import torch
 
-    from ..methods.registry import method_class
+    from softprompt_worker.methods.registry import method_class
 
     if device not in DEVICES:
         raise InvalidArgumentError(f"device: {device!r} is not one of {', '.join(DEVICES)}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import InvalidArgumentError
+from softprompt_worker.errors import InvalidArgumentError
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from .estimate import Precision, peak_bytes
-from .request import PlanInput
+from softprompt_worker.planner.estimate import Precision, peak_bytes
+from softprompt_worker.planner.request import PlanInput
 
 
 def peak_of(inp: PlanInput) -> int:
@@ -19,7 +19,7 @@ def peak_of(inp: PlanInput) -> int:
 
 def seq_field(method: str) -> str:
     """Where a job sets the sequence length the plan calls ``seq`` (the method says: ``plan_seq_field``)."""
-    from ..methods.registry import method_class
+    from softprompt_worker.methods.registry import method_class
 
     return method_class(method).plan_seq_field
 

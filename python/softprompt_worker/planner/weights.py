@@ -3,7 +3,7 @@ parameters in f32, their gradients, the optimizer's state)."""
 
 from __future__ import annotations
 
-from .shape import ModelShape
+from softprompt_worker.planner.shape import ModelShape
 
 DTYPE_BYTES = {"f32": 4, "bf16": 2, "f16": 2}
 # bitsandbytes' storage per weight of a quantized nn.Linear: int8 is one byte plus one f32 scale per

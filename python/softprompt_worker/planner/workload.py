@@ -7,13 +7,13 @@ terms of ``methods/workload.py``'s ``Pass``; ``activations.py`` and ``estimate.p
 
 from __future__ import annotations
 
-from ..methods.workload import Job, Pass
+from softprompt_worker.methods.workload import Job, Pass
 
 __all__ = ["Job", "Pass", "passes"]
 
 
 def passes(job: Job) -> list[Pass]:
     """The forward passes of one training micro-batch of ``job``, as its method describes them."""
-    from ..methods.registry import method_class
+    from softprompt_worker.methods.registry import method_class
 
     return method_class(job.method).training_passes(job)

@@ -26,8 +26,8 @@ from typing import Any, ClassVar, Iterator, Protocol, runtime_checkable
 
 import torch
 
-from ..errors import InvalidArgumentError
-from ..methods.base import SoftPromptMethod
+from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.methods.base import SoftPromptMethod
 
 
 @runtime_checkable
@@ -106,7 +106,7 @@ def check_trains(task: str, method: type[SoftPromptMethod]) -> None:
     """InvalidArgumentError when task ``task`` does not train ``method``: its ``tasks`` say (a stand-in for a
     method, as benchmarks build, declares ``name`` and ``tasks`` too)."""
     if task not in method.tasks:
-        from ..methods.registry import methods_training
+        from softprompt_worker.methods.registry import methods_training
 
         raise InvalidArgumentError(f"task: {task!r} does not train method {method.name!r}; "
                                    f"it trains {', '.join(methods_training(task))}")

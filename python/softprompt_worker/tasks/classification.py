@@ -24,9 +24,9 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from ..errors import InvalidArgumentError
-from .base import BaseTask, require_str
-from .lm_batching import LMBatch, LMEncoder, score_targets
+from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.tasks.base import BaseTask, require_str
+from softprompt_worker.tasks.lm_batching import LMBatch, LMEncoder, score_targets
 
 EVAL_SEQUENCES = 32  # sequences per eval forward pass (rows × labels)
 LOSSES = ("lm", "ranking")

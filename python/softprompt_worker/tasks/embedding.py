@@ -26,12 +26,12 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..errors import InvalidArgumentError
-from ..evaluation.retrieval import _check_k_values, retrieval_metrics
-from ..losses import CachedInfoNCELoss, InfoNCELoss
-from ..losses.info_nce import info_nce
-from ..methods.suffix_tuning import encode_in_batches
-from .base import BaseTask, require_str, require_str_list
+from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.evaluation.retrieval import _check_k_values, retrieval_metrics
+from softprompt_worker.losses import CachedInfoNCELoss, InfoNCELoss
+from softprompt_worker.losses.info_nce import info_nce
+from softprompt_worker.methods.suffix_tuning import encode_in_batches
+from softprompt_worker.tasks.base import BaseTask, require_str, require_str_list
 
 _QUERY_FIELDS = (("query", "positive"), ("anchor", "positive"), ("text1", "text2"))
 

@@ -21,8 +21,8 @@ from typing import ClassVar
 
 import torch
 
-from .base import BaseTask, require_str
-from .lm_batching import LMBatch, LMEncoder, score_targets
+from softprompt_worker.tasks.base import BaseTask, require_str
+from softprompt_worker.tasks.lm_batching import LMBatch, LMEncoder, score_targets
 
 EVAL_BATCH_SIZE = 16
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..errors import InvalidArgumentError
+from softprompt_worker.errors import InvalidArgumentError
 
 IGNORE = -100
 

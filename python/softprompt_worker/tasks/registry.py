@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import InvalidArgumentError
-from .base import Task, check_trains
+from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.tasks.base import Task, check_trains
 
 _MODULES = {
     "generation": "softprompt_worker.tasks.generation",
@@ -40,6 +40,6 @@ def task_class(name: str) -> type[Task]:
 
 def check_method(task: type[Task], method: str) -> None:
     """InvalidArgumentError when ``task`` cannot train ``method`` (asked of the method: its ``tasks``)."""
-    from ..methods.registry import method_class
+    from softprompt_worker.methods.registry import method_class
 
     check_trains(task.name, method_class(method))

@@ -29,11 +29,11 @@ from typing import Any, ClassVar, Iterator
 
 import torch
 
-from ..errors import InvalidArgumentError
-from ..evaluation.reranking import reranking_metrics
-from ..losses.query_likelihood import QueryLikelihoodLoss
-from ..scoring import PairBatch, score_candidates, tokenize
-from .base import BaseTask, require_str, require_str_list
+from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.evaluation.reranking import reranking_metrics
+from softprompt_worker.losses.query_likelihood import QueryLikelihoodLoss
+from softprompt_worker.inference.scoring import PairBatch, score_candidates, tokenize
+from softprompt_worker.tasks.base import BaseTask, require_str, require_str_list
 
 NEGATIVES = ("both", "hard", "in_batch")
 

@@ -9,7 +9,7 @@ import torch
 
 from softprompt_worker.errors import InvalidArgumentError
 from softprompt_worker.losses.query_likelihood import QueryLikelihoodLoss
-from softprompt_worker.scoring import Scores
+from softprompt_worker.inference.scoring import Scores
 
 torch.set_num_threads(1)
 

@@ -10,7 +10,7 @@ from softprompt_worker.errors import InvalidArgumentError
 from softprompt_worker.methods.passage_tuning import PassageTuning, PassageTuningConfig, adaptive_mean_pool
 from softprompt_worker.methods.registry import method_class
 from softprompt_worker.models import ModelSpec, load_frozen_model
-from softprompt_worker.scoring import HardPrompt, Layout, score_pairs, tokenize
+from softprompt_worker.inference.scoring import HardPrompt, Layout, score_pairs, tokenize
 
 torch.set_num_threads(1)
 
@@ -156,7 +156,7 @@ def test_a_checkpoint_written_before_the_rename_loads(tmp_path):
     passage-tuning checkpoint written before the rename does) rebuilds the same method."""
     import json
 
-    from softprompt_worker.checkpoints import build_method_from_checkpoint, load_checkpoint, save_checkpoint
+    from softprompt_worker.training.checkpoints import build_method_from_checkpoint, load_checkpoint, save_checkpoint
 
     frozen = load_frozen_model(ModelSpec(tiny="gpt2", seed=1))
     method = _method(frozen, num_virtual_tokens=3, passage_vectors="none", init="vocab", init_text="Ask:")

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from softprompt_worker.checkpoints import build_method_from_checkpoint, load_checkpoint
+from softprompt_worker.training.checkpoints import build_method_from_checkpoint, load_checkpoint
 from softprompt_worker.errors import CancelledError, CheckpointInvalidError, InvalidArgumentError, NotFoundError
 from softprompt_worker.evaluation import retrieval_metrics
 from softprompt_worker.ops import load_op_modules
-from softprompt_worker.ops.registry import OpContext, Request, WorkerState, get_op
+from softprompt_worker.serving.handlers import OpContext, Request, WorkerState, get_op
 
 torch.set_num_threads(1)
 assert not load_op_modules(["softprompt_worker.ops.embedding", "softprompt_worker.ops.train"])

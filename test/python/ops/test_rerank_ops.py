@@ -8,11 +8,11 @@ import threading
 import pytest
 import torch
 
-from softprompt_worker.checkpoints import build_method_from_checkpoint, load_checkpoint
+from softprompt_worker.training.checkpoints import build_method_from_checkpoint, load_checkpoint
 from softprompt_worker.errors import CancelledError, InvalidArgumentError, TooLargeError
 from softprompt_worker.ops import load_op_modules
-from softprompt_worker.ops.registry import OpContext, Request, WorkerState, get_op
-from softprompt_worker.scoring import HardPrompt, score_candidates
+from softprompt_worker.serving.handlers import OpContext, Request, WorkerState, get_op
+from softprompt_worker.inference.scoring import HardPrompt, score_candidates
 from softprompt_worker.tasks.reranking import evaluate_rows
 
 torch.set_num_threads(1)

@@ -10,8 +10,8 @@ import torch
 
 from softprompt_worker.errors import InvalidArgumentError
 from softprompt_worker.ops import load_op_modules
-from softprompt_worker.ops.registry import OpContext, Request, WorkerState, get_op
-from softprompt_worker.runs import RunDir
+from softprompt_worker.serving.handlers import OpContext, Request, WorkerState, get_op
+from softprompt_worker.training.runs import RunDir
 
 torch.set_num_threads(1)
 assert not load_op_modules(["softprompt_worker.ops.train"])
@@ -77,7 +77,7 @@ def test_the_lock_excludes_another_process(tmp_path):
     run = RunDir(str(tmp_path / "run"))
     run.lock()
     try:
-        code = ("import sys; sys.path.insert(0, sys.argv[2]); from softprompt_worker.runs import RunDir\n"
+        code = ("import sys; sys.path.insert(0, sys.argv[2]); from softprompt_worker.training.runs import RunDir\n"
                 "from softprompt_worker.errors import InvalidArgumentError\n"
                 "try:\n    RunDir(sys.argv[1]).lock()\nexcept InvalidArgumentError:\n    sys.exit(3)\n")
         import softprompt_worker

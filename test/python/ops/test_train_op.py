@@ -10,7 +10,7 @@ import torch
 
 from softprompt_worker.errors import CheckpointInvalidError, InvalidArgumentError
 from softprompt_worker.ops import load_op_modules
-from softprompt_worker.ops.registry import OpContext, Request, WorkerState, get_op
+from softprompt_worker.serving.handlers import OpContext, Request, WorkerState, get_op
 
 torch.set_num_threads(1)
 assert not load_op_modules(["softprompt_worker.ops.data", "softprompt_worker.ops.train",
@@ -147,7 +147,7 @@ def test_report_to_names_known_trackers(tmp_path):
 def test_the_best_checkpoint_holds_the_prompt_that_scored_best(tmp_path):
     """On a real model through the op: best.pb, loaded on its own, re-evaluates to the metrics the job
     reported for it, and its step is the best of the evaluations the job streamed."""
-    from softprompt_worker.checkpoints import build_method_from_checkpoint, load_checkpoint
+    from softprompt_worker.training.checkpoints import build_method_from_checkpoint, load_checkpoint
     from softprompt_worker.models import ModelSpec, load_frozen_model
     from softprompt_worker.tasks.generation import GenerationTask
 
@@ -172,7 +172,7 @@ def test_the_best_checkpoint_holds_the_prompt_that_scored_best(tmp_path):
 def test_a_job_that_makes_the_held_out_metric_worse_hands_back_the_untuned_prompt(tmp_path):
     """Training teaches "yes" while the eval split wants "no": held-out accuracy falls from 1.0 (measured:
     1.0 -> 0.17 after 3 steps). The job says so, and best.pb is the untuned prompt, which still scores 1.0."""
-    from softprompt_worker.checkpoints import build_method_from_checkpoint, load_checkpoint
+    from softprompt_worker.training.checkpoints import build_method_from_checkpoint, load_checkpoint
     from softprompt_worker.models import ModelSpec, load_frozen_model
     from softprompt_worker.tasks.classification import ClassificationTask
 
@@ -197,7 +197,7 @@ def test_a_job_that_makes_the_held_out_metric_worse_hands_back_the_untuned_promp
 def test_a_resumed_job_adopts_a_better_best_found_after_its_checkpoint(tmp_path):
     """A worker that died after saving a new best.pb but before its next checkpoint: the resumed job's
     best is what best.pb holds (its step and metrics describe the prompt in it), not the older record."""
-    from softprompt_worker.checkpoints import load_checkpoint, save_checkpoint
+    from softprompt_worker.training.checkpoints import load_checkpoint, save_checkpoint
     from softprompt_worker.methods.registry import method_class
     from softprompt_worker.models import ModelSpec, load_frozen_model
 
@@ -218,7 +218,7 @@ def test_a_resumed_job_adopts_a_better_best_found_after_its_checkpoint(tmp_path)
 def test_resuming_a_passage_checkpoint_that_spells_init_the_old_way(tmp_path):
     """A checkpoint written before ``prompt_init`` became ``init`` resumes, and a ``method_config`` in either
     spelling is compared with it as a parsed config, not as a dict of names."""
-    from softprompt_worker.checkpoints import build_method_from_checkpoint, load_checkpoint, save_checkpoint
+    from softprompt_worker.training.checkpoints import build_method_from_checkpoint, load_checkpoint, save_checkpoint
 
     rows = [{"query": f"q {w}", "positive": f"doc {w}", "negatives": ["other"]} for w in ("a", "b", "c", "d")]
     config = {"num_virtual_tokens": 3, "init": "vocab", "passage_vectors": "none"}

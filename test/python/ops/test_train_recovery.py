@@ -15,10 +15,10 @@ import threading
 import pytest
 import torch
 
-from softprompt_worker import checkpoints
+from softprompt_worker.training import checkpoints
 from softprompt_worker.errors import StorageError
 from softprompt_worker.ops import load_op_modules
-from softprompt_worker.ops.registry import OpContext, Request, WorkerState, get_op
+from softprompt_worker.serving.handlers import OpContext, Request, WorkerState, get_op
 
 torch.set_num_threads(1)
 assert not load_op_modules(["softprompt_worker.ops.data", "softprompt_worker.ops.train",

@@ -8,10 +8,10 @@ import threading
 import pytest
 import torch
 
-from softprompt_worker.checkpoints import load_checkpoint
+from softprompt_worker.training.checkpoints import load_checkpoint
 from softprompt_worker.ops import load_op_modules
 from softprompt_worker.ops import train as train_ops
-from softprompt_worker.ops.registry import OpContext, Request, WorkerState, get_op
+from softprompt_worker.serving.handlers import OpContext, Request, WorkerState, get_op
 
 torch.set_num_threads(1)
 assert not load_op_modules(["softprompt_worker.ops.train"])

@@ -16,7 +16,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from softprompt_worker.methods.registry import method_class
 from softprompt_worker.tasks.registry import task_class
-from softprompt_worker.training import TrainingConfig, train
+from softprompt_worker.training.loop import TrainingConfig, train
 
 TASK_OF = {"prompt_tuning": "generation", "prefix_tuning": "generation", "suffix_tuning": "embedding",
            "passage_tuning": "reranking"}

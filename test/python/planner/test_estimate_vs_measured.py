@@ -12,11 +12,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from softprompt_worker import embedded
+from softprompt_worker.models import embedded
 from softprompt_worker.models import ModelSpec, load_frozen_model
 from softprompt_worker.planner.estimate import breakdown
 from softprompt_worker.planner.request import plan_input
-from softprompt_worker.training import TrainingConfig
+from softprompt_worker.training.loop import TrainingConfig
 
 from peak_memory import TASK_OF, measured_peak, rows_for
 

@@ -11,10 +11,10 @@ import torch
 from softprompt_worker.errors import InvalidArgumentError, OutOfMemoryError
 from softprompt_worker.ops import train as _train_op  # noqa: F401  (registers "train")
 from softprompt_worker.ops.plan import plan_op
-from softprompt_worker.ops.registry import OpContext, Request, WorkerState
+from softprompt_worker.serving.handlers import OpContext, Request, WorkerState
 from softprompt_worker.planner.check import refuse_if_too_large
 from softprompt_worker.planner.plan import plan_job
-from softprompt_worker.training import TrainingConfig
+from softprompt_worker.training.loop import TrainingConfig
 
 GIB = 1 << 30
 JOB = {"model": {"tiny": "llama"}, "method": "prompt_tuning", "task": "generation",
@@ -110,7 +110,7 @@ def test_memory_check_is_a_training_option():
 
 def test_the_train_op_refuses_before_loading_anything(monkeypatch, tmp_path):
     import softprompt_worker.ops.train as train_module
-    from softprompt_worker.ops.registry import get_op
+    from softprompt_worker.serving.handlers import get_op
 
     fake_cuda(monkeypatch, 2 * GIB)
     monkeypatch.setattr(train_module, "resolve_device", lambda name: torch.device("cuda"))

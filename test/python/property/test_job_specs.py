@@ -29,7 +29,7 @@ from softprompt_worker.methods.prefix_tuning import PrefixTuningConfig
 from softprompt_worker.methods.prompt_tuning import PromptTuningConfig
 from softprompt_worker.methods.suffix_tuning import SuffixTuningConfig
 from softprompt_worker.models import ModelSpec
-from softprompt_worker.training import TrainingConfig
+from softprompt_worker.training.loop import TrainingConfig
 
 SETTINGS = settings(max_examples=300, derandomize=True, database=None, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -16,11 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from softprompt_worker.errors import InvalidArgumentError, TooLargeError
-from softprompt_worker.inference import GenerationOptions, generate
+from softprompt_worker.inference.generation import GenerationOptions, generate
 from softprompt_worker.methods.prompt_tuning import PromptTuning, PromptTuningConfig
 from softprompt_worker.models import ModelSpec, load_frozen_model
 from softprompt_worker.tasks.lm_batching import IGNORE, LMEncoder
-from softprompt_worker.tiny import BOS, EOS
+from softprompt_worker.models.tiny import BOS, EOS
 
 SETTINGS = settings(max_examples=300, derandomize=True, database=None, deadline=None)
 POSITIONS = 256  # every tiny model with a table (tiny.py)

@@ -18,8 +18,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from softprompt_worker import protocol
-from softprompt_worker.protocol import (KINDS, MAX_ID, NUMPY_DTYPES, DecodeFailure, Limits, Message, WireTensor,
+from softprompt_worker.serving import protocol
+from softprompt_worker.serving.protocol import (KINDS, MAX_ID, NUMPY_DTYPES, DecodeFailure, Limits, Message, WireTensor,
                                         decode, encode)
 
 SETTINGS = settings(max_examples=300, derandomize=True, database=None, deadline=None,

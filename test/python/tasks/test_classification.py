@@ -9,7 +9,7 @@ from softprompt_worker.errors import InvalidArgumentError
 from softprompt_worker.methods.prompt_tuning import PromptTuning, PromptTuningConfig
 from softprompt_worker.models import ModelSpec, load_frozen_model
 from softprompt_worker.tasks.classification import ClassificationTask
-from softprompt_worker.training import TrainingConfig, train
+from softprompt_worker.training.loop import TrainingConfig, train
 
 torch.set_num_threads(1)
 

@@ -11,7 +11,7 @@ from softprompt_worker.models import ModelSpec, load_frozen_model
 from softprompt_worker.tasks.generation import GenerationTask
 from softprompt_worker.tasks.lm_batching import IGNORE, score_targets
 from softprompt_worker.tasks.registry import task_class
-from softprompt_worker.training import TrainingConfig, train
+from softprompt_worker.training.loop import TrainingConfig, train
 
 torch.set_num_threads(1)
 

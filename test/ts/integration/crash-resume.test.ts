@@ -32,7 +32,7 @@ import { Rpc } from '../../../ts/src/internal/rpc.js';
 import { Supervisor } from '../../../ts/src/internal/supervisor.js';
 import { Checkpoints } from '../../../ts/src/jobs/checkpoints.js';
 import type { RestartedEvent, TrainingEvent, TrainingResult } from '../../../ts/src/jobs/events.js';
-import type { TinyModelSpec } from '../../../ts/src/jobs/model-spec.js';
+import type { TinyModelSpec } from '../../../ts/src/spec/model-spec.js';
 import { type TrainOptions, train } from '../../../ts/src/jobs/job.js';
 import { promptTuning } from '../../../ts/src/jobs/prompt-tuning.js';
 import type { JobSpec } from '../../../ts/src/jobs/spec.js';

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Softprompt } from '../../../ts/src/client.js';
 import { ValidationError } from '../../../ts/src/core/errors.js';
 import type { TrainingEvent } from '../../../ts/src/jobs/events.js';
-import type { TinyModelSpec } from '../../../ts/src/jobs/model-spec.js';
+import type { TinyModelSpec } from '../../../ts/src/spec/model-spec.js';
 import { promptTuning } from '../../../ts/src/jobs/prompt-tuning.js';
 import { parseStartOptions } from '../../../ts/src/internal/options.js';
 import { torchrunArgs, workerArgv } from '../../../ts/src/internal/worker-process.js';

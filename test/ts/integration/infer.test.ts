@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Softprompt } from '../../../ts/src/client.js';
 import { AbortError, RemoteError } from '../../../ts/src/core/errors.js';
 import { workerPythonPath } from '../../../ts/src/internal/python.js';
-import type { TinyModelSpec } from '../../../ts/src/jobs/model-spec.js';
+import type { TinyModelSpec } from '../../../ts/src/spec/model-spec.js';
 import { promptTuning } from '../../../ts/src/jobs/prompt-tuning.js';
 import { fixtures, testWorkerOptions, venvPython } from '../helpers.js';
 

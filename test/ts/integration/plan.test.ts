@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Softprompt } from '../../../ts/src/client.js';
 import { RemoteError } from '../../../ts/src/core/errors.js';
-import type { TinyModelSpec } from '../../../ts/src/jobs/model-spec.js';
+import type { TinyModelSpec } from '../../../ts/src/spec/model-spec.js';
 import { passageTuning } from '../../../ts/src/jobs/passage-tuning.js';
 import { prefixTuning } from '../../../ts/src/jobs/prefix-tuning.js';
 import { promptTuning } from '../../../ts/src/jobs/prompt-tuning.js';

@@ -19,7 +19,7 @@ import { describe, expect, it } from 'vitest';
 import { ValidationError } from '../../../ts/src/core/errors.js';
 import { resolvePython } from '../../../ts/src/internal/python.js';
 import { WorkerProcess } from '../../../ts/src/internal/worker-process.js';
-import { modelToWire } from '../../../ts/src/jobs/model-spec.js';
+import { modelToWire } from '../../../ts/src/spec/model-spec.js';
 import { promptTuning } from '../../../ts/src/jobs/prompt-tuning.js';
 import { quietLogger, venvPython } from '../helpers.js';
 

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Softprompt } from '../../../ts/src/client.js';
 import { RemoteError } from '../../../ts/src/core/errors.js';
 import type { TrainingEvent, TrainingResult } from '../../../ts/src/jobs/events.js';
-import type { TinyModelSpec } from '../../../ts/src/jobs/model-spec.js';
+import type { TinyModelSpec } from '../../../ts/src/spec/model-spec.js';
 import { type PromptTuningJob, promptTuning } from '../../../ts/src/jobs/prompt-tuning.js';
 import { passageTuning } from '../../../ts/src/jobs/passage-tuning.js';
 import { pTuning } from '../../../ts/src/jobs/p-tuning.js';

@@ -12,7 +12,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ValidationError } from '../../../ts/src/core/errors.js';
-import * as L from '../../../ts/src/jobs/limits.js';
+import * as L from '../../../ts/src/spec/limits.js';
 import { passageTuning } from '../../../ts/src/jobs/passage-tuning.js';
 import { prefixTuning } from '../../../ts/src/jobs/prefix-tuning.js';
 import { promptTuning } from '../../../ts/src/jobs/prompt-tuning.js';

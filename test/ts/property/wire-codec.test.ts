@@ -179,7 +179,7 @@ describe('wire codec properties', () => {
 
 describe('message size limits', () => {
   it("is the worker's default --max-message-bytes", () => {
-    const out = execFileSync(venvPython, ['-c', 'from softprompt_worker.protocol import Limits; l = Limits(); print(l.max_total_bytes, l.max_frame_bytes, l.max_header_bytes)'], {
+    const out = execFileSync(venvPython, ['-c', 'from softprompt_worker.serving.protocol import Limits; l = Limits(); print(l.max_total_bytes, l.max_frame_bytes, l.max_header_bytes)'], {
       env: { ...process.env, PYTHONPATH: fileURLToPath(new URL('../../../python', import.meta.url)) },
       encoding: 'utf8',
     });

@@ -18,7 +18,7 @@ import { passageTuning } from '../jobs/passage-tuning.js';
 import { prefixTuning } from '../jobs/prefix-tuning.js';
 import { pTuning } from '../jobs/p-tuning.js';
 import { promptTuning } from '../jobs/prompt-tuning.js';
-import { isRecord } from '../jobs/schema.js';
+import { isRecord } from '../spec/schema.js';
 import type { JobSpec, MethodName } from '../jobs/spec.js';
 import { suffixTuning } from '../jobs/suffix-tuning.js';
 import { UsageError } from './exit-codes.js';

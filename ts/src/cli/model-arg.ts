@@ -4,7 +4,7 @@
  * The SDK validates the result (`modelSpecSchema`); `--device` sets its device.
  */
 import { resolve } from 'node:path';
-import type { ModelSpec } from '../jobs/model-spec.js';
+import type { ModelSpec } from '../spec/model-spec.js';
 import type { Args } from './args.js';
 import { UsageError } from './exit-codes.js';
 

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Softprompt } from '../client.js';
-import type { ModelSpec } from '../jobs/model-spec.js';
+import type { ModelSpec } from '../spec/model-spec.js';
 import type { Args } from './args.js';
 
 /** The name the CLI loads a `--prompt` checkpoint under, for the commands that need a loaded prompt. */

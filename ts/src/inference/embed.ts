@@ -4,7 +4,7 @@
  * The result views the reply's tensor frame: no copy of the `(count, dim)` f32 matrix.
  */
 import { z } from 'zod';
-import { type ModelSpec, modelSpecSchema } from '../jobs/model-spec.js';
+import { type ModelSpec, modelSpecSchema } from '../spec/model-spec.js';
 import type { Incoming, Rpc } from '../internal/rpc.js';
 import { parseOrThrow } from '../internal/validate.js';
 import { Matrix } from './matrix.js';

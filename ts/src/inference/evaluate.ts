@@ -8,7 +8,7 @@ import type { Incoming, Rpc } from '../internal/rpc.js';
 import { parseOrThrow } from '../internal/validate.js';
 import { type EmbedderOptions, checkEmbedder, embedderShape } from './embed.js';
 import { type Reranker, type RerankerOptions, checkReranker, rerankerShape } from './rerank.js';
-import { positiveInt } from '../jobs/schema.js';
+import { positiveInt } from '../spec/schema.js';
 import { type ProgressOptions, requestWithProgress, toWireBody } from './shared.js';
 
 /** What {@link Evaluate.retrieval} takes: a retrieval set (`queries` + `corpus` + `qrels`), `sts`, or both. */

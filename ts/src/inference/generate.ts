@@ -5,11 +5,11 @@
  */
 import { z } from 'zod';
 import { EventStream } from '../core/event-stream.js';
-import { type ModelSpec, modelSpecSchema } from '../jobs/model-spec.js';
+import { type ModelSpec, modelSpecSchema } from '../spec/model-spec.js';
 import type { CallOptions, Rpc } from '../internal/rpc.js';
 import { parseOrThrow } from '../internal/validate.js';
 import { type GenerationConfig, generationFields } from '../gen/schema/generation.js';
-import type { Same } from '../jobs/schema.js';
+import type { Same } from '../spec/schema.js';
 import { batchSize, promptName, stringList, toWireBody } from './shared.js';
 
 /** Which soft prompt each row uses: one for all rows (`prompt`), one per row (`prompts`), or none. */

@@ -7,7 +7,7 @@
  * into a worker the supervisor restarted after a crash, before any other call reaches that worker.
  */
 import { z } from 'zod';
-import { type ModelSpec, modelSpecSchema } from '../jobs/model-spec.js';
+import { type ModelSpec, modelSpecSchema } from '../spec/model-spec.js';
 import type { TrainingResult } from '../jobs/events.js';
 import { ClientClosedError, RemoteError, WorkerCrashedError } from '../core/errors.js';
 import type { CallOptions, Incoming, Rpc } from '../internal/rpc.js';

@@ -4,10 +4,10 @@
  * with the frozen model and a hard instruction, or a trained `passage_tuning` prompt in its place.
  */
 import { z } from 'zod';
-import { type ModelSpec, modelSpecSchema } from '../jobs/model-spec.js';
+import { type ModelSpec, modelSpecSchema } from '../spec/model-spec.js';
 import type { Incoming, Rpc } from '../internal/rpc.js';
 import { parseOrThrow } from '../internal/validate.js';
-import { positiveInt } from '../jobs/schema.js';
+import { positiveInt } from '../spec/schema.js';
 import { type ProgressOptions, batchSize, requestWithProgress, toWireBody } from './shared.js';
 
 /** Which reranker scored: `'upr'` (no prompt) or `'passage_tuning'`. */

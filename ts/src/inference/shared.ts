@@ -3,8 +3,8 @@
  * calls that report progress events.
  */
 import { z } from 'zod';
-import { toSnake } from '../jobs/case.js';
-import { MAX_INFERENCE_BATCH_SIZE } from '../jobs/limits.js';
+import { toSnake } from '../spec/case.js';
+import { MAX_INFERENCE_BATCH_SIZE } from '../spec/limits.js';
 import type { CallOptions, Incoming, Rpc } from '../internal/rpc.js';
 import type { WireMap } from '../internal/wire.js';
 
@@ -22,7 +22,7 @@ export interface ProgressOptions extends CallOptions {
 
 /**
  * A validated options object → the worker's request body: names in snake_case at every depth
- * (`jobs/case.ts`, the one place names change case), `undefined` left out (the worker applies its
+ * (`spec/case.ts`, the one place names change case), `undefined` left out (the worker applies its
  * defaults). Keys in `keep` hold user data (id maps, texts) and are copied as they are, as are a
  * model spec's config `overrides`.
  */

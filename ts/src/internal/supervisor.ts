@@ -6,7 +6,8 @@
  */
 import { ClientClosedError, RemoteError, SoftpromptError, WorkerCrashedError, WorkerStartError } from '../core/errors.js';
 import type { LogFunction } from '../core/logger.js';
-import type { LifecycleEvent, ResolvedStartOptions } from './options.js';
+import type { LifecycleEvent } from '../core/start-options.js';
+import type { ResolvedStartOptions } from './options.js';
 import { packageVersion } from './package.js';
 import { PYTHON_FIX, resolvePython } from './python.js';
 import { type HelloInfo, parseHello, unary } from './handshake.js';

@@ -10,9 +10,9 @@ import { ProtocolError } from '../core/errors.js';
 import type { CallOptions, Incoming, Rpc } from '../internal/rpc.js';
 import { parseOrThrow } from '../internal/validate.js';
 import type { WireMap } from '../internal/wire.js';
-import { toCamel } from './case.js';
-import { type ModelSpec, modelSpecSchema, modelToWire } from './model-spec.js';
-import { nonEmpty } from './schema.js';
+import { toCamel } from '../spec/case.js';
+import { type ModelSpec, modelSpecSchema, modelToWire } from '../spec/model-spec.js';
+import { nonEmpty } from '../spec/schema.js';
 import type { MethodName } from './spec.js';
 
 /** What `sp.checkpoints.inspect` reports; no tensor data is read into TS. */

@@ -10,7 +10,7 @@ import { AbortError, ValidationError } from '../core/errors.js';
 import type { Rpc } from '../internal/rpc.js';
 import type { WireMap } from '../internal/wire.js';
 import { type DataConfig, dataFields } from '../gen/schema/data.js';
-import { type Same, dispatch, isRecord, nonEmpty } from './schema.js';
+import { type Same, dispatch, isRecord, nonEmpty } from '../spec/schema.js';
 
 /** One training row: a JSON object whose fields the task defines (`{ input, target }`, ...). */
 export type JsonRow = Readonly<Record<string, unknown>>;

@@ -8,7 +8,7 @@
 import { z } from 'zod';
 import { ProtocolError, type WorkerCrashedError } from '../core/errors.js';
 import type { WireMap } from '../internal/wire.js';
-import { toCamel } from './case.js';
+import { toCamel } from '../spec/case.js';
 
 /** Metric name → value, as the task reports them (`loss`, `accuracy`, `exact_match`, `ndcg@10`, ...). */
 export type Metrics = Readonly<Record<string, number>>;

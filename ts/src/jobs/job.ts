@@ -11,10 +11,9 @@ import type { WireMap } from '../internal/wire.js';
 import { DEFAULT_CHUNK_BYTES, type UploadedData, uploadData } from './data.js';
 import { type TrainingEvent, type TrainingResult, decodeTrainingEvent, decodeTrainingResult } from './events.js';
 import { type JobSpec, assertJobSpec, trainBody } from './spec.js';
-import { nonNegativeInt, positiveInt } from './schema.js';
+import { nonNegativeInt, positiveInt } from '../spec/schema.js';
 import { DEFAULT_MAX_RESUMES, type ResumePoint, inspectRun, newest, resumedBody } from './resume.js';
 import { parseOrThrow } from '../internal/validate.js';
-import { reportAfterJob } from '../reports/job-report.js';
 
 /** Options of `sp.train(spec, options)`. */
 export interface TrainOptions {
@@ -35,7 +34,14 @@ export interface TrainOptions {
   readonly maxResumes?: number;
 }
 
-let construct: (rpc: Rpc, spec: JobSpec, options: TrainOptions) => TrainingJob;
+/**
+ * What runs after a job ends with a result (the client passes the run-report writer,
+ * reports/job-report.ts, so this layer does not import the reports): resolves with the path of what it
+ * wrote, which becomes `result().report`, or `undefined`. It must never throw: it logs its failures.
+ */
+export type AfterJob = (rpc: Rpc, runDir: string) => Promise<string | undefined>;
+
+let construct: (rpc: Rpc, spec: JobSpec, options: TrainOptions, afterJob: AfterJob | undefined) => TrainingJob;
 
 /**
  * A training job running in the worker.
@@ -68,9 +74,11 @@ export class TrainingJob implements AsyncIterable<TrainingEvent> {
   readonly #upload = new AbortController();
   #remote: EventStream<TrainingEvent | undefined, TrainingResult> | undefined;
   #cancelled = false;
+  readonly #afterJob: AfterJob | undefined;
 
-  private constructor(rpc: Rpc, spec: JobSpec, options: TrainOptions) {
+  private constructor(rpc: Rpc, spec: JobSpec, options: TrainOptions, afterJob: AfterJob | undefined) {
     this.spec = spec;
+    this.#afterJob = afterJob;
     const chunkBytes = parseOrThrow(positiveInt().optional(), options.uploadChunkBytes, 'options.uploadChunkBytes');
     const maxResumes = parseOrThrow(nonNegativeInt().optional(), options.maxResumes, 'options.maxResumes');
     assertJobSpec(spec); // before anything runs
@@ -155,7 +163,7 @@ export class TrainingJob implements AsyncIterable<TrainingEvent> {
             out.event(event);
           }
           const result = await remote.result();
-          const report = await reportAfterJob(rpc, this.spec.runDir); // never throws: a failure is logged
+          const report = await this.#afterJob?.(rpc, this.spec.runDir); // never throws: a failure is logged
           out.end(report === undefined ? result : { ...result, report });
           return;
         } catch (error) {
@@ -175,7 +183,7 @@ export class TrainingJob implements AsyncIterable<TrainingEvent> {
   }
 
   static {
-    construct = (rpc, spec, options) => new TrainingJob(rpc, spec, options);
+    construct = (rpc, spec, options, afterJob) => new TrainingJob(rpc, spec, options, afterJob);
   }
 }
 
@@ -190,7 +198,10 @@ function aborted(where: string, crashed: boolean, checkpoint: ResumePoint | unde
   return new AbortError(`training was cancelled ${where}${next}`, cause === undefined ? undefined : { cause });
 }
 
-/** Starts `spec` on the worker behind `rpc`. Throws `ValidationError` for a spec no builder made. */
-export function train(rpc: Rpc, spec: JobSpec, options: TrainOptions = {}): TrainingJob {
-  return construct(rpc, spec, options);
+/**
+ * Starts `spec` on the worker behind `rpc`; `afterJob` runs once it ended with a result (the client's
+ * run report). Throws `ValidationError` for a spec no builder made.
+ */
+export function train(rpc: Rpc, spec: JobSpec, options: TrainOptions = {}, afterJob?: AfterJob): TrainingJob {
+  return construct(rpc, spec, options, afterJob);
 }

@@ -3,7 +3,7 @@
  * classification.py): the soft prompt makes the frozen LM produce a target text, or a label's word.
  */
 import { z } from 'zod';
-import { dispatch, nonEmpty } from './schema.js';
+import { dispatch, nonEmpty } from '../spec/schema.js';
 
 /** A generation row: the model should continue `input` with `target`. */
 export interface GenerationRow {

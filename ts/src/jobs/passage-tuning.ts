@@ -17,7 +17,7 @@
  */
 import { z } from 'zod';
 import { type PassageTuningConfig, passageTuningFields } from '../gen/schema/passage-tuning.js';
-import { type Same, nonNegativeInt, nonNegativeNumber, positiveInt, singleTask } from './schema.js';
+import { type Same, nonNegativeInt, nonNegativeNumber, positiveInt, singleTask } from '../spec/schema.js';
 import { type JobInput, type JobSpec, defineMethod } from './spec.js';
 
 /** The options of passage-specific prompt tuning. */

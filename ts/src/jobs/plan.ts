@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { ProtocolError, ValidationError } from '../core/errors.js';
 import type { Rpc } from '../internal/rpc.js';
 import type { WireMap } from '../internal/wire.js';
-import { toCamel } from './case.js';
+import { toCamel } from '../spec/case.js';
 import { type JobSpec, jobBody } from './spec.js';
 
 const UNITS: Readonly<Record<string, number>> = {

@@ -20,7 +20,7 @@ import { z } from 'zod';
 import type { ClassificationRow, GenerationRow, LmTask, ResolvedLmTask } from './lm-tasks.js';
 import { lmTaskSchema, lmTaskToWire } from './lm-tasks.js';
 import { type PromptTuningConfig, promptTuningFields } from '../gen/schema/prompt-tuning.js';
-import { type Same, checkInitText } from './schema.js';
+import { type Same, checkInitText } from '../spec/schema.js';
 import { type JobInput, type JobSpec, defineMethod } from './spec.js';
 
 /** The options of prompt tuning. */

@@ -10,10 +10,10 @@ import { z } from 'zod';
 import { ValidationError } from '../core/errors.js';
 import type { WireMap } from '../internal/wire.js';
 import type { MethodName } from '../gen/schema/methods.js';
-import { toSnake } from './case.js';
+import { toSnake } from '../spec/case.js';
 import { type DataOptions, type JsonRow, type ResolvedData, dataSchema } from './data.js';
-import { type ModelSpec, modelSpecSchema, modelToWire } from './model-spec.js';
-import { deepFreeze, isRecord, nonEmpty } from './schema.js';
+import { type ModelSpec, modelSpecSchema, modelToWire } from '../spec/model-spec.js';
+import { deepFreeze, isRecord, nonEmpty } from '../spec/schema.js';
 import { type ResolvedTrainingOptions, type TrainingOptions, trainingOptionsSchema, trainingToWire } from './training-options.js';
 
 export type { MethodName } from '../gen/schema/methods.js';

@@ -18,7 +18,7 @@
  */
 import { z } from 'zod';
 import { type SuffixTuningConfig, suffixTuningFields } from '../gen/schema/suffix-tuning.js';
-import { type Same, checkInitText, nonNegativeInt, positiveInt, positiveNumber, singleTask } from './schema.js';
+import { type Same, checkInitText, nonNegativeInt, positiveInt, positiveNumber, singleTask } from '../spec/schema.js';
 import { type JobInput, type JobSpec, defineMethod } from './spec.js';
 
 /** The options of suffix tuning. */

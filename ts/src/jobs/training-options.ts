@@ -7,10 +7,10 @@
  * learning rates than fine-tuning: Lester et al. (2021) used Adafactor at lr 0.3.
  */
 import { z } from 'zod';
-import { toSnake } from './case.js';
+import { toSnake } from '../spec/case.js';
 import { type TrainingConfig, trainingFields } from '../gen/schema/training.js';
-import { MAX_STEPS } from './limits.js';
-import { type Same, limit, nonNegativeInt } from './schema.js';
+import { MAX_STEPS } from '../spec/limits.js';
+import { type Same, limit, nonNegativeInt } from '../spec/schema.js';
 
 export const OPTIMIZERS = ['adamw', 'adafactor', 'sgd'] as const;
 export const SCHEDULES = ['constant', 'linear', 'cosine'] as const;

@@ -1,7 +1,8 @@
 /**
- * The report a {@link TrainingJob} writes when it ends (jobs/job.ts): `<runDir>/report.html`, with the
- * worker's capabilities as its environment. A report is a by-product, so this never throws: a failure
- * is logged as a warning (the client's `logger`) and the job's result simply has no `report`.
+ * The report a training job writes when it ends (the client hands this to jobs/job.ts as its
+ * `AfterJob`): `<runDir>/report.html`, with the worker's capabilities as its environment. A report is a
+ * by-product, so this never throws: a failure is logged as a warning (the client's `logger`) and the
+ * job's result simply has no `report`.
  */
 import type { Rpc } from '../internal/rpc.js';
 import { writeRunReport } from './write.js';

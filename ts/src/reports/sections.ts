@@ -2,7 +2,7 @@
  * The report's sections as HTML strings, rendered here (not in the browser) so every number is in the
  * page even where scripts do not run. Every value from the run goes through {@link esc}.
  */
-import { toCamel } from '../jobs/case.js';
+import { toCamel } from '../spec/case.js';
 import type { Capabilities } from '../core/capabilities.js';
 import type { Metrics } from '../jobs/events.js';
 import { lowerIsBetter } from './charts.js';

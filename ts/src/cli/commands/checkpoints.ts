@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { CheckpointInfo } from '../../jobs/checkpoints.js';
 import { inspectCheckpoint } from '../../jobs/checkpoint-file.js';
-import type { ModelSpec } from '../../jobs/model-spec.js';
+import type { ModelSpec } from '../../spec/model-spec.js';
 import type { Command, CommandContext } from '../command.js';
 import { EXIT, type ExitCode, UsageError } from '../exit-codes.js';
 import { formatMetrics, table } from '../format.js';

@@ -186,7 +186,7 @@ function setupFix(root: string): string[] {
 
 /** Which embedded model packages the worker's Python has (embedded.py `locate`): optional, so missing is a warning. */
 const EMBEDDED_PROBE = `import json
-from softprompt_worker.embedded import EMBEDDED_MODELS, locate
+from softprompt_worker.models.embedded import EMBEDDED_MODELS, locate
 out = {}
 for name in EMBEDDED_MODELS:
     try:

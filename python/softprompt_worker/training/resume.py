@@ -13,8 +13,8 @@ from typing import Any, Iterator
 
 import torch
 
-from .errors import CheckpointInvalidError, InvalidArgumentError
-from .tasks.base import Task
+from softprompt_worker.errors import CheckpointInvalidError, InvalidArgumentError
+from softprompt_worker.tasks.base import Task
 
 
 @dataclass

@@ -1,10 +1,10 @@
-"""Worker-side caches: frozen base models by ``ModelSpec``, loaded soft prompts by name.
+"""Loaded soft prompts by name, against the frozen models of ``models.cache``.
 
 One loaded base model serves any number of soft prompts: loading a prompt builds its method against
 the cached model (never a second copy), so switching prompts, or mixing prompts in one batch, never
 reloads or touches the model. Both caches live in the worker's shared state
-(``ops.registry.WorkerState``), so every op (train, generate, classify, embed, rerank...) sees the same
-models. The prompt cache holds prompts of every method; each op decides what using one means and
+(``serving.handlers.WorkerState``), so every op (train, generate, classify, embed, rerank...) sees the same
+models and prompts. The prompt cache holds prompts of every method; each op decides what using one means and
 refuses the wrong method by name: ``generate``/``classify`` take the methods that inject into a language
 model (prompt and prefix tuning, via their ``Injection``), ``embed`` takes ``suffix_tuning`` and
 ``rerank`` takes ``passage_tuning`` (both through ``resolve_prompt``, which also takes checkpoint paths).
@@ -20,36 +20,20 @@ Loaded prompts belong to the client that loaded them (``state.client``, ``client
 
 from __future__ import annotations
 
-import json
 import os
 import threading
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 
-from .errors import InvalidArgumentError, NotFoundError
-from .models import FrozenModel, ModelSpec, load_frozen_model, resolve_device, resolve_dtype
+from softprompt_worker.errors import InvalidArgumentError, NotFoundError
+from softprompt_worker.models import FrozenModel, ModelSpec
+from softprompt_worker.models.cache import get_frozen_model, model_key
 
-MODEL_CACHE = "frozen_model"  # state.cache key prefix of loaded base models
 PROMPT_CACHE = "prompts"
 CHECKPOINT_PROMPTS = "checkpoint_prompt"  # prompts used by checkpoint path, keyed by (model, path, mtime)
 MAX_CHECKPOINT_PROMPTS = 8  # the most recently used ones are kept; a rewritten file is a new key
-
-
-def model_key(spec: ModelSpec) -> str:
-    """Canonical JSON of a spec with ``device``/``dtype`` resolved: specs that load the same model share
-    one (``{"device": "auto"}`` and ``{"device": "cpu"}`` on a CPU-only machine are the same model)."""
-    device = resolve_device(spec.device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    dtype = str(resolve_dtype(spec.dtype, device)).removeprefix("torch.")
-    return json.dumps(asdict(replace(spec, device=str(device), dtype=dtype)), sort_keys=True, default=str)
-
-
-def get_frozen_model(state, spec: ModelSpec) -> FrozenModel:
-    """The model ``spec`` names, loaded once per worker: the one frozen-model cache every op uses."""
-    return state.get_or_create((MODEL_CACHE, model_key(spec)), lambda: load_frozen_model(spec))
 
 
 def spec_for_checkpoint(base_model: dict[str, Any]) -> ModelSpec:
@@ -118,8 +102,8 @@ class PromptCache:
 
     def load(self, name: str, path: str, frozen: FrozenModel, record=None) -> LoadedPrompt:
         """Builds the checkpoint at ``path`` (or its already-read ``record``) on ``frozen`` under ``name``."""
-        from .checkpoints import build_method_from_checkpoint, load_checkpoint
-        from .methods.base import LMSoftPromptMethod
+        from softprompt_worker.training.checkpoints import build_method_from_checkpoint, load_checkpoint
+        from softprompt_worker.methods.base import LMSoftPromptMethod
 
         record = record if record is not None else load_checkpoint(path)
         method = build_method_from_checkpoint(record, frozen)  # checks the model fingerprint
@@ -213,8 +197,8 @@ def prompt_cache(state) -> ClientPrompts:
 
 def lm_method_names() -> list[str]:
     """The methods whose prompts ``generate`` and ``classify`` use: those that inject into an LM."""
-    from .methods.base import LMSoftPromptMethod
-    from .methods.registry import method_class, method_names
+    from softprompt_worker.methods.base import LMSoftPromptMethod
+    from softprompt_worker.methods.registry import method_class, method_names
 
     return [n for n in method_names() if issubclass(method_class(n), LMSoftPromptMethod)]
 
@@ -274,7 +258,7 @@ def resolve_prompt(state, raw_model: Any, prompt: Any, *, use: str, needs: Seque
 
 
 def _checkpoint_prompt(state, raw_model: Any, path: str, use: str, needs: Sequence[str]):
-    from .checkpoints import build_method_from_checkpoint
+    from softprompt_worker.training.checkpoints import build_method_from_checkpoint
 
     try:
         stamp = os.stat(path).st_mtime_ns
@@ -303,7 +287,7 @@ def _checkpoint_prompt(state, raw_model: Any, path: str, use: str, needs: Sequen
 
 
 def _read_checkpoint(state, path: str):
-    from .checkpoints import load_checkpoint
+    from softprompt_worker.training.checkpoints import load_checkpoint
 
     try:
         return load_checkpoint(path)

@@ -34,7 +34,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DependencyMissingError, InvalidArgumentError
+from softprompt_worker.errors import DependencyMissingError, InvalidArgumentError
 
 GGUF_REQUIREMENT = "gguf>=0.10"  # transformers' GGUF_MIN_VERSION
 _MARKER = "softprompt-embedded.json"  # written last into a materialised folder: its presence = complete

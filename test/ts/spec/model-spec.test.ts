@@ -1,7 +1,7 @@
 /** `model: { embedded }` in job specs: validated by the model spec schema, sent as `embedded`. */
 import { describe, expect, it } from 'vitest';
 import { ValidationError } from '../../../ts/src/core/errors.js';
-import { EMBEDDED_MODELS, type ModelSpec, modelSpecSchema, modelToWire } from '../../../ts/src/jobs/model-spec.js';
+import { EMBEDDED_MODELS, type ModelSpec, modelSpecSchema, modelToWire } from '../../../ts/src/spec/model-spec.js';
 import { promptTuning } from '../../../ts/src/jobs/prompt-tuning.js';
 import { trainBody } from '../../../ts/src/jobs/spec.js';
 import { parseModel } from '../../../ts/src/cli/model-arg.js';

@@ -92,7 +92,7 @@ def tiny_model(family: str, *, seed: int = 0, device=None, dtype=None, quantizat
     import torch
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-    from .quantize import materialize_quantized, quantize_linears
+    from softprompt_worker.models.quantize import materialize_quantized, quantize_linears
 
     config = tiny_config(family, **overrides)
     factory = {"gpt2": AutoModelForCausalLM, "llama": AutoModelForCausalLM, "t5": AutoModelForSeq2SeqLM,

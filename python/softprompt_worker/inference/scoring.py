@@ -41,10 +41,10 @@ from typing import Callable, Protocol
 
 import torch
 
-from .device_copy import to_device
-from .errors import InvalidArgumentError, TooLargeError
-from .limits import MAX_SEQUENCE_LENGTH
-from .models import FrozenModel
+from softprompt_worker.models.device_copy import to_device
+from softprompt_worker.errors import InvalidArgumentError, TooLargeError
+from softprompt_worker.limits import MAX_SEQUENCE_LENGTH
+from softprompt_worker.models import FrozenModel
 
 ORDERS = ("passage_first", "prompt_first")
 UPR_INSTRUCTION = " Please write a question based on this passage.\nQuestion:"

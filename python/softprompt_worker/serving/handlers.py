@@ -1,4 +1,5 @@
-"""Operation registry: handlers, the request/reply values they see, and their per-request context.
+"""The handler contract: the request/reply values a handler sees, its per-request context, the shared
+worker state, and the table ``@op`` registers handlers into.
 
 An op module registers handlers with `@op`; `softprompt_worker.ops.OP_MODULES` lists the modules the
 worker imports at start. A handler has the signature `handler(req: Request, ctx: OpContext) -> Reply`
@@ -6,7 +7,7 @@ and raises `softprompt_worker.errors.WorkerError` subclasses for expected failur
 becomes an `internal` error). `control=True` ops are answered inline by the socket loop and must be
 quick; all others run on the single compute thread in arrival order.
 
-    from softprompt_worker.ops.registry import op, Reply
+    from softprompt_worker.serving.handlers import op, Reply
 
     @op("add_one")
     def add_one(req, ctx):
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import numpy as np
 
-from softprompt_worker.health import ComputeMonitor
+from softprompt_worker.serving.health import ComputeMonitor
 
 if TYPE_CHECKING:  # torch is imported lazily by the code that converts tensors
     import torch

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { camelCase, snakeCase, toCamel, toSnake } from '../../../ts/src/jobs/case.js';
+import { camelCase, snakeCase, toCamel, toSnake } from '../../../ts/src/spec/case.js';
 
 describe('case translation', () => {
   it('maps names both ways', () => {

@@ -15,12 +15,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import DependencyMissingError, InvalidArgumentError, NotFoundError
-from .embedded import EMBEDDED_MODELS
-from .fields import check_fields, check_values, option
-from .limits import MAX_SEED
-from .quantize import QUANTIZATIONS, bnb_config, keep_trainable_through, logical_shape
-from .tiny import TINY_FAMILIES
+from softprompt_worker.errors import DependencyMissingError, InvalidArgumentError, NotFoundError
+from softprompt_worker.models.embedded import EMBEDDED_MODELS
+from softprompt_worker.fields import check_fields, check_values, option
+from softprompt_worker.limits import MAX_SEED
+from softprompt_worker.models.quantize import QUANTIZATIONS, bnb_config, keep_trainable_through, logical_shape
+from softprompt_worker.models.tiny import TINY_FAMILIES
 
 _DTYPES = ("auto", "f32", "bf16", "f16")
 # Config fields that do not change what the weights compute.
@@ -63,7 +63,7 @@ class ModelSpec:
         if sum(x is not None for x in (spec.name_or_path, spec.tiny, spec.embedded)) != 1:
             raise InvalidArgumentError("model: give exactly one of 'name_or_path', 'tiny' and 'embedded'")
         if spec.embedded is not None:
-            from .embedded import embedded_model
+            from softprompt_worker.models.embedded import embedded_model
 
             embedded_model(spec.embedded)  # an unknown name is refused here, listing the known ones
         check_values(spec, "model.")  # bounds and choices of the fields above
@@ -130,7 +130,7 @@ def load_frozen_model(spec: ModelSpec) -> FrozenModel:
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
     if spec.tiny is not None:
-        from .tiny import TINY_FAMILIES, tiny_model
+        from softprompt_worker.models.tiny import TINY_FAMILIES, tiny_model
 
         if spec.tiny not in TINY_FAMILIES:
             raise InvalidArgumentError(f"model.tiny: {spec.tiny!r} is not one of {', '.join(TINY_FAMILIES)}")
@@ -167,7 +167,7 @@ def _pretrained_parts(spec: ModelSpec):
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     if spec.embedded is not None:
-        from .embedded import resolve_embedded
+        from softprompt_worker.models.embedded import resolve_embedded
 
         # A local folder (GGUF dequantised once into the cache); no hub, no remote code, no revision.
         path, common = str(resolve_embedded(spec.embedded)), dict(revision=None, trust_remote_code=False)
@@ -193,7 +193,7 @@ def model_structure(spec: ModelSpec, dtype):
     import torch
 
     if spec.tiny is not None:
-        from .tiny import tiny_model
+        from softprompt_worker.models.tiny import tiny_model
 
         return tiny_model(spec.tiny, seed=spec.seed, device="meta", dtype=dtype, **spec.overrides)
     _, common, config, tokenizer, factory = _pretrained_parts(spec)

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InvalidArgumentError
+from softprompt_worker.errors import InvalidArgumentError
 
 LOWER_IS_BETTER = ("loss", "perplexity")
 

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from softprompt_worker.keys import load_allowed_keys, load_secret_key
+from softprompt_worker.serving.keys import load_allowed_keys, load_secret_key
 
 log = logging.getLogger("softprompt_worker")
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import DependencyMissingError, InvalidArgumentError
+from softprompt_worker.errors import DependencyMissingError, InvalidArgumentError
 
 QUANTIZATIONS = ("int8", "nf4")
 

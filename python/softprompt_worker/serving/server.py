@@ -35,9 +35,9 @@ from typing import Any
 
 import zmq
 
-from softprompt_worker.auth import CurveServer, check_endpoint
-from softprompt_worker.clients import MAX_CONNECTIONS, client_directory
-from softprompt_worker.health import IDLE_BEAT_S
+from softprompt_worker.serving.auth import CurveServer, check_endpoint
+from softprompt_worker.serving.clients import MAX_CONNECTIONS, client_directory
+from softprompt_worker.serving.health import IDLE_BEAT_S
 from softprompt_worker.errors import (
     BusyError,
     CancelledError,
@@ -48,9 +48,9 @@ from softprompt_worker.errors import (
     WorkerError,
     from_exception,
 )
-from softprompt_worker.ops.registry import OpContext, OpSpec, Reply, Request, WorkerState, get_op, registered_ops
-from softprompt_worker.process import announce, process_alive
-from softprompt_worker.protocol import DecodeFailure, Limits, Message, decode, encode, error_message
+from softprompt_worker.serving.handlers import OpContext, OpSpec, Reply, Request, WorkerState, get_op, registered_ops
+from softprompt_worker.serving.process import announce, process_alive
+from softprompt_worker.serving.protocol import DecodeFailure, Limits, Message, decode, encode, error_message
 from softprompt_worker.tensors import to_wire
 
 log = logging.getLogger("softprompt_worker")

@@ -27,14 +27,14 @@ from typing import Any
 
 import torch
 
-from . import __version__
-from ._proto.softprompt.v1 import checkpoint_pb2
-from .files import MAX_CHECKPOINT_BYTES, read_regular_file, write_file_under
-from .errors import CheckpointInvalidError, InvalidArgumentError, NotFoundError, StorageError
-from .methods.base import SoftPromptMethod
-from .models import FrozenModel, ModelSpec
-from .tensors import tensor_from_proto, tensor_to_proto
-from .resume import TrainingState
+from softprompt_worker import __version__
+from softprompt_worker._proto.softprompt.v1 import checkpoint_pb2
+from softprompt_worker.files import MAX_CHECKPOINT_BYTES, read_regular_file, write_file_under
+from softprompt_worker.errors import CheckpointInvalidError, InvalidArgumentError, NotFoundError, StorageError
+from softprompt_worker.methods.base import SoftPromptMethod
+from softprompt_worker.models import FrozenModel, ModelSpec
+from softprompt_worker.tensors import tensor_from_proto, tensor_to_proto
+from softprompt_worker.training.resume import TrainingState
 
 FORMAT_VERSION = 1
 
@@ -142,7 +142,7 @@ def check_base_model(record: CheckpointRecord, frozen: FrozenModel) -> None:
 
 def build_method_from_checkpoint(record: CheckpointRecord, frozen: FrozenModel) -> SoftPromptMethod:
     """The method a checkpoint describes, attached to ``frozen``, with its soft state loaded."""
-    from .methods.registry import method_class
+    from softprompt_worker.methods.registry import method_class
 
     check_base_model(record, frozen)
     cls = method_class(record.method)

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .methods.prefix_attention import active_prefixes, prefix_context
+from softprompt_worker.methods.prefix_attention import active_prefixes, prefix_context
 
 
 

@@ -20,12 +20,12 @@ from typing import Callable
 
 import torch
 
-from .errors import CancelledError, InvalidArgumentError
-from .kv_cache import cache_kwargs, cache_of
-from .fields import check_fields, check_values, option
-from .limits import MAX_NEW_TOKENS, MAX_SEED
-from .methods.injection import Injection, batch_prefixes, check_positions, pack_rows
-from .methods.prefix_attention import prefix_context
+from softprompt_worker.errors import CancelledError, InvalidArgumentError
+from softprompt_worker.models.kv_cache import cache_kwargs, cache_of
+from softprompt_worker.fields import check_fields, check_values, option
+from softprompt_worker.limits import MAX_NEW_TOKENS, MAX_SEED
+from softprompt_worker.methods.injection import Injection, batch_prefixes, check_positions, pack_rows
+from softprompt_worker.methods.prefix_attention import prefix_context
 
 
 
@@ -188,8 +188,8 @@ def classify(frozen, rows: list[Injection | None], inputs: list[str], labels: li
              batch_size: int = 16, max_length: int = 512) -> tuple[list[int], list[list[float]]]:
     """Rank classification: each label's summed log-likelihood after its input (as the classification
     task scores it). Returns (index of the best label per input, (inputs, labels) log-likelihoods)."""
-    from .methods.injection import run_lm
-    from .tasks.lm_batching import LMEncoder, score_targets
+    from softprompt_worker.methods.injection import run_lm
+    from softprompt_worker.tasks.lm_batching import LMEncoder, score_targets
 
     if len(labels) < 1 or len(set(labels)) != len(labels):
         raise InvalidArgumentError(f"labels: need distinct label strings, got {labels!r:.120}")

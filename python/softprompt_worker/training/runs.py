@@ -31,9 +31,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .checkpoints import atomic_write, load_checkpoint, resolve_under
-from .errors import InvalidArgumentError, NotFoundError, StorageError, WorkerError
-from .files import open_append_under, read_regular_file, read_regular_text
+from softprompt_worker.training.checkpoints import atomic_write, load_checkpoint, resolve_under
+from softprompt_worker.errors import InvalidArgumentError, NotFoundError, StorageError, WorkerError
+from softprompt_worker.files import open_append_under, read_regular_file, read_regular_text
 
 _CHECKPOINT_NAME = re.compile(r"step-(\d+)\.pb")
 MANIFEST = "manifest.json"

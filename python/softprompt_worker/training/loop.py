@@ -35,18 +35,18 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from . import limits
-from .errors import InvalidArgumentError
-from .fields import check_values, option
-from .methods.base import SoftPromptMethod
-from .models import native_bf16
-from .recompute import recomputed_layers
-from .resume import DataStream, TrainingState, capture_state, restore_state
-from .selection import Selection
-from .tasks.base import Task
+from softprompt_worker import limits
+from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.fields import check_values, option
+from softprompt_worker.methods.base import SoftPromptMethod
+from softprompt_worker.models import native_bf16
+from softprompt_worker.models.recompute import recomputed_layers
+from softprompt_worker.training.resume import DataStream, TrainingState, capture_state, restore_state
+from softprompt_worker.training.selection import Selection
+from softprompt_worker.tasks.base import Task
 
 if TYPE_CHECKING:
-    from .distributed import DataParallel
+    from softprompt_worker.distributed import DataParallel
 
 OPTIMIZERS = ("adamw", "adafactor", "sgd")
 SCHEDULES = ("constant", "linear", "cosine")
