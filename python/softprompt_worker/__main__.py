@@ -24,7 +24,22 @@ log = logging.getLogger("softprompt_worker")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    from softprompt_worker.serving.coalesce import MAX_BATCH_ROWS
+    from softprompt_worker.serving.scheduler import MAX_TRAINING_JOBS, SCHEDULES
+
     default = Limits()
+    p.add_argument("--max-training-jobs", type=int, default=MAX_TRAINING_JOBS,
+                   help="training jobs that share the device at once; later ones queue (default "
+                        f"{MAX_TRAINING_JOBS}; 1 under --distributed). Inference is served between their steps.")
+    p.add_argument("--max-batch-rows", type=int, default=MAX_BATCH_ROWS,
+                   help="concurrent embed requests that differ only in their texts run as one forward pass of at "
+                        f"most this many texts (default {MAX_BATCH_ROWS}; 1 turns cross-request batching off)")
+    p.add_argument("--batch-wait-ms", type=float, default=0.0,
+                   help="how long such a request waits for others to join its batch (default 0: it batches only "
+                        "with requests already waiting, so an idle worker answers as fast as before)")
+    p.add_argument("--schedule", default="turns", choices=SCHEDULES,
+                   help="turns (default): jobs and inference take turns on the device (proto/WIRE.md, Scheduling); "
+                        "fifo: every compute op runs alone, in arrival order (for comparison and debugging)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--max-message-bytes", type=int, default=default.max_total_bytes,
                    help=f"largest accepted message, tensors included (default {default.max_total_bytes})")
@@ -104,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         return code
     try:
         curve = _curve_from_stdin() if args.curve_stdin else None
-        server = Server(args.endpoint, limits=limits, parent_pid=args.parent_pid, curve=curve)
+        server = Server(args.endpoint, limits=limits, parent_pid=args.parent_pid, curve=curve,
+                        max_training_jobs=_max_training_jobs(args), schedule=args.schedule,
+                        **_batching(args))
     except ValueError as exc:  # an endpoint others could reach without CURVE, or bad keys on stdin
         log.error("%s", exc)
         return 2
@@ -137,7 +154,8 @@ def serve(args: argparse.Namespace) -> int:
     try:
         curve = CurveServer.from_files(args.server_key, args.allow) if args.server_key else None
         server = Server(args.bind, limits=limits, max_queued=args.max_queued, curve=curve, shared=True,
-                        max_unread_messages=args.max_unread_messages)
+                        max_unread_messages=args.max_unread_messages, max_training_jobs=_max_training_jobs(args), schedule=args.schedule,
+                        **_batching(args))
     except (KeyFileError, ValueError) as exc:
         log.error("%s", exc)
         return 2
@@ -169,6 +187,19 @@ def _limits(args: argparse.Namespace) -> Limits | None:
         log.error("--max-message-bytes must be positive")
         return None
     return Limits(max_frame_bytes=args.max_message_bytes, max_total_bytes=args.max_message_bytes)
+
+
+def _max_training_jobs(args: argparse.Namespace) -> int:
+    """Every rank of a torchrun group must run the same jobs in the same order: one at a time there."""
+    if args.max_training_jobs < 1:
+        raise ValueError("--max-training-jobs must be at least 1")
+    return 1 if args.distributed else args.max_training_jobs
+
+
+def _batching(args: argparse.Namespace) -> dict[str, float]:
+    if args.max_batch_rows < 1 or not 0 <= args.batch_wait_ms <= 1000:
+        raise ValueError("--max-batch-rows must be at least 1 and --batch-wait-ms in 0..1000")
+    return {"max_batch_rows": args.max_batch_rows, "batch_wait_ms": args.batch_wait_ms}
 
 
 def _join_group(args: argparse.Namespace) -> int | None:

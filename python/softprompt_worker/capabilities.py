@@ -13,6 +13,7 @@ import importlib
 import importlib.metadata
 import logging
 import platform
+import threading
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -61,9 +62,20 @@ def _methods() -> list[str]:
         return []
 
 
-@functools.lru_cache(maxsize=1)
+_FIRST_CALL = threading.Lock()
+
+
 def capabilities() -> dict[str, Any]:
-    """The capabilities map (computed once per process; imports torch on first call)."""
+    """The capabilities map (computed once per process; imports torch, transformers and peft on the first
+    call). Thread-safe: a second caller waits for the first, so no two threads import transformers at once
+    (its lazy module then hands one of them a half-made module: "cannot import name 'AutoModel'"). The
+    worker computes it in the background at start, and every compute op calls it before it runs."""
+    with _FIRST_CALL:
+        return _capabilities()
+
+
+@functools.lru_cache(maxsize=1)
+def _capabilities() -> dict[str, Any]:
     caps: dict[str, Any] = {"python": platform.python_version()}
     for module in REQUIRED:
         caps[module] = _version(module)

@@ -48,3 +48,36 @@ def block(req: Request, ctx: OpContext) -> Reply:
     """{"s": float} -> {}: sleeps without emitting or checking its cancel flag, as a stuck read would."""
     time.sleep(float(req.body.get("s", 1.0)))
     return Reply()
+
+
+@op("test_train", training=True)
+def fake_train(req: Request, ctx: OpContext) -> Reply:
+    """{"steps": int, "step_s": float, "seed": int, "fail_at"?: int} -> {"draws": [float]}: a training job
+    without a model. Each step yields its turn, draws from torch's global generator, works `step_s`
+    (a busy loop: it holds the device), and emits {"event": "step", "step"}."""
+    import torch
+
+    steps, step_s = req.body.get("steps", 5), req.body.get("step_s", 0.01)
+    torch.manual_seed(req.body.get("seed", 0))
+    draws = []
+    ctx.emit({"event": "started", "start_step": 0, "total_steps": steps})
+    for step in range(1, steps + 1):
+        ctx.yield_turn()
+        if ctx.cancelled:
+            raise CancelledError(f"test_train cancelled at step {step}")
+        if step == req.body.get("fail_at"):
+            raise ValueError(f"test_train failed at step {step}")
+        draws.append(float(torch.rand(())))
+        end = time.perf_counter() + step_s
+        while time.perf_counter() < end:
+            pass
+        ctx.emit({"event": "step", "step": step, "loss": 1.0 / step})
+    return Reply(body={"draws": draws})
+
+
+@op("test_draw")
+def draw(req: Request, ctx: OpContext) -> Reply:
+    """{} -> {"x": float}: an inference op that draws from torch's global generator."""
+    import torch
+
+    return Reply(body={"x": float(torch.rand(()))})

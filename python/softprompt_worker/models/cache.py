@@ -32,3 +32,18 @@ def model_key(spec: ModelSpec) -> str:
 def get_frozen_model(state, spec: ModelSpec) -> FrozenModel:
     """The model ``spec`` names, loaded once per worker: the one frozen-model cache every op uses."""
     return state.get_or_create((MODEL_CACHE, model_key(spec)), lambda: load_frozen_model(spec))
+
+
+def loaded_models(state) -> list[dict]:
+    """The base models this worker holds (the ``status`` op): spec, device, dtype and bytes in memory."""
+    models = []
+    for (_, key), frozen in state.entries(MODEL_CACHE):
+        spec = json.loads(key)
+        models.append({"model": spec, "device": spec["device"], "dtype": spec["dtype"],
+                       "bytes": _bytes_in_memory(frozen.model)})
+    return models
+
+
+def _bytes_in_memory(model: torch.nn.Module) -> int:
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in {id(t): t for t in tensors}.values())

@@ -13,6 +13,7 @@ import os
 
 OP_MODULES: list[str] = [
     "softprompt_worker.ops.control",
+    "softprompt_worker.ops.status",
     "softprompt_worker.ops.data",
     "softprompt_worker.ops.train",
     "softprompt_worker.ops.checkpoints",

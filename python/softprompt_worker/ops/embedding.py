@@ -40,12 +40,13 @@ from softprompt_worker.limits import MAX_INFERENCE_BATCH_SIZE, MAX_TEXTS
 from softprompt_worker.methods.suffix_tuning import POOLINGS, SuffixTuning, backbone, encode_in_batches, pool
 from softprompt_worker.models import FrozenModel
 from softprompt_worker.inference.prompts import resolve_prompt
+from softprompt_worker.serving.coalesce import Coalesce
 from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 
 PROGRESS_INTERVAL_S = 0.5
 
 
-@op("embed")
+@op("embed", coalesce=Coalesce(rows="texts", tensors=("embeddings",), count="count"))  # serving/coalesce.py
 def embed(req: Request, ctx: OpContext) -> Reply:
     body = req.body
     texts = _texts(body.get("texts"), "texts")

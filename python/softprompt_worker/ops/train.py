@@ -80,7 +80,7 @@ _FIELDS = {"model", "method", "method_config", "task", "task_options", "data", "
 _INIT_LOCK = threading.Lock()
 
 
-@op("train")
+@op("train", training=True)  # a job: it yields the device between micro-batches (serving/scheduler.py)
 @collective  # under torchrun every rank runs it (distributed/collective_ops.py)
 def train_op(req: Request, ctx: OpContext) -> Reply:
     body = req.body
@@ -168,7 +168,7 @@ def _train_in(run: RunDir, body: dict[str, Any], ctx: OpContext, *, method, task
     try:
         emit({"event": "data", **report.to_dict()})
         summary = train(method, task, config, emit=emit, cancelled=lambda: ctx.cancelled, save_checkpoint=save,
-                        resume=resume, parallel=parallel, save_best=save_best)
+                        resume=resume, parallel=parallel, save_best=save_best, yield_turn=ctx.yield_turn)
     except Exception as exc:  # noqa: BLE001 - logged, then sent as a typed error
         error = from_exception(exc)
         if isinstance(error, OutOfMemoryError) and error is not exc:

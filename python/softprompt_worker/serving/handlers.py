@@ -5,7 +5,9 @@ An op module registers handlers with `@op`; `softprompt_worker.ops.OP_MODULES` l
 worker imports at start. A handler has the signature `handler(req: Request, ctx: OpContext) -> Reply`
 and raises `softprompt_worker.errors.WorkerError` subclasses for expected failures (any other exception
 becomes an `internal` error). `control=True` ops are answered inline by the socket loop and must be
-quick; all others run on the single compute thread in arrival order.
+quick; `training=True` ops (``train``) run as jobs that share the device with everything else, calling
+``ctx.yield_turn()`` between their steps; all others run on the inference lane in arrival order
+(``scheduler.py``).
 
     from softprompt_worker.serving.handlers import op, Reply
 
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import numpy as np
 
+from softprompt_worker.serving.coalesce import Coalesce
 from softprompt_worker.serving.health import ComputeMonitor
 
 if TYPE_CHECKING:  # torch is imported lazily by the code that converts tensors
@@ -115,6 +118,7 @@ class WorkerState:
         self.requests = OpenRequests()
         self.shutdown = threading.Event()
         self.compute = ComputeMonitor()  # the compute thread's heartbeat (`health`)
+        self.scheduler: Any = None  # the server's `Scheduler` (scheduler.py): what runs and waits (`status`)
         self._lock = threading.RLock()
         self.client = ""  # the anonymous client: requests that named none, and code outside requests
 
@@ -130,6 +134,11 @@ class WorkerState:
             if key not in self.cache:
                 self.cache[key] = factory()
             return self.cache[key]
+
+    def entries(self, prefix: str) -> list[tuple[tuple, Any]]:
+        """The cache's ``(key, value)`` pairs whose tuple key starts with `prefix`. Lock-free (a dict copy
+        is atomic under the GIL), so a control op can ask while `get_or_create` loads a model."""
+        return [(k, v) for k, v in self.cache.copy().items() if isinstance(k, tuple) and k and k[0] == prefix]
 
     def get_or_create_recent(self, key: tuple, factory: Callable[[], T], limit: int) -> T:
         """`get_or_create` for a bounded group of entries: the tuple keys that share `key[0]`. A hit
@@ -167,6 +176,12 @@ class OpContext:
         self.state = state
         self.cancel_event = cancel_event if cancel_event is not None else threading.Event()
         self._emit_fn = emit_fn
+        self._yield_fn: Callable[[], None] = _no_yield  # set by the scheduler for a training op
+
+    def yield_turn(self) -> None:
+        """Between two steps of a long op: let waiting work use the device, then continue. Quick (one
+        read) when nothing waits; the op's own random state is kept across what runs meanwhile."""
+        self._yield_fn()
 
     def emit(self, body: dict[str, Any], tensors: dict[str, Any] | None = None) -> None:
         """Send an `event` for this request. Thread-safe; the socket loop does the sending."""
@@ -180,6 +195,10 @@ class OpContext:
         return self.cancel_event.is_set()
 
 
+def _no_yield() -> None:
+    pass
+
+
 Handler = Callable[[Request, OpContext], Reply]
 
 
@@ -188,18 +207,23 @@ class OpSpec:
     name: str
     handler: Handler
     control: bool
+    training: bool = False  # a long job that yields its turn on the device between steps (scheduler.py)
+    coalesce: Coalesce | None = None  # how concurrent requests merge into one run (coalesce.py)
 
 
 _OPS: dict[str, OpSpec] = {}
 
 
-def op(name: str, *, control: bool = False) -> Callable[[Handler], Handler]:
+def op(name: str, *, control: bool = False, training: bool = False,
+       coalesce: Coalesce | None = None) -> Callable[[Handler], Handler]:
     """Register `handler(req, ctx) -> Reply` under `name`. Registering a name twice is an error."""
+    if control and training:
+        raise ValueError(f"op {name!r}: a control op is answered inline and cannot be a training job")
 
     def register(handler: Handler) -> Handler:
         if name in _OPS:
             raise ValueError(f"op {name!r} is already registered by {_OPS[name].handler.__module__}")
-        _OPS[name] = OpSpec(name, handler, control)
+        _OPS[name] = OpSpec(name, handler, control, training, coalesce)
         return handler
 
     return register

@@ -3,10 +3,12 @@
 Threads:
 - main: owns the ROUTER (nothing else touches it). Blocks in `recv` on that one socket; answers control
   ops inline; queues every other op for the compute thread; forwards what the `Outbox` sends.
-- compute: runs queued ops one at a time, in arrival order. Its events and replies are encoded there and
-  sent by the `Outbox`, a DEALER connected to the ROUTER over inproc under the routing id `OUTBOX_ID`,
-  so a slow `.cpu()` of a result never stalls the loop. The ROUTER fair-queues the outbox with the
-  clients, and the loop needs no poller: one blocking `recv` serves both.
+- compute: the inference lane (queued inference ops, in arrival order) and one thread per running
+  training job, taking turns on the device (`scheduler.py`, `turns.py`): inference is served between a
+  job's micro-batches. Their events and replies are encoded there and sent by the `Outbox`, a DEALER
+  connected to the ROUTER over inproc under the routing id `OUTBOX_ID`, so a slow `.cpu()` of a result
+  never stalls the loop. The ROUTER fair-queues the outbox with the clients, and the loop needs no
+  poller: one blocking `recv` serves both.
 - parent watcher (optional): stops the worker when the parent process dies.
 - ZAP handler (with CURVE, `auth.py`): admits only the listed client keys.
 
@@ -25,21 +27,17 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import signal
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import zmq
 
 from softprompt_worker.serving.auth import CurveServer, check_endpoint
 from softprompt_worker.serving.clients import MAX_CONNECTIONS, client_directory
-from softprompt_worker.serving.health import IDLE_BEAT_S
 from softprompt_worker.errors import (
-    BusyError,
     CancelledError,
     InternalError,
     InvalidArgumentError,
@@ -49,7 +47,9 @@ from softprompt_worker.errors import (
     from_exception,
 )
 from softprompt_worker.serving.handlers import OpContext, OpSpec, Reply, Request, WorkerState, get_op, registered_ops
+from softprompt_worker.serving.coalesce import MAX_BATCH_ROWS, merged_body, split_reply
 from softprompt_worker.serving.process import announce, process_alive
+from softprompt_worker.serving.scheduler import MAX_TRAINING_JOBS, Job, Scheduler
 from softprompt_worker.serving.protocol import DecodeFailure, Limits, Message, decode, encode, error_message
 from softprompt_worker.tensors import to_wire
 
@@ -70,14 +70,6 @@ MAX_UNREAD_MESSAGES = 10_000  # replies and events queued for one client connect
 _NEVER_CANCELLED = threading.Event()
 
 
-@dataclass
-class _Job:
-    peer: bytes
-    spec: OpSpec
-    request: Request
-    ctx: OpContext
-
-
 def _shutdown_fd(fd: int) -> None:
     """Shut down the connection on libzmq's socket `fd` (a dup is shut down: the same connection)."""
     import socket
@@ -92,6 +84,14 @@ def _shutdown_fd(fd: int) -> None:
         pass
     finally:
         sock.close()
+
+
+def _imports_done() -> None:
+    """Wait for the start-up imports (`capabilities`, run in the background by `__main__`): a compute op
+    that imports transformers while they run could get a half-imported module. Cached after the first."""
+    from softprompt_worker.capabilities import capabilities
+
+    capabilities()
 
 
 def reply_frames(id_: int, op: str, kind: str, reply: Reply) -> list[Any]:
@@ -139,7 +139,9 @@ class Server:
 
     def __init__(self, endpoint: str, *, limits: Limits = Limits(), parent_pid: int | None = None,
                  max_queued: int = 1024, state: WorkerState | None = None, curve: CurveServer | None = None,
-                 shared: bool = False, max_unread_messages: int = MAX_UNREAD_MESSAGES) -> None:
+                 shared: bool = False, max_unread_messages: int = MAX_UNREAD_MESSAGES,
+                 max_training_jobs: int = MAX_TRAINING_JOBS, schedule: str = "turns",
+                 max_batch_rows: int = MAX_BATCH_ROWS, batch_wait_ms: float = 0.0) -> None:
         check_endpoint(endpoint, curve=curve is not None)
         self.endpoint = endpoint
         self.limits = limits
@@ -151,8 +153,9 @@ class Server:
         self.shared = shared
         self._clients = client_directory(self.state)
         self._context = zmq.Context()
-        self._jobs: queue.Queue[_Job | None] = queue.Queue()
-        self._wake = threading.Event()
+        self._scheduler = Scheduler(self.state, self._run_job, run_merged=self._run_merged, max_queued=max_queued,
+                                    max_training_jobs=max_training_jobs, schedule=schedule,
+                                    max_batch_rows=max_batch_rows, batch_wait_s=batch_wait_ms / 1000)
         # CURVE only: each connection's client key and socket fd (from its messages), the connections
         # whose key was revoked (their messages are dropped both ways), and a SIGHUP not yet acted on.
         self._peer_keys: dict[bytes, tuple[bytes | None, int]] = {}
@@ -182,8 +185,7 @@ class Server:
         router.bind(self.endpoint)
         bound = router.getsockopt(zmq.LAST_ENDPOINT).decode()
         self._outbox = Outbox(self._context)  # connects (claims OUTBOX_ID) before any client knows `bound`
-        compute = threading.Thread(target=self._compute_loop, name="compute", daemon=True)
-        compute.start()
+        self._scheduler.start()
         if self.parent_pid:
             threading.Thread(target=self._watch_parent, name="parent-watcher", daemon=True).start()
         log.info("listening on %s (pid %d); ops: %s", bound, os.getpid(), ", ".join(registered_ops()))
@@ -194,7 +196,7 @@ class Server:
         try:
             self._loop(router)
         finally:
-            self._stop_compute(compute)
+            self._stop_compute()
             self._drain(router)  # forward the replies the compute thread finished meanwhile
             self._outbox.close()
             router.close()  # lingers so the shutdown reply leaves
@@ -268,19 +270,12 @@ class Server:
             threading.Timer(REVOKE_CLOSE_DELAY_S, _shutdown_fd, (fd,)).start()
             log.warning("closed a connection of revoked client key %s", key.decode("ascii", "replace"))
 
-    def _stop_compute(self, compute: threading.Thread) -> None:
-        # Cancel what runs, drop what waits; the thread is a daemon, so a stuck op cannot hold exit.
-        while True:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                self.state.requests.remove(job.peer, job.request.id)
+    def _stop_compute(self) -> None:
+        # Cancel what runs, drop what waits; the threads are daemons, so a stuck op cannot hold exit.
         for event in self.state.requests.all_cancel_events():
             event.set()
-        self._jobs.put(None)
-        compute.join(timeout=5)
+        for job in self._scheduler.stop(timeout=5):
+            self.state.requests.remove(job.peer, job.request.id)
 
     def _watch_parent(self) -> None:
         assert self.parent_pid
@@ -390,9 +385,6 @@ class Server:
                     "cancelled", self.max_unread_messages)
 
     def _enqueue(self, peer: bytes, spec: OpSpec, request: Request) -> None:
-        if self._jobs.qsize() >= self.max_queued:
-            raise BusyError(f"{self.max_queued} requests are already queued; retry when some finish",
-                            details={"queued": self._jobs.qsize()})
         client = self._clients.client_of(peer)
         if client is None and self.shared:
             raise InvalidArgumentError(f"{request.op}: say hello first; a shared worker serves a connection's "
@@ -402,7 +394,11 @@ class Server:
             raise MalformedMessageError(f"header.id {request.id} is already used by an open request")
         state = self.state if not client else self.state.for_client(client)
         ctx = OpContext(request.id, request.op, state, self._emit_for(peer), cancel_event, peer=peer)
-        self._jobs.put(_Job(peer, spec, request, ctx))
+        try:
+            self._scheduler.submit(Job(peer, spec, request, ctx, client=client or ""))
+        except Exception:
+            self.state.requests.remove(peer, request.id)
+            raise
 
     def _emit_for(self, peer: bytes):
         def emit(id_: int, op: str, body: dict[str, Any], tensors: dict[str, Any]) -> None:
@@ -410,31 +406,63 @@ class Server:
 
         return emit
 
-    # ------------------------------------------------------------------------------ compute thread
+    # ------------------------------------------------------------------------------ compute threads
 
-    def _compute_loop(self) -> None:
-        monitor = self.state.compute
-        while True:
-            try:
-                job = self._jobs.get(timeout=IDLE_BEAT_S)
-            except queue.Empty:
-                monitor.beat()
-                continue
-            if job is None:
-                return
-            req = job.request
-            monitor.started(req.op, req.id)
-            try:
-                if job.ctx.cancelled:
-                    raise CancelledError(f"request {req.id} ({req.op}) was cancelled before it started")
-                out = reply_frames(req.id, req.op, "reply", job.spec.handler(req, job.ctx))
-            except Exception as exc:  # noqa: BLE001 - reported to the client, the thread goes on
-                out = error_frames(req.id, req.op, exc)
-            finally:
-                self.state.requests.remove(job.peer, req.id)
-                monitor.finished()
+    def _run_job(self, job: Job) -> None:
+        """Run one op on the calling compute thread (the scheduler's) and send its reply. Never raises."""
+        req, monitor = job.request, self.state.compute
+        monitor.started(req.op, req.id)
+        try:
+            _imports_done()
+            if job.ctx.cancelled:
+                raise CancelledError(f"request {req.id} ({req.op}) was cancelled before it started")
+            out = reply_frames(req.id, req.op, "reply", job.spec.handler(req, job.ctx))
+        except Exception as exc:  # noqa: BLE001 - reported to the client, the thread goes on
+            out = error_frames(req.id, req.op, exc)
+        finally:
+            self.state.requests.remove(job.peer, req.id)
+            monitor.finished()
+        try:
+            self._outbox.send(job.peer, out)
+        except zmq.ZMQError as exc:  # the context is closing: the worker is stopping
+            log.warning("reply to request %d dropped: %s", req.id, exc)
+
+    def _run_merged(self, jobs: list[Job]) -> None:
+        """Run requests of one op that coalesce (`coalesce.py`) as one, and answer each with its rows;
+        if the merged run fails, each runs alone and gets its own answer or error. Never raises."""
+        live = [job for job in jobs if not job.ctx.cancel_event.is_set()]
+        for job in jobs:
+            if job not in live:
+                self._run_job(job)  # answers `cancelled`
+        if len(live) < 2:
+            for job in live:
+                self._run_job(job)
+            return
+        spec, first = live[0].spec, live[0]
+        rule = spec.coalesce
+        request = Request(id=first.request.id, op=first.request.op,
+                          body=merged_body([job.request.body for job in live], rule))
+        ctx = OpContext(first.request.id, first.request.op, first.ctx.state, lambda *_: None, threading.Event(),
+                        peer=first.peer)
+        self.state.compute.started(request.op, request.id)
+        try:
+            _imports_done()
+            reply = spec.handler(request, ctx)
+            parts = split_reply(reply.body, reply.tensors, [len(job.request.body[rule.rows]) for job in live], rule)
+            outs = [reply_frames(job.request.id, job.request.op, "reply", Reply(body=b, tensors=t))
+                    for job, (b, t) in zip(live, parts)]
+        except Exception as exc:  # noqa: BLE001 - each member alone: its own answer or its own error
+            log.debug("merged %s of %d requests failed (%s): running them one by one", request.op, len(live), exc)
+            outs = None
+        finally:
+            self.state.compute.finished()
+        if outs is None:
+            for job in live:
+                self._run_job(job)
+            return
+        for job, out in zip(live, outs):
+            self.state.requests.remove(job.peer, job.request.id)
             try:
                 self._outbox.send(job.peer, out)
             except zmq.ZMQError as exc:  # the context is closing: the worker is stopping
-                log.warning("reply to request %d dropped: %s", req.id, exc)
-
+                log.warning("reply to request %d dropped: %s", job.request.id, exc)

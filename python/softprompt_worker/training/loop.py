@@ -192,7 +192,7 @@ SaveBest = Callable[[int, dict[str, float]], str]
 def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit: Emit | None = None,
           cancelled: Callable[[], bool] | None = None, save_checkpoint: SaveCheckpoint | None = None,
           resume: TrainingState | None = None, parallel: DataParallel | None = None,
-          save_best: SaveBest | None = None) -> dict[str, Any]:
+          save_best: SaveBest | None = None, yield_turn: Callable[[], None] | None = None) -> dict[str, Any]:
     """Train ``method`` on ``task``; returns the summary (also sent in the ``done`` event).
 
     ``save_checkpoint(step, metrics, state) -> path`` writes a checkpoint and returns where; without it
@@ -200,9 +200,12 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
     after an evaluation that is the best so far (``training.select_by``); the summary's ``best`` names it.
     ``resume`` continues a run from a saved ``TrainingState``.
     ``parallel`` (distributed/ddp.py) makes this one rank of a data-parallel run.
+    ``yield_turn()`` runs before every micro-batch: the worker serves waiting requests there
+    (serving/scheduler.py); the job's random state is kept across it.
     """
     emit = emit or (lambda event: None)
     cancelled = cancelled or (lambda: False)
+    yield_turn = yield_turn or (lambda: None)
     device = method.frozen.device
     params = [p for p in method.parameters() if p.requires_grad]
     if not params:
@@ -260,6 +263,7 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
     while step < total_steps and status == "completed":
         cursor = stream.cursor()
         for _ in range(config.grad_accumulation):
+            yield_turn()
             if cancelled():
                 status = "cancelled"
                 break

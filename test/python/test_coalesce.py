@@ -1,0 +1,90 @@
+"""Cross-request batching in a real worker: concurrent `embed` requests that differ only in their texts
+run as one forward pass, and each caller gets what it gets alone; a bad member fails alone."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from conftest import Client, WorkerProcess
+from softprompt_worker.serving.coalesce import Coalesce, batch_key, group, merged_body, split_reply
+
+MODEL = {"tiny": "gpt2", "device": "cpu"}
+RULE = Coalesce(rows="texts", tensors=("embeddings",), count="count")
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    d = tmp_path_factory.mktemp("ipc")
+    d.chmod(0o700)
+    w = WorkerProcess(f"ipc://{d}/worker.sock", "--parent-pid", str(os.getpid()))
+    yield w
+    w.stop()
+
+
+def _vectors(h: dict, frames) -> np.ndarray:
+    (desc,) = h["tensors"]
+    return np.frombuffer(frames[0].buffer, np.float32).reshape(desc["shape"])
+
+
+def _call(client: Client, id_: int, body: dict):
+    """A unary call that skips `progress` events."""
+    client.send(id_, "embed", body)
+    while True:
+        h, frames = client.recv()
+        if h["kind"] != "event":
+            return h, frames
+
+
+def _texts(i: int) -> list[str]:
+    return [f"text number {i}" + " more" * (i % 5)] + ([f"and a second one {i}"] if i % 3 == 0 else [])
+
+
+def test_concurrent_embeds_run_together_and_each_gets_its_own_rows(client: Client) -> None:
+    h, _ = _call(client, 1, {"model": MODEL, "texts": ["warm up"]})  # loads the model
+    assert h["kind"] == "reply"
+    alone = {}
+    for i in range(24):
+        h, frames = _call(client, 100 + i, {"model": MODEL, "texts": _texts(i)})
+        alone[100 + i] = _vectors(h, frames)
+    client.send(2, "test_stream", {"n": 1, "interval": 0.3})  # holds the lane while the embeds queue up
+    for i in range(24):
+        client.send(200 + i, "embed", {"model": MODEL, "texts": _texts(i)})
+    client.send(300, "embed", {"model": MODEL, "texts": [123]})  # a bad member: its own error, nobody else's
+    replies = {}
+    while len(replies) < 26:
+        h, frames = client.recv()
+        if h["kind"] != "event":
+            replies[h["id"]] = (h, frames)
+    for i in range(24):
+        h, frames = replies[200 + i]
+        assert h["kind"] == "reply" and h["body"]["count"] == len(_texts(i))
+        np.testing.assert_allclose(_vectors(h, frames), alone[100 + i], rtol=1e-4, atol=1e-5)
+    assert replies[300][0]["kind"] == "error" and replies[300][0]["body"]["code"] == "invalid_argument"
+    h, _ = client.call(3, "status")
+    assert h["body"]["batching"]["runs"] >= 1 and h["body"]["batching"]["requests"] >= 24
+
+
+def test_what_merges_and_what_does_not() -> None:
+    key = lambda body, client="": batch_key("embed", body, RULE, client)  # noqa: E731
+    assert key({"model": MODEL, "texts": ["a"]}) == key({"texts": ["b", "c"], "model": MODEL})
+    assert key({"model": MODEL, "texts": ["a"]}) != key({"model": MODEL, "texts": ["a"], "pooling": "last"})
+    # prompt names are per client: the same name may be two prompts
+    assert key({"prompt": "p", "texts": ["a"]}, "alice") != key({"prompt": "p", "texts": ["a"]}, "bob")
+    assert key({"model": MODEL, "texts": ["a"]}, "alice") == key({"model": MODEL, "texts": ["a"]}, "bob")
+    assert key({"model": MODEL, "texts": "not a list"}) is None
+    jobs = [("k", 3), ("k", 3), ("j", 1), (None, 0), ("k", 3)]
+    groups = group(list(range(5)), lambda i: jobs[i], max_rows=6)
+    assert groups == [[0, 1], [2], [3], [4]]  # the third "k" would make 9 rows: a new group
+
+
+def test_a_merged_reply_is_cut_back_by_rows() -> None:
+    body = merged_body([{"model": MODEL, "texts": ["a"]}, {"model": MODEL, "texts": ["b", "c"]}], RULE)
+    assert body == {"model": MODEL, "texts": ["a", "b", "c"]}
+    vectors = np.arange(6, dtype=np.float32).reshape(3, 2)
+    parts = split_reply({"count": 3, "dim": 2}, {"embeddings": vectors}, [1, 2], RULE)
+    assert [p[0] for p in parts] == [{"count": 1, "dim": 2}, {"count": 2, "dim": 2}]
+    assert np.array_equal(parts[1][1]["embeddings"], vectors[1:])
