@@ -8,6 +8,7 @@
 import type { Capabilities } from './core/capabilities.js';
 import { capabilitiesSchema } from './core/capabilities.js';
 import { type WorkerHealth, healthSchema } from './core/health.js';
+import { type WorkerStatus, statusSchema } from './core/status.js';
 import type { Tensor, TensorMap } from './core/tensor.js';
 import { toLogFunction } from './core/logger.js';
 import type { ConnectOptions } from './core/connect-options.js';
@@ -174,6 +175,14 @@ export class Softprompt implements AsyncDisposable {
     const { stuckAfterMs, ...call } = options;
     const body: WireMap = stuckAfterMs === undefined ? {} : { stuck_after_s: stuckAfterMs / 1000 };
     return this.#rpc.request('health', body, undefined, { ...call, decode: (reply) => healthSchema.parse(reply.body) });
+  }
+
+  /**
+   * What the worker holds and does: loaded models with their memory, running and queued training jobs
+   * with their progress, queue depths, and who has the device. Answered at once, even while jobs train.
+   */
+  status(options?: CallOptions): Promise<WorkerStatus> {
+    return this.#rpc.request('status', {}, undefined, { ...options, decode: (reply) => statusSchema.parse(reply.body) });
   }
 
   /** Round-trips an empty request; resolves with the round-trip time in milliseconds. */

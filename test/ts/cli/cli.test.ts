@@ -256,6 +256,19 @@ describe('softprompt CLI', () => {
       expect(fromTs).toEqual(fromWorker);
     });
 
+    it('status shows the warm worker\'s loaded model (JSON and for people)', async () => {
+      await runCli(cli, ['embed', '--json', '--model', JSON.stringify(MODEL)], { stdin: '"load the model"\n' });
+      const [json, text] = await Promise.all([runCli(cli, ['status', '--json']), runCli(cli, ['status'])]);
+      expect(json.code, json.stderr).toBe(0);
+      const status = JSON.parse(json.stdout) as { models: { model: Record<string, unknown>; bytes: number }[]; jobs: unknown[]; maxTrainingJobs: number };
+      expect(status.models.some((m) => m.model['tiny'] === 'gpt2' && m.bytes > 0)).toBe(true);
+      expect(status.jobs).toEqual([]);
+      expect(status.maxTrainingJobs).toBe(2);
+      expect(text.code, text.stderr).toBe(0);
+      expect(text.stdout).toMatch(/models\n {2}tiny gpt2 +cpu float32, /);
+      expect(text.stdout).toContain('training jobs (0 running of at most 2, 0 queued)');
+    });
+
     it('classify takes its labels from the job; rerank and eval reranking take the model from the checkpoint', async () => {
       const passage = (jsonLines(passageRun.stdout).at(-1) as { checkpoint: string }).checkpoint;
       const classifyCkpt = join(dir, 'classify-run', 'checkpoints', 'step-00000002.pb');

@@ -9,7 +9,8 @@ import { generate } from './commands/generate.js';
 import { plan } from './commands/plan.js';
 import { rerank } from './commands/rerank.js';
 import { setup } from './commands/setup.js';
+import { status } from './commands/status.js';
 import { train } from './commands/train.js';
 import { worker } from './commands/worker.js';
 
-export const COMMANDS: readonly Command[] = [setup, doctor, train, plan, classify, generate, embed, rerank, evaluate, inspect, exportPeft, importPeft, worker];
+export const COMMANDS: readonly Command[] = [setup, doctor, train, plan, classify, generate, embed, rerank, evaluate, inspect, exportPeft, importPeft, status, worker];

@@ -19,20 +19,23 @@ export interface WorkerHealth {
   readonly stuck: boolean;
 }
 
-export const healthSchema = z
+/** The worker's compute snapshot (`health`, `status`) as it comes over the wire. */
+export const computeSchema = z
   .object({
-    compute: z.object({
-      state: z.enum(['idle', 'busy']),
-      op: z.string().nullable(),
-      busy_s: z.number(),
-      since_beat_s: z.number(),
-      stuck: z.boolean(),
-    }),
+    state: z.enum(['idle', 'busy']),
+    op: z.string().nullable(),
+    busy_s: z.number(),
+    since_beat_s: z.number(),
+    stuck: z.boolean(),
   })
-  .transform(({ compute: c }): WorkerHealth => ({
-    state: c.state,
-    op: c.op,
-    busyMs: Math.round(c.busy_s * 1000),
-    sinceBeatMs: Math.round(c.since_beat_s * 1000),
-    stuck: c.stuck,
-  }));
+  .transform(
+    (c): WorkerHealth => ({
+      state: c.state,
+      op: c.op,
+      busyMs: Math.round(c.busy_s * 1000),
+      sinceBeatMs: Math.round(c.since_beat_s * 1000),
+      stuck: c.stuck,
+    }),
+  );
+
+export const healthSchema = z.object({ compute: computeSchema }).transform(({ compute }) => compute);

@@ -24,6 +24,18 @@ export interface DataEvent {
   readonly skippedRows: readonly { readonly where: string; readonly error: string }[];
 }
 
+/**
+ * The worker already runs as many training jobs as it shares its device between (`--max-training-jobs`,
+ * default 2); this one waits and starts when one of them ends. Sent once, before `data`.
+ */
+export interface QueuedEvent {
+  readonly type: 'queued';
+  /** 1 = next to start. */
+  readonly position: number;
+  /** How many jobs the worker runs at once. */
+  readonly running: number;
+}
+
 /** The method is attached and the optimizer built. */
 export interface StartedEvent {
   readonly type: 'started';
@@ -160,11 +172,11 @@ export interface RestartedEvent {
 }
 
 /**
- * Everything a training job reports while it runs, in this order: data, started, step/eval/checkpoint...,
+ * Everything a training job reports while it runs, in this order: (queued,) data, started, step/eval/checkpoint...,
  * done; after a worker crash, `restarted` and the resumed run's data, started, ... again.
  */
 export type TrainingEvent =
-  | DataEvent | StartedEvent | StepEvent | EvalEvent | BestEvent | CheckpointEvent | SelectionEvent | DoneEvent | RestartedEvent;
+  | QueuedEvent | DataEvent | StartedEvent | StepEvent | EvalEvent | BestEvent | CheckpointEvent | SelectionEvent | DoneEvent | RestartedEvent;
 
 /** `await job.result()`: how the job ended. A cancelled job still has a usable, resumable checkpoint. */
 export interface TrainingResult {
@@ -213,6 +225,7 @@ const summarySchema = z.object({
 });
 
 const eventSchemas = {
+  queued: z.object({ position: int, running: int }),
   data: z.object({
     trainRows: int,
     evalRows: int,

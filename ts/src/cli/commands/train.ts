@@ -89,6 +89,9 @@ async function run(ctx: CommandContext): Promise<ExitCode> {
 
 function describe(e: TrainingEvent, out: Output, bar: ProgressBar): void {
   switch (e.type) {
+    case 'queued':
+      out.note(`queued: the worker already trains ${e.running} job${e.running === 1 ? '' : 's'} at once; this one is number ${e.position} in line`);
+      break;
     case 'data':
       out.note(`data: ${e.trainRows} training rows, ${e.evalRows} eval rows${e.skipped ? `, ${e.skipped} skipped` : ''}`);
       for (const s of e.skippedRows) out.note(`  skipped ${s.where}: ${s.error}`);
