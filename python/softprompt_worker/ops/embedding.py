@@ -6,21 +6,9 @@ prompt's config says unless ``pooling`` overrides it. Without one, the frozen ba
 mean pooling over real tokens (the usual baseline). ``model`` may be left out when ``prompt`` is given:
 the prompt's base model is used. A prompt of another method is refused (``invalid_argument``).
 
-``embed``::
-
-    {"model"?: ModelSpec, "prompt"?: str, "texts": [str], "batch_size"?: int (32),
-     "normalize"?: bool (the prompt's config; true without a prompt), "pooling"?: "last" | "mean" | "text_mean" | "first"}
-    -> body {"count": int, "dim": int, "pooling": str, "normalized": bool, "source": "suffix_tuning" | "base"}
-       tensor "embeddings": f32 (count, dim), row i embeds texts[i]
-
-``evaluate_retrieval`` (retrieval, STS or both)::
-
-    {"model"?: ModelSpec, "prompt"?: str, "batch_size"?: int (32), "pooling"?: str,
-     "queries"?: {qid: str}, "corpus"?: {docid: str}, "qrels"?: {qid: {docid: int}},
-     "k_values"?: [int] ([1, 10, 100]),
-     "sts"?: {"pairs": [[str, str]], "scores": [number]}}
-    -> {"source": ..., "metrics": {"ndcg@k", "recall@k", "mrr@k" per k; "sts_spearman"}, "queries": int,
-        "corpus": int, "pairs": int}
+The bodies are declared once in ``ops/embedding_bodies.py`` (``EmbedRequest`` -> ``EmbedReply`` plus the
+tensor ``"embeddings"``: f32 (count, dim), row i embeds texts[i]; ``EvaluateRetrievalRequest`` ->
+``EvaluateRetrievalReply``), exported to ``proto/schema/`` and the SDK (docs/schema.md).
 
 Scores are cosine similarities; metric definitions in ``evaluation/retrieval.py``. Both ops emit
 ``{"event": "progress", "done": int, "total": int}`` (texts embedded) at most twice a second and end

@@ -4,18 +4,9 @@ A request names one prompt for all rows (``prompt``) or one per row (``prompts``
 prompt); prompts are loaded beforehand with ``prompt_load``. One batch may mix prompts, methods and
 prompt lengths; each row gets what it would get alone. ``model`` may be omitted when a prompt is named.
 
-``generate``::
-
-    {"model"?: ModelSpec, "prompt"?: str, "prompts"?: [str | null], "inputs": [str],
-     "max_new_tokens"?: int (64), "do_sample"?: bool (false), "temperature"?: float (1.0),
-     "top_p"?: float (1.0), "seed"?: int (0), "stop"?: [str], "batch_size"?: int (16)}
-    events: {"row": int, "text": str (new text), "token_ids": [int]}  (stop strings are never streamed)
-    -> {"outputs": [str]}
-
-``classify``::
-
-    {"model"?, "prompt"? | "prompts"?, "inputs": [str], "labels": [str], "batch_size"?: int (16)}
-    -> {"predictions": [str], "scores": [[float]]}   scores: summed log-likelihood of each label, per input
+The bodies are declared once in ``ops/inference_bodies.py`` (``GenerateRequest`` -> ``GenerateEvent``s
+(stop strings are never streamed) -> ``GenerateReply``; ``ClassifyRequest`` -> ``ClassifyReply``, scores:
+summed log-likelihood of each label, per input), exported to ``proto/schema/`` and the SDK (docs/schema.md).
 
 Cancelled requests end with error ``cancelled`` (checked every generated token / batch).
 """

@@ -6,22 +6,11 @@ Without ``prompt`` the reranker is UPR (Sachan et al., 2022): the frozen LM with
 ``prompts.resolve_prompt``) the trained soft prompt and passage bottleneck fill the same slots. A prompt
 of another method is refused (``invalid_argument``).
 
-``rerank``::
-
-    {"model"?: ModelSpec, "prompt"?: str (loaded name or checkpoint path), "batch_size"?: int (16),
-     "queries": [{"query": str, "passages": [str], "top_k"?: int}]}
-    -> {"reranker": "upr" | "passage_tuning",
-        "results": [{"indices": [int], "log_likelihood": [float], "mean_log_likelihood": [float]}]}
-
-    One result per query, in request order. ``indices`` index that query's ``passages``, best first
-    (ties keep input order), cut to ``top_k``; the two score lists are aligned with ``indices``: the
-    summed log-likelihood of the query tokens and its per-token mean.
-
-``evaluate_reranking``::
-
-    {"model"?: ModelSpec, "prompt"?: str, "batch_size"?: int (16),
-     "rows": [{"query": str, "positive": str, "negatives"?: [str]}]}
-    -> {"reranker": ..., "queries": int, "metrics": {"hits@1", "hits@5", "mrr", "ndcg@10": float}}
+The bodies are declared once in ``ops/rerank_bodies.py`` (``RerankRequest`` -> ``RerankReply``,
+``EvaluateRerankingRequest`` -> ``EvaluateRerankingReply``), exported to ``proto/schema/`` and the SDK
+(docs/schema.md). ``rerank`` answers one result per query, in request order: ``indices`` index that
+query's ``passages``, best first (ties keep input order), cut to ``top_k``; the two score lists are
+aligned with ``indices``: the summed log-likelihood of the query tokens and its per-token mean.
 
 ``model`` may be left out when ``prompt`` is given: the prompt's base model is used. Both emit
 ``{"event": "progress", "done": int, "total": int}`` (pairs scored) at most twice a second, and end
