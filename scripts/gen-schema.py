@@ -27,7 +27,6 @@ from softprompt_worker import limits  # noqa: E402
 from softprompt_worker.json_schema import json_schema  # noqa: E402
 from softprompt_worker.methods.registry import method_class, method_names  # noqa: E402
 from softprompt_worker.data import DataOptions  # noqa: E402
-from softprompt_worker.inference.generation import GenerationOptions  # noqa: E402
 from softprompt_worker.models import ModelSpec  # noqa: E402
 from softprompt_worker.training.loop import TrainingConfig  # noqa: E402
 from softprompt_worker.ops import embedding_bodies, inference_bodies, rerank_bodies  # noqa: E402
@@ -40,7 +39,6 @@ def sources() -> dict[str, type]:
     """Wire name -> the dataclass that is its source of truth."""
     out: dict[str, type] = {}
     out["data"] = DataOptions
-    out["generation"] = GenerationOptions
     out["model"] = ModelSpec
     out["training"] = TrainingConfig
     for name in method_names():
