@@ -151,9 +151,9 @@ def check_type(hint: Any, value: Any, path: str) -> None:
         raise InvalidArgumentError(f"{path}: expected {what}, got {value!r:.60}")
     if origin is tuple and len(value) != len(args):
         raise InvalidArgumentError(f"{path}: expected a list of {len(args)}, got {value!r:.60}")
-    if origin in (list, tuple):
+    if origin in (list, tuple) and args:
         for i, item in enumerate(value):
-            check_type(args[i] if origin is tuple else args[0], item, f"{path}[{i}]") if args else None
+            check_type(args[i] if origin is tuple else args[0], item, f"{path}[{i}]")
     elif origin is dict and len(args) == 2:
         for key, item in value.items():
             check_type(args[1], item, f"{path}[{key!r:.40}]")
