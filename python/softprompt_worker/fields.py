@@ -16,7 +16,11 @@ string). ``check_fields`` refuses it up front with an error naming the field:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import re
+import types
+import typing
 from typing import Any
 
 from softprompt_worker.errors import InvalidArgumentError
@@ -27,12 +31,19 @@ MISSING: Any = dataclasses.MISSING
 def option(default: Any = MISSING, *, factory: Any = MISSING, ge: float | None = None, gt: float | None = None,
            le: float | None = None, lt: float | None = None, choices: tuple[str, ...] | None = None,
            non_empty: bool = False, max_length: int | None = None, items_non_empty: bool = False,
+           min_items: int | None = None, items_gt: float | None = None, pattern: str | None = None,
+           ref: str | None = None, errors: dict[str, str] | None = None,
            message: str | None = None, doc: str | None = None, sdk: dict[str, Any] | None = None) -> Any:
     """A dataclass field with the metadata both validators derive from (docs/schema.md):
 
     - bounds: ``ge``/``gt`` below, ``le``/``lt`` above (limits from ``limits.py``);
-    - ``choices`` of a string; ``non_empty`` / ``max_length`` of a string; ``items_non_empty`` of a list of
-      strings;
+    - ``choices`` of a string; ``non_empty`` / ``max_length`` / ``pattern`` (a regex it must contain) of a
+      string; ``items_non_empty`` (each item a non-empty string or null) / ``items_gt`` of a list;
+      ``min_items`` of a list or map;
+    - ``errors``: the message of a check, keyed by its option name (``non_empty``, ``pattern``,
+      ``min_items``, ``items_non_empty``), the same on both sides: ``texts: expected at least one string``;
+    - ``ref``: the field is the spec of another schema (``"model"``: ``ModelSpec``), passed on as its raw
+      map and validated where it is used;
     - ``message="range"``: one message naming the whole interval (``must be in [0, 1)``, ``must be an
       integer in 1..4096``) instead of one per bound;
     - ``doc``, else the class docstring's ``Attributes:`` / ``Args:`` entry;
@@ -40,7 +51,8 @@ def option(default: Any = MISSING, *, factory: Any = MISSING, ge: float | None =
       worker.
     """
     meta = dict(ge=ge, gt=gt, le=le, lt=lt, choices=choices, non_empty=non_empty or None, max_length=max_length,
-                items_non_empty=items_non_empty or None, message=message, doc=doc, sdk=sdk)
+                items_non_empty=items_non_empty or None, min_items=min_items, items_gt=items_gt, pattern=pattern,
+                ref=ref, errors=errors, message=message, doc=doc, sdk=sdk)
     return dataclasses.field(default=default, default_factory=factory,
                              metadata={k: v for k, v in meta.items() if v is not None})
 
@@ -54,10 +66,22 @@ def check_values(obj: Any, prefix: str = "") -> None:
             continue
         if "choices" in meta and value not in meta["choices"]:
             raise InvalidArgumentError(f"{name}: {value!r:.40} is not one of {', '.join(meta['choices'])}")
+        said = meta.get("errors", {})
         if meta.get("non_empty") and not value:
-            raise InvalidArgumentError(f"{name}: must not be empty")
-        if meta.get("items_non_empty") and not all(isinstance(s, str) and s for s in value):
+            raise InvalidArgumentError(f"{name}: {said.get('non_empty', 'must not be empty')}")
+        if "pattern" in meta and not re.search(meta["pattern"], value):
+            raise InvalidArgumentError(f"{name}: {said.get('pattern', 'must match ' + meta['pattern'])}, got {value!r:.40}")
+        if "min_items" in meta and len(value) < meta["min_items"]:
+            default = f"expected at least {meta['min_items']} entries"
+            raise InvalidArgumentError(f"{name}: {said.get('min_items', default)}, got {len(value)}")
+        bad = next((i for i, s in enumerate(value) if s is not None and not (isinstance(s, str) and s)), None) \
+            if meta.get("items_non_empty") else None
+        if bad is not None and "items_non_empty" in said:
+            raise InvalidArgumentError(f"{name}[{bad}]: {said['items_non_empty']}, got {value[bad]!r:.40}")
+        if bad is not None:
             raise InvalidArgumentError(f"{name}: must be a list of non-empty strings, got {value!r:.80}")
+        if "items_gt" in meta and not all(v > meta["items_gt"] for v in value):
+            raise InvalidArgumentError(f"{name}: each must be > {meta['items_gt']}, got {value!r:.80}")
         if "max_length" in meta and len(value) > meta["max_length"]:
             raise InvalidArgumentError(f"{name}: longer than {meta['max_length']} characters: {value!r:.70}")
         if meta.get("message") == "range" and not in_range(meta, value):
@@ -79,6 +103,7 @@ _CHECKS = {
     "float": ("a finite number", lambda v: type(v) in (int, float) and math.isfinite(v)),
     "dict": ("a map", lambda v: isinstance(v, dict)),
     "list": ("a list", lambda v: isinstance(v, list)),
+    "tuple": ("a list", lambda v: isinstance(v, list)),
 }
 
 
@@ -99,23 +124,78 @@ def range_text(meta: Any, integer: bool) -> str:
 
 def check_fields(cls: Any, raw: dict[str, Any], prefix: str = "") -> None:
     """InvalidArgumentError for the first value in ``raw`` whose type does not fit ``cls``'s annotation
-    (``int``, ``bool``, ``str``, ``float``, ``dict[...]``, ``list[...]``, each optionally ``| None``).
-    Unknown names are left to the caller; ranges and enums to the class's own validation."""
-    annotations = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+    (``int``, ``bool``, ``str``, ``float``, ``dict[...]``, ``list[...]``, ``tuple[...]``, each optionally
+    ``| None``), items and map values included (``texts[1]: expected a string, got 3``). Unknown names are
+    left to the caller; ranges and enums to ``check_values``; nested dataclasses to ``parse``."""
+    hints = _hints(cls)
     for name, value in raw.items():
-        annotation = annotations.get(name)
-        if annotation is None:
-            continue
-        parts = [p.strip() for p in annotation.split("|")]
-        if value is None:
-            if "None" not in parts:
-                raise InvalidArgumentError(f"{prefix}{name}: must not be null")
-            continue
-        base = next((p.split("[")[0] for p in parts if p != "None"), "")
-        if base in _CHECKS:
-            what, ok = _CHECKS[base]
-            if not ok(value):
-                raise InvalidArgumentError(f"{prefix}{name}: expected {what}, got {value!r:.60}")
+        if name in hints:
+            check_type(hints[name], value, f"{prefix}{name}")
+
+
+def check_type(hint: Any, value: Any, path: str) -> None:
+    """InvalidArgumentError naming ``path`` when ``value`` does not fit the type ``hint``."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return
+        hint = next(a for a in args if a is not type(None))
+        args = typing.get_args(hint)
+    if value is None:
+        raise InvalidArgumentError(f"{path}: must not be null")
+    origin = typing.get_origin(hint) or hint
+    if dataclasses.is_dataclass(origin):
+        origin = dict  # its fields are checked by ``parse``
+    what, ok = _CHECKS.get(getattr(origin, "__name__", ""), (None, None))
+    if ok is not None and not ok(value):
+        raise InvalidArgumentError(f"{path}: expected {what}, got {value!r:.60}")
+    if origin is tuple and len(value) != len(args):
+        raise InvalidArgumentError(f"{path}: expected a list of {len(args)}, got {value!r:.60}")
+    if origin in (list, tuple) and args:
+        for i, item in enumerate(value):
+            check_type(args[i] if origin is tuple else args[0], item, f"{path}[{i}]")
+    elif origin is dict and len(args) == 2:
+        for key, item in value.items():
+            check_type(args[1], item, f"{path}[{key!r:.40}]")
+
+
+def parse(cls: Any, raw: Any, prefix: str = "") -> Any:
+    """An instance of the dataclass ``cls`` from a request body (a map from the wire), or
+    InvalidArgumentError naming the first bad field by its wire path (``queries[0].top_k``): types
+    (``check_fields``), then required fields, then bounds (``check_values``), then nested dataclasses,
+    each parsed the same way. Names ``cls`` does not declare are ignored, as the worker always has."""
+    if not isinstance(raw, dict):
+        raise InvalidArgumentError(f"{prefix.rstrip('.') or 'body'}: expected a map, got {type(raw).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    known = {k: v for k, v in raw.items() if k in names}
+    check_fields(cls, known, prefix)
+    for f in dataclasses.fields(cls):
+        if f.default is MISSING and f.default_factory is MISSING and known.get(f.name) is None:  # type: ignore[misc]
+            raise InvalidArgumentError(f"{prefix}{f.name}: required")
+    obj = cls(**known)
+    check_values(obj, prefix)
+    for f in dataclasses.fields(cls):
+        value, nested = getattr(obj, f.name), _nested(_hints(cls)[f.name])
+        if nested is not None and isinstance(value, list):
+            setattr(obj, f.name, [parse(nested, item, f"{prefix}{f.name}[{i}].") for i, item in enumerate(value)])
+        elif nested is not None and isinstance(value, dict):
+            setattr(obj, f.name, parse(nested, value, f"{prefix}{f.name}."))
+    return obj
+
+
+@functools.cache
+def _hints(cls: Any) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _nested(hint: Any) -> Any:
+    """The dataclass of a field typed ``X``, ``X | None`` or ``list[X]``, else None."""
+    for arg in (hint, *typing.get_args(hint)):
+        if dataclasses.is_dataclass(arg):
+            return arg
+        if typing.get_origin(arg) is list and dataclasses.is_dataclass(typing.get_args(arg)[0]):
+            return typing.get_args(arg)[0]
+    return None
 
 
 def check_job_shape(body: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+import types
 import typing
 from typing import Any
 
@@ -37,24 +38,36 @@ def _object(cls: Any) -> dict[str, Any]:
             **({"required": required} if required else {})}
 
 
+def _type(hint: Any) -> dict[str, Any]:
+    """The schema of a type: scalars, ``X | None``, ``list[X]``, ``tuple[X, Y]``, ``dict[str, X]`` (a map with
+    values X; ``dict[str, Any]`` a free map) and nested dataclasses (an object titled by the class)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        out = _type(args[0])
+        return {**out, "type": [out["type"], "null"]}
+    origin = typing.get_origin(hint) or hint
+    if dataclasses.is_dataclass(origin):
+        return {"title": origin.__name__, **_object(origin)}
+    if origin is list:
+        return {"type": "array", "items": _type(args[0])}
+    if origin is tuple:
+        return {"type": "array", "prefixItems": [_type(a) for a in args], "minItems": len(args), "maxItems": len(args)}
+    if origin is dict and args[1] is not Any:
+        return {"type": "object", "additionalProperties": _type(args[1])}
+    if getattr(origin, "__name__", None) in _TYPES:
+        return {"type": _TYPES[origin.__name__]}
+    raise TypeError(f"no JSON Schema for the type {hint!r}")
+
+
 def _property(f: dataclasses.Field, hint: Any, doc: str | None) -> dict[str, Any]:
-    annotation = str(f.type)
-    parts = [p.strip() for p in annotation.split("|")]
-    nested = next((a for a in typing.get_args(hint) or (hint,) if dataclasses.is_dataclass(a)), None)
-    base = next(p for p in parts if p != "None")
-    outer, _, inner = base.partition("[")
-    if nested is not None:
-        out: dict[str, Any] = _object(nested)
-    elif outer in _TYPES:
-        out = {"type": _TYPES[outer]}
-    else:
-        raise TypeError(f"{f.name}: no JSON Schema for the annotation {annotation!r}")
-    if "None" in parts:
-        out["type"] = [out["type"], "null"]
-    meta = f.metadata
-    if out["type"] == "array":
-        out["items"] = {"type": _TYPES[inner.rstrip("]")], **({"minLength": 1} if meta.get("items_non_empty") else {})}
-    meta = f.metadata
+    meta, said = f.metadata, f.metadata.get("errors", {})
+    out = {"$ref": f"{meta['ref']}.json"} if "ref" in meta else _type(hint)
+    if "items_non_empty" in meta:
+        out["items"]["minLength"] = 1
+        if "items_non_empty" in said:
+            out["items"]["x-errors"] = {"minLength": said["items_non_empty"]}
+    if "items_gt" in meta:
+        out["items"]["exclusiveMinimum"] = meta["items_gt"]
     if "choices" in meta:
         out["enum"] = list(meta["choices"])
     for key, name in _BOUNDS.items():
@@ -66,6 +79,15 @@ def _property(f: dataclasses.Field, hint: Any, doc: str | None) -> dict[str, Any
         out["minLength"] = 1
     if "max_length" in meta:
         out["maxLength"] = meta["max_length"]
+    if "pattern" in meta:
+        out["pattern"] = meta["pattern"]
+    min_items = "minItems" if out.get("type") in ("array", ["array", "null"]) else "minProperties"
+    if "min_items" in meta:
+        out[min_items] = meta["min_items"]
+    errors = {{"non_empty": "minLength", "pattern": "pattern", "min_items": min_items}[k]: v
+              for k, v in said.items() if k != "items_non_empty"}
+    if errors:
+        out["x-errors"] = errors
     if f.default is not dataclasses.MISSING:
         out["default"] = f.default
     elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]

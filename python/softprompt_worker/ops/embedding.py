@@ -6,21 +6,9 @@ prompt's config says unless ``pooling`` overrides it. Without one, the frozen ba
 mean pooling over real tokens (the usual baseline). ``model`` may be left out when ``prompt`` is given:
 the prompt's base model is used. A prompt of another method is refused (``invalid_argument``).
 
-``embed``::
-
-    {"model"?: ModelSpec, "prompt"?: str, "texts": [str], "batch_size"?: int (32),
-     "normalize"?: bool (the prompt's config; true without a prompt), "pooling"?: "last" | "mean" | "text_mean" | "first"}
-    -> body {"count": int, "dim": int, "pooling": str, "normalized": bool, "source": "suffix_tuning" | "base"}
-       tensor "embeddings": f32 (count, dim), row i embeds texts[i]
-
-``evaluate_retrieval`` (retrieval, STS or both)::
-
-    {"model"?: ModelSpec, "prompt"?: str, "batch_size"?: int (32), "pooling"?: str,
-     "queries"?: {qid: str}, "corpus"?: {docid: str}, "qrels"?: {qid: {docid: int}},
-     "k_values"?: [int] ([1, 10, 100]),
-     "sts"?: {"pairs": [[str, str]], "scores": [number]}}
-    -> {"source": ..., "metrics": {"ndcg@k", "recall@k", "mrr@k" per k; "sts_spearman"}, "queries": int,
-        "corpus": int, "pairs": int}
+The bodies are declared once in ``ops/embedding_bodies.py`` (``EmbedRequest`` -> ``EmbedReply`` plus the
+tensor ``"embeddings"``: f32 (count, dim), row i embeds texts[i]; ``EvaluateRetrievalRequest`` ->
+``EvaluateRetrievalReply``), exported to ``proto/schema/`` and the SDK (docs/schema.md).
 
 Scores are cosine similarities; metric definitions in ``evaluation/retrieval.py``. Both ops emit
 ``{"event": "progress", "done": int, "total": int}`` (texts embedded) at most twice a second and end
@@ -29,17 +17,20 @@ with error ``cancelled`` when cancelled (checked between batches).
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from typing import Any
 
 import torch
 
 from softprompt_worker.errors import CancelledError, InvalidArgumentError
-from softprompt_worker.evaluation.retrieval import DEFAULT_K_VALUES, retrieval_metrics, sts_spearman
-from softprompt_worker.limits import MAX_INFERENCE_BATCH_SIZE, MAX_TEXTS
-from softprompt_worker.methods.suffix_tuning import POOLINGS, SuffixTuning, backbone, encode_in_batches, pool
+from softprompt_worker.evaluation.retrieval import retrieval_metrics, sts_spearman
+from softprompt_worker.fields import parse
+from softprompt_worker.limits import MAX_TEXTS
+from softprompt_worker.methods.suffix_tuning import SuffixTuning, backbone, encode_in_batches, pool
 from softprompt_worker.models import FrozenModel
 from softprompt_worker.inference.prompts import resolve_prompt
+from softprompt_worker.ops.embedding_bodies import (EmbedderRequest, EmbedReply, EmbedRequest,
+                                                     EvaluateRetrievalReply, EvaluateRetrievalRequest)
 from softprompt_worker.serving.coalesce import Coalesce
 from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 
@@ -48,40 +39,46 @@ PROGRESS_INTERVAL_S = 0.5
 
 @op("embed", coalesce=Coalesce(rows="texts", tensors=("embeddings",), count="count"))  # serving/coalesce.py
 def embed(req: Request, ctx: OpContext) -> Reply:
-    body = req.body
-    texts = _texts(body.get("texts"), "texts")
+    body = parse(EmbedRequest, req.body)
+    if len(body.texts) > MAX_TEXTS:
+        raise InvalidArgumentError(f"texts: {len(body.texts)} texts; the limit is {MAX_TEXTS} per call")
     embedder = Embedder.from_body(ctx, body)
-    vectors = embedder.encode(texts, ctx)  # (count, dim)
-    return Reply(body={"count": len(texts), "dim": int(vectors.shape[1]), "pooling": embedder.pooling,
-                       "normalized": embedder.normalize, "source": embedder.source},
-                 tensors={"embeddings": vectors.float().contiguous()})
+    vectors = embedder.encode(body.texts, ctx)  # (count, dim)
+    reply = EmbedReply(count=len(body.texts), dim=int(vectors.shape[1]), pooling=embedder.pooling,
+                       normalized=embedder.normalize, source=embedder.source)
+    return Reply(body=dataclasses.asdict(reply), tensors={"embeddings": vectors.float().contiguous()})
 
 
 @op("evaluate_retrieval")
 def evaluate_retrieval(req: Request, ctx: OpContext) -> Reply:
-    body = req.body
-    retrieval = any(body.get(f) is not None for f in ("queries", "corpus", "qrels"))
-    sts = body.get("sts")
-    if not retrieval and sts is None:
+    body = parse(EvaluateRetrievalRequest, req.body)
+    parts = {"queries": body.queries, "corpus": body.corpus, "qrels": body.qrels}
+    retrieval = any(v is not None for v in parts.values())
+    if not retrieval and body.sts is None:
         raise InvalidArgumentError("evaluate_retrieval: give 'queries' + 'corpus' + 'qrels', or 'sts', or both")
+    for name, value in parts.items():
+        if retrieval and value is None:
+            raise InvalidArgumentError(f"{name}: required with a retrieval set")
+    if body.sts is not None and len(body.sts.scores) != len(body.sts.pairs):
+        raise InvalidArgumentError(f"sts.scores: expected one score per pair ({len(body.sts.pairs)}), "
+                                   f"got {len(body.sts.scores)}")
     embedder = Embedder.from_body(ctx, body)
     metrics: dict[str, float] = {}
     counts = {"queries": 0, "corpus": 0, "pairs": 0}
     if retrieval:
-        queries, corpus = _id_map(body.get("queries"), "queries"), _id_map(body.get("corpus"), "corpus")
-        qrels = _qrels(body.get("qrels"))
-        k_values = body.get("k_values", list(DEFAULT_K_VALUES))
+        queries, corpus, qrels = body.queries, body.corpus, body.qrels
         q_emb = embedder.encode(list(queries.values()), ctx)  # (Q, H)
         d_emb = embedder.encode(list(corpus.values()), ctx)  # (D, H)
-        metrics.update(retrieval_metrics(q_emb, d_emb, list(queries), list(corpus), qrels, k_values))
+        metrics.update(retrieval_metrics(q_emb, d_emb, list(queries), list(corpus), qrels, body.k_values))
         counts.update(queries=sum(1 for q in queries if any(float(g) > 0 for g in qrels.get(q, {}).values())),
                       corpus=len(corpus))
-    if sts is not None:
-        first, second, gold = _sts(sts)
+    if body.sts is not None:
+        first, second = [p[0] for p in body.sts.pairs], [p[1] for p in body.sts.pairs]
         emb = embedder.encode(first + second, ctx)  # (2n, H)
+        gold = torch.tensor(body.sts.scores, dtype=torch.float64)
         metrics["sts_spearman"] = sts_spearman(emb[:len(first)], emb[len(first):], gold)
         counts["pairs"] = len(first)
-    return Reply(body={"source": embedder.source, "metrics": metrics, **counts})
+    return Reply(body=dataclasses.asdict(EvaluateRetrievalReply(source=embedder.source, metrics=metrics, **counts)))
 
 
 class Embedder:
@@ -93,21 +90,13 @@ class Embedder:
         self.source = method.name if method is not None else "base"
 
     @classmethod
-    def from_body(cls, ctx: OpContext, body: dict[str, Any]) -> "Embedder":
-        batch_size = body.get("batch_size", 32)
-        if (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                or not 1 <= batch_size <= MAX_INFERENCE_BATCH_SIZE):
-            raise InvalidArgumentError(f"batch_size: {batch_size!r} is not an int in 1..{MAX_INFERENCE_BATCH_SIZE}")
-        frozen, method = resolve_prompt(ctx.state, body.get("model"), body.get("prompt"), use=ctx.op,
-                                        needs=(SuffixTuning.name,))
-        default_pooling = method.config.pooling if method is not None else "mean"
-        pooling = body.get("pooling", default_pooling)
-        if pooling not in POOLINGS:
-            raise InvalidArgumentError(f"pooling: {pooling!r} is not one of {', '.join(POOLINGS)}")
-        normalize = body.get("normalize", method.config.normalize if method is not None else True)
-        if not isinstance(normalize, bool):
-            raise InvalidArgumentError(f"normalize: expected a bool, got {normalize!r:.40}")
-        return cls(frozen, method, pooling, normalize, batch_size)
+    def from_body(cls, ctx: OpContext, body: EmbedderRequest) -> "Embedder":
+        frozen, method = resolve_prompt(ctx.state, body.model, body.prompt, use=ctx.op, needs=(SuffixTuning.name,))
+        pooling = body.pooling or (method.config.pooling if method is not None else "mean")
+        normalize = getattr(body, "normalize", None)  # embed's option; evaluation uses the prompt's
+        if normalize is None:
+            normalize = method.config.normalize if method is not None else True
+        return cls(frozen, method, pooling, normalize, body.batch_size)
 
     def embed_chunk(self, texts: list[str]) -> torch.Tensor:
         """Embeddings ``(n, H)`` f32 of one batch of texts: through the suffix's own ``embed`` (the path it
@@ -149,49 +138,3 @@ def base_embed(frozen: FrozenModel, texts: list[str], pooling: str, normalize: b
 def _max_positions(frozen: FrozenModel) -> int:
     cfg = frozen.config
     return int(getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or 512)
-
-
-# -- body validation ---------------------------------------------------------------------------------
-
-def _texts(value: Any, field: str) -> list[str]:
-    if not isinstance(value, list) or not value:
-        raise InvalidArgumentError(f"{field}: expected a non-empty list of strings, got {type(value).__name__}")
-    if len(value) > MAX_TEXTS:
-        raise InvalidArgumentError(f"{field}: {len(value)} texts; the limit is {MAX_TEXTS} per call")
-    for i, text in enumerate(value):
-        if not isinstance(text, str):
-            raise InvalidArgumentError(f"{field}[{i}]: expected a string, got {type(text).__name__}")
-    return value
-
-
-def _id_map(value: Any, field: str) -> dict[str, str]:
-    if not isinstance(value, dict) or not value:
-        raise InvalidArgumentError(f"{field}: expected a non-empty map of id -> text")
-    for key, text in value.items():
-        if not isinstance(key, str) or not isinstance(text, str):
-            raise InvalidArgumentError(f"{field}[{key!r:.40}]: expected a string id and a string text")
-    return value
-
-
-def _qrels(value: Any) -> dict[str, dict[str, float]]:
-    if not isinstance(value, dict) or not value:
-        raise InvalidArgumentError("qrels: expected a non-empty map of query id -> {doc id: grade}")
-    for qid, docs in value.items():
-        numeric = isinstance(docs, dict) and all(
-            isinstance(d, str) and isinstance(g, (int, float)) and not isinstance(g, bool) for d, g in docs.items())
-        if not numeric:
-            raise InvalidArgumentError(f"qrels[{qid!r:.40}]: expected a map of doc id -> numeric grade")
-    return value
-
-
-def _sts(value: Any) -> tuple[list[str], list[str], torch.Tensor]:
-    pairs, scores = (value.get("pairs"), value.get("scores")) if isinstance(value, dict) else (None, None)
-    if not isinstance(pairs, list) or not isinstance(scores, list) or len(pairs) != len(scores) or len(pairs) < 2:
-        raise InvalidArgumentError("sts: expected {pairs: [[str, str]], scores: [number]} of the same length >= 2")
-    for i, pair in enumerate(pairs):
-        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(t, str) for t in pair)):
-            raise InvalidArgumentError(f"sts.pairs[{i}]: expected [str, str]")
-    if not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in scores):
-        raise InvalidArgumentError("sts.scores: expected numbers")
-    return [p[0] for p in pairs], [p[1] for p in pairs], torch.tensor(scores, dtype=torch.float64)
-

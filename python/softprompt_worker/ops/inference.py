@@ -4,28 +4,21 @@ A request names one prompt for all rows (``prompt``) or one per row (``prompts``
 prompt); prompts are loaded beforehand with ``prompt_load``. One batch may mix prompts, methods and
 prompt lengths; each row gets what it would get alone. ``model`` may be omitted when a prompt is named.
 
-``generate``::
-
-    {"model"?: ModelSpec, "prompt"?: str, "prompts"?: [str | null], "inputs": [str],
-     "max_new_tokens"?: int (64), "do_sample"?: bool (false), "temperature"?: float (1.0),
-     "top_p"?: float (1.0), "seed"?: int (0), "stop"?: [str], "batch_size"?: int (16)}
-    events: {"row": int, "text": str (new text), "token_ids": [int]}  (stop strings are never streamed)
-    -> {"outputs": [str]}
-
-``classify``::
-
-    {"model"?, "prompt"? | "prompts"?, "inputs": [str], "labels": [str], "batch_size"?: int (16)}
-    -> {"predictions": [str], "scores": [[float]]}   scores: summed log-likelihood of each label, per input
+The bodies are declared once in ``ops/inference_bodies.py`` (``GenerateRequest`` -> ``GenerateEvent``s
+(stop strings are never streamed) -> ``GenerateReply``; ``ClassifyRequest`` -> ``ClassifyReply``, scores:
+summed log-likelihood of each label, per input), exported to ``proto/schema/`` and the SDK (docs/schema.md).
 
 Cancelled requests end with error ``cancelled`` (checked every generated token / batch).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
 
 from softprompt_worker.errors import CancelledError, InvalidArgumentError
-from softprompt_worker.limits import MAX_INFERENCE_BATCH_SIZE
+from softprompt_worker.fields import parse
+from softprompt_worker.ops.inference_bodies import (ClassifyReply, ClassifyRequest, GenerateReply, GenerateRequest,
+                                                     PromptSelection)
 from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 
 
@@ -34,21 +27,18 @@ def generate(req: Request, ctx: OpContext) -> Reply:
     from softprompt_worker.inference.generation import GenerationOptions, generate as run_generate
     from softprompt_worker.inference.prompts import resolve_rows
 
-    body = req.body
-    inputs = _inputs(body)
-    options = GenerationOptions(**{k: body[k] for k in ("max_new_tokens", "do_sample", "temperature", "top_p",
-                                                         "seed", "stop") if k in body})
-    options.validate()
-    frozen, rows = resolve_rows(ctx.state, body.get("model"), _prompt_names(body, len(inputs)))
-    size = _batch_size(body)
+    body = parse(GenerateRequest, req.body)
+    options = GenerationOptions(**{f.name: getattr(body, f.name) for f in dataclasses.fields(GenerationOptions)})
+    frozen, rows = resolve_rows(ctx.state, body.model, _prompt_names(body, req.body))
+    size, inputs = body.batch_size, body.inputs
     outputs: list[str] = []
     for start in range(0, len(inputs), size):
         def on_delta(row: int, text: str, token_ids: list[int], start=start) -> None:
-            ctx.emit({"row": start + row, "text": text, "token_ids": token_ids})
+            ctx.emit({"row": start + row, "text": text, "token_ids": token_ids})  # a GenerateEvent
 
         outputs += run_generate(frozen, rows[start:start + size], inputs[start:start + size], options,
                                 on_delta=on_delta, cancelled=lambda: ctx.cancelled)
-    return Reply(body={"outputs": outputs})
+    return Reply(body=dataclasses.asdict(GenerateReply(outputs=outputs)))
 
 
 @op("classify")
@@ -56,13 +46,9 @@ def classify(req: Request, ctx: OpContext) -> Reply:
     from softprompt_worker.inference.generation import classify as run_classify
     from softprompt_worker.inference.prompts import resolve_rows
 
-    body = req.body
-    inputs = _inputs(body)
-    labels = body.get("labels")
-    if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(s, str) and s for s in labels):
-        raise InvalidArgumentError(f"labels: expected at least two non-empty strings, got {labels!r:.80}")
-    frozen, rows = resolve_rows(ctx.state, body.get("model"), _prompt_names(body, len(inputs)))
-    size = _batch_size(body)
+    body = parse(ClassifyRequest, req.body)
+    frozen, rows = resolve_rows(ctx.state, body.model, _prompt_names(body, req.body))
+    size, inputs, labels = body.batch_size, body.inputs, body.labels
     predictions: list[str] = []
     scores: list[list[float]] = []
     for start in range(0, len(inputs), size):
@@ -72,34 +58,17 @@ def classify(req: Request, ctx: OpContext) -> Reply:
                                    batch_size=size)
         predictions += [labels[i] for i in best]
         scores += chunk
-    return Reply(body={"predictions": predictions, "scores": scores})
+    return Reply(body=dataclasses.asdict(ClassifyReply(predictions=predictions, scores=scores)))
 
 
-def _inputs(body: dict[str, Any]) -> list[str]:
-    inputs = body.get("inputs")
-    if not isinstance(inputs, list) or not inputs or not all(isinstance(s, str) for s in inputs):
-        raise InvalidArgumentError(f"inputs: expected a non-empty list of strings, got {inputs!r:.80}")
-    return inputs
-
-
-def _prompt_names(body: dict[str, Any], n: int) -> list[str | None]:
-    if "prompt" in body and "prompts" in body:
+def _prompt_names(body: PromptSelection, raw: dict) -> list[str | None]:
+    """The prompt of each row: ``prompt`` for all, or ``prompts``, one per input (the cross-field rule)."""
+    n = len(body.inputs)
+    if "prompt" in raw and "prompts" in raw:
         raise InvalidArgumentError("give 'prompt' (all rows) or 'prompts' (one per row), not both")
-    if "prompts" in body:
-        names = body["prompts"]
-        if not isinstance(names, list) or len(names) != n or not all(x is None or isinstance(x, str) for x in names):
+    if body.prompts is not None:
+        if len(body.prompts) != n:
             raise InvalidArgumentError(f"prompts: expected {n} entries (a prompt name or null per input), "
-                                       f"got {names!r:.80}")
-        return names
-    name = body.get("prompt")
-    if name is not None and not isinstance(name, str):
-        raise InvalidArgumentError(f"prompt: expected a prompt name, got {name!r:.60}")
-    return [name] * n
-
-
-def _batch_size(body: dict[str, Any]) -> int:
-    size = body.get("batch_size", 16)
-    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_INFERENCE_BATCH_SIZE:
-        raise InvalidArgumentError(
-            f"batch_size: expected an integer in 1..{MAX_INFERENCE_BATCH_SIZE}, got {size!r:.40}")
-    return size
+                                       f"got {body.prompts!r:.80}")
+        return body.prompts
+    return [body.prompt] * n

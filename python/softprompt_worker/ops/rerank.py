@@ -6,22 +6,11 @@ Without ``prompt`` the reranker is UPR (Sachan et al., 2022): the frozen LM with
 ``prompts.resolve_prompt``) the trained soft prompt and passage bottleneck fill the same slots. A prompt
 of another method is refused (``invalid_argument``).
 
-``rerank``::
-
-    {"model"?: ModelSpec, "prompt"?: str (loaded name or checkpoint path), "batch_size"?: int (16),
-     "queries": [{"query": str, "passages": [str], "top_k"?: int}]}
-    -> {"reranker": "upr" | "passage_tuning",
-        "results": [{"indices": [int], "log_likelihood": [float], "mean_log_likelihood": [float]}]}
-
-    One result per query, in request order. ``indices`` index that query's ``passages``, best first
-    (ties keep input order), cut to ``top_k``; the two score lists are aligned with ``indices``: the
-    summed log-likelihood of the query tokens and its per-token mean.
-
-``evaluate_reranking``::
-
-    {"model"?: ModelSpec, "prompt"?: str, "batch_size"?: int (16),
-     "rows": [{"query": str, "positive": str, "negatives"?: [str]}]}
-    -> {"reranker": ..., "queries": int, "metrics": {"hits@1", "hits@5", "mrr", "ndcg@10": float}}
+The bodies are declared once in ``ops/rerank_bodies.py`` (``RerankRequest`` -> ``RerankReply``,
+``EvaluateRerankingRequest`` -> ``EvaluateRerankingReply``), exported to ``proto/schema/`` and the SDK
+(docs/schema.md). ``rerank`` answers one result per query, in request order: ``indices`` index that
+query's ``passages``, best first (ties keep input order), cut to ``top_k``; the two score lists are
+aligned with ``indices``: the summed log-likelihood of the query tokens and its per-token mean.
 
 ``model`` may be left out when ``prompt`` is given: the prompt's base model is used. Both emit
 ``{"event": "progress", "done": int, "total": int}`` (pairs scored) at most twice a second, and end
@@ -30,17 +19,19 @@ with error ``cancelled`` when cancelled (checked between batches).
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from typing import Any
 
 import torch
 
 from softprompt_worker.errors import CancelledError, InvalidArgumentError, TooLargeError
-from softprompt_worker.limits import MAX_INFERENCE_BATCH_SIZE
+from softprompt_worker.fields import parse
 from softprompt_worker.methods.passage_tuning import PassageTuning
 from softprompt_worker.inference.prompts import resolve_prompt
 from softprompt_worker.models.cache import model_key
 from softprompt_worker.inference.scoring import HardPrompt, score_candidates
+from softprompt_worker.ops.rerank_bodies import (EvaluateRerankingReply, EvaluateRerankingRequest, RerankerRequest,
+                                                  RerankReply, RerankRequest, RerankResult)
 from softprompt_worker.tasks.reranking import RerankingTask, evaluate_rows
 from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 
@@ -50,57 +41,47 @@ PROGRESS_INTERVAL_S = 0.5
 
 @op("rerank")
 def rerank(req: Request, ctx: OpContext) -> Reply:
-    body = req.body
-    queries = _list(body, "queries")
-    texts, candidates, top_ks = [], [], []
-    for i, item in enumerate(queries):
-        where = f"queries[{i}]"
-        if not isinstance(item, dict):
-            raise InvalidArgumentError(f"{where}: expected an object, got {type(item).__name__}")
-        texts.append(_str(item, "query", where))
-        candidates.append(_str_list(item, "passages", where))
-        top_k = item.get("top_k", len(candidates[-1]))
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise InvalidArgumentError(f"{where}.top_k: {top_k!r} is not a positive int")
-        top_ks.append(min(top_k, len(candidates[-1])))
+    body = parse(RerankRequest, req.body)
+    top_ks = [min(q.top_k or len(q.passages), len(q.passages)) for q in body.queries]
     if sum(top_ks) > MAX_RESULT_ENTRIES:
         raise TooLargeError(f"rerank: the reply would hold {sum(top_ks)} scores; the limit is {MAX_RESULT_ENTRIES}. "
                             "Split the queries over several calls or set top_k")
     frozen, conditioner, kind = _reranker(ctx, body)
-    scored = score_candidates(frozen, conditioner, texts, candidates, batch_size=_batch_size(body),
-                              before_batch=_progress(ctx))
+    scored = score_candidates(frozen, conditioner, [q.query for q in body.queries], [q.passages for q in body.queries],
+                              batch_size=body.batch_size, before_batch=_progress(ctx))
     results = []
     for scores, k in zip(scored, top_ks):
         order = torch.argsort(scores.log_likelihood, descending=True, stable=True)[:k]  # (k,)
-        results.append({"indices": order.tolist(), "log_likelihood": scores.log_likelihood[order].tolist(),
-                        "mean_log_likelihood": scores.mean_log_likelihood[order].tolist()})
-    return Reply(body={"reranker": kind, "results": results})
+        results.append(RerankResult(indices=order.tolist(), log_likelihood=scores.log_likelihood[order].tolist(),
+                                    mean_log_likelihood=scores.mean_log_likelihood[order].tolist()))
+    return Reply(body=dataclasses.asdict(RerankReply(reranker=kind, results=results)))
 
 
 @op("evaluate_reranking")
 def evaluate_reranking(req: Request, ctx: OpContext) -> Reply:
-    rows = _list(req.body, "rows")
+    body = parse(EvaluateRerankingRequest, req.body)
+    rows = [{k: v for k, v in dataclasses.asdict(row).items() if v is not None} for row in body.rows]
     for i, row in enumerate(rows):
         try:
-            RerankingTask.validate_row(row)
+            RerankingTask.validate_row(row)  # the task's row contract: no empty texts
         except InvalidArgumentError as exc:
             raise InvalidArgumentError(f"rows[{i}].{exc.message}") from exc
-    frozen, conditioner, kind = _reranker(ctx, req.body)
+    frozen, conditioner, kind = _reranker(ctx, body)
     candidates = [[r["positive"], *r.get("negatives", [])] for r in rows]
-    metrics = evaluate_rows(frozen, conditioner, rows, candidates, batch_size=_batch_size(req.body),
+    metrics = evaluate_rows(frozen, conditioner, rows, candidates, batch_size=body.batch_size,
                             before_batch=_progress(ctx))
-    return Reply(body={"reranker": kind, "queries": len(rows), "metrics": metrics})
+    reply = EvaluateRerankingReply(reranker=kind, queries=len(rows), metrics=metrics)
+    return Reply(body=dataclasses.asdict(reply))
 
 
 # -- shared pieces -----------------------------------------------------------------------------------
 
-def _reranker(ctx: OpContext, body: dict[str, Any]):
+def _reranker(ctx: OpContext, body: RerankerRequest):
     """``(frozen model, conditioner, "upr" | "passage_tuning")``; models and prompts come from the worker's
     caches (``prompts.py``), shared with every other op."""
-    if body.get("prompt") is None and body.get("model") is None:
+    if body.prompt is None and body.model is None:
         raise InvalidArgumentError("model: required when no prompt is given (UPR needs a model to score with)")
-    frozen, method = resolve_prompt(ctx.state, body.get("model"), body.get("prompt"), use=ctx.op,
-                                    needs=(PassageTuning.name,))
+    frozen, method = resolve_prompt(ctx.state, body.model, body.prompt, use=ctx.op, needs=(PassageTuning.name,))
     if method is None:
         upr = ctx.state.get_or_create(("upr", model_key(frozen.spec)), lambda: HardPrompt(frozen))
         return frozen, upr, "upr"
@@ -119,34 +100,3 @@ def _progress(ctx: OpContext):
             ctx.emit({"event": "progress", "done": done, "total": total})
 
     return before_batch
-
-
-def _batch_size(body: dict[str, Any]) -> int:
-    value = body.get("batch_size", 16)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INFERENCE_BATCH_SIZE:
-        raise InvalidArgumentError(f"batch_size: {value!r} is not an int in 1..{MAX_INFERENCE_BATCH_SIZE}")
-    return value
-
-
-def _list(body: dict[str, Any], field: str) -> list:
-    value = body.get(field)
-    if not isinstance(value, list) or not value:
-        raise InvalidArgumentError(f"{field}: expected a non-empty list, got {type(value).__name__}")
-    return value
-
-
-def _str(item: dict, field: str, where: str) -> str:
-    value = item.get(field)
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidArgumentError(f"{where}.{field}: expected a non-empty string, got {value!r:.40}")
-    return value
-
-
-def _str_list(item: dict, field: str, where: str) -> list[str]:
-    value = item.get(field)
-    if not isinstance(value, list) or not value:
-        raise InvalidArgumentError(f"{where}.{field}: expected a non-empty list of strings")
-    for j, text in enumerate(value):
-        if not isinstance(text, str) or not text:
-            raise InvalidArgumentError(f"{where}.{field}[{j}]: expected a non-empty string, got {text!r:.40}")
-    return value

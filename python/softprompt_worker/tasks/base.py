@@ -21,12 +21,14 @@ Rules a task follows so training stays deterministic and resumable:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, ClassVar, Iterator, Protocol, runtime_checkable
 
 import torch
 
 from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.fields import parse
 from softprompt_worker.methods.base import SoftPromptMethod
 
 
@@ -61,20 +63,35 @@ class Task(Protocol):
 class BaseTask:
     """Shared plumbing: stores the inputs, validates options, shuffles rows into index batches.
 
-    Subclasses set ``name``, ``options_defaults`` (option name → default; unknown options
-    are rejected), implement ``validate_row``, ``collate(rows)``, ``loss`` and ``evaluate``.
+    Subclasses set ``name`` and ``options_class`` (a dataclass of ``fields.option``s: the task's
+    ``task_options``, parsed here with ``fields.parse`` and exported to the SDK, docs/schema.md; a stand-in
+    task may set only ``options_defaults``), implement ``validate_row``, ``collate(rows)``, ``loss`` and
+    ``evaluate``. Unknown options are rejected.
     """
 
     name: ClassVar[str]
-    options_defaults: ClassVar[dict[str, Any]] = {}
+    options_class: ClassVar[type | None] = None
+    options_defaults: ClassVar[dict[str, Any]] = {}  # option name -> default (derived from options_class)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("options_class") is not None:
+            cls.options_defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                                    for f in dataclasses.fields(cls.options_class)
+                                    if f.default is not dataclasses.MISSING
+                                    or f.default_factory is not dataclasses.MISSING}  # type: ignore[misc]
 
     def __init__(self, method: SoftPromptMethod, options: dict, train_rows: list[dict],
                  eval_rows: list[dict]) -> None:
         check_trains(self.name, type(method))
-        unknown = sorted(set(options or {}) - set(self.options_defaults))
+        known = ({f.name for f in dataclasses.fields(self.options_class)} if self.options_class is not None
+                 else set(self.options_defaults))
+        unknown = sorted(set(options or {}) - known)
         if unknown:
             raise InvalidArgumentError(
-                f"task_options: unknown option(s) {unknown} for task {self.name!r}; known: {sorted(self.options_defaults)}")
+                f"task_options: unknown option(s) {unknown} for task {self.name!r}; known: {sorted(known)}")
+        if self.options_class is not None:
+            parse(self.options_class, options or {}, "task_options.")  # types, required, bounds, choices
         self.method = method
         self.options = {**self.options_defaults, **(options or {})}
         self.train_rows = list(train_rows)

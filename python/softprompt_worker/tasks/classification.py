@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.fields import option
 from softprompt_worker.tasks.base import BaseTask, require_str
 from softprompt_worker.tasks.lm_batching import LMBatch, LMEncoder, score_targets
 
@@ -38,10 +39,22 @@ class ClassificationBatch:
     gold: torch.Tensor  # (B,) index of the gold label
 
 
+@dataclass
+class ClassificationTaskOptions:
+    """Options of task ``classification`` (``task_options``); the labels must also be distinct."""
+
+    labels: list[str] = option(min_items=2, items_non_empty=True, errors={"min_items": "expected at least two labels"},
+                               doc="the verbalizers, at least two, distinct")
+    loss: str = option("lm", choices=LOSSES, doc="'lm' (LM loss on the gold label's tokens; Lester et al.) or "
+                                                 "'ranking' (cross-entropy over the labels' log-likelihoods)")
+    max_length: int = option(512, gt=0, sdk={"omit": True},
+                             doc="tokens per row; the train op fills it from training.max_length")
+
+
 class ClassificationTask(BaseTask):
     name: ClassVar[str] = "classification"
     selection_metric: ClassVar[str] = "accuracy"  # training.select_by "auto" (selection.py)
-    options_defaults: ClassVar[dict] = {"labels": None, "loss": "lm", "max_length": 512}
+    options_class: ClassVar[type] = ClassificationTaskOptions
 
     @staticmethod
     def validate_row(row: dict) -> None:
@@ -68,12 +81,8 @@ class ClassificationTask(BaseTask):
     def __init__(self, method, options, train_rows, eval_rows) -> None:
         super().__init__(method, options, train_rows, eval_rows)
         labels = self.options["labels"]
-        if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) and x for x in labels):
-            raise InvalidArgumentError(f"task_options.labels: expected at least two non-empty strings, got {labels!r:.80}")
         if len(set(labels)) != len(labels):
             raise InvalidArgumentError(f"task_options.labels: verbalizers must be distinct, got {labels!r:.80}")
-        if self.options["loss"] not in LOSSES:
-            raise InvalidArgumentError(f"task_options.loss: {self.options['loss']!r} is not one of {', '.join(LOSSES)}")
         self.labels: list[str] = labels
         self.index = {label: i for i, label in enumerate(labels)}
         for split, rows in (("train", self.train_rows), ("eval", self.eval_rows)):

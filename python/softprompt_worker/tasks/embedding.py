@@ -13,21 +13,19 @@ is the one relevant document. Metrics: ``loss`` (InfoNCE over eval rows in ``eva
 computed from the same embeddings) and ``ndcg@k``, ``recall@k``, ``mrr@k`` for each ``k`` of
 ``k_values`` (default 1, 10, 100).
 
-Options (``task_options``):
-    temperature (0.05 = scale 20), symmetric (false), grad_cache_mini_batch (0 = off: plain InfoNCE),
-    max_length (text tokens per input; null = the method's limit), eval_batch_size (64),
-    k_values ([1, 10, 100]).
+Options (``task_options``): ``EmbeddingTaskOptions`` below (exported to the SDK, docs/schema.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
 from softprompt_worker.errors import InvalidArgumentError
-from softprompt_worker.evaluation.retrieval import _check_k_values, retrieval_metrics
+from softprompt_worker.evaluation.retrieval import retrieval_metrics
+from softprompt_worker.fields import option
 from softprompt_worker.losses import CachedInfoNCELoss, InfoNCELoss
 from softprompt_worker.losses.info_nce import info_nce
 from softprompt_worker.methods.suffix_tuning import encode_in_batches
@@ -51,6 +49,24 @@ def parse_row(row: dict) -> tuple[str, str, list[str]]:
 
 
 @dataclass
+class EmbeddingTaskOptions:
+    """Options of task ``embedding`` (``task_options``)."""
+
+    temperature: float = option(0.05, gt=0, doc="softmax temperature; 0.05 = scale 20 (sentence-transformers "
+                                                "MultipleNegativesRankingLoss)")
+    symmetric: bool = option(False, doc="also score positives against queries (both directions)")
+    grad_cache_mini_batch: int = option(0, ge=0, doc="GradCache mini-batch size (big batches in small memory; "
+                                                     "Gao et al. 2021); 0 = off")
+    max_length: int | None = option(None, gt=0, sdk={"omit": True},
+                                    doc="text tokens per input; null = the method's limit (the train op fills it "
+                                        "from training.max_length)")
+    eval_batch_size: int = option(64, gt=0, doc="texts per forward pass when evaluating")
+    k_values: list[int] = option(factory=lambda: [1, 10, 100], items_gt=0, min_items=1,
+                                 errors={"min_items": "expected at least one k"},
+                                 doc="cut-offs of nDCG/recall/MRR@k on the eval rows")
+
+
+@dataclass
 class EmbeddingBatch:
     """Tokenised groups ``[queries (B, Tq), positives (B, Tp), negatives (M, Tn)?]`` and a token count."""
 
@@ -63,10 +79,7 @@ class EmbeddingTask(BaseTask):
 
     name: ClassVar[str] = "embedding"
     selection_metric: ClassVar[str] = "ndcg@10"  # training.select_by "auto" (selection.py)
-    options_defaults: ClassVar[dict[str, Any]] = {
-        "temperature": 0.05, "symmetric": False, "grad_cache_mini_batch": 0, "max_length": None,
-        "eval_batch_size": 64, "k_values": [1, 10, 100],
-    }
+    options_class: ClassVar[type] = EmbeddingTaskOptions
 
     @staticmethod
     def validate_row(row: dict) -> None:
@@ -78,12 +91,6 @@ class EmbeddingTask(BaseTask):
         self.eval_triples = [parse_row(r) for r in self.eval_rows]
         opts = self.options
         mini = opts["grad_cache_mini_batch"]
-        if not isinstance(mini, int) or isinstance(mini, bool) or mini < 0:
-            raise InvalidArgumentError(f"task_options.grad_cache_mini_batch: {mini!r} is not an int >= 0")
-        eval_batch = opts["eval_batch_size"]
-        if not isinstance(eval_batch, int) or isinstance(eval_batch, bool) or eval_batch < 1:
-            raise InvalidArgumentError(f"task_options.eval_batch_size: {eval_batch!r} is not a positive int")
-        _check_k_values(opts["k_values"])
         if mini:
             self.loss_fn: InfoNCELoss = CachedInfoNCELoss(method.embed, opts["temperature"], opts["symmetric"], mini)
         else:

@@ -17,20 +17,30 @@ Eval metrics (teacher-forced, one forward pass per eval batch):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
+from softprompt_worker.fields import option
 from softprompt_worker.tasks.base import BaseTask, require_str
 from softprompt_worker.tasks.lm_batching import LMBatch, LMEncoder, score_targets
 
 EVAL_BATCH_SIZE = 16
 
 
+@dataclass
+class GenerationTaskOptions:
+    """Options of task ``generation`` (``task_options``)."""
+
+    max_length: int = option(512, gt=0, sdk={"omit": True},
+                             doc="tokens per row; the train op fills it from training.max_length")
+
+
 class GenerationTask(BaseTask):
     name: ClassVar[str] = "generation"
     selection_metric: ClassVar[str] = "loss"  # training.select_by "auto" (selection.py)
-    options_defaults: ClassVar[dict] = {"max_length": 512}
+    options_class: ClassVar[type] = GenerationTaskOptions
 
     @staticmethod
     def validate_row(row: dict) -> None:

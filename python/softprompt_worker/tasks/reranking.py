@@ -16,26 +16,37 @@ query log-likelihood. Metrics: ``hits@1``, ``hits@5``, ``mrr``, ``ndcg@10`` (``e
 pessimistic ties), and ``loss`` (the training loss over the same scores, hard negatives only). A row with
 no negatives is trivially ranked first; give eval rows negatives.
 
-Options (``task_options``):
-    negatives ("both" | "hard" | "in_batch"; default "both"), max_hard_negatives (4 per row),
-    nll_weight (1.0), margin_weight (1.0), margin (0.5), score ("mean": per-token | "sum"),
-    eval_batch_size (16 pairs per forward).
+Options (``task_options``): ``RerankingTaskOptions`` below (exported to the SDK, docs/schema.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator
+from typing import ClassVar, Iterator
 
 import torch
 
-from softprompt_worker.errors import InvalidArgumentError
 from softprompt_worker.evaluation.reranking import reranking_metrics
-from softprompt_worker.losses.query_likelihood import QueryLikelihoodLoss
+from softprompt_worker.fields import option
+from softprompt_worker.losses.query_likelihood import SCORES, QueryLikelihoodLoss
 from softprompt_worker.inference.scoring import PairBatch, score_candidates, tokenize
 from softprompt_worker.tasks.base import BaseTask, require_str, require_str_list
 
 NEGATIVES = ("both", "hard", "in_batch")
+
+
+@dataclass
+class RerankingTaskOptions:
+    """Options of task ``reranking`` (``task_options``)."""
+
+    negatives: str = option("both", choices=NEGATIVES, doc="negatives per query: 'both' (its own hard negatives "
+                                                             "and in-batch positives), 'hard' or 'in_batch'")
+    max_hard_negatives: int = option(4, ge=0, doc="hard negatives sampled per row and step")
+    nll_weight: float = option(1.0, ge=0, doc="weight of the NLL term")
+    margin_weight: float = option(1.0, ge=0, doc="weight of the margin term")
+    margin: float = option(0.5, ge=0, doc="hinge margin between positive and negative scores")
+    score: str = option("mean", choices=SCORES, doc="'mean' (per-token log-likelihood) or 'sum'")
+    eval_batch_size: int = option(16, gt=0, doc="pairs per forward pass when evaluating")
 
 
 @dataclass
@@ -51,9 +62,7 @@ class RerankingBatch:
 class RerankingTask(BaseTask):
     name: ClassVar[str] = "reranking"
     selection_metric: ClassVar[str] = "ndcg@10"  # training.select_by "auto" (selection.py)
-    options_defaults: ClassVar[dict[str, Any]] = {
-        "negatives": "both", "max_hard_negatives": 4, "nll_weight": 1.0, "margin_weight": 1.0, "margin": 0.5,
-        "score": "mean", "eval_batch_size": 16}
+    options_class: ClassVar[type] = RerankingTaskOptions
 
     @staticmethod
     def validate_row(row: dict) -> None:
@@ -65,13 +74,6 @@ class RerankingTask(BaseTask):
     def __init__(self, method, options: dict, train_rows: list[dict], eval_rows: list[dict]) -> None:
         super().__init__(method, options, train_rows, eval_rows)
         opts = self.options
-        if opts["negatives"] not in NEGATIVES:
-            raise InvalidArgumentError(f"task_options.negatives: {opts['negatives']!r} is not one of "
-                                       f"{', '.join(NEGATIVES)}")
-        for field in ("max_hard_negatives", "eval_batch_size"):
-            value = opts[field]
-            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if field == "eval_batch_size" else 0):
-                raise InvalidArgumentError(f"task_options.{field}: {value!r} is not a valid count")
         for row in (*self.train_rows, *self.eval_rows):
             self.validate_row(row)
         self.loss_fn = QueryLikelihoodLoss(method, nll_weight=opts["nll_weight"], margin_weight=opts["margin_weight"],

@@ -1,5 +1,5 @@
-"""Property tests of the worker's job-spec parsing: ``TrainingConfig``, every method's config and
-``ModelSpec``, each fed random and mutated specs.
+"""Property tests of the worker's job-spec parsing: ``TrainingConfig``, every method's config,
+``ModelSpec``, ``DataOptions`` and the reranking task's options, each fed random and mutated specs.
 
 The expectation comes from a table (``FIELDS``: each field's type and bounds), read from the committed JSON
 Schemas the SDK is generated from where a class has one, else written here from the docs and ``limits.py``:
@@ -28,7 +28,9 @@ from softprompt_worker.methods.passage_tuning import PassageTuningConfig
 from softprompt_worker.methods.prefix_tuning import PrefixTuningConfig
 from softprompt_worker.methods.prompt_tuning import PromptTuningConfig
 from softprompt_worker.methods.suffix_tuning import SuffixTuningConfig
+from softprompt_worker.fields import parse as parse_body
 from softprompt_worker.models import ModelSpec
+from softprompt_worker.tasks.reranking import RerankingTaskOptions
 from softprompt_worker.training.loop import TrainingConfig
 
 SETTINGS = settings(max_examples=300, derandomize=True, database=None, deadline=None,
@@ -86,6 +88,7 @@ FIELDS: dict[Any, dict[str, tuple]] = {
     SuffixTuningConfig: schema_entries("suffix_tuning"),
     PassageTuningConfig: schema_entries("passage_tuning"),
     DataOptions: schema_entries("data"),
+    RerankingTaskOptions: schema_entries("reranking_task"),  # parsed as BaseTask parses task_options
     # One of name_or_path / tiny / embedded (see CROSS): the random specs use tiny, which must not be null.
     ModelSpec: {**{k: e for k, e in schema_entries("model").items() if k not in ("name_or_path", "embedded")},
                 "tiny": ("enum", schema_entries("model")["tiny"][1])},
@@ -96,7 +99,8 @@ def test_schema_entries_cover_the_fields():
     """The schema-driven entries see every field of their class but the cross-field ones."""
     for cls, name in ((PromptTuningConfig, "prompt_tuning"), (PrefixTuningConfig, "prefix_tuning"),
                       (SuffixTuningConfig, "suffix_tuning"), (PassageTuningConfig, "passage_tuning"),
-                      (TrainingConfig, "training"), (ModelSpec, "model"), (DataOptions, "data")):
+                      (TrainingConfig, "training"), (ModelSpec, "model"), (DataOptions, "data"),
+                      (RerankingTaskOptions, "reranking_task")):
         objects = {"early_stopping", "overrides"}  # maps: their own tests
         assert set(schema_entries(name)) == {f.name for f in dataclasses.fields(cls)} - SKIPPED - objects
 
@@ -134,7 +138,7 @@ def valid_values(entry: tuple) -> st.SearchStrategy:
     if kind == "enum":
         base = st.sampled_from(entry[1])
     elif kind == "int":
-        base = st.integers(entry[1], entry[2])
+        base = st.integers(entry[1], entry[2] if math.isfinite(entry[2]) else None)  # no limit: unbounded
     elif kind == "float":
         open_lo, open_hi = (entry[3], entry[4]) if len(entry) > 3 else (False, False)
         base = st.floats(entry[1], min(entry[2], 1e6), exclude_min=open_lo, exclude_max=open_hi and entry[2] <= 1e6)
@@ -173,6 +177,8 @@ def parse(cls, raw: dict):
             if not exc.message.startswith("data.train: no usable training rows"):
                 raise
             return None
+    if cls is RerankingTaskOptions:
+        return parse_body(cls, raw, "task_options.")
     return cls.from_dict(raw)
 
 

@@ -6,7 +6,10 @@
 import { z } from 'zod';
 import type { CallOptions, Rpc } from '../internal/rpc.js';
 import { parseOrThrow } from '../internal/validate.js';
-import { type PromptSelection, checkPromptSelection, promptSelectionShape } from './generate.js';
+import { type ClassifyReply, classifyReplySchema } from '../gen/schema/classify-reply.js';
+import { type ClassifyRequest, classifyRequestFields } from '../gen/schema/classify-request.js';
+import type { Same } from '../spec/schema.js';
+import { type PromptSelection, checkPromptSelection } from './generate.js';
 import { toWireBody } from './shared.js';
 
 /** What {@link classify} takes. */
@@ -27,14 +30,11 @@ export interface ClassifyResult {
   readonly scores: number[][];
 }
 
-const classifySchema = z
-  .strictObject({
-    ...promptSelectionShape,
-    labels: z.array(z.string().min(1)).min(2, 'expected at least two labels'),
-  })
-  .superRefine(checkPromptSelection);
+// The documented input and result are the worker's ClassifyRequest and ClassifyReply (proto/schema/), or this fails to compile.
+true satisfies Same<ClassifyInput, ClassifyRequest>;
+true satisfies Same<ClassifyResult, ClassifyReply>;
 
-const resultSchema = z.object({ predictions: z.array(z.string()), scores: z.array(z.array(z.number())) });
+const classifySchema = z.strictObject(classifyRequestFields).superRefine(checkPromptSelection);
 
 /**
  * Picks the likeliest label for each input.
@@ -44,5 +44,5 @@ const resultSchema = z.object({ predictions: z.array(z.string()), scores: z.arra
  */
 export async function classify(rpc: Rpc, input: ClassifyInput, options?: CallOptions): Promise<ClassifyResult> {
   const body = toWireBody(parseOrThrow(classifySchema, input, 'classify'));
-  return rpc.request('classify', body, undefined, { ...options, decode: (reply) => resultSchema.parse(reply.body) });
+  return rpc.request('classify', body, undefined, { ...options, decode: (reply) => classifyReplySchema.parse(reply.body) });
 }

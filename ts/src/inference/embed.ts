@@ -4,15 +4,20 @@
  * The result views the reply's tensor frame: no copy of the `(count, dim)` f32 matrix.
  */
 import { z } from 'zod';
-import { type ModelSpec, modelSpecSchema } from '../spec/model-spec.js';
+import type { ModelSpec } from '../spec/model-spec.js';
 import type { Incoming, Rpc } from '../internal/rpc.js';
 import { parseOrThrow } from '../internal/validate.js';
+import { type EmbedReply, embedReplySchema } from '../gen/schema/embed-reply.js';
+import { type EmbedRequest, embedRequestFields } from '../gen/schema/embed-request.js';
+import type { Same } from '../spec/schema.js';
 import { Matrix } from './matrix.js';
-import { type ProgressOptions, batchSize, requestWithProgress, stringList, toWireBody } from './shared.js';
+import { type ProgressOptions, requestWithProgress, toWireBody } from './shared.js';
 
 /** How token states become one vector (`methods/suffix_tuning.py` `POOLINGS`). */
 export const POOLINGS = ['last', 'mean', 'text_mean', 'first'] as const;
 export type Pooling = (typeof POOLINGS)[number];
+// The worker's POOLINGS (proto/schema/embed_reply.json), or this fails to compile.
+true satisfies Same<Pooling, EmbedReply['pooling']>;
 
 /** Options shared by {@link embed} and `sp.evaluate.retrieval`: which embedder. */
 export interface EmbedderOptions {
@@ -67,34 +72,19 @@ export class Embeddings extends Matrix {
   }
 }
 
-/** Fields and checks shared with `evaluate.retrieval`. */
-export const embedderShape = {
-  model: modelSpecSchema.optional(),
-  prompt: z.string().min(1, 'expected a prompt name or checkpoint path').optional(),
-  batchSize: batchSize.optional(),
-  pooling: z.enum(POOLINGS).optional(),
-};
-
-export function checkEmbedder(v: { model?: unknown; prompt?: string }, ctx: z.RefinementCtx): void {
+export function checkEmbedder(v: { model?: unknown; prompt?: string | undefined }, ctx: z.RefinementCtx): void {
   if (v.model === undefined && v.prompt === undefined) {
     ctx.addIssue({ code: 'custom', path: ['model'], message: 'required when no prompt is given' });
   }
 }
 
-const embedSchema = z
-  .strictObject({ ...embedderShape, texts: stringList, normalize: z.boolean().optional() })
-  .superRefine(checkEmbedder);
+// The documented input is the worker's EmbedRequest (proto/schema/embed_request.json), or this fails to compile.
+true satisfies Same<EmbedInput, EmbedRequest>;
 
-const replySchema = z.object({
-  count: z.number().int().nonnegative(),
-  dim: z.number().int().nonnegative(),
-  pooling: z.enum(POOLINGS),
-  normalized: z.boolean(),
-  source: z.string(),
-});
+const embedSchema = z.strictObject(embedRequestFields).superRefine(checkEmbedder);
 
 function decodeEmbeddings(reply: Incoming): Embeddings {
-  const info = replySchema.parse(reply.body);
+  const info = embedReplySchema.parse(reply.body);
   const t = reply.tensors['embeddings'];
   if (t === undefined || t.dtype !== 'f32' || t.shape.length !== 2 || t.shape[0] !== info.count || t.shape[1] !== info.dim) {
     const got = t ? `${t.dtype} [${t.shape.join(', ')}]` : 'none';

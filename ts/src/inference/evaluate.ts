@@ -6,9 +6,13 @@
 import { z } from 'zod';
 import type { Incoming, Rpc } from '../internal/rpc.js';
 import { parseOrThrow } from '../internal/validate.js';
-import { type EmbedderOptions, checkEmbedder, embedderShape } from './embed.js';
-import { type Reranker, type RerankerOptions, checkReranker, rerankerShape } from './rerank.js';
-import { positiveInt } from '../spec/schema.js';
+import { type EvaluateRerankingReply, evaluateRerankingReplyFields, evaluateRerankingReplySchema } from '../gen/schema/evaluate-reranking-reply.js';
+import { type EvaluateRerankingRequest, evaluateRerankingRequestFields } from '../gen/schema/evaluate-reranking-request.js';
+import { type EvaluateRetrievalReply, evaluateRetrievalReplySchema } from '../gen/schema/evaluate-retrieval-reply.js';
+import { type EvaluateRetrievalRequest, evaluateRetrievalRequestFields, stsSetFields } from '../gen/schema/evaluate-retrieval-request.js';
+import type { Same } from '../spec/schema.js';
+import { type EmbedderOptions, checkEmbedder } from './embed.js';
+import { type Reranker, type RerankerOptions, checkReranker } from './rerank.js';
 import { type ProgressOptions, requestWithProgress, toWireBody } from './shared.js';
 
 /** What {@link Evaluate.retrieval} takes: a retrieval set (`queries` + `corpus` + `qrels`), `sts`, or both. */
@@ -67,20 +71,18 @@ export interface RerankingEvaluation {
   };
 }
 
-const idMap = z.record(z.string(), z.string()).refine((m) => Object.keys(m).length > 0, 'expected a non-empty map of id → text');
+// The documented types are the worker's request and reply bodies (proto/schema/), or this fails to compile.
+// The metrics are typed by name here (the worker's reply says only: a map of numbers).
+true satisfies Same<RetrievalEvalInput, EvaluateRetrievalRequest>;
+true satisfies Same<Omit<RetrievalEvaluation, 'metrics'>, Omit<EvaluateRetrievalReply, 'metrics'>>;
+true satisfies Same<RerankingEvalInput, EvaluateRerankingRequest>;
+true satisfies Same<Omit<RerankingEvaluation, 'metrics'>, Omit<EvaluateRerankingReply, 'metrics'>>;
 
 const retrievalSchema = z
   .strictObject({
-    ...embedderShape,
-    queries: idMap.optional(),
-    corpus: idMap.optional(),
-    qrels: z
-      .record(z.string(), z.record(z.string(), z.number()))
-      .refine((m) => Object.keys(m).length > 0, 'expected a non-empty map of query id → { doc id: grade }')
-      .optional(),
-    kValues: z.array(positiveInt()).min(1).optional(),
+    ...evaluateRetrievalRequestFields,
     sts: z
-      .strictObject({ pairs: z.array(z.tuple([z.string(), z.string()])).min(2), scores: z.array(z.number()) })
+      .strictObject(stsSetFields)
       .refine((s) => s.scores.length === s.pairs.length, { path: ['scores'], message: 'expected one score per pair' })
       .optional(),
   })
@@ -96,29 +98,10 @@ const retrievalSchema = z
     }
   });
 
-const rerankingSchema = z
-  .strictObject({
-    ...rerankerShape,
-    rows: z
-      .array(z.strictObject({ query: z.string(), positive: z.string(), negatives: z.array(z.string()).optional() }))
-      .min(1, 'expected at least one row'),
-  })
-  .superRefine(checkReranker);
+const rerankingSchema = z.strictObject(evaluateRerankingRequestFields).superRefine(checkReranker);
 
-const metrics = z.record(z.string(), z.number());
-
-const retrievalReply = z.object({
-  source: z.string(),
-  metrics,
-  queries: z.number(),
-  corpus: z.number(),
-  pairs: z.number(),
-});
-
-const rerankingReply = z.object({
-  reranker: z.enum(['upr', 'passage_tuning']),
-  queries: z.number(),
-  metrics: metrics.refine((m) => ['hits@1', 'hits@5', 'mrr', 'ndcg@10'].every((k) => k in m), 'missing metrics'),
+const rerankingReply = evaluateRerankingReplySchema.extend({
+  metrics: evaluateRerankingReplyFields.metrics.refine((m) => ['hits@1', 'hits@5', 'mrr', 'ndcg@10'].every((k) => k in m), 'missing metrics'),
 });
 
 /**
@@ -141,7 +124,7 @@ export class Evaluate {
   /** nDCG@k, Recall@k, MRR@k of retrieval by cosine similarity, and/or STS Spearman correlation. */
   async retrieval(input: RetrievalEvalInput, options?: ProgressOptions): Promise<RetrievalEvaluation> {
     const body = toWireBody(parseOrThrow(retrievalSchema, input, 'evaluate.retrieval'), ['queries', 'corpus', 'qrels', 'sts']);
-    const decode = (reply: Incoming): RetrievalEvaluation => retrievalReply.parse(reply.body);
+    const decode = (reply: Incoming): RetrievalEvaluation => evaluateRetrievalReplySchema.parse(reply.body);
     return requestWithProgress(this.#rpc, 'evaluate_retrieval', body, decode, options);
   }
 

@@ -5,12 +5,14 @@
  */
 import { z } from 'zod';
 import { EventStream } from '../core/event-stream.js';
-import { type ModelSpec, modelSpecSchema } from '../spec/model-spec.js';
+import type { ModelSpec } from '../spec/model-spec.js';
 import type { CallOptions, Rpc } from '../internal/rpc.js';
 import { parseOrThrow } from '../internal/validate.js';
-import { type GenerationConfig, generationFields } from '../gen/schema/generation.js';
+import { generateEventSchema } from '../gen/schema/generate-event.js';
+import { type GenerateReply, generateReplySchema } from '../gen/schema/generate-reply.js';
+import { type GenerateRequest, generateRequestFields } from '../gen/schema/generate-request.js';
 import type { Same } from '../spec/schema.js';
-import { batchSize, promptName, stringList, toWireBody } from './shared.js';
+import { toWireBody } from './shared.js';
 
 /** Which soft prompt each row uses: one for all rows (`prompt`), one per row (`prompts`), or none. */
 export interface PromptSelection {
@@ -60,18 +62,9 @@ export interface GenerateResult {
   readonly outputs: string[];
 }
 
-/** Fields of {@link PromptSelection}, shared with classify; cross-field checks in {@link checkPromptSelection}. */
-export const promptSelectionShape = {
-  model: modelSpecSchema.optional(),
-  prompt: promptName.optional(),
-  prompts: z.array(promptName.nullable()).min(1).optional(),
-  inputs: stringList,
-  batchSize: batchSize.optional(),
-};
-
 /** `prompt` xor `prompts`, one per input, and a model when no prompt is named. */
 export function checkPromptSelection(
-  v: { model?: unknown; prompt?: string; prompts?: (string | null)[]; inputs: string[] },
+  v: { model?: unknown; prompt?: string | undefined; prompts?: (string | null)[] | undefined; inputs: string[] },
   ctx: z.RefinementCtx,
 ): void {
   if (v.prompt !== undefined && v.prompts !== undefined) {
@@ -90,18 +83,14 @@ export function checkPromptSelection(
   }
 }
 
-// The documented decoding options are the worker's GenerationOptions (proto/schema/generation.json), or this fails to compile.
-true satisfies Same<Pick<GenerateInput, keyof GenerationConfig>, GenerationConfig>;
+// The documented input and result are the worker's GenerateRequest (its decoding options: GenerationOptions)
+// and GenerateReply (proto/schema/), or this fails to compile.
+true satisfies Same<GenerateInput, GenerateRequest>;
+true satisfies Same<GenerateResult, GenerateReply>;
 
-const generateSchema = z
-  .strictObject({ ...promptSelectionShape, ...generationFields })
-  .superRefine(checkPromptSelection);
+const generateSchema = z.strictObject(generateRequestFields).superRefine(checkPromptSelection);
 
-const deltaSchema = z
-  .object({ row: z.number().int().nonnegative(), text: z.string(), token_ids: z.array(z.number()) })
-  .transform((d): GenerateDelta => ({ row: d.row, text: d.text, tokenIds: d.token_ids }));
-
-const resultSchema = z.object({ outputs: z.array(z.string()) });
+const deltaSchema = generateEventSchema.transform((d): GenerateDelta => ({ row: d.row, text: d.text, tokenIds: d.token_ids }));
 
 /**
  * Generates a continuation of each input, streaming text deltas as tokens are produced.
@@ -119,6 +108,6 @@ export function generate(rpc: Rpc, input: GenerateInput, options?: CallOptions):
     ...options,
     idleDeadline: true, // requestTimeoutMs since the last delta: a stopped worker fails the call
     decodeEvent: (event) => deltaSchema.parse(event.body),
-    decodeFinal: (reply) => resultSchema.parse(reply.body),
+    decodeFinal: (reply) => generateReplySchema.parse(reply.body),
   });
 }

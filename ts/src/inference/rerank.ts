@@ -4,11 +4,13 @@
  * with the frozen model and a hard instruction, or a trained `passage_tuning` prompt in its place.
  */
 import { z } from 'zod';
-import { type ModelSpec, modelSpecSchema } from '../spec/model-spec.js';
+import type { ModelSpec } from '../spec/model-spec.js';
 import type { Incoming, Rpc } from '../internal/rpc.js';
 import { parseOrThrow } from '../internal/validate.js';
-import { positiveInt } from '../spec/schema.js';
-import { type ProgressOptions, batchSize, requestWithProgress, toWireBody } from './shared.js';
+import { type RerankReply, rerankReplySchema } from '../gen/schema/rerank-reply.js';
+import { type RerankRequest, rerankQueryFields, rerankRequestFields } from '../gen/schema/rerank-request.js';
+import type { Same } from '../spec/schema.js';
+import { type ProgressOptions, requestWithProgress, toWireBody } from './shared.js';
 
 /** Which reranker scored: `'upr'` (no prompt) or `'passage_tuning'`. */
 export type Reranker = 'upr' | 'passage_tuning';
@@ -66,30 +68,25 @@ export interface Reranked {
   readonly passages: RankedPassage[];
 }
 
-export const rerankerShape = {
-  model: modelSpecSchema.optional(),
-  prompt: z.string().min(1, 'expected a prompt name or checkpoint path').optional(),
-  batchSize: batchSize.optional(),
-};
-
-export function checkReranker(v: { model?: unknown; prompt?: string }, ctx: z.RefinementCtx): void {
+export function checkReranker(v: { model?: unknown; prompt?: string | undefined }, ctx: z.RefinementCtx): void {
   if (v.model === undefined && v.prompt === undefined) {
     ctx.addIssue({ code: 'custom', path: ['model'], message: 'required when no prompt is given (UPR needs a model)' });
   }
 }
 
-const query = z.string().refine((s) => s.trim() !== '', 'expected a non-empty string');
-const passages = z.array(z.string().min(1, 'expected a non-empty string')).min(1, 'expected at least one passage');
-const topK = positiveInt();
-const querySchema = z.strictObject({ query, passages, topK: topK.optional() });
+// The documented types are the worker's RerankRequest and RerankReply (proto/schema/), or this fails to compile;
+// one query (`query` + `passages`) and a default `topK` for all queries are the SDK's conveniences.
+true satisfies Same<Omit<RerankManyInput, 'topK'>, RerankRequest>;
+true satisfies Same<RerankQuery, RerankRequest['queries'][number]>;
+true satisfies Same<Reranker, RerankReply['reranker']>;
 
 const rerankSchema = z
   .strictObject({
-    ...rerankerShape,
-    query: query.optional(),
-    passages: passages.optional(),
-    queries: z.array(querySchema).min(1, 'expected at least one query').optional(),
-    topK: topK.optional(),
+    ...rerankRequestFields,
+    query: rerankQueryFields.query.optional(),
+    passages: rerankQueryFields.passages.optional(),
+    queries: rerankRequestFields.queries.optional(),
+    topK: rerankQueryFields.topK,
   })
   .superRefine((v, ctx) => {
     checkReranker(v, ctx);
@@ -108,20 +105,9 @@ const rerankSchema = z
     return toWireBody({ ...reranker, queries: list.map((q) => ({ ...q, topK: q.topK ?? topK })) });
   });
 
-const replySchema = z.object({
-  reranker: z.enum(['upr', 'passage_tuning']),
-  results: z.array(
-    z.object({
-      indices: z.array(z.number().int().nonnegative()),
-      log_likelihood: z.array(z.number()),
-      mean_log_likelihood: z.array(z.number()),
-    }),
-  ),
-});
-
 function decoder(queries: readonly { passages: readonly string[] }[]) {
   return (reply: Incoming): Reranked[] => {
-    const { reranker, results } = replySchema.parse(reply.body);
+    const { reranker, results } = rerankReplySchema.parse(reply.body);
     if (results.length !== queries.length) throw new Error(`expected ${queries.length} results, got ${results.length}`);
     return results.map((r, q) => ({
       reranker,

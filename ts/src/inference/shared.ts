@@ -1,10 +1,9 @@
 /**
- * Pieces every inference module shares: the request-body translation, common zod fields, and unary
+ * Pieces every inference module shares: the request-body translation, the prompt-name field, and unary
  * calls that report progress events.
  */
 import { z } from 'zod';
 import { toSnake } from '../spec/case.js';
-import { MAX_INFERENCE_BATCH_SIZE } from '../spec/limits.js';
 import type { CallOptions, Incoming, Rpc } from '../internal/rpc.js';
 import type { WireMap } from '../internal/wire.js';
 
@@ -30,20 +29,8 @@ export function toWireBody(options: Record<string, unknown>, keep: readonly stri
   return toSnake(options, ['overrides', ...keep]) as WireMap;
 }
 
-/** An integer in `min..max`, with the worker's wording (`must be an integer in 1..4096`). */
-export function intIn(min: number, max: number) {
-  const error = `must be an integer in ${min}..${max}`;
-  return z.number().int({ error }).gte(min, { error }).lte(max, { error });
-}
-
 /** A loaded prompt's name (`sp.prompts.load`). */
 export const promptName = z.string().min(1, 'expected a non-empty prompt name');
-
-/** A non-empty list of strings. */
-export const stringList = z.array(z.string()).min(1, 'expected at least one string');
-
-/** Rows per forward pass: a worker-side memory/speed knob that never changes results. */
-export const batchSize = intIn(1, MAX_INFERENCE_BATCH_SIZE);
 
 const progressSchema = z.object({ event: z.literal('progress'), done: z.number(), total: z.number() });
 

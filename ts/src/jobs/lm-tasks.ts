@@ -3,7 +3,9 @@
  * classification.py): the soft prompt makes the frozen LM produce a target text, or a label's word.
  */
 import { z } from 'zod';
-import { dispatch, nonEmpty } from '../spec/schema.js';
+import { type ClassificationTaskConfig, classificationTaskFields } from '../gen/schema/classification-task.js';
+import { type GenerationTaskConfig, generationTaskFields } from '../gen/schema/generation-task.js';
+import { type Same, dispatch } from '../spec/schema.js';
 
 /** A generation row: the model should continue `input` with `target`. */
 export interface GenerationRow {
@@ -41,14 +43,16 @@ export interface ClassificationTask {
 export type LmTask = 'generation' | GenerationTask | ClassificationTask;
 export type ResolvedLmTask = GenerationTask | Required<ClassificationTask>;
 
-const generationSchema = z.strictObject({ type: z.literal('generation') });
+// The documented task options are the worker's (proto/schema/{generation,classification}_task.json), or this
+// fails to compile (their max_length comes from training.maxLength).
+true satisfies Same<Omit<GenerationTask, 'type'>, GenerationTaskConfig>;
+true satisfies Same<Omit<Required<ClassificationTask>, 'type'>, ClassificationTaskConfig>;
+
+const generationSchema = z.strictObject({ type: z.literal('generation'), ...generationTaskFields });
 const classificationSchema = z.strictObject({
   type: z.literal('classification'),
-  labels: z
-    .array(nonEmpty())
-    .min(2, { error: 'expected at least two labels' })
-    .refine((l) => new Set(l).size === l.length, { error: 'labels must be distinct' }),
-  loss: z.enum(['lm', 'ranking']).default('lm'),
+  ...classificationTaskFields,
+  labels: classificationTaskFields.labels.refine((l) => new Set(l).size === l.length, { error: 'labels must be distinct' }),
 });
 const generationOnly = z.literal('generation', { error: "expected 'generation' or { type: 'generation' | 'classification', ... }" });
 

@@ -17,7 +17,8 @@
  */
 import { z } from 'zod';
 import { type PassageTuningConfig, passageTuningFields } from '../gen/schema/passage-tuning.js';
-import { type Same, nonNegativeInt, nonNegativeNumber, positiveInt, singleTask } from '../spec/schema.js';
+import { type RerankingTaskConfig, rerankingTaskFields } from '../gen/schema/reranking-task.js';
+import { type Same, singleTask } from '../spec/schema.js';
 import { type JobInput, type JobSpec, defineMethod } from './spec.js';
 
 /** The options of passage-specific prompt tuning. */
@@ -128,18 +129,12 @@ const configSchema = z
     return { ...c, init: init ?? promptInit ?? 'text', ...(text === undefined ? {} : { initText: text }) };
   });
 
+// The documented task options are the worker's RerankingTaskOptions (proto/schema/reranking_task.json), or this fails to compile.
+true satisfies Same<Omit<ResolvedRerankingTask, 'type'>, RerankingTaskConfig>;
+
 const taskSchema = singleTask(
   'reranking',
-  z.strictObject({
-    type: z.literal('reranking').default('reranking'),
-    negatives: z.enum(['both', 'hard', 'in_batch']).default('both'),
-    maxHardNegatives: nonNegativeInt().default(4),
-    nllWeight: nonNegativeNumber().default(1.0),
-    marginWeight: nonNegativeNumber().default(1.0),
-    margin: nonNegativeNumber().default(0.5),
-    score: z.enum(['mean', 'sum']).default('mean'),
-    evalBatchSize: positiveInt().default(16),
-  }),
+  z.strictObject({ type: z.literal('reranking').default('reranking'), ...rerankingTaskFields }),
 );
 
 /**
@@ -149,6 +144,6 @@ const taskSchema = singleTask(
 export const passageTuning: (job: PassageTuningJob) => PassageTuningSpec = defineMethod({
   method: 'passage_tuning',
   config: configSchema,
-  task: taskSchema as z.ZodType<ResolvedRerankingTask>,
+  task: taskSchema,
   taskToWire: ({ type, ...options }) => ({ task: type, taskOptions: options }),
 });

@@ -18,7 +18,8 @@
  */
 import { z } from 'zod';
 import { type SuffixTuningConfig, suffixTuningFields } from '../gen/schema/suffix-tuning.js';
-import { type Same, checkInitText, nonNegativeInt, positiveInt, positiveNumber, singleTask } from '../spec/schema.js';
+import { type EmbeddingTaskConfig, embeddingTaskFields } from '../gen/schema/embedding-task.js';
+import { type Same, checkInitText, singleTask } from '../spec/schema.js';
 import { type JobInput, type JobSpec, defineMethod } from './spec.js';
 
 /** The options of suffix tuning. */
@@ -88,16 +89,13 @@ true satisfies Same<ResolvedSuffixTuningOptions, SuffixTuningConfig>;
 
 const configSchema = z.strictObject(suffixTuningFields).superRefine(checkInitText);
 
+// The documented task options are the worker's EmbeddingTaskOptions (proto/schema/embedding_task.json), or this
+// fails to compile (its max_length comes from training.maxLength).
+true satisfies Same<Omit<ResolvedEmbeddingTask, 'type'>, EmbeddingTaskConfig>;
+
 const taskSchema = singleTask(
   'embedding',
-  z.strictObject({
-    type: z.literal('embedding').default('embedding'),
-    temperature: positiveNumber().default(0.05),
-    symmetric: z.boolean().default(false),
-    gradCacheMiniBatch: nonNegativeInt().default(0),
-    evalBatchSize: positiveInt().default(64),
-    kValues: z.array(positiveInt()).min(1, { error: 'expected at least one k' }).default([1, 10, 100]),
-  }),
+  z.strictObject({ type: z.literal('embedding').default('embedding'), ...embeddingTaskFields }),
 );
 
 /**
@@ -107,6 +105,6 @@ const taskSchema = singleTask(
 export const suffixTuning: (job: SuffixTuningJob) => SuffixTuningSpec = defineMethod({
   method: 'suffix_tuning',
   config: configSchema,
-  task: taskSchema as z.ZodType<ResolvedEmbeddingTask>,
+  task: taskSchema,
   taskToWire: ({ type, ...options }) => ({ task: type, taskOptions: options }),
 });

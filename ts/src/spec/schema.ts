@@ -22,9 +22,17 @@ export const limit = (max: number) => ({ error: (issue: { input?: unknown }) => 
  * when the two drift apart.
  */
 export type Same<A, B> = [Frozen<A>] extends [Frozen<B>] ? ([Frozen<B>] extends [Frozen<A>] ? true : false) : false;
+/** `T` read-only at every depth, each object tagged with its key set, so an optional field one side lacks differs. */
 type Frozen<T> = T extends string | number | boolean | bigint | symbol | null | undefined
   ? T
-  : T extends readonly (infer U)[] ? readonly Frozen<U>[] : T extends object ? { readonly [K in keyof T]: Frozen<T[K]> } : T;
+  : T extends readonly (infer U)[]
+    ? readonly Frozen<U>[]
+    : T extends object
+      ? { readonly [K in keyof T]: Frozen<T[K]> } & { readonly [keys]: Keys<T> }
+      : T;
+declare const keys: unique symbol;
+/** Each key of `T` mapped to its own name, required: two such maps are assignable both ways iff the key sets are equal. */
+type Keys<T> = { readonly [K in keyof T]-?: K };
 
 /** A non-empty string. */
 export const nonEmpty = () => z.string().min(1, { error: 'must not be empty' });

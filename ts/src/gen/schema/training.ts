@@ -2,6 +2,14 @@
 import { z } from 'zod';
 import { limit, nonEmpty, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from '../../spec/schema.js';
 
+/** The fields of `EarlyStopping` (camelCase). */
+export const earlyStoppingFields = {
+  /** evaluations in a row without improvement (needs eval_every > 0) */
+  patience: positiveInt().max(10000000, limit(10000000)),
+  /** an improvement must exceed this */
+  minDelta: nonNegativeNumber().default(0.0),
+};
+
 /** The fields of `TrainingConfig` (camelCase), each with its default and limits. */
 export const trainingFields = {
   /** optimizer steps; when set it wins over `epochs` */
@@ -40,7 +48,7 @@ export const trainingFields = {
   /** Which evaluation is the result (selection.py): auto = the task's own metric | last = no selection | a metric name the task reports. The best one's prompt is saved as checkpoints/best.pb. */
   selectBy: nonEmpty().max(64).default("auto"),
   /** Stop after `patience` evaluations in a row that do not improve `select_by` by more than `min_delta`. */
-  earlyStopping: z.strictObject({ patience: positiveInt().max(10000000, limit(10000000)), minDelta: nonNegativeNumber().default(0.0) }).optional(),
+  earlyStopping: z.strictObject(earlyStoppingFields).optional(),
   /** Keep only each frozen layer's input and recompute its activations in backward (recompute.py): less memory for long sequences and large batches, about a third more compute per step. */
   gradientCheckpointing: z.boolean().default(false),
   /** Under a torchrun worker group: shard the frozen model's layers over the ranks with FSDP2 (distributed/sharded.py), for models larger than one device. Soft parameters stay replicated. */
