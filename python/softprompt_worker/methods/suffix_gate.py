@@ -16,22 +16,23 @@ from the first step (``d out / d tanh(g)`` is the suffix read-out); the suffix v
 ``g`` has left 0, after the first optimizer step.
 
 How it reaches the model: transformers (5.x) attention modules hand query/key/value to a function looked up
-by ``config._attn_implementation``. ``install`` gives each gated module a config view that names
-``softprompt_suffix_gate``, registered here, which runs the gated read-out when the forward call carries a
-``suffix_gate`` keyword (transformers passes model keywords down to the attention function, and activation
-checkpointing replays them) and otherwise calls the module's original implementation unchanged. So an
-installed model behaves exactly as before for every caller that does not pass a gate.
+by ``config._attn_implementation``. ``install`` gives each gated module a config view
+(``attention_routing.py``) that names ``softprompt_suffix_gate``, registered here, which runs the gated
+read-out when the forward call carries a ``suffix_gate`` keyword (transformers passes model keywords down to
+the attention function, and activation checkpointing replays them) and otherwise calls the module's
+original implementation unchanged. So an installed model behaves exactly as before for every caller that
+does not pass a gate.
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.methods.attention_routing import AttentionConfigView, original_attention, routes_to
 
 ATTENTION_NAME = "softprompt_suffix_gate"
 
@@ -52,20 +53,6 @@ class SuffixGate:
                                        "attention layers; this model's attention cannot be gated")
 
 
-class _GatedConfigView:
-    """The module's config, except that attention dispatches to ``softprompt_suffix_gate``."""
-
-    def __init__(self, base):
-        object.__setattr__(self, "_base", base)
-
-    @property
-    def _attn_implementation(self) -> str:
-        return ATTENTION_NAME
-
-    def __getattr__(self, name):
-        return getattr(object.__getattribute__(self, "_base"), name)
-
-
 def self_attention_modules(backbone: nn.Module) -> list[nn.Module]:
     """The encoder's self-attention modules in layer order (BERT family: ``layer[i].attention.self``)."""
     modules = [m for m in backbone.modules() if type(m).__name__.endswith("SelfAttention")
@@ -84,18 +71,9 @@ def install(backbone: nn.Module) -> list[nn.Module]:
     AttentionInterface.register(ATTENTION_NAME, _gated_attention)
     modules = self_attention_modules(backbone)
     for module in modules:
-        if not isinstance(module.__dict__.get("config"), _GatedConfigView):
-            module.__dict__["config"] = _GatedConfigView(module.config)
+        if not routes_to(module, ATTENTION_NAME):
+            module.__dict__["config"] = AttentionConfigView(module.config, ATTENTION_NAME)
     return modules
-
-
-def _original_attention(module):
-    implementation = module.config._base._attn_implementation
-    if implementation in (None, "eager"):
-        return getattr(sys.modules[type(module).__module__], "eager_attention_forward")
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-    return ALL_ATTENTION_FUNCTIONS[implementation]
 
 
 def _gated_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
@@ -103,8 +81,8 @@ def _gated_attention(module, query, key, value, attention_mask, scaling=None, dr
     """Attention with the suffix read through a gate; ``query``/``key``/``value`` are ``(B, heads, T, d)``,
     ``attention_mask`` additive ``(B, 1, T, T)`` (bool accepted). Returns ``((B, T, heads, d), None)``."""
     if suffix_gate is None:
-        return _original_attention(module)(module, query, key, value, attention_mask, scaling=scaling,
-                                           dropout=dropout, **kwargs)
+        original = original_attention(module, module.config._base._attn_implementation)
+        return original(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
     layer = suffix_gate.layer_of[id(module)]
     suffix_gate.used.add(layer)
     scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
