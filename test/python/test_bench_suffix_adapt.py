@@ -1,6 +1,7 @@
 """bench/quality/suffix_adapt.py on a few rows of both sets: MiniLM as it is, then one suffix variant trained
 2 steps with model selection on a dev slice of the training pairs and scored on held-out queries. Checks the
-record, not the finding (bench/results/suffix-adapt.json holds the full-size numbers)."""
+record, not the finding (bench/results/suffix-adapt-gated.json holds the full-size numbers), and that the
+untrained gated suffix scores exactly what MiniLM does."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ def test_a_smoke_run_scores_a_dev_selected_suffix_against_minilm_on_both_sets(tm
     for name, result in record["sets"].items():
         assert result["queries"] == 12 and 0 < result["minilm"] <= 1, name
         (run,) = result["variants"]
-        assert run["train_pairs"] == 16 and run["dev_pairs"] == 8
+        assert run["train_pairs"] == 16 and run["dev_pairs"] == 8 and run["attention"] == "gated"
+        assert math.isclose(run["untuned"], result["minilm"], abs_tol=1e-6), name  # closed gates: MiniLM itself
         assert run["best_step"] in (0, 2) and 0 < run["best"] <= 1 and 0 < run["last"] <= 1
         assert math.isclose(run["vs_minilm_best"], run["best"] - result["minilm"])

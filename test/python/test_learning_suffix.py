@@ -46,6 +46,8 @@ def topic_rows(seed: int, n: int, *, at_start: bool = False, one_per_topic: bool
 #                                               eval loss 6.56 -> 0.47)
 #   llama, bidirectional (SPT-bi), anywhere:   0.154 -> 0.846 in 200 steps (eval loss 6.91 -> 0.45)
 #   bert, topic first:                         0.154 -> 1.000 in 90 steps  (eval loss 3.08 -> 0.06)
+#   bert, gated + text_mean, topic first:      0.000 -> 1.000 in 90 steps  (eval loss 3.25 -> 0.17; the
+#                                               untrained start is the bare encoder; mean |tanh(gate)| 0.75)
 # BERT's topic sits at the start: its absolute position embeddings are as large as the token embeddings
 # in a random model, and with the topic anywhere it learned slowly (0.12 -> 0.27 in 300 steps). The
 # margins asserted below leave room for run-to-run and version drift.
@@ -53,6 +55,7 @@ CASES = {
     "llama": dict(attention="model", topic_at_start=False, steps=200, min_gain=0.45),
     "llama-bidirectional": dict(attention="bidirectional", topic_at_start=False, steps=200, min_gain=0.45),
     "bert": dict(attention="model", topic_at_start=True, steps=90, min_gain=0.5),
+    "bert-gated": dict(attention="gated", pooling="text_mean", topic_at_start=True, steps=90, min_gain=0.5),
 }
 
 
@@ -63,7 +66,8 @@ def test_suffix_tuning_raises_held_out_recall(case_name):
     frozen = load_frozen_model(ModelSpec(tiny=family, device="cpu", overrides={"initializer_range": 0.2}))
     torch.manual_seed(0)
     method = SuffixTuning(SuffixTuningConfig(num_virtual_tokens=16 if family == "llama" else 8,
-                                             attention=case["attention"]), frozen)
+                                             attention=case["attention"], pooling=case.get("pooling", "last")),
+                          frozen)
     train_rows = topic_rows(0, 512, at_start=case["topic_at_start"])
     eval_rows = topic_rows(1, 26, at_start=case["topic_at_start"], one_per_topic=True)  # one query per topic
     task = EmbeddingTask(method, {"k_values": [1, 10]}, train_rows, eval_rows)
@@ -88,8 +92,11 @@ def test_suffix_tuning_raises_held_out_recall(case_name):
     assert final["mrr@10"] > baseline["mrr@10"]
 
     # Only the suffix moved; every frozen weight is bit-identical and never got a gradient.
-    assert [name for name, _ in method.named_parameters()] == ["suffix"]
+    gated = ["suffix_gate"] if case["attention"] == "gated" else []
+    assert [name for name, _ in method.named_parameters()] == ["suffix", *gated]
     assert not torch.equal(method.suffix.detach(), suffix_before)
+    if gated:  # the gates opened from 0
+        assert method.suffix_gate.detach().abs().min() > 0
     for name, p in frozen.model.named_parameters():
         assert torch.equal(p, base_before[name]), name
         assert p.grad is None and not p.requires_grad, name

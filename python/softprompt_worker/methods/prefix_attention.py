@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import sys
 from dataclasses import dataclass
 
 import torch
+
+from softprompt_worker.methods.attention_routing import AttentionConfigView, original_attention, routes_to
 
 ATTENTION_NAME = "softprompt_prefix"
 _PREFIX_ATTR = "_softprompt_prefix"
@@ -46,28 +47,6 @@ class PrefixKV:
     valid: torch.Tensor  # (batch, prefix) bool: False for padding slots of rows with a shorter/no prefix
     full: bool = False  # host fact: every row has the whole prefix (``valid`` is all True)
     right_padded: bool = False  # host fact: padding follows each row's real tokens, in queries and keys
-
-
-class _ConfigView:
-    """The module's config, except that attention dispatches to ``softprompt_prefix``."""
-
-    def __init__(self, base):
-        object.__setattr__(self, "_base", base)
-
-    @property
-    def _attn_implementation(self) -> str:
-        return ATTENTION_NAME
-
-    def __getattr__(self, name):
-        return getattr(object.__getattribute__(self, "_base"), name)
-
-
-def _original_attention(module, implementation: str):
-    if implementation in (None, "eager"):
-        return getattr(sys.modules[type(module).__module__], "eager_attention_forward")
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-    return ALL_ATTENTION_FUNCTIONS[implementation]
 
 
 def _prefix_attention(module, query, key, value, attention_mask, **kwargs):
@@ -108,7 +87,7 @@ def _prefix_attention(module, query, key, value, attention_mask, **kwargs):
         zeros = bias.new_zeros(*bias.shape[:-1], P)  # (1|B, h, q, P): prefix slots have no position
         kwargs["position_bias"] = torch.cat([zeros, bias[..., -K:]], dim=-1)  # (1|B, h, q, P + K)
     kwargs.pop("is_causal", None)
-    return _original_attention(module, implementation)(module, query, key, value, mask, **kwargs)
+    return original_attention(module, implementation)(module, query, key, value, mask, **kwargs)
 
 
 def _sdpa_without_row_mask(module, query, key, value, causal: bool, **kwargs):
@@ -168,7 +147,8 @@ def prefix_context(prefixes: dict):
         for module, prefix in prefixes.items():
             saved[module] = (module.__dict__.get("config", module.config), module.__dict__.get(_PREFIX_ATTR))
             base = saved[module][0]
-            module.__dict__["config"] = base if isinstance(base, _ConfigView) else _ConfigView(base)
+            if not routes_to(module, ATTENTION_NAME):
+                module.__dict__["config"] = AttentionConfigView(base, ATTENTION_NAME)
             module.__dict__[_PREFIX_ATTR] = prefix
         yield
     finally:

@@ -32,11 +32,12 @@ from softprompt_worker.fields import option
 from softprompt_worker.limits import MAX_NUM_VIRTUAL_TOKENS, MAX_SEQUENCE_LENGTH
 from softprompt_worker.models import FrozenModel
 from softprompt_worker.methods.base import MethodConfig, SoftPromptMethod
+from softprompt_worker.methods import suffix_gate
 from softprompt_worker.methods.init_vectors import initial_vectors
 from softprompt_worker.methods.workload import Job, Pass, Sizes
 
 POOLINGS = ("last", "mean", "text_mean", "first")
-ATTENTIONS = ("model", "bidirectional")
+ATTENTIONS = ("model", "bidirectional", "gated")
 INITS = ("vocab", "random", "text")
 
 
@@ -50,6 +51,11 @@ class SuffixTuningConfig(MethodConfig):
         attention: ``"model"`` keeps the model's own mask: causal for decoder LMs (SPT-uni, the paper's
             main setting), bidirectional for encoders. ``"bidirectional"`` makes a decoder LM attend both
             ways over text + suffix (SPT-bi) through a custom 4D mask; encoders are bidirectional already.
+            ``"gated"`` (encoders): every position reads the suffix through a per-layer, per-head gate that
+            starts closed (LLaMA-Adapter's zero-init attention, ``methods/suffix_gate.py``) and the text keeps
+            its own position ids, so with ``pooling="text_mean"`` or ``"first"`` the untrained method equals
+            the bare encoder (within float rounding) and training opens the gates; adds ``layers x heads``
+            trainable scalars (``suffix_gate``). Made for adapting a good embedder without harming it.
         pooling: ``"last"``: the final hidden state at the last suffix position (the paper's choice, and
             our default for every family: it is the one position whose input is fully trained);
             ``"mean"``: mean over every real position (text, suffix, special tokens); ``"text_mean"``: mean
@@ -77,6 +83,10 @@ class SuffixTuningConfig(MethodConfig):
 
     def validate(self) -> None:
         self.check_init(INITS)
+        if self.attention == "gated" and self.pooling not in ("text_mean", "first"):
+            raise InvalidArgumentError(f"pooling: {self.pooling!r} reads the suffix positions themselves, so "
+                                       "attention: 'gated' could not leave the untrained embedding unchanged; "
+                                       "use 'text_mean' or 'first'")
 
 
 class SuffixTuning(SoftPromptMethod):
@@ -92,6 +102,9 @@ class SuffixTuning(SoftPromptMethod):
         if config.attention == "bidirectional" and not frozen.is_decoder_only:
             raise InvalidArgumentError("attention: 'bidirectional' applies to decoder LMs; "
                                        f"{frozen.spec.display_name} is already bidirectional, use 'model'")
+        if config.attention == "gated" and (frozen.is_decoder_only or frozen.is_encoder_decoder):
+            raise InvalidArgumentError(f"attention: 'gated' applies to encoders; {frozen.spec.display_name} is "
+                                       "not one (a causal decoder's text never sees its suffix: use 'model')")
         if config.pooling == "text_mean" and frozen.is_decoder_only and config.attention != "bidirectional":
             raise InvalidArgumentError("pooling: 'text_mean' leaves the suffix out of the mean, so under causal "
                                        "attention (no text position sees the suffix) it would learn nothing; use "
@@ -99,6 +112,10 @@ class SuffixTuning(SoftPromptMethod):
         self.trailing_specials = _trailing_special_count(frozen.tokenizer)
         self.suffix = nn.Parameter(initial_vectors(frozen, config.num_virtual_tokens, config.init,
                                                    config.init_text))  # (k, hidden)
+        if config.attention == "gated":
+            self._gated_modules = suffix_gate.install(backbone(frozen))
+            heads = frozen.config.num_attention_heads
+            self.suffix_gate = nn.Parameter(torch.zeros(len(self._gated_modules), heads))  # (layers, heads)
 
     # -- inputs ----------------------------------------------------------------------------------
     def max_text_length(self) -> int:
@@ -157,11 +174,31 @@ class SuffixTuning(SoftPromptMethod):
         """Final hidden states ``(B, T + k, H)`` of text + suffix, the 2D mask and the last suffix index."""
         embeds, mask, suffix_end = self.inject(input_ids, attention_mask)
         model_mask: torch.Tensor = mask
-        if self.config.attention == "bidirectional":
+        extra: dict[str, Any] = {"use_cache": False} if self.frozen.is_decoder_only else {}  # no cache to build
+        if self.config.attention in ("bidirectional", "gated"):
             model_mask = bidirectional_mask(mask, embeds.dtype)  # (B, 1, T + k, T + k)
-        no_cache = {"use_cache": False} if self.frozen.is_decoder_only else {}  # a decoder would build one
-        out = backbone(self.frozen)(inputs_embeds=embeds, attention_mask=model_mask, **no_cache)
+        if self.config.attention == "gated":
+            extra.update(self._gate_inputs(attention_mask.sum(dim=1), suffix_end, mask.shape[1]))
+        out = backbone(self.frozen)(inputs_embeds=embeds, attention_mask=model_mask, **extra)
+        if self.config.attention == "gated":
+            extra["suffix_gate"].check_every_layer_used()
         return out.last_hidden_state, mask, suffix_end  # (B, T + k, H), (B, T + k), (B,)
+
+    def _gate_inputs(self, lengths: torch.Tensor, suffix_end: torch.Tensor, width: int) -> dict[str, Any]:
+        """``position_ids`` and the ``suffix_gate`` keyword for a gated pass over ``width`` = T + k positions.
+
+        The text keeps the positions it has without a suffix (a trailing ``[SEP]`` too); the suffix takes
+        the ``k`` positions after the text's last, so at closed gates the text's states are the encoder's.
+        """
+        k = self.config.num_virtual_tokens
+        j = torch.arange(width, device=lengths.device).unsqueeze(0)  # (1, T + k)
+        first = (suffix_end - k + 1).unsqueeze(1)  # (B, 1)
+        is_suffix = (j >= first) & (j <= suffix_end.unsqueeze(1))  # (B, T + k)
+        after = j > suffix_end.unsqueeze(1)  # (B, T + k): trailing specials (and padding)
+        positions = torch.where(is_suffix, lengths.unsqueeze(1) + (j - first), torch.where(after, j - k, j))
+        layer_of = {id(m): i for i, m in enumerate(self._gated_modules)}
+        return {"position_ids": positions,  # (B, T + k)
+                "suffix_gate": suffix_gate.SuffixGate(is_suffix, self.suffix_gate, layer_of)}
 
     def embed(self, batch: dict[str, torch.Tensor], *, pooling: str | None = None,
               normalize: bool | None = None) -> torch.Tensor:

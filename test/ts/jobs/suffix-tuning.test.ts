@@ -21,6 +21,13 @@ describe('suffixTuning', () => {
     expect(body['task_options']).toEqual({ temperature: 0.05, symmetric: false, grad_cache_mini_batch: 16, eval_batch_size: 64, k_values: [1, 5] });
   });
 
+  it("takes attention 'gated' with text-only pooling, as the worker does", () => {
+    const spec = suffixTuning({ ...base, attention: 'gated', pooling: 'text_mean' });
+    expect(trainBody(spec, {})['method_config']).toMatchObject({ attention: 'gated', pooling: 'text_mean' });
+    expect(suffixTuning({ ...base, attention: 'gated', pooling: 'first' }).config.pooling).toBe('first');
+    expect(() => suffixTuning({ ...base, attention: 'gated' })).toThrow("job.pooling: attention 'gated' needs 'text_mean' or 'first', got 'last'");
+  });
+
   it('names the bad field path in errors', () => {
     expect(() => suffixTuning({ ...base, numVirtualTokens: 5000 })).toThrow('job.numVirtualTokens: must be <= 4096');
     expect(() => suffixTuning({ ...base, initText: 'x' })).toThrow("job.initText: only used when init is 'text'");

@@ -29,8 +29,12 @@ export interface SuffixTuningOptions {
   /**
    * `'model'` (default): the model's own mask: causal for decoder LMs (SPT-uni, the paper's main
    * setting), bidirectional for encoders. `'bidirectional'`: a decoder LM attends both ways (SPT-bi).
+   * `'gated'` (encoders; needs `pooling: 'text_mean'` or `'first'`): every position reads the suffix
+   * through per-layer, per-head gates that start closed (LLaMA-Adapter's zero-init attention), so the
+   * untrained suffix leaves the encoder's embedding as it was and training opens the gates: for adapting
+   * a good embedder such as MiniLM without harming it.
    */
-  readonly attention?: 'model' | 'bidirectional';
+  readonly attention?: 'model' | 'bidirectional' | 'gated';
   /**
    * `'last'` (default, the paper's choice): the hidden state at the last suffix position; `'mean'`:
    * mean over every real position, the suffix's included; `'text_mean'`: mean over the text's
@@ -87,7 +91,17 @@ export type SuffixTuningSpec = JobSpec<'suffix_tuning', ResolvedSuffixTuningOpti
 // The documented options are the worker's SuffixTuningConfig (proto/schema/suffix_tuning.json), or this fails to compile.
 true satisfies Same<ResolvedSuffixTuningOptions, SuffixTuningConfig>;
 
-const configSchema = z.strictObject(suffixTuningFields).superRefine(checkInitText);
+/** The worker's rule (SuffixTuningConfig.validate): gates keep an untrained suffix out of the text's positions only. */
+function checkGatedPooling(c: { attention: string; pooling: string }, ctx: z.RefinementCtx): void {
+  if (c.attention === 'gated' && c.pooling !== 'text_mean' && c.pooling !== 'first') {
+    ctx.addIssue({ code: 'custom', path: ['pooling'], message: `attention 'gated' needs 'text_mean' or 'first', got '${c.pooling}'` });
+  }
+}
+
+const configSchema = z.strictObject(suffixTuningFields).superRefine((c, ctx) => {
+  checkInitText(c, ctx);
+  checkGatedPooling(c, ctx);
+});
 
 // The documented task options are the worker's EmbeddingTaskOptions (proto/schema/embedding_task.json), or this
 // fails to compile (its max_length comes from training.maxLength).
