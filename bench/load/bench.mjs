@@ -16,13 +16,13 @@
 //               with more rounds).
 // Writes bench/results/load.json with the machine, versions and date. The machine is shared and small:
 // run it a few times and read the ratios rather than the absolute numbers.
-import { execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { RemoteError, Softprompt } from '../../ts/dist/index.js';
+import { makeKeys, serve } from '../common/served-worker.mjs';
 import { resolvePython, workerPythonPath } from '../../ts/dist/internal/python.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -63,26 +63,6 @@ function rssMiB(pid) {
   return round3(Number(kb) / 1024);
 }
 
-function makeKeys(python) {
-  const dir = mkdtempSync(join(os.tmpdir(), 'sp-bench-load-'));
-  for (const name of ['server', 'client']) {
-    execFileSync(python, ['-m', 'softprompt_worker', 'keys', 'new', '--out', join(dir, name), '--name', name], { env });
-  }
-  mkdirSync(join(dir, 'allow'));
-  copyFileSync(join(dir, 'client', 'client.key'), join(dir, 'allow', 'client.key'));
-  copyFileSync(join(dir, 'server', 'server.key'), join(dir, 'client', 'server.key'));
-  return dir;
-}
-
-async function serve(python, keys) {
-  const args = ['-m', 'softprompt_worker', 'serve', '--bind', 'tcp://127.0.0.1:*', '--server-key', join(keys, 'server', 'server.key_secret'), '--allow', join(keys, 'allow'), '--log-level', 'error'];
-  const child = spawn(python, args, { env, stdio: ['ignore', 'pipe', 'inherit'] });
-  const ready = await new Promise((resolve, reject) => {
-    createInterface({ input: child.stdout }).once('line', (l) => resolve(JSON.parse(l.replace(/^SOFTPROMPT_READY /, ''))));
-    child.once('exit', (code) => reject(new Error(`softprompt-worker serve exited ${code}`)));
-  });
-  return { child, ...ready };
-}
 
 function versions(python) {
   const py = execFileSync(python, ['-c', 'import sys, zmq, torch; print(sys.version.split()[0], zmq.__version__, zmq.zmq_version(), torch.__version__)'], { encoding: 'utf8', env }).trim().split(' ');
@@ -92,8 +72,8 @@ function versions(python) {
 
 async function main() {
   const python = resolvePython(undefined).command;
-  const keys = makeKeys(python);
-  const server = await serve(python, keys);
+  const keys = makeKeys(python, env, 'sp-bench-load-');
+  const server = await serve(python, env, keys);
   const connect = () => Softprompt.connect(server.endpoint, { keys: { dir: join(keys, 'client') }, maxInFlight: MAX_IN_FLIGHT });
   const clients = await Promise.all(Array.from({ length: CLIENTS }, connect));
   try {

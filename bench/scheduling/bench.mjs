@@ -15,13 +15,13 @@
 //                    step with that traffic; ratios: p99 vs (one step + 2 x idle p50) (target <= 1),
 //                    training throughput vs alone (target >= 0.9).
 // Writes bench/results/scheduling.json. The machine is shared and small: read the ratios.
-import { execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Softprompt, promptTuning } from '../../ts/dist/index.js';
+import { makeKeys, serve } from '../common/served-worker.mjs';
 import { resolvePython, workerPythonPath } from '../../ts/dist/internal/python.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -43,26 +43,6 @@ const percentile = (xs, p) => {
 const round3 = (x) => Math.round(x * 1000) / 1000;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function makeKeys(python) {
-  const dir = mkdtempSync(join(os.tmpdir(), 'sp-bench-sched-'));
-  for (const name of ['server', 'client']) {
-    execFileSync(python, ['-m', 'softprompt_worker', 'keys', 'new', '--out', join(dir, name), '--name', name], { env });
-  }
-  mkdirSync(join(dir, 'allow'));
-  copyFileSync(join(dir, 'client', 'client.key'), join(dir, 'allow', 'client.key'));
-  copyFileSync(join(dir, 'server', 'server.key'), join(dir, 'client', 'server.key'));
-  return dir;
-}
-
-async function serve(python, keys, schedule) {
-  const args = ['-m', 'softprompt_worker', 'serve', '--bind', 'tcp://127.0.0.1:*', '--server-key', join(keys, 'server', 'server.key_secret'), '--allow', join(keys, 'allow'), '--log-level', 'error', '--schedule', schedule];
-  const child = spawn(python, args, { env, stdio: ['ignore', 'pipe', 'inherit'] });
-  const ready = await new Promise((resolve, reject) => {
-    createInterface({ input: child.stdout }).once('line', (l) => resolve(JSON.parse(l.replace(/^SOFTPROMPT_READY /, ''))));
-    child.once('exit', (code) => reject(new Error(`softprompt-worker serve exited ${code}`)));
-  });
-  return { child, ...ready };
-}
 
 async function embedOnce(sp, i) {
   const t = performance.now();
@@ -109,7 +89,7 @@ async function trainWith(trainer, embedder, runDir, traffic) {
 }
 
 async function measure(python, keys, schedule, runs) {
-  const server = await serve(python, keys, schedule);
+  const server = await serve(python, env, keys, ['--schedule', schedule]);
   const connect = () => Softprompt.connect(server.endpoint, { keys: { dir: join(keys, 'client') } });
   const [trainer, embedder] = await Promise.all([connect(), connect()]);
   try {
@@ -132,7 +112,7 @@ function versions(python) {
 
 async function main() {
   const python = resolvePython(undefined).command;
-  const keys = makeKeys(python);
+  const keys = makeKeys(python, env, 'sp-bench-sched-');
   const runs = mkdtempSync(join(os.tmpdir(), 'sp-bench-sched-runs-'));
   try {
     const turns = await measure(python, keys, 'turns', runs);

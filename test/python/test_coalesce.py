@@ -3,26 +3,13 @@ run as one forward pass, and each caller gets what it gets alone; a bad member f
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-
 import numpy as np
-import pytest
 
-from conftest import Client, WorkerProcess
+from conftest import Client
 from softprompt_worker.serving.coalesce import Coalesce, batch_key, group, merged_body, split_reply
 
 MODEL = {"tiny": "gpt2", "device": "cpu"}
 RULE = Coalesce(rows="texts", tensors=("embeddings",), count="count")
-
-
-@pytest.fixture(scope="module")
-def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    d = tmp_path_factory.mktemp("ipc")
-    d.chmod(0o700)
-    w = WorkerProcess(f"ipc://{d}/worker.sock", "--parent-pid", str(os.getpid()))
-    yield w
-    w.stop()
 
 
 def _vectors(h: dict, frames) -> np.ndarray:

@@ -6,21 +6,7 @@ torch's global generator, holds the device for `step_s` and emits a `step` event
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-
-import pytest
-
 from conftest import Client, WorkerProcess
-
-
-@pytest.fixture(scope="module")
-def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    d = tmp_path_factory.mktemp("ipc")
-    d.chmod(0o700)
-    w = WorkerProcess(f"ipc://{d}/worker.sock", "--parent-pid", str(os.getpid()), "--max-training-jobs", "2")
-    yield w
-    w.stop()
 
 
 def _until(client: Client, done) -> list[dict]:
