@@ -46,7 +46,7 @@ L = limits
 SCHEMA_DIR = REPO / "proto/schema"
 # Values that are only valid together with another field (see CROSS), left out of the random specs.
 NEEDS_ANOTHER_FIELD = {"prompt_tuning": {"init": {"text", "checkpoint"}}, "prefix_tuning": {"init": {"text"}},
-                       "suffix_tuning": {"init": {"text"}},
+                       "suffix_tuning": {"init": {"text"}, "attention": {"gated"}},
                        "passage_tuning": {"init": {"vocab"}}}
 SKIPPED = {"init_text", "prompt_init_text"}
 
@@ -223,6 +223,7 @@ CROSS = [
     (PrefixTuningConfig, {"init": "text", "init_text": "x", "prefix_projection": True}, "prefix_projection"),
     (SuffixTuningConfig, {"init": "text"}, "init_text"),
     (SuffixTuningConfig, {"init_text": "x"}, "init_text"),
+    (SuffixTuningConfig, {"attention": "gated"}, "pooling"),  # the default 'last' pooling reads the suffix
     (PassageTuningConfig, {"init": "vocab"}, "num_virtual_tokens"),
     (PassageTuningConfig, {"init_text": ""}, "init_text"),
     (TrainingConfig, {"steps": None, "epochs": None}, "epochs"),
