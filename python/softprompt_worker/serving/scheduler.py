@@ -181,6 +181,7 @@ class Scheduler:
                         self._run_merged(members)
             finally:
                 self.turns.give_back(self._lane_turn)
+            self._end_cancelled_pending()  # also when the lane is never idle for a second
             if stop:
                 return
 
