@@ -76,8 +76,26 @@ def kebab(snake: str) -> str:
     return snake.replace("_", "-")
 
 
-# A `$ref` to another schema -> (the zod schema, the module it comes from, relative to ts/src/gen/schema/).
+# A `$ref` to a hand-written schema -> (the zod schema, the module it comes from, relative to
+# ts/src/gen/schema/). Any other `$ref` is a generated schema: `train_reply_best.json` -> `trainReplyBestSchema`
+# of `./train-reply-best.js` (a reply part that several replies share).
 REFS = {"model.json": ("modelSpecSchema", "../../spec/model-spec.js")}
+
+
+def ref(target: str) -> tuple[str, str]:
+    stem = target.removesuffix(".json")
+    return REFS.get(target) or (f"{camel(stem)}Schema", f"./{kebab(stem)}.js")
+
+
+def kind_of(wire_name: str) -> str:
+    """``request``, ``reply`` or ``event`` by the name's suffix; a shared part of a reply or an event is named
+    ``<op>_reply_<part>`` / ``<op>_event_<part>`` and decoded as one; anything else is a ``config``."""
+    found = re.search(r"_(request|reply|event)(_[a-z0-9_]+)?$", wire_name)
+    return found.group(1) if found else "config"
+
+
+def nullable(prop: dict) -> bool:
+    return "null" in (prop.get("type") or []) or {"type": "null"} in prop.get("anyOf", [])
 
 
 class Module:
@@ -91,21 +109,36 @@ class Module:
         return name if self.reply else camel(name)  # replies are decoded as the wire spells them
 
 
-def zod(name: str, prop: dict, mod: Module) -> str:
-    """The zod expression of one property, with its default (or `.optional()`), and the SDK's messages."""
+def zod(name: str, prop: dict, mod: Module, required: bool) -> str:
+    """The zod expression of one property, with its default (or `.optional()`), and the SDK's messages.
+    A request's null is the field left out (`.optional()`); a reply's is a value (`.nullable()`), and a
+    reply's default is what an older worker that did not send the field meant."""
     sdk = prop.get("x-sdk", {})
     expr = zod_type(name, prop, mod)
-    if sdk.get("optional") or prop.get("default", None) is None:
-        return expr + ".optional()" if "default" in prop or sdk.get("optional") else expr  # else required
-    return expr + f".default({json.dumps(prop['default'])})"
+    if mod.reply and nullable(prop):
+        expr += ".nullable()"
+    if sdk.get("optional") or ("default" in prop and prop["default"] is None and not mod.reply):
+        return expr + ".optional()"
+    if "default" in prop:
+        return expr + f".default({json.dumps(prop['default'])})"
+    return expr if required else expr + ".optional()"  # not required, no default: a reply's absent key
+
+
+def fields_of(schema: dict, mod: Module) -> str:
+    """The entries of a field map: each property's doc comment and zod expression."""
+    required = set(schema.get("required", ()))
+    return "".join(f"{doc_comment(p.get('description'), '  ')}  {mod.key(k)}: {zod(k, p, mod, k in required)},\n"
+                   for k, p in schema["properties"].items() if not p.get("x-sdk", {}).get("omit"))
 
 
 def zod_type(name: str, prop: dict, mod: Module) -> str:
     """The zod expression of a type (no default), with the messages of ``ts/src/spec/schema.ts`` or the
     schema's own (`x-errors`, keyed by the JSON Schema keyword they explain)."""
+    if "anyOf" in prop:  # a $ref or null: nullable() is the caller's
+        return zod_type(name, next(p for p in prop["anyOf"] if p != {"type": "null"}), mod)
     if "$ref" in prop:
         mod.refs.add(prop["$ref"])
-        return REFS[prop["$ref"]][0]
+        return ref(prop["$ref"])[0]
     kind = prop["type"][0] if isinstance(prop["type"], list) else prop["type"]
     said = prop.get("x-errors", {})
 
@@ -130,8 +163,7 @@ def zod_type(name: str, prop: dict, mod: Module) -> str:
     elif kind == "boolean":
         expr = "z.boolean()"
     elif kind == "object" and "properties" in prop:
-        fields = "".join(f"{doc_comment(p.get('description'), '  ')}  {mod.key(k)}: {zod(k, p, mod)},\n"
-                         for k, p in prop["properties"].items())
+        fields = fields_of(prop, mod)
         title = camel(prop["title"][0].lower() + prop["title"][1:]) + "Fields"
         mod.nested[title] = (prop["title"], fields)
         expr = f"z.{'object' if mod.reply else 'strictObject'}({title})"
@@ -142,6 +174,8 @@ def zod_type(name: str, prop: dict, mod: Module) -> str:
             expr += f".refine((m) => Object.keys(m).length >= {n}{message('minProperties')})"
     elif kind == "object":  # a free map (model.overrides): passed on as it is
         expr = "z.record(z.string(), z.unknown())"
+    elif kind == "number" and prop.get("x-nan"):  # a reply's float that may be NaN or infinite
+        expr = helper("anyNumber")
     elif kind in ("integer", "number") and prop.get("x-message") == "range":
         expr = range_zod(kind, prop)
     elif kind in ("integer", "number") and not any(b in prop for b in ("minimum", "exclusiveMinimum")):
@@ -194,12 +228,11 @@ def ts_module(wire_name: str, schema: dict, source: str) -> str:
     """A request, reply or config: its field map (camelCase; a reply keeps the wire's names, since the SDK
     decodes the wire body with it), the object schema and its output type."""
     base = camel(wire_name)
-    kind = wire_name.rsplit("_", 1)[-1] if wire_name.endswith(("_request", "_reply", "_event")) else "config"
+    kind = kind_of(wire_name)
     type_name = base[0].upper() + base[1:] + ("Config" if kind == "config" else "")
     mod = Module(reply=kind in ("reply", "event"))
-    body = "".join(f"{doc_comment(p.get('description'), '  ')}  {mod.key(k)}: {zod(k, p, mod)},\n"
-                   for k, p in schema["properties"].items() if not p.get("x-sdk", {}).get("omit"))
-    imports = "".join(f"import {{ {REFS[ref][0]} }} from '{REFS[ref][1]}';\n" for ref in sorted(mod.refs))
+    body = fields_of(schema, mod)
+    imports = "".join(f"import {{ {ref(target)[0]} }} from '{ref(target)[1]}';\n" for target in sorted(mod.refs))
     if mod.helpers:
         imports += f"import {{ {', '.join(sorted(mod.helpers))} }} from '../../spec/schema.js';\n"
     nested = "".join(f"/** The fields of `{title}`{'' if mod.reply else ' (camelCase)'}. */\n"

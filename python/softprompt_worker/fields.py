@@ -32,27 +32,31 @@ def option(default: Any = MISSING, *, factory: Any = MISSING, ge: float | None =
            le: float | None = None, lt: float | None = None, choices: tuple[str, ...] | None = None,
            non_empty: bool = False, max_length: int | None = None, items_non_empty: bool = False,
            min_items: int | None = None, items_gt: float | None = None, pattern: str | None = None,
-           ref: str | None = None, errors: dict[str, str] | None = None,
-           message: str | None = None, doc: str | None = None, sdk: dict[str, Any] | None = None) -> Any:
+           ref: str | None = None, errors: dict[str, str] | None = None, message: str | None = None,
+           absent: bool = False, nan: bool = False, doc: str | None = None, sdk: dict[str, Any] | None = None) -> Any:
     """A dataclass field with the metadata both validators derive from (docs/schema.md):
 
     - bounds: ``ge``/``gt`` below, ``le``/``lt`` above (limits from ``limits.py``);
-    - ``choices`` of a string; ``non_empty`` / ``max_length`` / ``pattern`` (a regex it must contain) of a
+    - ``choices`` of a string, or of each item of a list of strings; ``non_empty`` / ``max_length`` / ``pattern`` (a regex it must contain) of a
       string; ``items_non_empty`` (each item a non-empty string or null) / ``items_gt`` of a list;
       ``min_items`` of a list or map;
     - ``errors``: the message of a check, keyed by its option name (``non_empty``, ``pattern``,
       ``min_items``, ``items_non_empty``), the same on both sides: ``texts: expected at least one string``;
     - ``ref``: the field is the spec of another schema (``"model"``: ``ModelSpec``), passed on as its raw
-      map and validated where it is used;
+      map and validated where it is used; or, in a reply, a part with a schema of its own that several
+      replies share (``"train_reply_summary"``); on a list, each item;
     - ``message="range"``: one message naming the whole interval (``must be in [0, 1)``, ``must be an
       integer in 1..4096``) instead of one per bound;
+    - replies only: ``absent``: None is left out of the body (``to_body``) instead of sent as null, a key
+      present only sometimes; ``nan``: a float (or each float of a list or map) may be NaN or infinite,
+      a metric of a run that went wrong, which the SDK then decodes as it is;
     - ``doc``, else the class docstring's ``Attributes:`` / ``Args:`` entry;
     - ``sdk``: how the SDK's schema differs, e.g. ``{"optional": True}`` where it leaves the default to the
       worker.
     """
     meta = dict(ge=ge, gt=gt, le=le, lt=lt, choices=choices, non_empty=non_empty or None, max_length=max_length,
                 items_non_empty=items_non_empty or None, min_items=min_items, items_gt=items_gt, pattern=pattern,
-                ref=ref, errors=errors, message=message, doc=doc, sdk=sdk)
+                ref=ref, errors=errors, message=message, absent=absent or None, nan=nan or None, doc=doc, sdk=sdk)
     return dataclasses.field(default=default, default_factory=factory,
                              metadata={k: v for k, v in meta.items() if v is not None})
 
@@ -64,8 +68,11 @@ def check_values(obj: Any, prefix: str = "") -> None:
         meta, value, name = f.metadata, getattr(obj, f.name), f"{prefix}{f.name}"
         if value is None or not meta:
             continue
-        if "choices" in meta and value not in meta["choices"]:
-            raise InvalidArgumentError(f"{name}: {value!r:.40} is not one of {', '.join(meta['choices'])}")
+        items = enumerate(value) if isinstance(value, list) else [(None, value)]  # a list: each item
+        bad = next(((i, v) for i, v in items if v not in meta["choices"]), None) if "choices" in meta else None
+        if bad is not None:
+            at = name if bad[0] is None else f"{name}[{bad[0]}]"
+            raise InvalidArgumentError(f"{at}: {bad[1]!r:.40} is not one of {', '.join(meta['choices'])}")
         said = meta.get("errors", {})
         if meta.get("non_empty") and not value:
             raise InvalidArgumentError(f"{name}: {said.get('non_empty', 'must not be empty')}")
@@ -196,6 +203,47 @@ def _nested(hint: Any) -> Any:
         if typing.get_origin(arg) is list and dataclasses.is_dataclass(typing.get_args(arg)[0]):
             return typing.get_args(arg)[0]
     return None
+
+
+def check_unknown(cls: Any, raw: dict[str, Any], where: str) -> None:
+    """InvalidArgumentError naming the keys of ``raw`` that ``cls`` does not declare, for a body that
+    refuses them (``train``, ``plan``) where ``parse`` would ignore them."""
+    known = sorted(f.name for f in dataclasses.fields(cls))
+    unknown = sorted(map(str, set(raw) - set(known)))
+    if unknown:
+        raise InvalidArgumentError(f"{where}: unknown field(s) {unknown}; known: {known}")
+
+
+def build(cls: Any, raw: dict[str, Any]) -> Any:
+    """The reply dataclass ``cls`` from a map the worker made itself (a lower layer's result), nested
+    dataclasses (``X``, ``X | None``, ``list[X]``, ``dict[str, X]``) built the same way. Nothing is
+    validated: a missing or unknown key is a TypeError, a bug in the worker rather than in the request."""
+    hints = _hints(cls)
+    return cls(**{name: _built(hints.get(name), value) for name, value in raw.items()})
+
+
+def _built(hint: Any, value: Any) -> Any:
+    for arg in (hint, *typing.get_args(hint)):
+        origin, args = typing.get_origin(arg), typing.get_args(arg)
+        if dataclasses.is_dataclass(arg) and isinstance(value, dict):
+            return build(arg, value)
+        if origin is list and isinstance(value, list):
+            return [_built(args[0], item) for item in value]
+        if origin is dict and len(args) == 2 and isinstance(value, dict):
+            return {key: _built(args[1], item) for key, item in value.items()}
+    return value
+
+
+def to_body(obj: Any) -> Any:
+    """A reply's body: ``dataclasses.asdict(obj)``, without the ``absent`` fields that are None."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_body(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not (f.metadata.get("absent") and getattr(obj, f.name) is None)}
+    if isinstance(obj, (list, tuple)):
+        return [to_body(item) for item in obj]
+    if isinstance(obj, dict):
+        return {key: to_body(item) for key, item in obj.items()}
+    return obj
 
 
 def check_job_shape(body: dict[str, Any]) -> None:

@@ -59,9 +59,21 @@ def _type(hint: Any) -> dict[str, Any]:
     raise TypeError(f"no JSON Schema for the type {hint!r}")
 
 
+def _ref(hint: Any, ref: str) -> dict[str, Any]:
+    """A field that is another schema's object: ``X``, ``X | None`` (``anyOf`` with null), ``list[X]``."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return {"anyOf": [_ref(args[0], ref), {"type": "null"}]}
+    if typing.get_origin(hint) is list:
+        return {"type": "array", "items": {"$ref": f"{ref}.json"}}
+    return {"$ref": f"{ref}.json"}
+
+
 def _property(f: dataclasses.Field, hint: Any, doc: str | None) -> dict[str, Any]:
     meta, said = f.metadata, f.metadata.get("errors", {})
-    out = {"$ref": f"{meta['ref']}.json"} if "ref" in meta else _type(hint)
+    out = _ref(hint, meta["ref"]) if "ref" in meta else _type(hint)
+    if meta.get("absent"):  # left out when None (fields.to_body): never null, never required
+        out = out["anyOf"][0] if "anyOf" in out else {**out, "type": out["type"][0]}
     if "items_non_empty" in meta:
         out["items"]["minLength"] = 1
         if "items_non_empty" in said:
@@ -69,7 +81,9 @@ def _property(f: dataclasses.Field, hint: Any, doc: str | None) -> dict[str, Any
     if "items_gt" in meta:
         out["items"]["exclusiveMinimum"] = meta["items_gt"]
     if "choices" in meta:
-        out["enum"] = list(meta["choices"])
+        (out["items"] if out.get("type") in ("array", ["array", "null"]) else out)["enum"] = list(meta["choices"])
+    if meta.get("nan"):  # the float, or each float of the list or map
+        out.get("items", out.get("additionalProperties", out))["x-nan"] = True
     for key, name in _BOUNDS.items():
         if key in meta:
             out[name] = meta[key]
@@ -88,7 +102,7 @@ def _property(f: dataclasses.Field, hint: Any, doc: str | None) -> dict[str, Any
               for k, v in said.items() if k != "items_non_empty"}
     if errors:
         out["x-errors"] = errors
-    if f.default is not dataclasses.MISSING:
+    if f.default is not dataclasses.MISSING and not meta.get("absent"):
         out["default"] = f.default
     elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
         out["default"] = f.default_factory()  # type: ignore[misc]

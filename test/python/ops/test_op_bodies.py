@@ -4,12 +4,15 @@ parser fail with anything but InvalidArgumentError (the worker must never die of
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from softprompt_worker.errors import InvalidArgumentError
-from softprompt_worker.fields import parse
+from softprompt_worker.fields import build, option, parse, to_body
+from softprompt_worker.json_schema import json_schema
 from softprompt_worker.ops.embedding_bodies import EmbedRequest, EvaluateRetrievalRequest
 from softprompt_worker.ops.inference_bodies import ClassifyRequest, GenerateRequest
 from softprompt_worker.ops.rerank_bodies import EvaluateRerankingRequest, RerankRequest
@@ -58,6 +61,39 @@ def test_defaults_nested_bodies_and_unknown_fields():
     sts = parse(EvaluateRetrievalRequest, {"sts": {"pairs": [["a", "b"], ["c", "d"]], "scores": [1, 0.5]}}).sts
     assert sts.pairs == [["a", "b"], ["c", "d"]] and sts.scores == [1, 0.5]
     assert parse(EvaluateRetrievalRequest, {}).k_values == [1, 10, 100]
+
+
+@dataclass(kw_only=True)
+class Part:
+    n: int = option(ge=0)
+
+
+@dataclass(kw_only=True)
+class Made:
+    parts: dict[str, Part] = option()
+    best: Part | None = option(None, ref="made_reply_part")
+    seen: bool | None = option(None, absent=True)
+    loss: float = option(nan=True)
+    tags: list[str] | None = option(None, choices=("a", "b"))
+
+
+def test_a_reply_is_built_from_the_workers_map_and_leaves_its_absent_fields_out():
+    raw = {"parts": {"x": {"n": 1}}, "best": None, "loss": 1.5, "tags": ["a"]}
+    made = build(Made, raw)
+    assert made.parts["x"] == Part(n=1) and made.seen is None and to_body(made) == raw  # no "seen": null
+    assert to_body(build(Made, {**raw, "seen": True, "best": {"n": 2}})) == {**raw, "seen": True, "best": {"n": 2}}
+    with pytest.raises(TypeError):
+        build(Made, {**raw, "extra": 1})  # a worker bug, not a bad request
+    with pytest.raises(InvalidArgumentError, match="tags\\[1\\]: 'c' is not one of a, b"):
+        parse(Made, {**raw, "tags": ["a", "c"]})
+
+
+def test_the_schema_of_a_reply_says_absent_nan_and_refs():
+    props = json_schema(Made)["properties"]
+    assert props["seen"] == {"type": "boolean"} and "seen" not in json_schema(Made)["required"]
+    assert props["loss"]["x-nan"] and props["parts"]["additionalProperties"]["properties"]["n"]["minimum"] == 0
+    assert props["best"]["anyOf"] == [{"$ref": "made_reply_part.json"}, {"type": "null"}]
+    assert props["tags"]["items"] == {"type": "string", "enum": ["a", "b"]}
 
 
 json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),

@@ -13,6 +13,11 @@ export const nonNegativeInt = () => z.number().int({ error: 'must be an integer'
 export const positiveNumber = () => z.number().gt(0, { error: 'must be > 0' });
 /** A finite number ≥ 0. */
 export const nonNegativeNumber = () => z.number().gte(0, { error: 'must be >= 0' });
+/**
+ * Any number, NaN and ±Infinity included (zod's `number()` refuses them): a float the worker computed and
+ * sends in a reply or an event (`nan` in its schema), such as a metric of a run that went wrong.
+ */
+export const anyNumber = () => z.custom<number>((v) => typeof v === 'number', { error: 'expected a number' });
 /** The `.max()` error of a limit (limits.ts): names the limit and the value, e.g. `must be <= 4096, got 5000`. */
 export const limit = (max: number) => ({ error: (issue: { input?: unknown }) => `must be <= ${max}, got ${String(issue.input)}` });
 /**
