@@ -244,14 +244,3 @@ def to_body(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {key: to_body(item) for key, item in obj.items()}
     return obj
-
-
-def check_job_shape(body: dict[str, Any]) -> None:
-    """The parts of a ``train`` (or ``plan``) body every later step relies on: ``method`` and ``task`` name
-    something, and ``method_config`` / ``task_options`` / ``training`` are maps when given."""
-    for name in ("method", "task"):
-        if not isinstance(body.get(name), str):
-            raise InvalidArgumentError(f"{name}: expected a string, got {body.get(name)!r:.40}")
-    for name in ("method_config", "task_options", "training"):
-        if not isinstance(body.get(name) or {}, dict):
-            raise InvalidArgumentError(f"{name}: expected a map, got {type(body.get(name)).__name__}")

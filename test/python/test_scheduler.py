@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from conftest import Client, WorkerProcess
 
+from softprompt_worker.fields import build, to_body
+from softprompt_worker.ops.train_events import QueuedEvent
+
 
 def _until(client: Client, done) -> list[dict]:
     """Receive headers until `done(headers so far)`; returns them in arrival order."""
@@ -73,6 +76,7 @@ def test_a_third_job_queues_and_starts_when_one_ends(client: Client) -> None:
     seen = _until(client, _replied(30, 31, 32))
     queued = [h for h in seen if h["id"] == 32 and h["kind"] == "event" and h["body"]["event"] == "queued"]
     assert queued and queued[0]["body"]["position"] == 1
+    assert to_body(build(QueuedEvent, queued[0]["body"])) == queued[0]["body"]  # as ops/train_events.py declares it
     first_end = next(i for i, h in enumerate(seen) if h["kind"] == "reply")
     assert not any(h["id"] == 32 and h["body"].get("event") == "step" for h in seen[:first_end]), "it ran early"
 

@@ -1,35 +1,17 @@
 """The ``train`` op: one streaming request trains one soft prompt and writes its run directory.
 
-Request body::
-
-    {"model": ModelSpec,                       # {"name_or_path": ...} or {"tiny": "gpt2"}, see models.py
-     "method": "prompt_tuning" | "prefix_tuning" | ...,
-     "method_config"?: {...},                  # the method's Config fields
-     "task": "generation" | "classification" | ...,
-     "task_options"?: {...},                   # e.g. {"labels": ["positive", "negative"]}
-     "data": {"train": {"path"}|{"dataset"}|{"rows"}, "eval"?: same, "eval_fraction"?, "on_bad_row"?},
-     "training"?: {...},                       # TrainingConfig fields, and two this op handles:
-                                               # "keep_last"?: int (0 = all): checkpoints kept (older ones
-                                               # are deleted); "report_to"?: ["tensorboard"] (trackers.py)
-     "run_dir": str,                           # job.json, events.jsonl, data/, checkpoints/ go here
-     "resume_from"?: str,                      # a checkpoint with training state: continue that run
-     "job_id"?: str,                           # the client's id for the job, kept across its resumes
-     "overwrite"?: bool}                       # replace the checkpoints an earlier job left in run_dir
-
-Events: ``{"event": "data", train_rows, eval_rows, skipped, skipped_rows}`` then the training loop's
-``started / step / eval / best / checkpoint / selection / done`` (see training.py). Final reply:
-``{"status": "completed" | "cancelled", "summary": {...}, "checkpoint": path, "best": {step, metrics,
-value, checkpoint} | None}``: ``checkpoint`` is the last step (resumable), ``best`` the evaluation
-``training.select_by`` chose, saved as ``checkpoints/best.pb`` (selection.py). A cancelled job ends
-with this reply too, and its checkpoint is usable (and resumable).
+The bodies are declared once, exported to ``proto/schema/`` and the SDK (docs/schema.md):
+``ops/train_bodies.py`` (``TrainRequest`` -> ``TrainReply``: the envelope, whose ``model``,
+``method_config``, ``task_options``, ``training`` and ``data`` have schemas of their own; ``run_inspect``'s)
+and ``ops/train_events.py`` (the events: ``data``, then the training loop's ``started / step / eval / best
+/ checkpoint / selection / done``). ``training.keep_last`` and ``training.report_to`` (``TrainingExtras``)
+are this op's, not the loop's. The reply's ``checkpoint`` is the last step (resumable), ``best`` the
+evaluation ``training.select_by`` chose, saved as ``checkpoints/best.pb`` (selection.py). A cancelled job
+ends with this reply too, and its checkpoint is usable (and resumable).
 
 Crash recovery (runs.py): the resolved rows are saved to ``run_dir/data/`` before training starts and
 ``job_id`` goes into every checkpoint's training state, so after a worker died ``run_inspect`` says
-where that job can pick up, and the resumed ``train`` reads the saved rows as its data:
-
-    run_inspect {"run_dir": str, "job_id"?: str}
-        -> {"run_dir", "checkpoint": {"path", "step"} | None, "data": {"train", "eval", "train_rows",
-            "eval_rows"} | None, "invalid": [{"path", "error"}]}
+where that job can pick up (``RunInspectReply``), and the resumed ``train`` reads the saved rows as its data.
 
 Before loading the model on CUDA the job is planned (planner/check.py): one whose estimated peak exceeds the
 device's memory is refused with ``out_of_memory`` naming the estimate, the device's memory and the changes
@@ -51,29 +33,26 @@ from typing import Any
 
 import torch
 
-from softprompt_worker import limits
 from softprompt_worker.training.checkpoints import build_method_from_checkpoint, load_checkpoint, save_checkpoint
 from softprompt_worker.data import resolve_data
 from softprompt_worker.distributed import collective, data_parallel, sharded_model
 from softprompt_worker.errors import InvalidArgumentError, OutOfMemoryError, StorageError, WorkerError, from_exception
-from softprompt_worker.fields import check_job_shape
+from softprompt_worker.fields import build, check_unknown, parse, to_body
 from softprompt_worker.methods.registry import method_class
 from softprompt_worker.models import FrozenModel, ModelSpec, resolve_device
 from softprompt_worker.ops.data import datasets
+from softprompt_worker.ops.train_bodies import RunInspectReply, RunInspectRequest, TrainReply, TrainRequest, split_training
+from softprompt_worker.ops.train_events import TrainingSummary
 from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 from softprompt_worker.planner.check import refuse_if_too_large
 from softprompt_worker.models.cache import get_frozen_model
 from softprompt_worker.training.runs import RunDir, inspect_run
 from softprompt_worker.training.selection import better
 from softprompt_worker.tasks.registry import check_method, task_class
-from softprompt_worker.training.trackers import check_report_to, open_trackers
+from softprompt_worker.training.trackers import open_trackers
 from softprompt_worker.training.loop import TrainingConfig, train
 
 log = logging.getLogger("softprompt_worker")
-
-_FIELDS = {"model", "method", "method_config", "task", "task_options", "data", "training", "run_dir", "resume_from",
-           "job_id", "overwrite"}
-
 
 # Seeding and building a method is one step per job: two jobs starting at once do not interleave their
 # draws from torch's global generator, so a job's initial soft state depends on its seed alone.
@@ -84,27 +63,22 @@ _INIT_LOCK = threading.Lock()
 @collective  # under torchrun every rank runs it (distributed/collective_ops.py)
 def train_op(req: Request, ctx: OpContext) -> Reply:
     body = req.body
-    unknown = sorted(set(body) - _FIELDS)
-    if unknown:
-        raise InvalidArgumentError(f"train: unknown field(s) {unknown}; known: {sorted(_FIELDS)}")
-    check_job_shape(body)
-    job_id = body.get("job_id")
-    if job_id is not None and (not isinstance(job_id, str) or not job_id):
-        raise InvalidArgumentError(f"job_id: expected a non-empty string, got {job_id!r:.40}")
-    training = dict(body.get("training") or {})
-    keep_last = _keep_last(training.pop("keep_last", 0))  # retention is this op's business, not the loop's
-    report_to = check_report_to(training.pop("report_to", None))  # so are the trackers (trackers.py)
+    check_unknown(TrainRequest, body, "train")
+    request = parse(TrainRequest, body)
+    job_id = request.job_id
+    # retention and trackers (keep_last, report_to) are this op's business, not the loop's
+    extras, training = split_training(request.training)
+    keep_last, report_to = extras.keep_last, extras.report_to
     config = TrainingConfig.from_dict(training)
-    task_cls = task_class(body["task"])
-    method_cls = method_class(body["method"])
-    check_method(task_cls, body["method"])
-    spec = model_for_training(ModelSpec.from_dict(body.get("model")), config)
-    refuse_if_too_large(body, resolve_device(spec.device), config.memory_check, config.shard_model)
-    overwrite = body.get("overwrite", False)
-    if not isinstance(overwrite, bool):
-        raise InvalidArgumentError(f"overwrite: expected a boolean, got {overwrite!r:.40}")
-    run = RunDir(body.get("run_dir"))
-    resuming = bool(body.get("resume_from"))
+    task_cls = task_class(request.task)
+    method_cls = method_class(request.method)
+    check_method(task_cls, request.method)
+    spec = model_for_training(ModelSpec.from_dict(request.model), config)
+    refuse_if_too_large({**body, "training": training}, resolve_device(spec.device), config.memory_check,
+                        config.shard_model)
+    overwrite = request.overwrite
+    run = RunDir(request.run_dir)
+    resuming = bool(request.resume_from)
     if not overwrite:
         run.check_unused(resuming=resuming, overwrite=False)  # refuse early, before the model loads
     frozen = sharded_model(ctx.state, spec) if config.shard_model else get_frozen_model(ctx.state, spec)
@@ -182,8 +156,8 @@ def _train_in(run: RunDir, body: dict[str, Any], ctx: OpContext, *, method, task
         log.close()
         if trackers is not None:
             trackers.close()
-    return Reply(body={"status": summary["status"], "summary": summary, "checkpoint": summary["checkpoint"],
-                       "best": summary["best"]})
+    done = build(TrainingSummary, summary)
+    return Reply(body=to_body(TrainReply(status=done.status, summary=done, checkpoint=done.checkpoint, best=done.best)))
 
 
 @contextlib.contextmanager
@@ -197,13 +171,6 @@ def _keeps_previous(last_checkpoint: list[str]):
         raise StorageError(f"{exc.message}; {previous}", details={
             **(exc.details or {}), "previous_checkpoint": last_checkpoint[-1] if last_checkpoint else None,
         }) from exc
-
-
-def _keep_last(value: Any) -> int:
-    if type(value) is not int or not 0 <= value <= limits.MAX_STEPS:
-        raise InvalidArgumentError(f"training.keep_last: expected an integer in 0..{limits.MAX_STEPS} (0 keeps every "
-                                   f"checkpoint), got {value!r:.40}")
-    return value
 
 
 def _prune(written: list[str], keep_last: int, run_path) -> None:
@@ -225,10 +192,8 @@ def _prune(written: list[str], keep_last: int, run_path) -> None:
 
 @op("run_inspect")
 def run_inspect(req: Request, ctx: OpContext) -> Reply:
-    job_id = req.body.get("job_id")
-    if job_id is not None and (not isinstance(job_id, str) or not job_id):
-        raise InvalidArgumentError(f"job_id: expected a non-empty string, got {job_id!r:.40}")
-    return Reply(body=inspect_run(req.body.get("run_dir"), job_id))
+    body = parse(RunInspectRequest, req.body)
+    return Reply(body=to_body(build(RunInspectReply, inspect_run(body.run_dir, body.job_id))))
 
 
 def _oom_error(exc: BaseException, config: TrainingConfig) -> OutOfMemoryError:
@@ -276,8 +241,6 @@ def _method(body: dict[str, Any], method_cls, frozen: FrozenModel):
     resume_from = body.get("resume_from")
     if resume_from is None:
         return method_cls(method_cls.config_class.from_dict(body.get("method_config")), frozen), None
-    if not isinstance(resume_from, str) or not resume_from:
-        raise InvalidArgumentError(f"resume_from: expected a checkpoint path, got {resume_from!r:.60}")
     record = load_checkpoint(resume_from)
     if record.method != body["method"]:
         raise InvalidArgumentError(f"resume_from: {resume_from!r} is a {record.method!r} checkpoint, "

@@ -3,7 +3,9 @@
     result = plan_job(body, budget_bytes=24 * 2**30)
     result["fits"], result["peak_bytes"], result["breakdown"], result["suggestions"]
 
-``body`` has the ``train`` op's fields (``data`` and ``run_dir`` are not needed and are ignored).
+``body`` has the ``train`` op's job fields (``data`` and ``run_dir`` are not needed and are ignored), their
+shape checked by the op (``ops/train_bodies.JobRequest``), and ``training`` without the op's own fields
+(``TrainingExtras``).
 """
 
 from __future__ import annotations
@@ -11,20 +13,15 @@ from __future__ import annotations
 from typing import Any
 
 from softprompt_worker.errors import InvalidArgumentError
-from softprompt_worker.fields import check_job_shape
 from softprompt_worker.models import ModelSpec
 from softprompt_worker.training.loop import TrainingConfig
 from softprompt_worker.planner.estimate import breakdown
 from softprompt_worker.planner.request import DEVICES, PlanInput, plan_input
 from softprompt_worker.planner.suggest import longest_seq, seq_field, suggestions
 
-_TRAINING_EXTRAS = ("keep_last", "report_to")  # train-op fields the estimate does not depend on
-
 
 def plan_input_for(body: dict[str, Any], device: str, negatives: int | None = None) -> tuple[PlanInput, TrainingConfig]:
-    check_job_shape(body)
-    training = {k: v for k, v in (body.get("training") or {}).items() if k not in _TRAINING_EXTRAS}
-    config = TrainingConfig.from_dict(training)
+    config = TrainingConfig.from_dict(body.get("training"))
     spec = ModelSpec.from_dict(body.get("model"))
     method_config = body.get("method_config")
     if method_config is None and isinstance(body.get("resume_from"), str):

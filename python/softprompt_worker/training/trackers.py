@@ -21,24 +21,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from softprompt_worker.errors import DependencyMissingError, InvalidArgumentError
+from softprompt_worker.errors import DependencyMissingError
 
 log = logging.getLogger("softprompt_worker")
 
 TRACKERS = ("tensorboard",)
 _STEP_SCALARS = ("loss", "lr", "grad_norm", "tokens_per_s")
-
-
-def check_report_to(value: Any) -> list[str]:
-    """``training.report_to``: a list of tracker names from `TRACKERS` (empty: none)."""
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidArgumentError(f"training.report_to: expected a list of tracker names, got {value!r:.60}")
-    unknown = [v for v in value if v not in TRACKERS]
-    if unknown:
-        raise InvalidArgumentError(f"training.report_to: unknown tracker(s) {unknown}; known: {list(TRACKERS)}")
-    return list(dict.fromkeys(value))
 
 
 class TensorBoardTracker:
@@ -93,8 +81,9 @@ class Trackers:
                 log.warning("report_to: closing %s failed: %s", type(tracker).__name__, exc)
 
 
-def open_trackers(names: list[str], run_dir: str | Path) -> Trackers | None:
-    """The trackers ``names`` asks for (checked by `check_report_to`), writing under ``run_dir``; None for none."""
+def open_trackers(names: list[str] | None, run_dir: str | Path) -> Trackers | None:
+    """The trackers ``names`` asks for (names from `TRACKERS`, checked with the train op's body:
+    ``ops/train_bodies.TrainingExtras``), each once, writing under ``run_dir``; None for none."""
     if not names:
         return None
-    return Trackers([TensorBoardTracker(run_dir) for name in names if name == "tensorboard"])
+    return Trackers([TensorBoardTracker(run_dir) for name in dict.fromkeys(names) if name == "tensorboard"])

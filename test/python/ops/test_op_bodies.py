@@ -1,4 +1,4 @@
-"""The inference ops' request bodies (``ops/*_bodies.py``), parsed by ``fields.parse`` without a model:
+"""The ops' request bodies (``ops/*_bodies.py``), parsed by ``fields.parse`` without a model:
 each bad field is named by its wire path, unknown fields are ignored as before, and no body makes the
 parser fail with anything but InvalidArgumentError (the worker must never die of a bad message)."""
 
@@ -15,11 +15,15 @@ from softprompt_worker.fields import build, option, parse, to_body
 from softprompt_worker.json_schema import json_schema
 from softprompt_worker.ops.embedding_bodies import EmbedRequest, EvaluateRetrievalRequest
 from softprompt_worker.ops.inference_bodies import ClassifyRequest, GenerateRequest
+from softprompt_worker.ops.plan_bodies import PlanRequest
 from softprompt_worker.ops.rerank_bodies import EvaluateRerankingRequest, RerankRequest
+from softprompt_worker.ops.train_bodies import RunInspectRequest, TrainingExtras, TrainRequest
 
 REQUESTS = (EmbedRequest, EvaluateRetrievalRequest, RerankRequest, EvaluateRerankingRequest, GenerateRequest,
-            ClassifyRequest)
+            ClassifyRequest, TrainRequest, TrainingExtras, PlanRequest, RunInspectRequest)
 MODEL = {"tiny": "gpt2"}
+JOB = {"model": MODEL, "method": "prompt_tuning", "task": "generation"}
+TRAIN = {**JOB, "data": {"train": {"path": "t.jsonl"}}, "run_dir": "run"}
 
 
 @pytest.mark.parametrize("cls, body, message", [
@@ -46,6 +50,17 @@ MODEL = {"tiny": "gpt2"}
     (GenerateRequest, {"inputs": ["x"], "prompts": ["a", ""]}, "prompts[1]: expected a non-empty prompt name"),
     (GenerateRequest, {"inputs": ["x"], "prompts": [3]}, "prompts[0]: expected a string, got 3"),
     (ClassifyRequest, {"inputs": ["x"], "labels": ["a"]}, "labels: expected at least two labels, got 1"),
+    (TrainRequest, {k: v for k, v in TRAIN.items() if k != "model"}, "model: required"),
+    (TrainRequest, {**TRAIN, "method": 3}, "method: expected a string, got 3"),
+    (TrainRequest, {**TRAIN, "training": []}, "training: expected a map"),
+    (TrainRequest, {**TRAIN, "run_dir": ""}, "run_dir: must not be empty"),
+    (TrainRequest, {**TRAIN, "overwrite": "yes"}, "overwrite: expected a boolean"),
+    (TrainRequest, {**TRAIN, "job_id": ""}, "job_id: must not be empty"),
+    (TrainingExtras, {"keep_last": -1}, "keep_last: must be >= 0, got -1"),
+    (TrainingExtras, {"report_to": "tensorboard"}, "report_to: expected a list"),
+    (PlanRequest, {**JOB, "gpu_bytes": 0}, "gpu_bytes: must be > 0, got 0"),
+    (PlanRequest, {**JOB, "device": "tpu"}, "device: 'tpu' is not one of cuda, cpu"),
+    (RunInspectRequest, {"job_id": "a"}, "run_dir: required"),
 ])
 def test_a_bad_field_is_named_by_its_wire_path(cls, body, message):
     with pytest.raises(InvalidArgumentError) as info:
@@ -104,7 +119,8 @@ json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st
 @settings(max_examples=300, derandomize=True, database=None, deadline=None)
 @given(st.sampled_from(REQUESTS), st.dictionaries(
     st.sampled_from(["model", "prompt", "prompts", "texts", "inputs", "labels", "batch_size", "pooling", "queries",
-                     "corpus", "qrels", "k_values", "sts", "rows", "top_p", "stop", "normalize"]), json, max_size=5))
+                     "corpus", "qrels", "k_values", "sts", "rows", "top_p", "stop", "normalize", "method", "task",
+                     "training", "data", "run_dir", "keep_last", "report_to", "gpu_bytes", "job_id"]), json, max_size=5))
 def test_any_body_parses_or_fails_with_invalid_argument(cls, body):
     try:
         parse(cls, body)

@@ -9,7 +9,10 @@ import pytest
 import torch
 
 from softprompt_worker.errors import CheckpointInvalidError, InvalidArgumentError
+from softprompt_worker.fields import build, to_body
 from softprompt_worker.ops import load_op_modules
+from softprompt_worker.ops.train_bodies import TrainReply
+from softprompt_worker.ops.train_events import EVENTS
 from softprompt_worker.serving.handlers import OpContext, Request, WorkerState, get_op
 
 torch.set_num_threads(1)
@@ -63,6 +66,17 @@ def test_train_streams_events_writes_the_run_dir_and_inspects(tmp_path):
     assert info["tensors"] == {"embedding": {"dtype": "float32", "shape": [4, 64]}}
     other, _ = call(state, "checkpoint_inspect", {"path": reply["checkpoint"], "model": {"tiny": "llama", "device": "cpu"}})
     assert other["compatible"] is False
+
+
+def test_every_event_and_the_reply_are_as_declared(tmp_path):
+    """What the op streams and replies is, key for key, what ops/train_events.py and ops/train_bodies.py
+    declare: the SDK decodes them with the schemas generated from those classes."""
+    reply, events = call(WorkerState(), "train", job(tmp_path, data={"train": {"rows": ROWS + [{"input": "x"}]},
+                                                                    "eval": {"rows": EVAL}, "on_bad_row": "skip"}))
+    assert {e["event"] for e in events} == set(EVENTS) - {"queued"}  # queued: test_scheduler.py
+    for event in events:
+        assert to_body(build(EVENTS[event["event"]], event)) == event
+    assert events[0]["skipped_rows"] and to_body(build(TrainReply, reply)) == reply
 
 
 def test_cancel_ends_with_a_resumable_checkpoint_and_resume_continues(tmp_path):
@@ -140,7 +154,7 @@ def test_report_to_tensorboard_writes_scalars_under_the_run_dir(tmp_path):
 
 
 def test_report_to_names_known_trackers(tmp_path):
-    with pytest.raises(InvalidArgumentError, match="unknown tracker"):
+    with pytest.raises(InvalidArgumentError, match=r"training.report_to\[0\]: 'wandb' is not one of tensorboard"):
         call(WorkerState(), "train", job(tmp_path, training={"steps": 2, "report_to": ["wandb"]}))
 
 
