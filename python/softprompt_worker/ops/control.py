@@ -1,6 +1,8 @@
 """Control ops, answered inline by the socket loop even while a job runs (see proto/WIRE.md).
 
 hello, ping, health, info, echo, cancel, shutdown. None of them imports torch except through `capabilities`.
+Their bodies are declared once in ``ops/control_bodies.py``, exported to ``proto/schema/`` and the SDK
+(docs/schema.md).
 """
 
 from __future__ import annotations
@@ -9,34 +11,28 @@ import os
 
 from softprompt_worker import PROTOCOL_VERSION, __version__
 from softprompt_worker.capabilities import capabilities
-from softprompt_worker.serving.clients import MAX_CLIENT_ID_LENGTH, client_directory
-from softprompt_worker.errors import InvalidArgumentError, ProtocolVersionMismatchError
-from softprompt_worker.serving.health import STUCK_AFTER_S
+from softprompt_worker.errors import ProtocolVersionMismatchError
+from softprompt_worker.fields import build, parse, to_body
+from softprompt_worker.ops.control_bodies import (CancelReply, CancelRequest, Capabilities, HealthReply, HealthRequest,
+                                                   HelloReply, HelloRequest, InfoReply)
+from softprompt_worker.serving.clients import client_directory
 from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 
 
 @op("hello", control=True)
 def hello(req: Request, ctx: OpContext) -> Reply:
-    """{"protocol": 1, "client": str, "client_id"?: str} -> {"protocol", "worker", "pid", "capabilities"}.
-
-    ``client_id`` names the client across reconnects (its connections' requests share its prompts,
-    ``clients.py``); without it the connection belongs to the anonymous client ``""``.
+    """``HelloRequest`` -> ``HelloReply``. ``client_id`` names the client across reconnects (its connections'
+    requests share its prompts, ``clients.py``); without it the connection belongs to the anonymous client ``""``.
     """
-    protocol = req.body.get("protocol")
-    if type(protocol) is not int:
-        raise InvalidArgumentError(f"hello: body.protocol must be an integer, got {protocol!r:.40}")
-    if protocol != PROTOCOL_VERSION:
+    body = parse(HelloRequest, req.body)
+    if body.protocol != PROTOCOL_VERSION:
         raise ProtocolVersionMismatchError(
-            f"client speaks protocol {protocol}; this worker ({__version__}) speaks {PROTOCOL_VERSION}. "
+            f"client speaks protocol {body.protocol}; this worker ({__version__}) speaks {PROTOCOL_VERSION}. "
             "Install matching versions of the SDK and softprompt-worker.",
-            details={"worker": PROTOCOL_VERSION, "client": protocol})
-    client_id = req.body.get("client_id", "")
-    if not isinstance(client_id, str) or len(client_id) > MAX_CLIENT_ID_LENGTH:
-        raise InvalidArgumentError(f"hello: body.client_id must be a string of at most {MAX_CLIENT_ID_LENGTH} "
-                                   f"characters, got {client_id!r:.40}")
-    client_directory(ctx.state).register(ctx.peer, client_id)
-    return Reply(body={"protocol": PROTOCOL_VERSION, "worker": __version__, "pid": os.getpid(),
-                       "capabilities": capabilities()})
+            details={"worker": PROTOCOL_VERSION, "client": body.protocol})
+    client_directory(ctx.state).register(ctx.peer, body.client_id)
+    return Reply(body=to_body(HelloReply(protocol=PROTOCOL_VERSION, worker=__version__, pid=os.getpid(),
+                                         capabilities=build(Capabilities, capabilities()))))
 
 
 @op("ping", control=True)
@@ -47,19 +43,16 @@ def ping(req: Request, ctx: OpContext) -> Reply:
 
 @op("health", control=True)
 def health(req: Request, ctx: OpContext) -> Reply:
-    """{"stuck_after_s"?: number} -> {"compute": {"state": "idle"|"busy", "op", "request_id", "busy_s",
-    "since_beat_s", "stuck"}}: whether the compute thread still shows life (`health.py`), which `ping`
-    (answered by the socket loop) cannot tell."""
-    stuck_after_s = req.body.get("stuck_after_s", STUCK_AFTER_S)
-    if isinstance(stuck_after_s, bool) or not isinstance(stuck_after_s, (int, float)) or not stuck_after_s > 0:
-        raise InvalidArgumentError(f"health: body.stuck_after_s must be a positive number, got {stuck_after_s!r:.40}")
-    return Reply(body={"compute": ctx.state.compute.snapshot(float(stuck_after_s))})
+    """``HealthRequest`` -> ``HealthReply``: whether the compute thread still shows life (`health.py`), which
+    `ping` (answered by the socket loop) cannot tell."""
+    body = parse(HealthRequest, req.body)
+    return Reply(body=to_body(build(HealthReply, {"compute": ctx.state.compute.snapshot(float(body.stuck_after_s))})))
 
 
 @op("info", control=True)
 def info(req: Request, ctx: OpContext) -> Reply:
-    """{} -> {"capabilities": {...}}."""
-    return Reply(body={"capabilities": capabilities()})
+    """{} -> ``InfoReply``."""
+    return Reply(body=to_body(build(InfoReply, {"capabilities": capabilities()})))
 
 
 @op("echo", control=True)
@@ -70,11 +63,9 @@ def echo(req: Request, ctx: OpContext) -> Reply:
 
 @op("cancel", control=True)
 def cancel(req: Request, ctx: OpContext) -> Reply:
-    """{"target": id} -> {"found": bool}: sets the cancel flag of this client's open request `target`."""
-    target = req.body.get("target")
-    if type(target) is not int or target < 1:
-        raise InvalidArgumentError(f"cancel: body.target must be a request id (integer >= 1), got {target!r:.40}")
-    return Reply(body={"found": ctx.state.requests.cancel(ctx.peer, target)})
+    """``CancelRequest`` -> ``CancelReply``: sets the cancel flag of this client's open request `target`."""
+    body = parse(CancelRequest, req.body)
+    return Reply(body=to_body(CancelReply(found=ctx.state.requests.cancel(ctx.peer, body.target))))
 
 
 @op("shutdown", control=True)

@@ -1,14 +1,14 @@
-"""Training rows sent by the client in chunks (see data.py), referenced by ``train`` as ``{"dataset": id}``.
-
-    data_open   {"dataset"?: str}                  -> {"dataset": str}
-    data_append {"dataset": str, "rows": [object]} -> {"count": int}   (rows held so far)
-    data_close  {"dataset": str}                   -> {"closed": bool}
+"""Training rows sent by the client in chunks (see data.py), referenced by ``train`` as ``{"dataset": id}``:
+``data_open``, ``data_append`` (the reply counts the rows held so far), ``data_close``. The bodies are
+declared once in ``ops/data_bodies.py``, exported to ``proto/schema/`` and the SDK (docs/schema.md).
 """
 
 from __future__ import annotations
 
 from softprompt_worker.data import DatasetStore, dataset_store
-from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.fields import parse, to_body
+from softprompt_worker.ops.data_bodies import (DataAppendReply, DataAppendRequest, DataCloseReply, DataCloseRequest,
+                                                DataOpenReply, DataOpenRequest)
 from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 
 
@@ -17,23 +17,19 @@ def datasets(ctx: OpContext) -> DatasetStore:
     return dataset_store(ctx.state)
 
 
-def _dataset_id(body: dict) -> str:
-    dataset = body.get("dataset")
-    if not isinstance(dataset, str) or not dataset:
-        raise InvalidArgumentError(f"dataset: expected a dataset id, got {dataset!r:.40}")
-    return dataset
-
-
 @op("data_open")
 def data_open(req: Request, ctx: OpContext) -> Reply:
-    return Reply(body={"dataset": datasets(ctx).open(req.body.get("dataset"))})
+    body = parse(DataOpenRequest, req.body)
+    return Reply(body=to_body(DataOpenReply(dataset=datasets(ctx).open(body.dataset))))
 
 
 @op("data_append")
 def data_append(req: Request, ctx: OpContext) -> Reply:
-    return Reply(body={"count": datasets(ctx).append(_dataset_id(req.body), req.body.get("rows"))})
+    body = parse(DataAppendRequest, req.body)
+    return Reply(body=to_body(DataAppendReply(count=datasets(ctx).append(body.dataset, body.rows))))
 
 
 @op("data_close")
 def data_close(req: Request, ctx: OpContext) -> Reply:
-    return Reply(body={"closed": datasets(ctx).close(_dataset_id(req.body))})
+    body = parse(DataCloseRequest, req.body)
+    return Reply(body=to_body(DataCloseReply(closed=datasets(ctx).close(body.dataset))))

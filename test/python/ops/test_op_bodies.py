@@ -13,14 +13,20 @@ from hypothesis import strategies as st
 from softprompt_worker.errors import InvalidArgumentError
 from softprompt_worker.fields import build, option, parse, to_body
 from softprompt_worker.json_schema import json_schema
+from softprompt_worker.ops.checkpoint_bodies import CheckpointImportPeftRequest, CheckpointInspectRequest
+from softprompt_worker.ops.control_bodies import CancelRequest, HealthRequest, HelloRequest
+from softprompt_worker.ops.data_bodies import DataAppendRequest, DataCloseRequest
 from softprompt_worker.ops.embedding_bodies import EmbedRequest, EvaluateRetrievalRequest
 from softprompt_worker.ops.inference_bodies import ClassifyRequest, GenerateRequest
 from softprompt_worker.ops.plan_bodies import PlanRequest
+from softprompt_worker.ops.prompt_bodies import PromptLoadRequest
 from softprompt_worker.ops.rerank_bodies import EvaluateRerankingRequest, RerankRequest
 from softprompt_worker.ops.train_bodies import RunInspectRequest, TrainingExtras, TrainRequest
 
 REQUESTS = (EmbedRequest, EvaluateRetrievalRequest, RerankRequest, EvaluateRerankingRequest, GenerateRequest,
-            ClassifyRequest, TrainRequest, TrainingExtras, PlanRequest, RunInspectRequest)
+            ClassifyRequest, TrainRequest, TrainingExtras, PlanRequest, RunInspectRequest, PromptLoadRequest,
+            CheckpointInspectRequest, CheckpointImportPeftRequest, DataAppendRequest, HelloRequest, HealthRequest,
+            CancelRequest)
 MODEL = {"tiny": "gpt2"}
 JOB = {"model": MODEL, "method": "prompt_tuning", "task": "generation"}
 TRAIN = {**JOB, "data": {"train": {"path": "t.jsonl"}}, "run_dir": "run"}
@@ -61,6 +67,17 @@ TRAIN = {**JOB, "data": {"train": {"path": "t.jsonl"}}, "run_dir": "run"}
     (PlanRequest, {**JOB, "gpu_bytes": 0}, "gpu_bytes: must be > 0, got 0"),
     (PlanRequest, {**JOB, "device": "tpu"}, "device: 'tpu' is not one of cuda, cpu"),
     (RunInspectRequest, {"job_id": "a"}, "run_dir: required"),
+    (PromptLoadRequest, {"name": "", "path": "a.pb"}, "name: expected a non-empty prompt name"),
+    (PromptLoadRequest, {"name": "a", "path": ""}, "path: expected a checkpoint file path"),
+    (PromptLoadRequest, {"name": "a", "path": "a.pb", "shared": "yes"}, "shared: expected a boolean"),
+    (CheckpointInspectRequest, {}, "path: required"),
+    (CheckpointImportPeftRequest, {"adapter_dir": "a", "out": "b.pb"}, "model: required"),
+    (DataAppendRequest, {"dataset": "d", "rows": [3]}, "rows[0]: expected a map, got 3"),
+    (DataCloseRequest, {"dataset": ""}, "dataset: expected a dataset id"),
+    (HelloRequest, {"protocol": "1"}, "protocol: expected an integer, got '1'"),
+    (HelloRequest, {"protocol": 1, "client_id": "x" * 129}, "client_id: longer than 128 characters"),
+    (HealthRequest, {"stuck_after_s": 0}, "stuck_after_s: must be > 0, got 0"),
+    (CancelRequest, {"target": 0}, "target: must be > 0, got 0"),
 ])
 def test_a_bad_field_is_named_by_its_wire_path(cls, body, message):
     with pytest.raises(InvalidArgumentError) as info:
@@ -120,7 +137,8 @@ json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st
 @given(st.sampled_from(REQUESTS), st.dictionaries(
     st.sampled_from(["model", "prompt", "prompts", "texts", "inputs", "labels", "batch_size", "pooling", "queries",
                      "corpus", "qrels", "k_values", "sts", "rows", "top_p", "stop", "normalize", "method", "task",
-                     "training", "data", "run_dir", "keep_last", "report_to", "gpu_bytes", "job_id"]), json, max_size=5))
+                     "training", "data", "run_dir", "keep_last", "report_to", "gpu_bytes", "job_id", "name", "path",
+                     "dataset", "protocol", "client_id", "target", "stuck_after_s"]), json, max_size=5))
 def test_any_body_parses_or_fails_with_invalid_argument(cls, body):
     try:
         parse(cls, body)
