@@ -25,7 +25,7 @@ const trains = (fake: FakeRpc) => fake.sent.filter((s) => s.op === 'train').map(
 /** A fake worker whose `run_inspect` answers `state`; each `data_open` gets a new dataset id. */
 function worker(state: WireMap = { checkpoint: null, data: null, invalid: [] }): FakeRpc {
   let datasets = 0;
-  return new FakeRpc((op): WireMap => (op === 'run_inspect' ? state : op === 'data_open' ? { dataset: `ds-${++datasets}` } : {}));
+  return new FakeRpc((op): WireMap => (op === 'run_inspect' ? { run_dir: runDir, ...state } : op === 'data_open' ? { dataset: `ds-${++datasets}` } : {}));
 }
 
 async function collect(events: AsyncIterable<TrainingEvent>): Promise<TrainingEvent[]> {
@@ -140,7 +140,7 @@ describe('TrainingJob after a worker crash', () => {
     fake.train!.controller.fail(crash());
     await until(() => fake.ops().includes('run_inspect'));
     job.cancel();
-    release({ checkpoint: null, data: saved, invalid: [] });
+    release({ run_dir: runDir, checkpoint: null, data: saved, invalid: [] });
     const error = await job.result().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(AbortError);
     expect((error as Error).message).toContain('resumeFrom: "/run/c4.pb" (step 4)');

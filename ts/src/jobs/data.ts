@@ -10,6 +10,10 @@ import { AbortError, ValidationError } from '../core/errors.js';
 import type { Rpc } from '../internal/rpc.js';
 import type { WireMap } from '../internal/wire.js';
 import { type DataConfig, dataFields } from '../gen/schema/data.js';
+import type { DataAppendRequest } from '../gen/schema/data-append-request.js';
+import type { DataCloseRequest } from '../gen/schema/data-close-request.js';
+import { dataOpenReplySchema } from '../gen/schema/data-open-reply.js';
+import type { DataOpenRequest } from '../gen/schema/data-open-request.js';
 import { type Same, dispatch, isRecord, nonEmpty } from '../spec/schema.js';
 
 /** One training row: a JSON object whose fields the task defines (`{ input, target }`, ...). */
@@ -166,19 +170,20 @@ export interface UploadOptions {
 export async function uploadData(rpc: Rpc, data: ResolvedData, options: UploadOptions): Promise<UploadedData> {
   const opened: string[] = [];
   const close = async () => {
-    await Promise.all(opened.map((dataset) => rpc.request('data_close', { dataset }).catch(() => undefined)));
+    await Promise.all(opened.map((dataset) => rpc.request('data_close', { dataset } satisfies DataCloseRequest).catch(() => undefined)));
   };
   const source = async (src: DataSource, where: string): Promise<WireMap> => {
     if ('path' in src) return { path: src.path };
     const requested = `${where}@${randomUUID().slice(0, 8)}`;
-    const { dataset } = await rpc.request('data_open', { dataset: requested }, undefined, {
+    const { dataset } = await rpc.request('data_open', { dataset: requested } satisfies DataOpenRequest, undefined, {
       signal: options.signal,
-      decode: (r) => ({ dataset: z.string().parse(r.body['dataset']) }),
+      decode: (r) => dataOpenReplySchema.parse(r.body),
     });
     opened.push(dataset);
     for await (const rows of chunkRows(src.rows, options.chunkBytes, where)) {
       if (options.signal.aborted) throw new AbortError('training was cancelled while uploading its data');
-      await rpc.request('data_append', { dataset, rows: rows as unknown as WireMap[] }, undefined, { signal: options.signal });
+      const body = { dataset, rows: rows as unknown as WireMap[] } satisfies DataAppendRequest;
+      await rpc.request('data_append', body, undefined, { signal: options.signal });
     }
     return { dataset };
   };

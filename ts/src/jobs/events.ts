@@ -1,14 +1,29 @@
 /**
  * The events of a training job and its final result, as the TS side sees them: a discriminated union
- * on `type`, fields in camelCase. The worker sends snake_case bodies with an `event` key
- * (python/softprompt_worker/training.py, ops/train.py); {@link decodeTrainingEvent} and
- * {@link decodeTrainingResult} are the one place they are translated. Metric names (`token_accuracy`,
+ * on `type`, fields in camelCase. The worker sends snake_case bodies with an `event` key, declared in
+ * python/softprompt_worker/ops/train_events.py and train_bodies.py; {@link decodeTrainingEvent} and
+ * {@link decodeTrainingResult} decode them with the schemas generated from those declarations and are
+ * the one place they are translated (the interfaces below are checked against them at compile time). Metric names (`token_accuracy`,
  * `ndcg@10`) are data, not fields: they keep the worker's spelling.
  */
 import { z } from 'zod';
 import { ProtocolError, type WorkerCrashedError } from '../core/errors.js';
+import { type TrainBestEvent, trainBestEventSchema } from '../gen/schema/train-best-event.js';
+import { type TrainCheckpointEvent, trainCheckpointEventSchema } from '../gen/schema/train-checkpoint-event.js';
+import { type TrainDataEvent, trainDataEventSchema } from '../gen/schema/train-data-event.js';
+import { trainDoneEventSchema } from '../gen/schema/train-done-event.js';
+import { type TrainEvalEvent, trainEvalEventSchema } from '../gen/schema/train-eval-event.js';
+import { type TrainQueuedEvent, trainQueuedEventSchema } from '../gen/schema/train-queued-event.js';
+import { type TrainReply, trainReplySchema } from '../gen/schema/train-reply.js';
+import type { TrainReplyBest } from '../gen/schema/train-reply-best.js';
+import type { TrainReplySelection } from '../gen/schema/train-reply-selection.js';
+import type { TrainReplySummary } from '../gen/schema/train-reply-summary.js';
+import { type TrainSelectionEvent, trainSelectionEventSchema } from '../gen/schema/train-selection-event.js';
+import { type TrainStartedEvent, trainStartedEventSchema } from '../gen/schema/train-started-event.js';
+import { type TrainStepEvent, trainStepEventSchema } from '../gen/schema/train-step-event.js';
 import type { WireMap } from '../internal/wire.js';
-import { toCamel } from '../spec/case.js';
+import { type Camel, camelized } from '../spec/case.js';
+import type { Same } from '../spec/schema.js';
 
 /** Metric name → value, as the task reports them (`loss`, `accuracy`, `exact_match`, `ndcg@10`, ...). */
 export type Metrics = Readonly<Record<string, number>>;
@@ -196,80 +211,60 @@ export interface TrainingResult {
   readonly report?: string;
 }
 
-// Any float the worker sends, NaN included (zod's number() refuses NaN and ±Infinity).
-const float = z.custom<number>((v) => typeof v === 'number', { error: 'expected a number' });
-const int = z.number().int();
-const metrics = z.record(z.string(), float);
-const status = z.enum(['completed', 'cancelled']);
-const bestSchema = z.object({ step: int, metrics, value: float, checkpoint: z.string().nullable() });
-const selectionFields = {
-  by: z.string().nullable(),
-  beatBaseline: z.boolean().nullable(),
-  stoppedEarlyAt: int.nullable(),
-  message: z.string(),
-};
-
-const summarySchema = z.object({
-  status,
-  steps: int,
-  totalSteps: int,
-  finalLoss: float.nullable().transform((v) => v ?? Number.NaN), // null when no step was logged (training.py)
-  metrics,
-  baselineMetrics: metrics.default({}),
-  tokens: int,
-  epochs: float,
-  elapsedS: float,
-  checkpoint: z.string().nullable(),
-  best: bestSchema.nullable().default(null),
-  selection: z.object(selectionFields).optional(),
-});
-
 const eventSchemas = {
-  queued: z.object({ position: int, running: int }),
-  data: z.object({
-    trainRows: int,
-    evalRows: int,
-    skipped: int,
-    skippedRows: z.array(z.object({ where: z.string(), error: z.string() })),
-  }),
-  started: z.object({
-    trainableParams: int,
-    trainableFraction: float,
-    totalParams: int,
-    device: z.string(),
-    dtype: z.string(),
-    totalSteps: int,
-    startStep: int,
-  }),
-  step: z.object({ step: int, loss: float, lr: float, gradNorm: float, tokensPerS: float, memoryBytes: int }),
-  eval: z.object({ step: int, metrics }),
-  best: z.object({ step: int, metric: z.string(), value: float, checkpoint: z.string().nullable() }),
-  checkpoint: z.object({ step: int, path: z.string() }),
-  selection: z.object({ ...selectionFields, best: bestSchema.nullable() }),
-  done: z.object({ summary: summarySchema }),
+  queued: trainQueuedEventSchema,
+  data: trainDataEventSchema,
+  started: trainStartedEventSchema,
+  step: trainStepEventSchema,
+  eval: trainEvalEventSchema,
+  best: trainBestEventSchema,
+  checkpoint: trainCheckpointEventSchema,
+  selection: trainSelectionEventSchema,
+  done: trainDoneEventSchema,
 } as const;
 
-const resultSchema = z.object({ status, checkpoint: z.string(), best: bestSchema.nullable().default(null), summary: summarySchema });
-
 // Data maps: their keys are names chosen by tasks and users, never translated.
-const KEEP = ['metrics', 'baseline_metrics'];
+const KEEP = ['metrics', 'baseline_metrics'] as const;
+type Wire<T> = Camel<T, (typeof KEEP)[number]>;
+type WireEvent<T> = Wire<Omit<T, 'event'>>;
+
+// The documented types are the worker's (proto/schema/train_*.json, ops/train_events.py) in the SDK's names,
+// or this fails to compile. The summary's finalLoss is NaN where the worker sends null (no step logged).
+true satisfies Same<BestCheckpoint, Wire<TrainReplyBest>>;
+true satisfies Same<SelectionOutcome, Wire<TrainReplySelection>>;
+true satisfies Same<Omit<TrainingSummary, 'finalLoss'>, Omit<Wire<TrainReplySummary>, 'finalLoss'>>;
+true satisfies Same<Omit<TrainingResult, 'summary' | 'report'>, Omit<Wire<TrainReply>, 'summary'>>;
+true satisfies Same<Omit<QueuedEvent, 'type'>, WireEvent<TrainQueuedEvent>>;
+true satisfies Same<Omit<DataEvent, 'type'>, WireEvent<TrainDataEvent>>;
+true satisfies Same<Omit<StartedEvent, 'type'>, WireEvent<TrainStartedEvent>>;
+true satisfies Same<Omit<StepEvent, 'type'>, WireEvent<TrainStepEvent>>;
+true satisfies Same<Omit<EvalEvent, 'type'>, WireEvent<TrainEvalEvent>>;
+true satisfies Same<Omit<BestEvent, 'type'>, WireEvent<TrainBestEvent>>;
+true satisfies Same<Omit<CheckpointEvent, 'type'>, WireEvent<TrainCheckpointEvent>>;
+true satisfies Same<Omit<SelectionEvent, 'type'>, WireEvent<TrainSelectionEvent>>;
+
+function decodeSummary(summary: TrainReplySummary): TrainingSummary {
+  return { ...camelized(summary, KEEP), finalLoss: summary.final_loss ?? Number.NaN };
+}
 
 /**
  * A worker event body → a {@link TrainingEvent}; `undefined` for event kinds this SDK does not know
  * (a newer worker may send more). Throws {@link ProtocolError} for a known kind with a bad shape.
  */
 export function decodeTrainingEvent(body: WireMap): TrainingEvent | undefined {
-  const { event, ...fields } = toCamel(body, KEEP) as Record<string, unknown>;
+  const event = body['event'];
   if (typeof event !== 'string' || !Object.hasOwn(eventSchemas, event)) return undefined;
   const type = event as keyof typeof eventSchemas;
-  const parsed = eventSchemas[type].safeParse(fields);
+  const parsed = eventSchemas[type].safeParse(body);
   if (!parsed.success) throw new ProtocolError(`train event '${type}': ${z.prettifyError(parsed.error)}`);
-  return { type, ...parsed.data } as TrainingEvent;
+  const { event: _, ...fields } = parsed.data;
+  if ('summary' in fields) return { type: 'done', summary: decodeSummary(fields.summary) };
+  return { type, ...camelized(fields, KEEP) } as TrainingEvent;
 }
 
 /** The worker's final `train` reply → a {@link TrainingResult}. */
 export function decodeTrainingResult(body: WireMap): TrainingResult {
-  const parsed = resultSchema.safeParse(toCamel(body, KEEP));
+  const parsed = trainReplySchema.safeParse(body);
   if (!parsed.success) throw new ProtocolError(`train reply: ${z.prettifyError(parsed.error)}`);
-  return parsed.data;
+  return { ...camelized(parsed.data, KEEP), summary: decodeSummary(parsed.data.summary) };
 }

@@ -14,8 +14,11 @@
  */
 import { z } from 'zod';
 import { ProtocolError } from '../core/errors.js';
+import { runInspectReplySchema } from '../gen/schema/run-inspect-reply.js';
+import type { RunInspectRequest } from '../gen/schema/run-inspect-request.js';
 import type { Rpc } from '../internal/rpc.js';
 import type { WireMap } from '../internal/wire.js';
+import { toSnake } from '../spec/case.js';
 import type { JobSpec } from './spec.js';
 
 /** `TrainOptions.maxResumes` when not given. */
@@ -34,15 +37,11 @@ export interface RunState {
   readonly data: WireMap | undefined;
 }
 
-const runInspectSchema = z.object({
-  checkpoint: z.object({ path: z.string(), step: z.number().int() }).nullable(),
-  data: z.object({ train: z.string(), eval: z.string(), train_rows: z.number().int(), eval_rows: z.number().int() }).nullable(),
-});
-
 /** Asks the worker (waiting for a restart in progress) what job `jobId` left in `runDir`. */
 export async function inspectRun(rpc: Rpc, runDir: string, jobId: string, signal: AbortSignal): Promise<RunState> {
-  const reply = await rpc.request('run_inspect', { run_dir: runDir, job_id: jobId }, undefined, { signal });
-  const parsed = runInspectSchema.safeParse(reply.body);
+  const body = toSnake({ runDir, jobId } satisfies RunInspectRequest) as WireMap;
+  const reply = await rpc.request('run_inspect', body, undefined, { signal });
+  const parsed = runInspectReplySchema.safeParse(reply.body);
   if (!parsed.success) throw new ProtocolError(`run_inspect reply: ${z.prettifyError(parsed.error)}`);
   const { checkpoint, data } = parsed.data;
   return {

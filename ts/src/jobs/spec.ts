@@ -10,10 +10,11 @@ import { z } from 'zod';
 import { ValidationError } from '../core/errors.js';
 import type { WireMap } from '../internal/wire.js';
 import type { MethodName } from '../gen/schema/methods.js';
+import { type trainRequestSchema, trainRequestFields } from '../gen/schema/train-request.js';
 import { toSnake } from '../spec/case.js';
 import { type DataOptions, type JsonRow, type ResolvedData, dataSchema } from './data.js';
-import { type ModelSpec, modelSpecSchema, modelToWire } from '../spec/model-spec.js';
-import { deepFreeze, isRecord, nonEmpty } from '../spec/schema.js';
+import type { ModelSpec } from '../spec/model-spec.js';
+import { deepFreeze, isRecord } from '../spec/schema.js';
 import { type ResolvedTrainingOptions, type TrainingOptions, trainingOptionsSchema, trainingToWire } from './training-options.js';
 
 export type { MethodName } from '../gen/schema/methods.js';
@@ -73,15 +74,19 @@ export interface MethodDefinition<M extends MethodName, Config, Task> {
   readonly taskToWire: (task: Task) => { task: string; taskOptions?: Record<string, unknown> };
 }
 
+// The worker's TrainRequest fields (proto/schema/train_request.json), except `data` (the SDK's sources, a
+// path or rows it uploads, are not the wire's: docs/schema.md) and `training` (TrainingConfig and
+// TrainingExtras, with the SDK's cross-field rules).
 const baseShape = {
-  model: modelSpecSchema,
+  model: trainRequestFields.model,
   data: dataSchema,
   training: trainingOptionsSchema,
-  runDir: nonEmpty().transform((p) => resolve(p)),
-  resumeFrom: nonEmpty()
+  runDir: trainRequestFields.runDir.transform((p) => resolve(p)),
+  resumeFrom: trainRequestFields.resumeFrom
+    .unwrap()
     .transform((p) => resolve(p))
     .optional(),
-  overwrite: z.boolean().default(false),
+  overwrite: trainRequestFields.overwrite,
 };
 const BASE_KEYS = new Set([...Object.keys(baseShape), 'task']);
 
@@ -111,19 +116,21 @@ export function defineMethod<M extends MethodName, Config, Task, Input>(def: Met
     // Resuming takes the method's options from the checkpoint; only options the caller gave are
     // sent, for the worker to check against it.
     const sendConfig = resumeFrom === undefined || Object.values(options).some((v) => v !== undefined);
-    const wire: Record<string, unknown> = {
-      model: modelToWire(spec.model),
+    // The worker's TrainRequest without `data` and `jobId` (added when the job starts), or this fails to
+    // compile; undefined fields are left out of the body.
+    const request = {
+      model: spec.model,
       method: def.method,
-      ...(sendConfig ? { method_config: toSnake(c.data) } : {}),
+      methodConfig: sendConfig ? (toSnake(c.data) as Record<string, unknown>) : undefined,
       task,
-      ...(taskOptions ? { task_options: toSnake(taskOptions) } : {}),
+      taskOptions: taskOptions && (toSnake(taskOptions) as Record<string, unknown>),
       training: trainingToWire(spec.training),
-      run_dir: spec.runDir,
-      ...(spec.overwrite ? { overwrite: true } : {}),
-      ...(resumeFrom === undefined ? {} : { resume_from: resumeFrom }),
-    };
+      runDir: spec.runDir,
+      overwrite: spec.overwrite || undefined,
+      resumeFrom,
+    } satisfies Omit<z.input<typeof trainRequestSchema>, 'data' | 'jobId'>;
     deepFreeze(spec, new Set(['rows']));
-    wireBodies.set(spec, wire as WireMap);
+    wireBodies.set(spec, toSnake(request, ['overrides']) as WireMap);
     return spec as JobSpec<M, Config, Task>;
   };
 }

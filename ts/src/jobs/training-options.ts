@@ -9,8 +9,8 @@
 import { z } from 'zod';
 import { toSnake } from '../spec/case.js';
 import { type TrainingConfig, trainingFields } from '../gen/schema/training.js';
-import { MAX_STEPS } from '../spec/limits.js';
-import { type Same, limit, nonNegativeInt } from '../spec/schema.js';
+import { type TrainingExtrasConfig, trainingExtrasFields } from '../gen/schema/training-extras.js';
+import type { Same } from '../spec/schema.js';
 
 export const OPTIMIZERS = ['adamw', 'adafactor', 'sgd'] as const;
 export const SCHEDULES = ['constant', 'linear', 'cosine'] as const;
@@ -112,18 +112,14 @@ export type ResolvedTrainingOptions = Required<Omit<TrainingOptions, 'steps' | '
     readonly earlyStopping?: { readonly patience: number; readonly minDelta: number };
   };
 
-/** The `training` fields the train op reads itself (ops/train.py), not `TrainingConfig`: checkpoint retention and trackers. */
-const opFields = {
-  keepLast: nonNegativeInt().max(MAX_STEPS, limit(MAX_STEPS)).optional(),
-  reportTo: z.array(z.enum(TRACKERS)).optional(),
-};
-
-// The documented options are the worker's TrainingConfig (proto/schema/training.json) plus the op's two
-// fields, or this fails to compile. (`epochs` is optional before the transform below fills it in.)
-true satisfies Same<Omit<ResolvedTrainingOptions, 'epochs'> & { readonly epochs?: number }, TrainingConfig & z.output<z.ZodObject<typeof opFields>>>;
+// The documented options are the worker's TrainingConfig (proto/schema/training.json) plus the two fields
+// the train op reads itself (TrainingExtras: checkpoint retention and trackers, training_extras.json), or this
+// fails to compile. (`epochs` is optional before the transform below fills it in.)
+true satisfies Same<Omit<ResolvedTrainingOptions, 'epochs'> & { readonly epochs?: number }, TrainingConfig & TrainingExtrasConfig>;
+true satisfies Same<(typeof TRACKERS)[number], NonNullable<TrainingExtrasConfig['reportTo']>[number]>;
 
 export const trainingOptionsSchema = z
-  .strictObject({ ...trainingFields, ...opFields })
+  .strictObject({ ...trainingFields, ...trainingExtrasFields })
   .superRefine((t, ctx) => {
     if (t.steps !== undefined && t.epochs !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['epochs'], message: 'give steps or epochs, not both' });

@@ -41,3 +41,24 @@ export function toSnake(value: unknown, keep: Iterable<string> = []): unknown {
 export function toCamel(value: unknown, keep: Iterable<string> = []): unknown {
   return translate(value, camelCase, new Set(keep));
 }
+
+/** `num_virtual_tokens` → `numVirtualTokens`, as {@link camelCase} spells it, at the type level. */
+export type CamelName<S extends string> = S extends `${infer Head}_${infer C}${infer Tail}` ? `${Head}${Uppercase<C>}${CamelName<Tail>}` : S;
+
+/**
+ * The type {@link toCamel} makes of a `T`: its keys camelCased at every depth, except below the keys in
+ * `Keep` (data maps, named as the wire names them). A reply's documented TS type is checked against
+ * `Camel<GeneratedReply>` with `Same<>` (spec/schema.ts).
+ */
+export type Camel<T, Keep extends string = never> = T extends string | number | boolean | bigint | symbol | null | undefined
+  ? T
+  : T extends readonly (infer U)[]
+    ? Camel<U, Keep>[]
+    : T extends object
+      ? { [K in keyof T as K extends string ? CamelName<K> : K]: K extends Keep ? T[K] : Camel<T[K], Keep> }
+      : T;
+
+/** {@link toCamel}, typed: a decoded reply (snake_case, as its generated schema parsed it) in the SDK's names. */
+export function camelized<T, Keep extends string = never>(value: T, keep: readonly Keep[] = []): Camel<T, Keep> {
+  return toCamel(value, keep) as Camel<T, Keep>;
+}
