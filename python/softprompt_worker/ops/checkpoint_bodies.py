@@ -10,14 +10,12 @@ from typing import Any
 
 from softprompt_worker.fields import option
 
-CHECKPOINT_FILE = {"non_empty": "expected a checkpoint file path"}
-
 
 @dataclass(kw_only=True)
 class CheckpointInspectRequest:
     """Op ``checkpoint_inspect``: a checkpoint's metadata, its content hash verified."""
 
-    path: str = option(non_empty=True, errors=CHECKPOINT_FILE, doc="the checkpoint file")
+    path: str = option(non_empty=True, doc="the checkpoint file")
     model: dict[str, Any] | None = option(None, ref="model", doc="also say whether the checkpoint fits this model")
 
 
@@ -30,7 +28,8 @@ class BaseModelInfo:
     fingerprint: str = option(doc="identifies the architecture and parameter shapes")
     hidden_size: int = option(doc="the hidden size")
     num_layers: int = option(doc="the layers")
-    model_spec: dict[str, Any] | None = option(doc="the model spec it was loaded with, resolved; null in older checkpoints")
+    model_spec: dict[str, Any] | None = option(None, doc="the model spec it was loaded with, resolved; null in older "
+                                                          "checkpoints")
 
 
 @dataclass
@@ -64,7 +63,7 @@ class CheckpointInfo:
 class CheckpointExportPeftRequest:
     """Op ``checkpoint_export_peft``: a checkpoint as a PEFT adapter directory."""
 
-    checkpoint: str = option(non_empty=True, errors=CHECKPOINT_FILE, doc="the checkpoint file")
+    checkpoint: str = option(non_empty=True, doc="the checkpoint file")
     out_dir: str = option(non_empty=True, doc="the adapter directory to write")
     model: dict[str, Any] | None = option(None, ref="model", doc="the model to build the adapter on; default: the "
                                                                  "checkpoint's")

@@ -9,15 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from softprompt_worker.fields import option
-
-PROMPT_NAME = {"non_empty": "expected a non-empty prompt name"}
+from softprompt_worker.ops.inference_bodies import PROMPT_NAME
 
 
 @dataclass(kw_only=True)
 class PromptUnloadRequest:
     """Op ``prompt_unload``: forget a prompt (the client's own first, else a shared one)."""
 
-    name: str = option(non_empty=True, errors=PROMPT_NAME, doc="the name it was loaded under")
+    name: str = option(non_empty=True, errors={"non_empty": PROMPT_NAME}, doc="the name it was loaded under")
 
 
 @dataclass(kw_only=True)

@@ -1,7 +1,9 @@
 /**
  * What the worker can do on this machine, as reported by `hello` and `info` (WIRE.md, "Control path").
  */
-import { z } from 'zod';
+import { type HelloReplyCapabilities, helloReplyCapabilitiesSchema } from '../gen/schema/hello-reply-capabilities.js';
+import { type Camel, camelized } from '../spec/case.js';
+import type { Same } from '../spec/schema.js';
 
 /** One GPU the worker can see. */
 export interface GpuInfo {
@@ -30,35 +32,8 @@ export interface Capabilities {
   readonly installHint?: string;
 }
 
-const version = z.string().nullable();
+// The documented type is the worker's (proto/schema/hello_reply_capabilities.json), or this fails to compile.
+true satisfies Same<Capabilities, Camel<HelloReplyCapabilities>>;
 
 /** Wire shape (snake_case) → {@link Capabilities}. */
-export const capabilitiesSchema = z
-  .object({
-    python: z.string(),
-    torch: version,
-    transformers: version,
-    peft: version,
-    devices: z.array(z.string()),
-    cuda: z.boolean(),
-    bf16: z.boolean(),
-    gpus: z.array(z.object({ name: z.string(), memory_bytes: z.number() })),
-    methods: z.array(z.string()),
-    missing: z.array(z.string()).optional(),
-    install_hint: z.string().optional(),
-  })
-  .transform(
-    (c): Capabilities => ({
-      python: c.python,
-      torch: c.torch,
-      transformers: c.transformers,
-      peft: c.peft,
-      devices: c.devices,
-      cuda: c.cuda,
-      bf16: c.bf16,
-      gpus: c.gpus.map((g) => ({ name: g.name, memoryBytes: g.memory_bytes })),
-      methods: c.methods,
-      ...(c.missing ? { missing: c.missing } : {}),
-      ...(c.install_hint ? { installHint: c.install_hint } : {}),
-    }),
-  );
+export const capabilitiesSchema = helloReplyCapabilitiesSchema.transform((c): Capabilities => camelized(c));

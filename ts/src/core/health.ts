@@ -3,7 +3,10 @@
  * `ping` is answered by the worker's socket loop, so it cannot tell a stuck compute thread (a hung read,
  * a hung kernel) from a busy one; `health` can.
  */
-import { z } from 'zod';
+import { type HealthReplyCompute } from '../gen/schema/health-reply-compute.js';
+import { healthReplySchema } from '../gen/schema/health-reply.js';
+import { type Camel } from '../spec/case.js';
+import type { Same } from '../spec/schema.js';
 
 /** What the worker's compute thread does, and when it last showed life. */
 export interface WorkerHealth {
@@ -19,23 +22,13 @@ export interface WorkerHealth {
   readonly stuck: boolean;
 }
 
-/** The worker's compute snapshot (`health`, `status`) as it comes over the wire. */
-export const computeSchema = z
-  .object({
-    state: z.enum(['idle', 'busy']),
-    op: z.string().nullable(),
-    busy_s: z.number(),
-    since_beat_s: z.number(),
-    stuck: z.boolean(),
-  })
-  .transform(
-    (c): WorkerHealth => ({
-      state: c.state,
-      op: c.op,
-      busyMs: Math.round(c.busy_s * 1000),
-      sinceBeatMs: Math.round(c.since_beat_s * 1000),
-      stuck: c.stuck,
-    }),
-  );
+// The documented type is the worker's (proto/schema/health_reply_compute.json) with its durations in ms, or this
+// fails to compile (the snapshot's request id is not shown).
+true satisfies Same<Omit<WorkerHealth, 'busyMs' | 'sinceBeatMs'>, Omit<Camel<HealthReplyCompute>, 'busyS' | 'sinceBeatS' | 'requestId'>>;
 
-export const healthSchema = z.object({ compute: computeSchema }).transform(({ compute }) => compute);
+/** The worker's compute snapshot (`health`, `status`) as it comes over the wire → {@link WorkerHealth}. */
+export function toHealth(c: HealthReplyCompute): WorkerHealth {
+  return { state: c.state, op: c.op, busyMs: Math.round(c.busy_s * 1000), sinceBeatMs: Math.round(c.since_beat_s * 1000), stuck: c.stuck };
+}
+
+export const healthSchema = healthReplySchema.transform(({ compute }) => toHealth(compute));

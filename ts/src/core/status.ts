@@ -2,9 +2,10 @@
  * The worker's `status` reply (WIRE.md, "Scheduling"): what it holds and does. Answered by the worker's
  * socket loop, so it comes back at once however busy the device is.
  */
-import { z } from 'zod';
-import { toCamel } from '../spec/case.js';
-import { computeSchema, type WorkerHealth } from './health.js';
+import { type StatusReply, statusReplySchema } from '../gen/schema/status-reply.js';
+import { type Camel, camelized, toCamel } from '../spec/case.js';
+import type { Same } from '../spec/schema.js';
+import { toHealth, type WorkerHealth } from './health.js';
 
 /** A frozen base model the worker holds (loaded once per model, dtype and device, shared by every job and prompt). */
 export interface LoadedModel {
@@ -54,53 +55,20 @@ export interface WorkerStatus {
   readonly compute: WorkerHealth;
 }
 
-const count = z.number().int().nonnegative();
-const jobSchema = z
-  .object({
-    request_id: z.number().int(),
-    client: z.string(),
-    state: z.enum(['running', 'queued']),
-    job_id: z.string().nullable().default(null),
-    run_dir: z.string().nullable().default(null),
-    method: z.string().nullable().default(null),
-    age_s: z.number(),
-    step: count.nullable().optional(),
-    total_steps: count.nullable().optional(),
-    loss: z.number().nullable().optional(),
-  })
-  .transform((j): JobStatus => ({
-    requestId: j.request_id,
-    client: j.client,
-    state: j.state,
-    jobId: j.job_id,
-    runDir: j.run_dir,
-    method: j.method,
-    ageMs: Math.round(j.age_s * 1000),
-    ...(j.step != null ? { step: j.step } : {}),
-    ...(j.total_steps != null ? { totalSteps: j.total_steps } : {}),
-    ...(j.loss != null ? { loss: j.loss } : {}),
-  }));
+type Wire = StatusReply;
+// The documented types are the worker's (proto/schema/status_reply.json) with durations in ms, or this fails
+// to compile (a job's op and the lane's batching counters are not shown).
+true satisfies Same<LoadedModel, Camel<Wire['models'][number], 'model'>>;
+true satisfies Same<Omit<JobStatus, 'ageMs'>, Omit<Camel<Wire['jobs'][number]>, 'ageS' | 'op'>>;
+true satisfies Same<Omit<WorkerStatus, 'models' | 'jobs' | 'compute'>, Omit<Camel<Wire>, 'models' | 'jobs' | 'compute' | 'batching'>>;
 
-export const statusSchema = z
-  .object({
-    models: z.array(z.object({ model: z.record(z.string(), z.unknown()), device: z.string(), dtype: z.string(), bytes: count })),
-    jobs: z.array(jobSchema),
-    queues: z.object({ inference: count, training: count }),
-    max_training_jobs: count,
-    device: z.object({
-      holder: z.string().nullable().default(null),
-      waiting: z.object({ inference: count, training: count }).default({ inference: 0, training: 0 }),
-      handovers: count.default(0),
-    }),
-    compute: computeSchema,
-  })
-  .transform(
-    (s): WorkerStatus => ({
-      models: s.models.map((m) => ({ ...m, model: toCamel(m.model) as Record<string, unknown> })),
-      jobs: s.jobs,
-      queues: s.queues,
-      maxTrainingJobs: s.max_training_jobs,
-      device: s.device,
-      compute: s.compute,
-    }),
-  );
+export const statusSchema = statusReplySchema.transform(
+  (s): WorkerStatus => ({
+    models: s.models.map((m) => ({ ...m, model: toCamel(m.model) as Record<string, unknown> })),
+    jobs: s.jobs.map(({ op: _, age_s, ...job }) => ({ ...camelized(job), ageMs: Math.round(age_s * 1000) })),
+    queues: s.queues,
+    maxTrainingJobs: s.max_training_jobs,
+    device: s.device,
+    compute: toHealth(s.compute),
+  }),
+);

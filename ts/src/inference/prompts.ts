@@ -7,13 +7,20 @@
  * into a worker the supervisor restarted after a crash, before any other call reaches that worker.
  */
 import { z } from 'zod';
-import { type ModelSpec, modelSpecSchema } from '../spec/model-spec.js';
+import type { ModelSpec } from '../spec/model-spec.js';
+import { type PromptListReply, promptListReplySchema } from '../gen/schema/prompt-list-reply.js';
+import { promptLoadReplySchema } from '../gen/schema/prompt-load-reply.js';
+import { type PromptLoadRequest, promptLoadRequestFields } from '../gen/schema/prompt-load-request.js';
+import { promptUnloadReplySchema } from '../gen/schema/prompt-unload-reply.js';
+import { promptUnloadRequestSchema } from '../gen/schema/prompt-unload-request.js';
+import { type Camel, camelized } from '../spec/case.js';
+import type { Same } from '../spec/schema.js';
 import type { TrainingResult } from '../jobs/events.js';
 import { ClientClosedError, RemoteError, WorkerCrashedError } from '../core/errors.js';
 import type { CallOptions, Incoming, Rpc } from '../internal/rpc.js';
 import type { WireMap } from '../internal/wire.js';
 import { parseOrThrow } from '../internal/validate.js';
-import { promptName, toWireBody } from './shared.js';
+import { toWireBody } from './shared.js';
 
 /** A loaded soft prompt, as the worker describes it. */
 export interface PromptInfo {
@@ -48,40 +55,14 @@ export interface PromptLoadOptions extends CallOptions {
   readonly shared?: boolean;
 }
 
-const loadSchema = z.strictObject({
-  name: promptName,
-  path: z.string().min(1, 'expected a checkpoint file path'),
-  model: modelSpecSchema.optional(),
-  shared: z.boolean().optional(),
-});
+const loadSchema = z.strictObject(promptLoadRequestFields);
 
-const promptInfoSchema = z
-  .object({
-    name: z.string(),
-    path: z.string(),
-    method: z.string(),
-    method_config: z.record(z.string(), z.unknown()),
-    model: z.string(),
-    num_trainable_parameters: z.number(),
-    step: z.number(),
-    metrics: z.record(z.string(), z.number()),
-    shared: z.boolean().default(false),
-  })
-  .transform(
-    (p): PromptInfo => ({
-      name: p.name,
-      path: p.path,
-      method: p.method,
-      methodConfig: p.method_config,
-      model: p.model,
-      numTrainableParameters: p.num_trainable_parameters,
-      step: p.step,
-      metrics: p.metrics,
-      shared: p.shared,
-    }),
-  );
+// The documented types are the worker's (proto/schema/prompt_*.json), or this fails to compile; a prompt's
+// method config keeps the worker's snake_case names.
+true satisfies Same<PromptInfo, Camel<PromptListReply['prompts'][number], 'method_config' | 'metrics'>>;
+true satisfies Same<Omit<PromptLoadOptions, keyof CallOptions>, Omit<PromptLoadRequest, 'name' | 'path'>>;
 
-const decodeInfo = (reply: Incoming): PromptInfo => promptInfoSchema.parse(reply.body);
+const decodeInfo = (reply: Incoming): PromptInfo => camelized(promptLoadReplySchema.parse(reply.body), ['method_config', 'metrics']);
 
 /** What {@link Prompts.load} reads from a training result: its best and its last checkpoint. */
 export type TrainedCheckpoints = Pick<TrainingResult, 'checkpoint' | 'best'>;
@@ -133,12 +114,12 @@ export class Prompts {
 
   /** Forgets the prompt `name` (here and in the worker); resolves with whether the worker had it. */
   async unload(name: string, options?: CallOptions): Promise<boolean> {
-    const body = parseOrThrow(z.strictObject({ name: promptName }), { name }, 'prompts.unload');
+    const body = parseOrThrow(promptUnloadRequestSchema, { name }, 'prompts.unload');
     this.#latest.set(name, Symbol(name));
     this.#loaded.delete(name); // not replayed after a restart, even if this call fails with the worker
     return this.#rpc.request('prompt_unload', body, undefined, {
       ...options,
-      decode: (reply) => z.object({ unloaded: z.boolean() }).parse(reply.body).unloaded,
+      decode: (reply) => promptUnloadReplySchema.parse(reply.body).unloaded,
     });
   }
 
@@ -146,7 +127,7 @@ export class Prompts {
   list(options?: CallOptions): Promise<PromptInfo[]> {
     return this.#rpc.request('prompt_list', {}, undefined, {
       ...options,
-      decode: (reply) => z.object({ prompts: z.array(promptInfoSchema) }).parse(reply.body).prompts,
+      decode: (reply) => camelized(promptListReplySchema.parse(reply.body).prompts, ['method_config', 'metrics']),
     });
   }
 

@@ -29,9 +29,6 @@ export function toWireBody(options: Record<string, unknown>, keep: readonly stri
   return toSnake(options, ['overrides', ...keep]) as WireMap;
 }
 
-/** A loaded prompt's name (`sp.prompts.load`). */
-export const promptName = z.string().min(1, 'expected a non-empty prompt name');
-
 const progressSchema = z.object({ event: z.literal('progress'), done: z.number(), total: z.number() });
 
 /**

@@ -2,10 +2,15 @@
  * The `hello` exchange every connection starts with (WIRE.md), shared by the local {@link Supervisor}
  * and the remote link: a bare request with a deadline, and the reply's parse.
  */
+import { z } from 'zod';
 import { type Capabilities, capabilitiesSchema } from '../core/capabilities.js';
 import { WorkerStartError } from '../core/errors.js';
+import { helloReplySchema } from '../gen/schema/hello-reply.js';
+import type { HelloRequest } from '../gen/schema/hello-request.js';
+import { toSnake } from '../spec/case.js';
+import { packageVersion } from './package.js';
 import type { Transport } from './transport.js';
-import type { Message, WireMap } from './wire.js';
+import { type Message, PROTOCOL_VERSION, type WireMap } from './wire.js';
 
 /** The worker's answer to `hello`. */
 export interface HelloInfo {
@@ -17,13 +22,18 @@ export interface HelloInfo {
   readonly startupMs?: number;
 }
 
+/** The `hello` request body this SDK sends (the worker's HelloRequest, proto/schema/hello_request.json). */
+export function helloBody(clientId?: string): WireMap {
+  return toSnake({ protocol: PROTOCOL_VERSION, client: `softprompt-ts/${packageVersion()}`, clientId } satisfies HelloRequest) as WireMap;
+}
+
+/** The worker's `hello` reply (its HelloReply, proto/schema/hello_reply.json), its capabilities checked on their own. */
 export function parseHello(msg: Message): HelloInfo {
-  const { protocol, worker, pid, capabilities } = msg.body;
-  if (typeof protocol !== 'number' || typeof worker !== 'string' || typeof pid !== 'number') {
-    throw new WorkerStartError(`The worker's hello reply is malformed: ${JSON.stringify(msg.body)}`);
-  }
-  const caps = capabilitiesSchema.safeParse(capabilities);
+  const hello = helloReplySchema.extend({ capabilities: z.unknown() }).safeParse(msg.body);
+  if (!hello.success) throw new WorkerStartError(`The worker's hello reply is malformed: ${JSON.stringify(msg.body)}`);
+  const caps = capabilitiesSchema.safeParse(hello.data.capabilities);
   if (!caps.success) throw new WorkerStartError(`The worker's capabilities are malformed: ${caps.error.message}`);
+  const { protocol, worker, pid } = hello.data;
   return { protocol, workerVersion: worker, pid, capabilities: caps.data };
 }
 

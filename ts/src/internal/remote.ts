@@ -16,7 +16,7 @@ import type { SocketOptions, Dealer } from 'zeromq';
 import { ClientClosedError, ConnectionLostError, RemoteError, WorkerStartError } from '../core/errors.js';
 import type { LogFunction } from '../core/logger.js';
 import type { CurveKeys, ResolvedConnectOptions } from './connect-options.js';
-import { type HelloInfo, parseHello, unary } from './handshake.js';
+import { type HelloInfo, helloBody, parseHello, unary } from './handshake.js';
 import type { LinkConnection, RestartHook, WorkerLink } from './link.js';
 import { packageVersion } from './package.js';
 import { Transport } from './transport.js';
@@ -204,7 +204,7 @@ export class RemoteLink implements WorkerLink {
   }
 
   async #sayHello(timeoutMs: number): Promise<HelloInfo> {
-    const body = { protocol: PROTOCOL_VERSION, client: `softprompt-ts/${packageVersion()}`, client_id: this.#clientId };
+    const body = helloBody(this.#clientId);
     const noAnswer = () =>
       new WorkerStartError(
         `No answer from the worker at ${this.#endpoint} within ${timeoutMs} ms (connectTimeoutMs): authentication failed or ` +

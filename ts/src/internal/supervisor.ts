@@ -10,7 +10,7 @@ import type { LifecycleEvent } from '../core/start-options.js';
 import type { ResolvedStartOptions } from './options.js';
 import { packageVersion } from './package.js';
 import { PYTHON_FIX, resolvePython } from './python.js';
-import { type HelloInfo, parseHello, unary } from './handshake.js';
+import { type HelloInfo, helloBody, parseHello, unary } from './handshake.js';
 import type { RestartHook, WorkerLink } from './link.js';
 import { Transport } from './transport.js';
 import { PROTOCOL_VERSION } from './wire.js';
@@ -211,7 +211,7 @@ async function launch(options: ResolvedStartOptions, hooks: InternalHooks, log: 
   );
   try {
     if (ready.protocol !== PROTOCOL_VERSION) throw mismatch(ready.protocol);
-    const reply = await unary(transport, 'hello', { protocol: PROTOCOL_VERSION, client: `softprompt-ts/${packageVersion()}` }, Math.max(1, deadline - Date.now()));
+    const reply = await unary(transport, 'hello', helloBody(), Math.max(1, deadline - Date.now()));
     const hello = { ...parseHello(reply), startupMs: Date.now() - spawnedAt };
     if (hello.protocol !== PROTOCOL_VERSION) throw mismatch(hello.protocol);
     const missing = hello.capabilities.missing ?? (hello.capabilities.torch ? [] : ['torch']);

@@ -6,6 +6,7 @@ import { Decoder } from '@msgpack/msgpack';
 import { Dealer, type Observer, type SocketOptions } from 'zeromq';
 import { ProtocolError, REMOTE_ERROR_CODES, RemoteError, type RemoteErrorCode } from '../core/errors.js';
 import type { LogFunction } from '../core/logger.js';
+import type { CancelRequest } from '../gen/schema/cancel-request.js';
 import { type Message, type NamedTensor, PROTOCOL_VERSION, type WireMap, decodeMessage, encodeMessage } from './wire.js';
 import { userFieldNames } from './field-names.js';
 
@@ -71,7 +72,7 @@ export class Transport {
   /** Asks the worker to cancel request `id` (fire and forget); its final message still arrives. */
   cancel(id: number): void {
     if (this.#closed || !this.#pending.has(id)) return;
-    this.send('cancel', { target: id }, [], {
+    this.send('cancel', { target: id } satisfies CancelRequest, [], {
       onEvent: () => {},
       onReply: () => {},
       onError: (error) => this.#log('debug', `cancel of request ${id} failed: ${error.message}`),

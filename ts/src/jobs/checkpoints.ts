@@ -6,13 +6,19 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { METHOD_NAMES } from '../gen/schema/methods.js';
+import { type CheckpointExportPeftReply, checkpointExportPeftReplySchema } from '../gen/schema/checkpoint-export-peft-reply.js';
+import type { CheckpointExportPeftRequest } from '../gen/schema/checkpoint-export-peft-request.js';
+import { type CheckpointImportPeftReply, checkpointImportPeftReplySchema } from '../gen/schema/checkpoint-import-peft-reply.js';
+import { type CheckpointImportPeftRequest, checkpointImportPeftRequestFields } from '../gen/schema/checkpoint-import-peft-request.js';
+import { type CheckpointInspectReply, checkpointInspectReplySchema } from '../gen/schema/checkpoint-inspect-reply.js';
+import type { CheckpointInspectRequest } from '../gen/schema/checkpoint-inspect-request.js';
 import { ProtocolError } from '../core/errors.js';
 import type { CallOptions, Incoming, Rpc } from '../internal/rpc.js';
 import { parseOrThrow } from '../internal/validate.js';
 import type { WireMap } from '../internal/wire.js';
-import { toCamel } from '../spec/case.js';
-import { type ModelSpec, modelSpecSchema, modelToWire } from '../spec/model-spec.js';
-import { nonEmpty } from '../spec/schema.js';
+import { type Camel, camelized, toSnake } from '../spec/case.js';
+import { type ModelSpec, modelSpecSchema } from '../spec/model-spec.js';
+import { type Same, nonEmpty } from '../spec/schema.js';
 import type { MethodName } from './spec.js';
 
 /** What `sp.checkpoints.inspect` reports; no tensor data is read into TS. */
@@ -81,51 +87,55 @@ export interface ImportPeftInput {
 
 const path = nonEmpty().transform((p) => resolve(p));
 const methodName = z.enum(METHOD_NAMES);
-const KEEP = ['metrics', 'tensors', 'versions'];
+// Data maps: their keys are names (metrics, tensors, packages), never translated.
+const KEEP = ['metrics', 'tensors', 'versions'] as const;
+type Wire<T> = Camel<T, (typeof KEEP)[number]>;
 
-const infoSchema = z.object({
-  path: z.string(),
-  method: methodName,
-  methodConfig: z.record(z.string(), z.unknown()),
-  baseModel: z.object({
-    nameOrPath: z.string(),
-    modelType: z.string(),
-    fingerprint: z.string(),
-    hiddenSize: z.number(),
-    numLayers: z.number(),
-  }),
-  step: z.number(),
-  metrics: z.record(z.string(), z.number().or(z.nan())),
-  versions: z.record(z.string(), z.string()),
-  createdUnixMs: z.number(),
-  contentSha256: z.string(),
-  resumable: z.boolean(),
-  tensors: z.record(z.string(), z.object({ dtype: z.string(), shape: z.array(z.number()) })),
-  compatible: z.boolean().optional(),
+// The documented types are the worker's replies (proto/schema/checkpoint_*_reply.json), or this fails to
+// compile; the SDK types `method` as a MethodName, and does not show the base model's resolved spec.
+type Info = Wire<CheckpointInspectReply>;
+true satisfies Same<Omit<CheckpointInfo, 'method' | 'baseModel'>, Omit<Info, 'method' | 'baseModel'>>;
+true satisfies Same<CheckpointInfo['baseModel'], Omit<Info['baseModel'], 'modelSpec'>>;
+true satisfies Same<Omit<PeftExport, 'method'>, Omit<Wire<CheckpointExportPeftReply>, 'method'>>;
+true satisfies Same<Omit<ImportedCheckpoint, 'method'>, Omit<Wire<CheckpointImportPeftReply>, 'method'>>;
+true satisfies Same<ImportPeftInput, CheckpointImportPeftRequest>;
+
+const infoSchema = checkpointInspectReplySchema.extend({ method: methodName });
+const exportSchema = checkpointExportPeftReplySchema.extend({ method: methodName });
+const importSchema = checkpointImportPeftReplySchema.extend({ method: methodName });
+const importInputSchema = z.strictObject({
+  ...checkpointImportPeftRequestFields,
+  adapterDir: checkpointImportPeftRequestFields.adapterDir.transform((p) => resolve(p)),
+  out: checkpointImportPeftRequestFields.out.transform((p) => resolve(p)),
 });
-const exportSchema = z.object({ outDir: z.string(), method: methodName, files: z.array(z.string()) });
-const importSchema = z.object({ path: z.string(), method: methodName, methodConfig: z.record(z.string(), z.unknown()) });
 
 /**
  * A `checkpoint_inspect` body (snake_case, as the worker and `inspectCheckpoint` build it) as a
  * {@link CheckpointInfo}; throws {@link ProtocolError} naming what does not fit.
  */
 export function parseCheckpointInfo(body: Readonly<Record<string, unknown>>, what = 'checkpoint_inspect reply'): CheckpointInfo {
-  const parsed = infoSchema.safeParse(toCamel(body, KEEP));
+  const parsed = infoSchema.safeParse(body);
   if (!parsed.success) throw new ProtocolError(`${what}: ${z.prettifyError(parsed.error)}`);
-  return parsed.data;
+  const { model_spec: _, ...baseModel } = parsed.data.base_model;
+  return { ...camelized(parsed.data, KEEP), baseModel: camelized(baseModel) };
 }
 
-function decoder<T>(op: string, schema: z.ZodType<T>): (reply: Incoming) => T {
+function decoder<T extends z.ZodType>(op: string, schema: T): (reply: Incoming) => Wire<z.output<T>> {
   return (reply) => {
-    const parsed = schema.safeParse(toCamel(reply.body, KEEP));
+    const parsed = schema.safeParse(reply.body);
     if (!parsed.success) throw new ProtocolError(`${op} reply: ${z.prettifyError(parsed.error)}`);
-    return parsed.data;
+    return camelized(parsed.data as z.output<T>, KEEP);
   };
 }
 
-function model(spec: ModelSpec | undefined, root: string): WireMap | undefined {
-  return spec === undefined ? undefined : (modelToWire(parseOrThrow(modelSpecSchema, spec, root)) as WireMap);
+/** The validated spec of an optional `model` option, named `root` in errors. */
+function model(spec: ModelSpec | undefined, root: string): ModelSpec | undefined {
+  return spec === undefined ? undefined : parseOrThrow(modelSpecSchema, spec, root);
+}
+
+/** A request body as the worker names it; a model's `overrides` are passed as they are. */
+function wire(request: object): WireMap {
+  return toSnake(request, ['overrides']) as WireMap;
 }
 
 /**
@@ -151,10 +161,8 @@ export class Checkpoints {
    */
   async inspect(checkpoint: string, options: InspectOptions = {}): Promise<CheckpointInfo> {
     const { model: spec, ...call } = options;
-    const body: Record<string, unknown> = { path: parseOrThrow(path, checkpoint, 'path') };
-    const m = model(spec, 'options.model');
-    if (m) body['model'] = m;
-    return this.#rpc.request('checkpoint_inspect', body as WireMap, undefined, { ...call, decode: (reply) => parseCheckpointInfo(reply.body) });
+    const request = { path: parseOrThrow(path, checkpoint, 'path'), model: model(spec, 'options.model') } satisfies CheckpointInspectRequest;
+    return this.#rpc.request('checkpoint_inspect', wire(request), undefined, { ...call, decode: (reply) => parseCheckpointInfo(reply.body) });
   }
 
   /**
@@ -164,16 +172,17 @@ export class Checkpoints {
    */
   async exportPeft(checkpoint: string, outDir: string, options: ExportPeftOptions = {}): Promise<PeftExport> {
     const { model: spec, ...call } = options;
-    const body: Record<string, unknown> = { checkpoint: parseOrThrow(path, checkpoint, 'checkpoint'), out_dir: parseOrThrow(path, outDir, 'outDir') };
-    const m = model(spec, 'options.model');
-    if (m) body['model'] = m;
-    return this.#rpc.request('checkpoint_export_peft', body as WireMap, undefined, { ...call, decode: decoder('checkpoint_export_peft', exportSchema) });
+    const request = {
+      checkpoint: parseOrThrow(path, checkpoint, 'checkpoint'),
+      outDir: parseOrThrow(path, outDir, 'outDir'),
+      model: model(spec, 'options.model'),
+    } satisfies CheckpointExportPeftRequest;
+    return this.#rpc.request('checkpoint_export_peft', wire(request), undefined, { ...call, decode: decoder('checkpoint_export_peft', exportSchema) });
   }
 
   /** Turns a PEFT adapter directory into a softprompt checkpoint (usable for inference and as an init). */
   async importPeft(input: ImportPeftInput, options: CallOptions = {}): Promise<ImportedCheckpoint> {
-    const parsed = parseOrThrow(z.strictObject({ adapterDir: path, model: modelSpecSchema, out: path }), input, 'input');
-    const body = { adapter_dir: parsed.adapterDir, model: modelToWire(parsed.model), out: parsed.out } as WireMap;
-    return this.#rpc.request('checkpoint_import_peft', body, undefined, { ...options, decode: decoder('checkpoint_import_peft', importSchema) });
+    const request = parseOrThrow(importInputSchema, input, 'input');
+    return this.#rpc.request('checkpoint_import_peft', wire(request), undefined, { ...options, decode: decoder('checkpoint_import_peft', importSchema) });
   }
 }

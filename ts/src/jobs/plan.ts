@@ -6,9 +6,12 @@
  */
 import { z } from 'zod';
 import { ProtocolError, ValidationError } from '../core/errors.js';
+import { type PlanReply, planReplySchema } from '../gen/schema/plan-reply.js';
+import { type PlanRequest, planRequestFields } from '../gen/schema/plan-request.js';
 import type { Rpc } from '../internal/rpc.js';
 import type { WireMap } from '../internal/wire.js';
-import { toCamel } from '../spec/case.js';
+import { type Camel, camelized } from '../spec/case.js';
+import type { Same } from '../spec/schema.js';
 import { type JobSpec, jobBody } from './spec.js';
 
 const UNITS: Readonly<Record<string, number>> = {
@@ -48,9 +51,9 @@ export interface PlanOptions {
 }
 
 const planOptionsSchema = z.strictObject({
-  gpu: z.union([z.number(), z.string()]).optional(),
-  device: z.enum(['cuda', 'cpu']).optional(),
-  negatives: z.number().int().nonnegative().optional(),
+  gpu: z.union([z.number(), z.string()]).optional(), // sent as gpuBytes, after parseBytes
+  device: planRequestFields.device,
+  negatives: planRequestFields.negatives,
   signal: z.instanceof(AbortSignal).optional(),
 });
 
@@ -122,18 +125,18 @@ export interface MemoryPlan {
   readonly suggestions: readonly PlanSuggestion[];
 }
 
-const count = z.number().int().nonnegative();
-const replySchema = z.object({
-  fits: z.boolean().nullable(),
-  peak_bytes: count,
-  budget_bytes: count.nullable(),
-  budget_source: z.enum(['given', 'device']).nullable(),
-  device: z.enum(['cuda', 'cpu']),
-  breakdown: z.record(z.string(), count),
-  settings: z.record(z.string(), z.unknown()),
-  longest_seq: count.nullable(),
-  suggestions: z.array(z.object({ change: z.record(z.string(), z.unknown()), peak_bytes: count, fits: z.boolean(), text: z.string() })),
-});
+// `change` keys are wire paths (data): kept as the worker wrote them.
+type Wire<T> = Camel<T, 'change'>;
+type Unset = 'fits' | 'budgetBytes' | 'budgetSource' | 'longestSeq'; // null on the wire, undefined here
+
+// The documented types are the worker's PlanReply (proto/schema/plan_reply.json), or this fails to compile.
+true satisfies Same<MemoryBreakdown, Wire<PlanReply['breakdown']>>;
+true satisfies Same<PlanSettings, Wire<PlanReply['settings']>>;
+true satisfies Same<PlanSuggestion, Wire<PlanReply['suggestions'][number]>>;
+true satisfies Same<Omit<MemoryPlan, Unset>, Omit<Wire<PlanReply>, Unset>>;
+true satisfies Same<{ [K in Unset]-?: Exclude<MemoryPlan[K], undefined> | null }, Pick<Wire<PlanReply>, Unset>>;
+// The options are the worker's, but for the budget (a size here, bytes there).
+true satisfies Same<Omit<z.output<typeof planOptionsSchema>, 'gpu' | 'signal'>, Pick<PlanRequest, 'device' | 'negatives'>>;
 
 /** The `plan` request body for `spec`. */
 export function planBody(spec: JobSpec, options: PlanOptions = {}): WireMap {
@@ -158,20 +161,15 @@ export async function plan(rpc: Rpc, spec: JobSpec, options: PlanOptions = {}): 
 
 /** The worker's `plan` reply → {@link MemoryPlan}. */
 export function decodePlan(body: unknown): MemoryPlan {
-  const parsed = replySchema.safeParse(body);
+  const parsed = planReplySchema.safeParse(body);
   if (!parsed.success) throw new ProtocolError(`plan reply: ${z.prettifyError(parsed.error)}`);
-  const r = parsed.data;
+  const r = camelized(parsed.data, ['change']);
   return {
+    ...r,
     fits: r.fits ?? undefined,
-    peakBytes: r.peak_bytes,
-    budgetBytes: r.budget_bytes ?? undefined,
-    budgetSource: r.budget_source ?? undefined,
-    device: r.device,
-    breakdown: toCamel(r.breakdown) as unknown as MemoryBreakdown,
-    settings: toCamel(r.settings) as unknown as PlanSettings,
-    longestSeq: r.longest_seq ?? undefined,
-    // `change` keys are wire paths (data): kept as the worker wrote them.
-    suggestions: r.suggestions.map((s) => ({ change: s.change, peakBytes: s.peak_bytes, fits: s.fits, text: s.text })),
+    budgetBytes: r.budgetBytes ?? undefined,
+    budgetSource: r.budgetSource ?? undefined,
+    longestSeq: r.longestSeq ?? undefined,
   };
 }
 

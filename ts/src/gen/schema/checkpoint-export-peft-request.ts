@@ -6,7 +6,7 @@ import { nonEmpty } from '../../spec/schema.js';
 /** The fields of `CheckpointExportPeftRequest` (camelCase), each with its default and limits. */
 export const checkpointExportPeftRequestFields = {
   /** the checkpoint file */
-  checkpoint: z.string().min(1, "expected a checkpoint file path"),
+  checkpoint: nonEmpty(),
   /** the adapter directory to write */
   outDir: nonEmpty(),
   /** the model to build the adapter on; default: the checkpoint's */

@@ -15,7 +15,7 @@ export const baseModelInfoFields = {
   /** the layers */
   num_layers: z.number().int(),
   /** the model spec it was loaded with, resolved; null in older checkpoints */
-  model_spec: z.record(z.string(), z.unknown()).nullable(),
+  model_spec: z.record(z.string(), z.unknown()).nullable().default(null),
 };
 
 /** The fields of `TensorInfo`. */
