@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { z } from 'zod';
+import { type HelloReplyCapabilities, helloReplyCapabilitiesSchema } from '../../gen/schema/hello-reply-capabilities.js';
 import { readSetupRecord, setupRecordPath } from '../../internal/home.js';
 import { packageRoot, packageVersion } from '../../internal/package.js';
 import { type ResolvedPython, resolvePython, workerPythonPath } from '../../internal/python.js';
@@ -46,17 +46,8 @@ const PIP_NAMES: Readonly<Record<string, string>> = { zmq: 'pyzmq', google: 'pro
 /** PyTorch's CUDA wheel indexes (https://pytorch.org/get-started/locally/), oldest first. */
 const CUDA_WHEELS = [[11, 8], [12, 1], [12, 4], [12, 6], [12, 8]] as const;
 
-const capsSchema = z.looseObject({
-  python: z.string(),
-  torch: z.string().nullable(),
-  transformers: z.string().nullable(),
-  peft: z.string().nullable(),
-  devices: z.array(z.string()),
-  cuda: z.boolean(),
-  gpus: z.array(z.looseObject({ name: z.string() })),
-  methods: z.array(z.string()),
-  missing: z.array(z.string()).optional(),
-});
+/** What `python -m softprompt_worker --check` prints: the worker's capabilities, as `hello` reports them. */
+type Caps = HelloReplyCapabilities;
 
 async function run(ctx: CommandContext): Promise<ExitCode> {
   const { args, out } = ctx;
@@ -81,7 +72,7 @@ export interface DoctorReport {
   readonly python: { readonly command: string; readonly source: string; readonly version: string | null; readonly venv: boolean | null };
   readonly checks: readonly Check[];
   /** `python -m softprompt_worker --check`'s output, when it ran. */
-  readonly capabilities: z.infer<typeof capsSchema> | null;
+  readonly capabilities: Caps | null;
 }
 
 export async function diagnose(python: ResolvedPython): Promise<DoctorReport> {
@@ -118,9 +109,9 @@ export async function diagnose(python: ResolvedPython): Promise<DoctorReport> {
 
   const pipAll = `${q} -m pip install -e ${quote(root)}   # the worker and all its dependencies (pyproject.toml)`;
   const ran = await runProcess(python.command, ['-m', 'softprompt_worker', '--check'], env, 180_000);
-  let caps: z.infer<typeof capsSchema> | null = null;
+  let caps: Caps | null = null;
   try {
-    caps = capsSchema.parse(JSON.parse(ran.stdout));
+    caps = helloReplyCapabilitiesSchema.parse(JSON.parse(ran.stdout));
   } catch {
     const missing = /No module named '([\w]+)/.exec(ran.stderr)?.[1];
     const pip = missing ? PIP_NAMES[missing] ?? missing : undefined;
@@ -153,7 +144,7 @@ export async function diagnose(python: ResolvedPython): Promise<DoctorReport> {
   return report(caps, info.version, info.venv);
 }
 
-function deviceCheck(caps: z.infer<typeof capsSchema>, gpu: Gpu | undefined, q: string, torchSpec: string): Check {
+function deviceCheck(caps: Caps, gpu: Gpu | undefined, q: string, torchSpec: string): Check {
   if (caps.torch === null) return { name: 'device', status: 'warn', detail: gpu ? `NVIDIA ${gpu.name} (driver ${gpu.driver}); torch is missing` : 'unknown until torch is installed' };
   if (caps.cuda) return { name: 'device', status: 'ok', detail: `CUDA: ${caps.gpus.map((g) => g.name).join(', ')} (${caps.devices.join(', ')})` };
   if (!gpu) return { name: 'device', status: 'ok', detail: 'CPU only (no NVIDIA GPU found); training runs on the CPU' };
