@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from softprompt_worker.fields import build, check_unknown, parse, to_body
 from softprompt_worker.ops.plan_bodies import PlanReply, PlanRequest
-from softprompt_worker.ops.train_bodies import split_training
 from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 from softprompt_worker.planner.plan import plan_job
 
@@ -21,13 +20,12 @@ def plan_op(req: Request, ctx: OpContext) -> Reply:
 
     check_unknown(PlanRequest, req.body, "plan")
     body = parse(PlanRequest, req.body)
-    _, training = split_training(body.training)  # the train op's own fields change no estimate
     budget = body.gpu_bytes
     device = body.device or _device(body, budget is not None, torch.cuda.is_available())
     source = "given" if budget is not None else None
     if budget is None and device == "cuda" and torch.cuda.is_available():
         budget, source = int(torch.cuda.get_device_properties(0).total_memory), "device"
-    result = plan_job({**req.body, "training": training}, device=device, budget_bytes=budget, negatives=body.negatives)
+    result = plan_job(req.body, device=device, budget_bytes=budget, negatives=body.negatives)
     return Reply(body=to_body(build(PlanReply, {**result, "budget_source": source})))
 
 

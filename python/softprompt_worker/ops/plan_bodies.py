@@ -9,8 +9,8 @@ from typing import Any
 
 from softprompt_worker.fields import option
 from softprompt_worker.models import QUANTIZATIONS
-from softprompt_worker.ops.train_bodies import JobRequest
 from softprompt_worker.planner.request import DEVICES
+from softprompt_worker.training.job import JobRequest
 
 IGNORED = "a train op field, accepted and ignored"
 

@@ -41,7 +41,7 @@ from softprompt_worker.fields import build, check_unknown, parse, to_body
 from softprompt_worker.methods.registry import method_class
 from softprompt_worker.models import FrozenModel, ModelSpec, resolve_device
 from softprompt_worker.ops.data import datasets
-from softprompt_worker.ops.train_bodies import RunInspectReply, RunInspectRequest, TrainReply, TrainRequest, split_training
+from softprompt_worker.ops.train_bodies import RunInspectReply, RunInspectRequest, TrainReply, TrainRequest
 from softprompt_worker.ops.train_events import TrainingSummary
 from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 from softprompt_worker.planner.check import refuse_if_too_large
@@ -49,6 +49,7 @@ from softprompt_worker.models.cache import get_frozen_model
 from softprompt_worker.training.runs import RunDir, inspect_run
 from softprompt_worker.training.selection import better
 from softprompt_worker.tasks.registry import check_method, task_class
+from softprompt_worker.training.job import split_training
 from softprompt_worker.training.trackers import open_trackers
 from softprompt_worker.training.loop import TrainingConfig, train
 
@@ -74,8 +75,7 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
     method_cls = method_class(request.method)
     check_method(task_cls, request.method)
     spec = model_for_training(ModelSpec.from_dict(request.model), config)
-    refuse_if_too_large({**body, "training": training}, resolve_device(spec.device), config.memory_check,
-                        config.shard_model)
+    refuse_if_too_large(body, resolve_device(spec.device), config.memory_check, config.shard_model)
     overwrite = request.overwrite
     run = RunDir(request.run_dir)
     resuming = bool(request.resume_from)

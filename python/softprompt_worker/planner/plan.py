@@ -3,9 +3,8 @@
     result = plan_job(body, budget_bytes=24 * 2**30)
     result["fits"], result["peak_bytes"], result["breakdown"], result["suggestions"]
 
-``body`` has the ``train`` op's job fields (``data`` and ``run_dir`` are not needed and are ignored), their
-shape checked by the op (``ops/train_bodies.JobRequest``), and ``training`` without the op's own fields
-(``TrainingExtras``).
+``body`` has the ``train`` op's fields (``data`` and ``run_dir`` are not needed and are ignored); its job fields
+are parsed here with ``training/job.JobRequest`` (the scheduler asks before the op has checked the body).
 """
 
 from __future__ import annotations
@@ -13,7 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from softprompt_worker.errors import InvalidArgumentError
+from softprompt_worker.fields import parse
 from softprompt_worker.models import ModelSpec
+from softprompt_worker.training.job import JobRequest, split_training
 from softprompt_worker.training.loop import TrainingConfig
 from softprompt_worker.planner.estimate import breakdown
 from softprompt_worker.planner.request import DEVICES, PlanInput, plan_input
@@ -21,15 +22,16 @@ from softprompt_worker.planner.suggest import longest_seq, seq_field, suggestion
 
 
 def plan_input_for(body: dict[str, Any], device: str, negatives: int | None = None) -> tuple[PlanInput, TrainingConfig]:
-    config = TrainingConfig.from_dict(body.get("training"))
-    spec = ModelSpec.from_dict(body.get("model"))
-    method_config = body.get("method_config")
-    if method_config is None and isinstance(body.get("resume_from"), str):
+    job = parse(JobRequest, body)
+    _, training = split_training(job.training)  # the train op's own fields change no estimate
+    config = TrainingConfig.from_dict(training)
+    spec = ModelSpec.from_dict(job.model)
+    method_config = job.method_config
+    if method_config is None and job.resume_from is not None:
         from softprompt_worker.training.checkpoints import load_checkpoint
 
-        method_config = load_checkpoint(body["resume_from"]).method_config  # a resumed job's own options
-    inp = plan_input(spec, body["method"], method_config, body["task"], body.get("task_options"),
-                     config, device, negatives)
+        method_config = load_checkpoint(job.resume_from).method_config  # a resumed job's own options
+    inp = plan_input(spec, job.method, method_config, job.task, job.task_options, config, device, negatives)
     return inp, config
 
 

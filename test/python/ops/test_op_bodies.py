@@ -21,7 +21,8 @@ from softprompt_worker.ops.inference_bodies import ClassifyRequest, GenerateRequ
 from softprompt_worker.ops.plan_bodies import PlanRequest
 from softprompt_worker.ops.prompt_bodies import PromptLoadRequest
 from softprompt_worker.ops.rerank_bodies import EvaluateRerankingRequest, RerankRequest
-from softprompt_worker.ops.train_bodies import RunInspectRequest, TrainingExtras, TrainRequest
+from softprompt_worker.ops.train_bodies import RunInspectRequest, TrainRequest
+from softprompt_worker.training.job import TrainingExtras
 
 REQUESTS = (EmbedRequest, EvaluateRetrievalRequest, RerankRequest, EvaluateRerankingRequest, GenerateRequest,
             ClassifyRequest, TrainRequest, TrainingExtras, PlanRequest, RunInspectRequest, PromptLoadRequest,

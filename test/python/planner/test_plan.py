@@ -72,6 +72,18 @@ def test_every_method_plans_and_encoder_decoders_are_refused_with_a_reason():
         plan_job({**JOB, "model": {"tiny": "t5"}}, device="cpu", budget_bytes=None)
 
 
+def test_the_planner_reads_a_train_body_no_op_has_checked():
+    """The scheduler asks the planner before the op checks the body: the op's own training fields change no
+    estimate, and a bad shape is an InvalidArgumentError naming the field (training/job.JobRequest)."""
+    extras = {**JOB["training"], "keep_last": 2, "report_to": ["tensorboard"]}
+    assert plan_job({**JOB, "training": extras}, device="cpu", budget_bytes=None) == plan_job(JOB, device="cpu",
+                                                                                             budget_bytes=None)
+    with pytest.raises(InvalidArgumentError, match="method: required"):
+        plan_job({k: v for k, v in JOB.items() if k != "method"}, device="cpu", budget_bytes=None)
+    with pytest.raises(InvalidArgumentError, match="training: expected a map"):
+        plan_job({**JOB, "training": [1]}, device="cpu", budget_bytes=None)
+
+
 def test_plan_op_validates_its_fields_and_reports_the_budget_source():
     reply = call({**JOB, "gpu_bytes": 24 * GIB, "data": {"train": {"rows": []}}, "run_dir": "/tmp/x"})
     assert reply["fits"] is True and reply["budget_source"] == "given" and reply["device"] == "cuda"
