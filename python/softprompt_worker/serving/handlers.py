@@ -63,6 +63,15 @@ class Reply:
     tensors: dict[str, Any] = field(default_factory=dict)
 
 
+class CancelFlag(threading.Event):
+    """A request's cancel flag. A request made of parts (``train_many``: one part per job) can also have
+    single parts cancelled: their indices are in ``parts``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: set[int] = set()
+
+
 class OpenRequests:
     """The compute requests queued or running, by (peer, id): what `cancel` can reach. Thread-safe."""
 
@@ -82,13 +91,16 @@ class OpenRequests:
         with self._lock:
             self._events.pop((peer, request_id), None)
 
-    def cancel(self, peer: bytes, request_id: int) -> bool:
-        """Set the request's cancel flag; False if it is not open."""
+    def cancel(self, peer: bytes, request_id: int, part: int | None = None) -> bool:
+        """Set the request's cancel flag (or only its part ``part``'s); False if it is not open."""
         with self._lock:
             event = self._events.get((peer, request_id))
-        if event is None:
-            return False
-        event.set()
+            if event is None:
+                return False
+            if part is None:
+                event.set()
+            elif isinstance(event, CancelFlag):
+                event.parts.add(part)
         return True
 
     def of_peer(self, peer: bytes) -> list[int]:
@@ -174,7 +186,7 @@ class OpContext:
         self.peer = peer  # the client's routing identity: ids are unique per client
         self.op = op
         self.state = state
-        self.cancel_event = cancel_event if cancel_event is not None else threading.Event()
+        self.cancel_event = cancel_event if cancel_event is not None else CancelFlag()
         self._emit_fn = emit_fn
         self._yield_fn: Callable[[], None] = _no_yield  # set by the scheduler for a training op
 
@@ -193,6 +205,10 @@ class OpContext:
         """True once a `cancel` request named this request's id (asking is a sign of life: a heartbeat)."""
         self.state.compute.beat()
         return self.cancel_event.is_set()
+
+    def part_cancelled(self, part: int) -> bool:
+        """True once this request, or its part ``part`` alone (``cancel`` with ``part``), was cancelled."""
+        return self.cancelled or part in getattr(self.cancel_event, "parts", ())
 
 
 def _no_yield() -> None:
