@@ -53,7 +53,7 @@ describe('sp.trainMany with the real worker', () => {
   });
 
   it('trains a sweep in shared passes: each job gets the losses it gets alone, its own result and report', async () => {
-    const alone: { events: TrainingEvent[] }[] = [];
+    const alone: { events: TrainingEvent[]; result: unknown }[] = [];
     for (const spec of sweep('alone')) {
       const job = sp.train(spec);
       alone.push({ events: await drain(job), result: await job.result() });
