@@ -28,7 +28,8 @@ The jobs train together on one worker: every forward and backward pass of the fr
 them, while each keeps its own optimizer, data order, evaluations, checkpoints and report in
 <runDir>/<name> (runDir: the base's, else runs/<file>-<time>-<random> beside the file). Each job's results
 equal those it gets alone. Jobs must fuse: one model and dtype, prompt/prefix/P-tuning on generation or
-classification; otherwise the sweep stops before training and says which job and why.
+classification; otherwise the sweep stops before training and says which job (jobs[i]: the i-th
+of the file, from 0) and why.
 
 Progress: a line per job every --progress-every steps on stderr; at the end a table, one row per job.
 Ctrl-C cancels every job cleanly (each writes a resumable checkpoint; exit 130).
@@ -71,8 +72,9 @@ async function run(ctx: CommandContext): Promise<ExitCode> {
       return result;
     }),
   );
-  if (!out.json) out.print(table(jobs.map((j) => j.name), results));
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  const anyEnded = results.some((r) => r.status === 'fulfilled');
+  if (!out.json && anyEnded) out.print(table(jobs.map((j) => j.name), results)); // else the error says it all
   if (failed) throw failed.reason;
   return results.some((r) => r.status === 'fulfilled' && r.value.status === 'cancelled') ? EXIT.cancelled : EXIT.ok;
 }
