@@ -61,6 +61,7 @@ from softprompt_worker.methods.registry import method_class
 from softprompt_worker.models import FrozenModel, ModelSpec, resolve_device
 from softprompt_worker.ops.data import datasets
 from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
+from softprompt_worker.planner.admission import wait_reason
 from softprompt_worker.planner.check import refuse_if_too_large
 from softprompt_worker.models.cache import get_frozen_model
 from softprompt_worker.training.runs import RunDir, inspect_run
@@ -80,7 +81,13 @@ _FIELDS = {"model", "method", "method_config", "task", "task_options", "data", "
 _INIT_LOCK = threading.Lock()
 
 
-@op("train", training=True)  # a job: it yields the device between micro-batches (serving/scheduler.py)
+def _admission(body: dict[str, Any], state) -> str | None:
+    return wait_reason([body], state)
+
+
+# a job: it yields the device between micro-batches (serving/scheduler.py); on CUDA it starts beside running
+# jobs only when their memory leaves room for it (planner/admission.py)
+@op("train", training=True, admission=_admission)
 @collective  # under torchrun every rank runs it (distributed/collective_ops.py)
 def train_op(req: Request, ctx: OpContext) -> Reply:
     job = prepare_job(req.body, ctx)

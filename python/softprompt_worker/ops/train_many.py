@@ -39,6 +39,7 @@ from softprompt_worker.distributed.group import current_group
 from softprompt_worker.errors import InvalidArgumentError, WorkerError, from_exception
 from softprompt_worker.methods.base import LMSoftPromptMethod
 from softprompt_worker.methods.registry import method_class
+from softprompt_worker.planner.admission import wait_reason
 from softprompt_worker.ops.train import PreparedJob, check_job, prepare_job, run_job
 from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 from softprompt_worker.tasks.registry import task_class
@@ -48,7 +49,13 @@ from softprompt_worker.training.loop import autocast_for
 SHARED = ("dtype", "gradient_checkpointing")  # training fields every fused job must agree on
 
 
-@op("train_many", training=True)  # one job for the scheduler: its members yield the device between rounds
+def _admission(body: dict[str, Any], state) -> str | None:
+    jobs = body.get("jobs")
+    return wait_reason([j for j in jobs if isinstance(j, dict)], state) if isinstance(jobs, list) else None
+
+
+# one job for the scheduler: its members yield the device between rounds; admitted as train's are
+@op("train_many", training=True, admission=_admission)
 def train_many(req: Request, ctx: OpContext) -> Reply:
     bodies = _bodies(req.body)
     group_of_ranks = current_group()

@@ -225,13 +225,16 @@ class OpSpec:
     control: bool
     training: bool = False  # a long job that yields its turn on the device between steps (scheduler.py)
     coalesce: Coalesce | None = None  # how concurrent requests merge into one run (coalesce.py)
+    # training: ``admission(body, state) -> reason to wait | None``, asked before the job starts beside
+    # running ones (scheduler.py; planner/admission.py: memory on CUDA)
+    admission: Callable[[dict[str, Any], "WorkerState"], str | None] | None = None
 
 
 _OPS: dict[str, OpSpec] = {}
 
 
-def op(name: str, *, control: bool = False, training: bool = False,
-       coalesce: Coalesce | None = None) -> Callable[[Handler], Handler]:
+def op(name: str, *, control: bool = False, training: bool = False, coalesce: Coalesce | None = None,
+       admission: Callable[[dict[str, Any], WorkerState], str | None] | None = None) -> Callable[[Handler], Handler]:
     """Register `handler(req, ctx) -> Reply` under `name`. Registering a name twice is an error."""
     if control and training:
         raise ValueError(f"op {name!r}: a control op is answered inline and cannot be a training job")
@@ -239,7 +242,7 @@ def op(name: str, *, control: bool = False, training: bool = False,
     def register(handler: Handler) -> Handler:
         if name in _OPS:
             raise ValueError(f"op {name!r} is already registered by {_OPS[name].handler.__module__}")
-        _OPS[name] = OpSpec(name, handler, control, training, coalesce)
+        _OPS[name] = OpSpec(name, handler, control, training, coalesce, admission)
         return handler
 
     return register
