@@ -159,3 +159,19 @@ def test_schedule_fifo_runs_every_op_alone_in_arrival_order(tmp_path) -> None:
     finally:
         client.close()
         fifo.stop()
+
+
+def test_max_training_jobs_from_the_command_line(tmp_path) -> None:
+    tmp_path.chmod(0o700)
+    one = WorkerProcess(f"ipc://{tmp_path}/one.sock", "--max-training-jobs", "1")
+    client = Client(one.endpoint)
+    try:
+        client.send(1, "test_train", {"steps": 5, "step_s": 0.01})
+        client.send(2, "test_train", {"steps": 2, "step_s": 0.0})
+        seen = _until(client, _replied(1, 2))
+        queued = [h["body"] for h in seen if h["id"] == 2 and h["body"].get("event") == "queued"]
+        assert queued == [{"event": "queued", "position": 1, "running": 1}]
+        assert [h["id"] for h in seen if h["kind"] == "reply"] == [1, 2]
+    finally:
+        client.close()
+        one.stop()
