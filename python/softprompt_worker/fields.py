@@ -31,7 +31,8 @@ MISSING: Any = dataclasses.MISSING
 def option(default: Any = MISSING, *, factory: Any = MISSING, ge: float | None = None, gt: float | None = None,
            le: float | None = None, lt: float | None = None, choices: tuple[str, ...] | None = None,
            non_empty: bool = False, max_length: int | None = None, items_non_empty: bool = False,
-           min_items: int | None = None, items_gt: float | None = None, pattern: str | None = None,
+           min_items: int | None = None, max_items: int | None = None, items_gt: float | None = None,
+           pattern: str | None = None,
            ref: str | None = None, errors: dict[str, str] | None = None, message: str | None = None,
            absent: bool = False, nan: bool = False, doc: str | None = None, sdk: dict[str, Any] | None = None) -> Any:
     """A dataclass field with the metadata both validators derive from (docs/schema.md):
@@ -39,9 +40,9 @@ def option(default: Any = MISSING, *, factory: Any = MISSING, ge: float | None =
     - bounds: ``ge``/``gt`` below, ``le``/``lt`` above (limits from ``limits.py``);
     - ``choices`` of a string, or of each item of a list of strings; ``non_empty`` / ``max_length`` / ``pattern`` (a regex it must contain) of a
       string; ``items_non_empty`` (each item a non-empty string or null) / ``items_gt`` of a list;
-      ``min_items`` of a list or map;
+      ``min_items`` / ``max_items`` of a list or map;
     - ``errors``: the message of a check, keyed by its option name (``non_empty``, ``pattern``,
-      ``min_items``, ``items_non_empty``), the same on both sides: ``texts: expected at least one string``;
+      ``min_items``, ``max_items``, ``items_non_empty``), the same on both sides: ``texts: expected at least one string``;
     - ``ref``: the field is the spec of another schema (``"model"``: ``ModelSpec``), passed on as its raw
       map and validated where it is used; or, in a reply, a part with a schema of its own that several
       replies share (``"train_reply_summary"``); on a list, each item;
@@ -55,7 +56,8 @@ def option(default: Any = MISSING, *, factory: Any = MISSING, ge: float | None =
       worker.
     """
     meta = dict(ge=ge, gt=gt, le=le, lt=lt, choices=choices, non_empty=non_empty or None, max_length=max_length,
-                items_non_empty=items_non_empty or None, min_items=min_items, items_gt=items_gt, pattern=pattern,
+                items_non_empty=items_non_empty or None, min_items=min_items, max_items=max_items, items_gt=items_gt,
+                pattern=pattern,
                 ref=ref, errors=errors, message=message, absent=absent or None, nan=nan or None, doc=doc, sdk=sdk)
     return dataclasses.field(default=default, default_factory=factory,
                              metadata={k: v for k, v in meta.items() if v is not None})
@@ -81,6 +83,9 @@ def check_values(obj: Any, prefix: str = "") -> None:
         if "min_items" in meta and len(value) < meta["min_items"]:
             default = f"expected at least {meta['min_items']} entries"
             raise InvalidArgumentError(f"{name}: {said.get('min_items', default)}, got {len(value)}")
+        if "max_items" in meta and len(value) > meta["max_items"]:
+            default = f"expected at most {meta['max_items']} entries"
+            raise InvalidArgumentError(f"{name}: {said.get('max_items', default)}, got {len(value)}")
         bad = next((i for i, s in enumerate(value) if s is not None and not (isinstance(s, str) and s)), None) \
             if meta.get("items_non_empty") else None
         if bad is not None and "items_non_empty" in said:

@@ -95,10 +95,13 @@ def _property(f: dataclasses.Field, hint: Any, doc: str | None) -> dict[str, Any
         out["maxLength"] = meta["max_length"]
     if "pattern" in meta:
         out["pattern"] = meta["pattern"]
-    min_items = "minItems" if out.get("type") in ("array", ["array", "null"]) else "minProperties"
+    array = out.get("type") in ("array", ["array", "null"])
+    min_items, max_items = ("minItems", "maxItems") if array else ("minProperties", "maxProperties")
     if "min_items" in meta:
         out[min_items] = meta["min_items"]
-    errors = {{"non_empty": "minLength", "pattern": "pattern", "min_items": min_items}[k]: v
+    if "max_items" in meta:
+        out[max_items] = meta["max_items"]
+    errors = {{"non_empty": "minLength", "pattern": "pattern", "min_items": min_items, "max_items": max_items}[k]: v
               for k, v in said.items() if k != "items_non_empty"}
     if errors:
         out["x-errors"] = errors

@@ -63,9 +63,10 @@ def echo(req: Request, ctx: OpContext) -> Reply:
 
 @op("cancel", control=True)
 def cancel(req: Request, ctx: OpContext) -> Reply:
-    """``CancelRequest`` -> ``CancelReply``: sets the cancel flag of this client's open request `target`."""
+    """``CancelRequest`` -> ``CancelReply``: sets the cancel flag of this client's open request `target`, or with
+    ``part`` only that part's (one job of a ``train_many``)."""
     body = parse(CancelRequest, req.body)
-    return Reply(body=to_body(CancelReply(found=ctx.state.requests.cancel(ctx.peer, body.target))))
+    return Reply(body=to_body(CancelReply(found=ctx.state.requests.cancel(ctx.peer, body.target, body.part))))
 
 
 @op("shutdown", control=True)

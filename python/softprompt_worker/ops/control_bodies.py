@@ -98,9 +98,10 @@ class HealthReply:
 
 @dataclass
 class CancelRequest:
-    """Op ``cancel``: set the cancel flag of this client's open request ``target``."""
+    """Op ``cancel``: set the cancel flag of this client's open request ``target`` (or of one of its parts)."""
 
     target: int = option(gt=0, doc="the request's id")
+    part: int | None = option(None, ge=0, doc="only this part of it: one job of a train_many, by index")
 
 
 @dataclass

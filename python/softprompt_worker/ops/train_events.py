@@ -70,6 +70,9 @@ class QueuedEvent:
     event: str = _event("queued")
     position: int = option(gt=0, doc="1 = next to start")
     running: int = option(ge=0, doc="how many jobs the worker runs at once")
+    reason: str | None = option(None, absent=True, doc=(
+        "why it waits although a slot may be free: on a GPU, the running jobs leave too little free memory for "
+        "its planned need (planner/admission.py); absent otherwise"))
 
 
 @dataclass

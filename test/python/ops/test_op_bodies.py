@@ -22,12 +22,13 @@ from softprompt_worker.ops.plan_bodies import PlanRequest
 from softprompt_worker.ops.prompt_bodies import PromptLoadRequest
 from softprompt_worker.ops.rerank_bodies import EvaluateRerankingRequest, RerankRequest
 from softprompt_worker.ops.train_bodies import RunInspectRequest, TrainRequest
+from softprompt_worker.ops.train_many_bodies import TrainManyRequest
 from softprompt_worker.training.job import TrainingExtras
 
 REQUESTS = (EmbedRequest, EvaluateRetrievalRequest, RerankRequest, EvaluateRerankingRequest, GenerateRequest,
             ClassifyRequest, TrainRequest, TrainingExtras, PlanRequest, RunInspectRequest, PromptLoadRequest,
             CheckpointInspectRequest, CheckpointImportPeftRequest, DataAppendRequest, HelloRequest, HealthRequest,
-            CancelRequest)
+            CancelRequest, TrainManyRequest)
 MODEL = {"tiny": "gpt2"}
 JOB = {"model": MODEL, "method": "prompt_tuning", "task": "generation"}
 TRAIN = {**JOB, "data": {"train": {"path": "t.jsonl"}}, "run_dir": "run"}
@@ -79,6 +80,9 @@ TRAIN = {**JOB, "data": {"train": {"path": "t.jsonl"}}, "run_dir": "run"}
     (HelloRequest, {"protocol": 1, "client_id": "x" * 129}, "client_id: longer than 128 characters"),
     (HealthRequest, {"stuck_after_s": 0}, "stuck_after_s: must be > 0, got 0"),
     (CancelRequest, {"target": 0}, "target: must be > 0, got 0"),
+    (CancelRequest, {"target": 1, "part": -1}, "part: must be >= 0, got -1"),
+    (TrainManyRequest, {"jobs": []}, "jobs: expected a list of 1..64 train bodies, got 0"),
+    (TrainManyRequest, {"jobs": [{}] * 65}, "jobs: expected a list of 1..64 train bodies, got 65"),
 ])
 def test_a_bad_field_is_named_by_its_wire_path(cls, body, message):
     with pytest.raises(InvalidArgumentError) as info:
@@ -139,7 +143,7 @@ json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st
     st.sampled_from(["model", "prompt", "prompts", "texts", "inputs", "labels", "batch_size", "pooling", "queries",
                      "corpus", "qrels", "k_values", "sts", "rows", "top_p", "stop", "normalize", "method", "task",
                      "training", "data", "run_dir", "keep_last", "report_to", "gpu_bytes", "job_id", "name", "path",
-                     "dataset", "protocol", "client_id", "target", "stuck_after_s"]), json, max_size=5))
+                     "dataset", "protocol", "client_id", "target", "part", "stuck_after_s", "jobs"]), json, max_size=5))
 def test_any_body_parses_or_fails_with_invalid_argument(cls, body):
     try:
         parse(cls, body)

@@ -10,6 +10,8 @@ export const trainQueuedEventFields = {
   position: positiveInt(),
   /** how many jobs the worker runs at once */
   running: nonNegativeInt(),
+  /** why it waits although a slot may be free: on a GPU, the running jobs leave too little free memory for its planned need (planner/admission.py); absent otherwise */
+  reason: z.string().optional(),
 };
 
 /** The worker runs as many jobs as it shares its device between; this one waits (sent once, first). */
