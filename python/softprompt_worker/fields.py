@@ -32,17 +32,19 @@ def option(default: Any = MISSING, *, factory: Any = MISSING, ge: float | None =
            le: float | None = None, lt: float | None = None, choices: tuple[str, ...] | None = None,
            non_empty: bool = False, max_length: int | None = None, items_non_empty: bool = False,
            min_items: int | None = None, max_items: int | None = None, items_gt: float | None = None,
-           pattern: str | None = None,
-           ref: str | None = None, errors: dict[str, str] | None = None, message: str | None = None,
-           absent: bool = False, nan: bool = False, doc: str | None = None, sdk: dict[str, Any] | None = None) -> Any:
+           pattern: str | None = None, ref: str | None = None, errors: dict[str, str] | None = None,
+           message: str | None = None, absent: bool = False, nan: bool = False, doc: str | None = None,
+           sdk: dict[str, Any] | None = None) -> Any:
     """A dataclass field with the metadata both validators derive from (docs/schema.md):
 
     - bounds: ``ge``/``gt`` below, ``le``/``lt`` above (limits from ``limits.py``);
-    - ``choices`` of a string, or of each item of a list of strings; ``non_empty`` / ``max_length`` / ``pattern`` (a regex it must contain) of a
-      string; ``items_non_empty`` (each item a non-empty string or null) / ``items_gt`` of a list;
+    - ``choices`` of a string, or of each item of a list of strings; ``non_empty`` / ``max_length`` /
+      ``pattern`` (a regex it must contain) of a string; ``items_non_empty`` (each item a non-empty string
+      or null) / ``items_gt`` of a list;
       ``min_items`` / ``max_items`` of a list or map;
     - ``errors``: the message of a check, keyed by its option name (``non_empty``, ``pattern``,
-      ``min_items``, ``max_items``, ``items_non_empty``), the same on both sides: ``texts: expected at least one string``;
+      ``min_items``, ``max_items``, ``items_non_empty``), the same on both sides:
+      ``texts: expected at least one string``;
     - ``ref``: the field is the spec of another schema (``"model"``: ``ModelSpec``), passed on as its raw
       map and validated where it is used; or, in a reply, a part with a schema of its own that several
       replies share (``"train_reply_summary"``); on a list, each item;
@@ -57,8 +59,8 @@ def option(default: Any = MISSING, *, factory: Any = MISSING, ge: float | None =
     """
     meta = dict(ge=ge, gt=gt, le=le, lt=lt, choices=choices, non_empty=non_empty or None, max_length=max_length,
                 items_non_empty=items_non_empty or None, min_items=min_items, max_items=max_items, items_gt=items_gt,
-                pattern=pattern,
-                ref=ref, errors=errors, message=message, absent=absent or None, nan=nan or None, doc=doc, sdk=sdk)
+                pattern=pattern, ref=ref, errors=errors, message=message, absent=absent or None, nan=nan or None,
+                doc=doc, sdk=sdk)
     return dataclasses.field(default=default, default_factory=factory,
                              metadata={k: v for k, v in meta.items() if v is not None})
 
@@ -212,7 +214,7 @@ def _nested(hint: Any) -> Any:
 
 def check_unknown(cls: Any, raw: dict[str, Any], where: str) -> None:
     """InvalidArgumentError naming the keys of ``raw`` that ``cls`` does not declare, for a body that
-    refuses them (``train``, ``plan``) where ``parse`` would ignore them."""
+    refuses them (``train``, ``plan``, ``train_many``) where ``parse`` would ignore them."""
     known = sorted(f.name for f in dataclasses.fields(cls))
     unknown = sorted(map(str, set(raw) - set(known)))
     if unknown:

@@ -48,7 +48,8 @@ class Capabilities:
     bf16: bool = option(doc="whether bf16 compute is supported on the best device")
     gpus: list[GpuInfo] = option(doc="the GPUs")
     methods: list[str] = option(doc="the soft-prompt methods it offers")
-    missing: list[str] | None = option(None, absent=True, doc="required packages that are missing (absent when none are)")
+    missing: list[str] | None = option(None, absent=True,
+                                       doc="required packages that are missing (absent when none are)")
     install_hint: str | None = option(None, absent=True, doc="how to install what is missing (with missing)")
 
 

@@ -23,7 +23,8 @@ class PlanRequest(JobRequest):
     data: dict[str, Any] | None = option(None, doc=IGNORED)
     run_dir: str | None = option(None, doc=IGNORED)
     job_id: str | None = option(None, doc=IGNORED)
-    gpu_bytes: int | None = option(None, gt=0, doc="the budget; default: the CUDA device's total memory, if there is one")
+    gpu_bytes: int | None = option(None, gt=0,
+                                   doc="the budget; default: the CUDA device's total memory, if there is one")
     device: str | None = option(None, choices=DEVICES, doc=(
         "what to plan for; default: cuda when gpu_bytes is given, else the model's device when it names one, "
         "else cuda when CUDA is present, else cpu"))
@@ -52,7 +53,8 @@ class PlanSettings:
 
     method: str = option(doc="the method")
     batch_size: int = option(ge=0, doc="rows per micro-batch")
-    seq: int = option(ge=0, doc="tokens per row (prompt/prefix tuning), per text (suffix), per passage (passage tuning)")
+    seq: int = option(ge=0, doc="tokens per row (prompt/prefix tuning), per text (suffix), per passage "
+                                "(passage tuning)")
     seq_field: str = option(doc="where a job sets seq: training.max_length or method_config.max_passage_tokens")
     virtual_tokens: int = option(ge=0, doc="the soft prompt's length")
     negatives: int = option(ge=0, doc="hard negatives per row")

@@ -24,8 +24,10 @@ class PromptLoadRequest(PromptUnloadRequest):
     """Op ``prompt_load``: keep a checkpoint of any method ready under ``name`` (a name already loaded is
     replaced), on the cached base model, checking the model fingerprint."""
 
-    path: str = option(non_empty=True, errors={"non_empty": "expected a checkpoint file path"}, doc="the checkpoint file")
-    model: dict[str, Any] | None = option(None, ref="model", doc="the base model; default: the one the checkpoint records")
+    path: str = option(non_empty=True, errors={"non_empty": "expected a checkpoint file path"},
+                       doc="the checkpoint file")
+    model: dict[str, Any] | None = option(None, ref="model",
+                                          doc="the base model; default: the one the checkpoint records")
     shared: bool = option(False, sdk={"optional": True},
                           doc="every client of the worker sees it; else it is the loading client's own")
 

@@ -51,14 +51,14 @@ class TrainingSummary:
     total_steps: int = option(ge=0, doc="the run's planned steps")
     final_loss: float | None = option(nan=True, doc="the last logged training loss; null when no step was logged")
     metrics: dict[str, float] = option(nan=True, doc="the last evaluation's metrics")
-    baseline_metrics: dict[str, float] = option(factory=dict, nan=True,
-                                                doc="the untuned prompt's step-0 metrics; empty when skipped or resumed")
+    baseline_metrics: dict[str, float] = option(
+        factory=dict, nan=True, doc="the untuned prompt's step-0 metrics; empty when skipped or resumed")
     tokens: int = option(ge=0, doc="tokens trained on")
     epochs: float = option(nan=True, doc="passes over the training rows")
     elapsed_s: float = option(nan=True, doc="wall time of the run, in seconds")
     checkpoint: str | None = option(doc="the final checkpoint; null when none was written")
-    best: BestCheckpoint | None = option(None, ref="train_reply_best",
-                                         doc="the best evaluation; null when selection was off or nothing was evaluated")
+    best: BestCheckpoint | None = option(
+        None, ref="train_reply_best", doc="the best evaluation; null when selection was off or nothing was evaluated")
     selection: SelectionOutcome = option(ref="train_reply_selection", sdk={"optional": True},
                                          doc="how selection went (absent from workers older than model selection)")
 

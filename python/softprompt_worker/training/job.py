@@ -20,13 +20,14 @@ class JobRequest:
 
     model: dict[str, Any] = option(ref="model", doc="the frozen base model")
     method: str = option(doc="the soft-prompt method (methods.json)")
-    method_config: dict[str, Any] | None = option(
-        None, doc="the method's options (<method>.json); when resuming, given only to be checked against the checkpoint's")
+    method_config: dict[str, Any] | None = option(None, doc=(
+        "the method's options (<method>.json); when resuming, given only to be checked against the checkpoint's"))
     task: str = option(doc="what the prompt is trained for: one of the tasks the method trains (methods.json)")
     task_options: dict[str, Any] | None = option(None, doc="the task's options (<task>_task.json)")
     training: dict[str, Any] | None = option(None, doc="TrainingConfig (training.json) and TrainingExtras "
                                                         "(training_extras.json) fields")
-    resume_from: str | None = option(None, non_empty=True, doc="a checkpoint with training state: continue that run (its method options)")
+    resume_from: str | None = option(None, non_empty=True,
+                                     doc="a checkpoint with training state: continue that run (its method options)")
 
 
 @dataclass(kw_only=True)
