@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from conftest import Client
-from softprompt_worker.serving.coalesce import Coalesce, batch_key, group, merged_body, split_reply
+from softprompt_worker.serving.coalesce import (BatchKey, Coalesce, batch_key, group, merged_body, route_event,
+                                                split_reply)
 
 MODEL = {"tiny": "gpt2", "device": "cpu"}
 RULE = Coalesce(rows="texts", tensors=("embeddings",), count="count")
@@ -57,15 +58,20 @@ def test_concurrent_embeds_run_together_and_each_gets_its_own_rows(client: Clien
 
 def test_what_merges_and_what_does_not() -> None:
     key = lambda body, client="": batch_key("embed", body, RULE, client)  # noqa: E731
-    assert key({"model": MODEL, "texts": ["a"]}) == key({"texts": ["b", "c"], "model": MODEL})
-    assert key({"model": MODEL, "texts": ["a"]}) != key({"model": MODEL, "texts": ["a"], "pooling": "last"})
+    assert key({"model": MODEL, "texts": ["a"]}).key == key({"texts": ["b", "c"], "model": MODEL}).key
+    assert key({"model": MODEL, "texts": ["a"]}).key != key({"model": MODEL, "texts": ["a"], "pooling": "last"}).key
     # prompt names are per client: the same name may be two prompts
-    assert key({"prompt": "p", "texts": ["a"]}, "alice") != key({"prompt": "p", "texts": ["a"]}, "bob")
+    alice, bob = key({"prompt": "p", "texts": ["a"]}, "alice"), key({"prompt": "p", "texts": ["a"]}, "bob")
+    assert (alice.owner, bob.owner) == ("alice", "bob")
     assert key({"model": MODEL, "texts": ["a"]}, "alice") == key({"model": MODEL, "texts": ["a"]}, "bob")
+    assert key({"model": MODEL, "texts": ["a"]}, "alice").owner is None
     assert key({"model": MODEL, "texts": "not a list"}) is None
-    jobs = [("k", 3), ("k", 3), ("j", 1), (None, 0), ("k", 3)]
-    groups = group(list(range(5)), lambda i: jobs[i], max_rows=6)
-    assert groups == [[0, 1], [2], [3], [4]]  # the third "k" would make 9 rows: a new group
+    jobs = [("k", None, 3), ("k", None, 3), ("j", None, 1), None, ("k", None, 3), ("k", "alice", 1),
+            ("k", "bob", 1), ("k", None, 1)]
+    keys = [BatchKey(j[0], j[1], j[2], None) if j else None for j in jobs]
+    groups = group(list(range(8)), keys.__getitem__, max_rows=7)
+    # the third "k" would make 9 rows: a new group; bob's prompts cannot join alice's; the last fits only there
+    assert groups == [[0, 1, 5], [2], [3], [4, 6, 7]]
 
 
 def test_a_merged_reply_is_cut_back_by_rows() -> None:
@@ -75,3 +81,13 @@ def test_a_merged_reply_is_cut_back_by_rows() -> None:
     parts = split_reply({"count": 3, "dim": 2}, {"embeddings": vectors}, [1, 2], RULE)
     assert [p[0] for p in parts] == [{"count": 1, "dim": 2}, {"count": 2, "dim": 2}]
     assert np.array_equal(parts[1][1]["embeddings"], vectors[1:])
+
+
+def test_replies_are_cut_by_body_rows_and_events_routed_by_row() -> None:
+    rule = Coalesce(rows="inputs", body_rows=("outputs",), event_row="row")
+    parts = split_reply({"outputs": ["A", "B", "C"], "model": "m"}, {}, [2, 1], rule)
+    assert [p[0] for p in parts] == [{"outputs": ["A", "B"], "model": "m"}, {"outputs": ["C"], "model": "m"}]
+    assert route_event({"row": 2, "text": "x"}, [2, 1], rule) == (1, {"row": 0, "text": "x"})
+    assert route_event({"row": 1, "text": "x"}, [2, 1], rule) == (0, {"row": 1, "text": "x"})
+    assert route_event({"event": "progress", "done": 1}, [2, 1], rule) is None
+    assert route_event({"row": 3}, [2, 1], rule) is None

@@ -5,7 +5,10 @@
                             "method", "age_s", "step"?, "total_steps"?, "loss"?}],
                   "queues": {"inference", "training"},
                   "device": {"holder", "waiting": {"inference", "training"}, "handovers"},
-                  "max_training_jobs", "compute": health's compute snapshot}
+                  "max_training_jobs",
+                  "batching": {"max_rows", "wait_ms", "runs", "requests",
+                               "ops": {op: {"runs", "requests"}}},  # merged runs, the requests they answered
+                  "compute": health's compute snapshot}
 
 A control op (answered by the socket loop, never queued); it reads the model cache and the scheduler
 without taking the locks a loading model holds.
