@@ -83,6 +83,24 @@ def test_a_merged_reply_is_cut_back_by_rows() -> None:
     assert np.array_equal(parts[1][1]["embeddings"], vectors[1:])
 
 
+def test_per_row_prompts_merge_and_spread_over_the_rows() -> None:
+    from softprompt_worker.ops.inference import CLASSIFY_BATCHING as rule
+
+    key = lambda body, client="alice": batch_key("classify", body, rule, client)  # noqa: E731
+    one = {"model": MODEL, "inputs": ["a"], "prompt": "p", "labels": ["x", "y"]}
+    each = {"model": MODEL, "inputs": ["b", "c"], "prompts": ["q", None], "labels": ["x", "y"]}
+    none = {"model": MODEL, "inputs": ["d"], "labels": ["x", "y"]}
+    assert key(one).key == key(each).key == key(none).key
+    assert (key(one).owner, key(each).owner, key(none).owner) == ("alice", "alice", None)
+    assert merged_body([one, each, none], rule) == {"model": MODEL, "inputs": ["a", "b", "c", "d"],
+                                                    "prompts": ["p", "q", None, None], "labels": ["x", "y"]}
+    assert "prompts" not in merged_body([none, none], rule)
+    assert key({**one, "prompts": ["p"]}) is None  # both: the op's error, alone
+    assert key({**each, "prompts": ["q"]}) is None  # not one per row
+    assert key({"inputs": ["d"], "labels": ["x", "y"]}) is None  # no model, no prompt: alone, an error
+    assert key({"inputs": ["d"], "prompt": "p", "labels": ["x", "y"]}) is not None  # the prompt's model
+
+
 def test_replies_are_cut_by_body_rows_and_events_routed_by_row() -> None:
     rule = Coalesce(rows="inputs", body_rows=("outputs",), event_row="row")
     parts = split_reply({"outputs": ["A", "B", "C"], "model": "m"}, {}, [2, 1], rule)

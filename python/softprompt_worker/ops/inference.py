@@ -9,6 +9,10 @@ The bodies are declared once in ``ops/inference_bodies.py`` (``GenerateRequest``
 summed log-likelihood of each label, per input), exported to ``proto/schema/`` and the SDK (docs/schema.md).
 
 Cancelled requests end with error ``cancelled`` (checked every generated token / batch).
+
+Concurrent ``classify`` requests with the same options run as one (``serving/coalesce.py``), whatever their
+prompts: a request's ``prompt`` becomes its rows' entries of the merged ``prompts``, so one run mixes
+prompts and prompt-less rows as one request can.
 """
 
 from __future__ import annotations
@@ -19,7 +23,12 @@ from softprompt_worker.errors import CancelledError, InvalidArgumentError
 from softprompt_worker.fields import parse
 from softprompt_worker.ops.inference_bodies import (ClassifyReply, ClassifyRequest, GenerateReply, GenerateRequest,
                                                      PromptSelection)
+from softprompt_worker.serving.coalesce import Coalesce
 from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
+
+
+CLASSIFY_BATCHING = Coalesce(rows="inputs", body_rows=("predictions", "scores"), per_row=("prompt", "prompts"),
+                             request=ClassifyRequest)
 
 
 @op("generate")
@@ -41,7 +50,7 @@ def generate(req: Request, ctx: OpContext) -> Reply:
     return Reply(body=dataclasses.asdict(GenerateReply(outputs=outputs)))
 
 
-@op("classify")
+@op("classify", coalesce=CLASSIFY_BATCHING)
 def classify(req: Request, ctx: OpContext) -> Reply:
     from softprompt_worker.inference.generation import classify as run_classify
     from softprompt_worker.inference.prompts import resolve_rows
