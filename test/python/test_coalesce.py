@@ -84,7 +84,7 @@ def test_a_merged_reply_is_cut_back_by_rows() -> None:
 
 
 def test_per_row_prompts_merge_and_spread_over_the_rows() -> None:
-    from softprompt_worker.ops.inference import CLASSIFY_BATCHING as rule
+    from softprompt_worker.ops.inference import CLASSIFY_BATCHING as rule, GENERATE_BATCHING
 
     key = lambda body, client="alice": batch_key("classify", body, rule, client)  # noqa: E731
     one = {"model": MODEL, "inputs": ["a"], "prompt": "p", "labels": ["x", "y"]}
@@ -99,6 +99,10 @@ def test_per_row_prompts_merge_and_spread_over_the_rows() -> None:
     assert key({**each, "prompts": ["q"]}) is None  # not one per row
     assert key({"inputs": ["d"], "labels": ["x", "y"]}) is None  # no model, no prompt: alone, an error
     assert key({"inputs": ["d"], "prompt": "p", "labels": ["x", "y"]}) is not None  # the prompt's model
+    generate = batch_key("generate", {"model": MODEL, "inputs": ["a"]}, GENERATE_BATCHING, "")
+    assert generate.max_rows == 16  # GenerateRequest's default batch_size: one static batch per run
+    smaller = batch_key("generate", {"model": MODEL, "inputs": ["a"], "batch_size": 4}, GENERATE_BATCHING, "")
+    assert smaller.max_rows == 4
 
 
 def test_replies_are_cut_by_body_rows_and_events_routed_by_row() -> None:

@@ -1,6 +1,7 @@
-"""Cross-request batching of rerank and classify in a real worker, from two clients: concurrent requests
-share runs (mixed prompts and prompt-less rows where the op takes a prompt per row), each caller gets what
-it gets alone, a bad member fails alone, and `status` counts the merged runs per op."""
+"""Cross-request batching of rerank, classify and generate in a real worker, from two clients: concurrent
+requests share runs (mixed prompts and prompt-less rows where the op takes a prompt per row), each caller
+gets what it gets alone (generate: the same events too), a bad member fails alone, and `status` counts
+the merged runs per op."""
 
 from __future__ import annotations
 
@@ -162,3 +163,38 @@ def test_rerank_merges_per_prompt_and_each_gets_its_own_ranking(clients) -> None
     after = _merged(alice, 53, "rerank")
     # UPR from both clients in one run, alice's ranker in another; bob's failed run answered nobody
     assert after["runs"] - before["runs"] == 2 and after["requests"] - before["requests"] == len(requests)
+
+
+@pytest.mark.parametrize("options", [{"max_new_tokens": 6},
+                                     {"max_new_tokens": 6, "do_sample": True, "temperature": 0.8, "top_p": 0.9,
+                                      "seed": 3}], ids=["greedy", "sampled"])
+def test_generate_merges_and_each_gets_its_own_stream(clients, options) -> None:
+    alice, bob = clients
+    requests = _two_clients(alice, bob, 6, lambda i: {**_request(i), **options, "batch_size": 8})
+    alone = {id_: _answer(c, 1000 + id_, "generate", body) for id_, (c, body) in requests.items()}
+    assert any(h["body"]["outputs"] != [""] * len(h["body"]["outputs"]) for h, _ in alone.values())
+    assert alone[100][0]["body"] != alone[200][0]["body"], "alice's and bob's prompt 'p' are different prompts"
+    before = _merged(alice, 54, "generate")
+    answers = _concurrently(alice, bob, [(c, id_, "generate", body) for id_, (c, body) in requests.items()])
+    for id_ in requests:
+        (h, events), (want, want_events) = answers[id_], alone[id_]
+        assert h["kind"] == "reply", h["body"]
+        assert h["body"]["outputs"] == want["body"]["outputs"]
+        assert events == want_events  # each row's deltas, numbered as the caller numbers its rows
+    after = _merged(alice, 55, "generate")
+    # 18 rows in runs of at most 8 (batch_size: one static batch per run), one client's prompts per run
+    assert after["runs"] - before["runs"] >= 2 and after["requests"] - before["requests"] >= 9
+
+
+def test_a_generate_member_too_long_for_the_model_fails_alone_before_anything_streams(clients) -> None:
+    alice, bob = clients
+    requests = _two_clients(alice, bob, 2, lambda i: {"model": MODEL, "inputs": [INPUTS[i]], "max_new_tokens": 5})
+    alone = {id_: _answer(c, 1000 + id_, "generate", body) for id_, (c, body) in requests.items()}
+    before = _merged(alice, 56, "generate")
+    too_long = {"model": MODEL, "inputs": ["a" * 260], "max_new_tokens": 5}  # 260 tokens; tiny gpt2 has 256 positions
+    calls = [(c, id_, "generate", body) for id_, (c, body) in requests.items()] + [(bob, 300, "generate", too_long)]
+    answers = _concurrently(alice, bob, calls)
+    for id_ in requests:
+        assert (answers[id_][0]["body"], answers[id_][1]) == (alone[id_][0]["body"], alone[id_][1])  # no event twice
+    assert answers[300][0]["kind"] == "error" and answers[300][0]["body"]["code"] == "too_large"
+    assert _merged(alice, 57, "generate") == before  # the merged run failed before its first token: all ran alone

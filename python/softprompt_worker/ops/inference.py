@@ -10,9 +10,10 @@ summed log-likelihood of each label, per input), exported to ``proto/schema/`` a
 
 Cancelled requests end with error ``cancelled`` (checked every generated token / batch).
 
-Concurrent ``classify`` requests with the same options run as one (``serving/coalesce.py``), whatever their
+Concurrent requests of one op with the same options run as one (``serving/coalesce.py``), whatever their
 prompts: a request's ``prompt`` becomes its rows' entries of the merged ``prompts``, so one run mixes
-prompts and prompt-less rows as one request can.
+prompts and prompt-less rows as one request can. ``generate`` merges into one static batch at most
+(``batch_size`` rows), and its events reach each caller numbered by the caller's own rows.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from softprompt_worker.serving.coalesce import Coalesce
 from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 
 
+GENERATE_BATCHING = Coalesce(rows="inputs", body_rows=("outputs",), per_row=("prompt", "prompts"), event_row="row",
+                             batch_rows="batch_size", request=GenerateRequest)
 CLASSIFY_BATCHING = Coalesce(rows="inputs", body_rows=("predictions", "scores"), per_row=("prompt", "prompts"),
                              request=ClassifyRequest)
 
 
-@op("generate")
+@op("generate", coalesce=GENERATE_BATCHING)
 def generate(req: Request, ctx: OpContext) -> Reply:
     from softprompt_worker.inference.generation import GenerationOptions, generate as run_generate
     from softprompt_worker.inference.prompts import resolve_rows
