@@ -39,6 +39,8 @@ def test_concurrent_embeds_run_together_and_each_gets_its_own_rows(client: Clien
         h, frames = _call(client, 100 + i, {"model": MODEL, "texts": _texts(i)})
         alone[100 + i] = _vectors(h, frames)
     client.send(2, "test_stream", {"n": 1, "interval": 0.3})  # holds the lane while the embeds queue up
+    h, _ = client.recv()
+    assert (h["id"], h["kind"]) == (2, "event")  # it runs: no embed can share its turn of the lane
     for i in range(24):
         client.send(200 + i, "embed", {"model": MODEL, "texts": _texts(i)})
     client.send(300, "embed", {"model": MODEL, "texts": [123]})  # a bad member: its own error, nobody else's
