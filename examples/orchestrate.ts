@@ -1,5 +1,6 @@
 /**
  * Train several methods and settings on one task, compare them on held-out data, keep the best.
+ * The candidates train together in shared passes over the frozen model (`sp.trainMany`).
  *
  * The task is Debian package classification (data/debian/classify.*.jsonl: a package's synopsis and
  * description → its archive section, one of five; the eval file holds other source packages than the
@@ -94,12 +95,15 @@ export interface OrchestrateOptions {
   readonly log?: (line: string) => void;
 }
 
-/** Trains every candidate one after the other and ranks them; `ranked[0]` is the best. */
+/**
+ * Trains every candidate at once, in shared passes over the frozen model (`sp.trainMany`: each candidate
+ * still gets its own optimizer, events, checkpoints and report, and the results it would get alone), and
+ * ranks them; `ranked[0]` is the best.
+ */
 export async function orchestrate(sp: Softprompt, options: OrchestrateOptions): Promise<{ ranked: Outcome[]; best: Outcome }> {
-  const outcomes: Outcome[] = [];
   const candidates = options.candidates ?? CANDIDATES;
-  for (const [i, candidate] of candidates.entries()) {
-    const spec = candidate.build({
+  const specs = candidates.map((candidate, i) =>
+    candidate.build({
       model: options.model,
       labels: options.labels,
       train: options.train,
@@ -107,16 +111,21 @@ export async function orchestrate(sp: Softprompt, options: OrchestrateOptions): 
       steps: options.steps,
       maxLength: options.maxLength ?? 128,
       runDir: join(options.out, `${i}-${candidate.name.split(' ')[0]}`),
-    });
-    const job = sp.train(spec);
-    for await (const event of job) {
-      if (event.type === 'step') options.log?.(`${candidate.name}: step ${event.step}/${options.steps} loss ${event.loss.toFixed(3)}`);
-    }
-    const { checkpoint, summary } = await job.result();
-    const { accuracy, loss } = summary.metrics;
-    if (accuracy === undefined || loss === undefined) throw new Error(`${candidate.name}: no held-out metrics in ${JSON.stringify(summary.metrics)}`);
-    outcomes.push({ name: candidate.name, accuracy, loss, trainLoss: summary.finalLoss, seconds: summary.elapsedS, checkpoint });
-  }
+    }),
+  );
+  const jobs = sp.trainMany(specs);
+  const outcomes = await Promise.all(
+    jobs.map(async (job, i) => {
+      const { name } = candidates[i]!;
+      for await (const event of job) {
+        if (event.type === 'step') options.log?.(`${name}: step ${event.step}/${options.steps} loss ${event.loss.toFixed(3)}`);
+      }
+      const { checkpoint, summary } = await job.result();
+      const { accuracy, loss } = summary.metrics;
+      if (accuracy === undefined || loss === undefined) throw new Error(`${name}: no held-out metrics in ${JSON.stringify(summary.metrics)}`);
+      return { name, accuracy, loss, trainLoss: summary.finalLoss, seconds: summary.elapsedS, checkpoint } satisfies Outcome;
+    }),
+  );
   const ranked = [...outcomes].sort((a, b) => b.accuracy - a.accuracy || a.loss - b.loss);
   return { ranked, best: ranked[0]! };
 }

@@ -14,6 +14,7 @@ MAX_BATCH_SIZE = 65_536  # rows per micro-batch
 MAX_GRAD_ACCUMULATION = 65_536  # micro-batches per optimizer step
 MAX_SEQUENCE_LENGTH = 1_048_576  # tokens per row (max_length & co.), 2^20
 MAX_HIDDEN_SIZE = 65_536  # widths of learned layers and vector counts (projection, bottleneck)
+MAX_FUSED_JOBS = 64  # training jobs of one train_many (fused training: they share every forward pass)
 MAX_SEED = 2**53 - 1  # JavaScript's Number.MAX_SAFE_INTEGER: every seed survives the trip from TS
 
 # Inference requests (embed, rerank, classify, generate, evaluate).

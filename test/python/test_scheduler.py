@@ -77,6 +77,21 @@ def test_a_third_job_queues_and_starts_when_one_ends(client: Client) -> None:
     assert not any(h["id"] == 32 and h["body"].get("event") == "step" for h in seen[:first_end]), "it ran early"
 
 
+def test_a_job_its_admission_holds_back_waits_first_in_line_until_the_running_one_ends(client: Client) -> None:
+    client.send(35, "test_train", {"steps": 15, "step_s": 0.01})
+    _until(client, lambda seen: any(h["id"] == 35 and h["body"].get("event") == "step" for h in seen))
+    client.send(36, "test_train", {"steps": 2, "step_s": 0.0, "wait_reason": "needs about 9.0 GiB, 2.0 GiB free"})
+    client.send(37, "test_train", {"steps": 2, "step_s": 0.0})  # behind it: the order holds
+    seen = _until(client, _replied(35, 36, 37))
+    queued = [h["body"] for h in seen if h["id"] == 36 and h["body"].get("event") == "queued"]
+    assert queued == [{"event": "queued", "position": 1, "running": 2, "reason": "needs about 9.0 GiB, 2.0 GiB free"}]
+    replies = [h["id"] for h in seen if h["kind"] == "reply"]
+    first_step = {i: next(k for k, h in enumerate(seen) if h["id"] == i and h["body"].get("event") == "step")
+                  for i in (36, 37)}
+    ended_35 = next(k for k, h in enumerate(seen) if h["id"] == 35 and h["kind"] == "reply")
+    assert replies[0] == 35 and first_step[36] > ended_35 and first_step[37] > ended_35
+
+
 def test_cancelling_or_failing_one_job_leaves_the_other(client: Client) -> None:
     client.send(40, "test_train", {"steps": 30, "step_s": 0.01})
     client.send(41, "test_train", {"steps": 30, "step_s": 0.01, "fail_at": 5})
@@ -144,3 +159,19 @@ def test_schedule_fifo_runs_every_op_alone_in_arrival_order(tmp_path) -> None:
     finally:
         client.close()
         fifo.stop()
+
+
+def test_max_training_jobs_from_the_command_line(tmp_path) -> None:
+    tmp_path.chmod(0o700)
+    one = WorkerProcess(f"ipc://{tmp_path}/one.sock", "--max-training-jobs", "1")
+    client = Client(one.endpoint)
+    try:
+        client.send(1, "test_train", {"steps": 5, "step_s": 0.01})
+        client.send(2, "test_train", {"steps": 2, "step_s": 0.0})
+        seen = _until(client, _replied(1, 2))
+        queued = [h["body"] for h in seen if h["id"] == 2 and h["body"].get("event") == "queued"]
+        assert queued == [{"event": "queued", "position": 1, "running": 1}]
+        assert [h["id"] for h in seen if h["kind"] == "reply"] == [1, 2]
+    finally:
+        client.close()
+        one.stop()

@@ -50,11 +50,16 @@ def block(req: Request, ctx: OpContext) -> Reply:
     return Reply()
 
 
-@op("test_train", training=True)
+def _admission(body, state):
+    return body.get("wait_reason")  # as planner/admission.py answers when memory is short
+
+
+@op("test_train", training=True, admission=_admission)
 def fake_train(req: Request, ctx: OpContext) -> Reply:
-    """{"steps": int, "step_s": float, "seed": int, "fail_at"?: int} -> {"draws": [float]}: a training job
-    without a model. Each step yields its turn, draws from torch's global generator, works `step_s`
-    (a busy loop: it holds the device), and emits {"event": "step", "step"}."""
+    """{"steps": int, "step_s": float, "seed": int, "fail_at"?: int, "wait_reason"?: str} -> {"draws": [float]}:
+    a training job without a model. Each step yields its turn, draws from torch's global generator, works
+    `step_s` (a busy loop: it holds the device), and emits {"event": "step", "step"}. With `wait_reason` its
+    admission says it must wait while another job runs."""
     import torch
 
     steps, step_s = req.body.get("steps", 5), req.body.get("step_s", 0.01)

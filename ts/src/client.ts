@@ -22,6 +22,7 @@ import type { WireMap } from './internal/wire.js';
 import { type InternalHooks, Supervisor } from './internal/supervisor.js';
 import { Checkpoints } from './jobs/checkpoints.js';
 import { type TrainOptions, type TrainingJob, train } from './jobs/job.js';
+import { type TrainManyOptions, trainMany } from './jobs/fused.js';
 import type { JobSpec } from './jobs/spec.js';
 import { reportAfterJob } from './reports/job-report.js';
 import { type MemoryPlan, type PlanOptions, plan } from './jobs/plan.js';
@@ -95,6 +96,20 @@ export class Softprompt implements AsyncDisposable {
   /** Runs a training job built by `promptTuning(...)` & co.: events, `result()`, `cancel()` (`jobs/job.ts`). */
   train(spec: JobSpec, options?: TrainOptions): TrainingJob {
     return train(this.#rpc, spec, options, reportAfterJob);
+  }
+
+  /**
+   * Trains several jobs on one model in shared forward/backward passes (a sweep over lr, length, init, or
+   * several tasks): one {@link TrainingJob} per spec, each with its own events, result, checkpoints and report,
+   * and results equal to the job trained alone. Prompt, prefix and P-tuning on generation or classification,
+   * all on the same model and dtype; a spec that cannot fuse fails the group with the reason (`jobs/fused.ts`).
+   *
+   * @example
+   * const jobs = sp.trainMany([0.01, 0.03, 0.1].map((lr) => promptTuning({ ...base, training: { lr }, runDir: `runs/lr-${lr}` })));
+   * const results = await Promise.all(jobs.map((job) => job.result()));
+   */
+  trainMany(specs: readonly JobSpec[], options?: TrainManyOptions): TrainingJob[] {
+    return trainMany(this.#rpc, specs, options, reportAfterJob);
   }
 
   /**

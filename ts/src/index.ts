@@ -95,6 +95,7 @@ export type { DataOptions, DataSource, FileSource, RowsSource, JsonRow, Resolved
 export type { TrainingOptions, ResolvedTrainingOptions } from './jobs/training-options.js';
 export { TrainingJob } from './jobs/job.js';
 export type { TrainOptions } from './jobs/job.js';
+export type { TrainManyOptions } from './jobs/fused.js';
 export { parseBytes } from './jobs/plan.js';
 export type { MemoryPlan, MemoryBreakdown, PlanOptions, PlanSettings, PlanSuggestion } from './jobs/plan.js';
 export type {

@@ -16,6 +16,7 @@ OP_MODULES: list[str] = [
     "softprompt_worker.ops.status",
     "softprompt_worker.ops.data",
     "softprompt_worker.ops.train",
+    "softprompt_worker.ops.train_many",
     "softprompt_worker.ops.checkpoints",
     "softprompt_worker.ops.prompts",
     "softprompt_worker.ops.inference",

@@ -70,11 +70,15 @@ def echo(req: Request, ctx: OpContext) -> Reply:
 
 @op("cancel", control=True)
 def cancel(req: Request, ctx: OpContext) -> Reply:
-    """{"target": id} -> {"found": bool}: sets the cancel flag of this client's open request `target`."""
+    """{"target": id, "part"?: index} -> {"found": bool}: sets the cancel flag of this client's open request
+    `target`, or with ``part`` only that part's (one job of a ``train_many``)."""
     target = req.body.get("target")
     if type(target) is not int or target < 1:
         raise InvalidArgumentError(f"cancel: body.target must be a request id (integer >= 1), got {target!r:.40}")
-    return Reply(body={"found": ctx.state.requests.cancel(ctx.peer, target)})
+    part = req.body.get("part")
+    if part is not None and (type(part) is not int or part < 0):
+        raise InvalidArgumentError(f"cancel: body.part must be a part index (integer >= 0), got {part!r:.40}")
+    return Reply(body={"found": ctx.state.requests.cancel(ctx.peer, target, part)})
 
 
 @op("shutdown", control=True)

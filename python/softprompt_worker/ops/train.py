@@ -45,9 +45,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -61,13 +61,14 @@ from softprompt_worker.methods.registry import method_class
 from softprompt_worker.models import FrozenModel, ModelSpec, resolve_device
 from softprompt_worker.ops.data import datasets
 from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
+from softprompt_worker.planner.admission import wait_reason
 from softprompt_worker.planner.check import refuse_if_too_large
 from softprompt_worker.models.cache import get_frozen_model
 from softprompt_worker.training.runs import RunDir, inspect_run
 from softprompt_worker.training.selection import better
 from softprompt_worker.tasks.registry import check_method, task_class
 from softprompt_worker.training.trackers import check_report_to, open_trackers
-from softprompt_worker.training.loop import TrainingConfig, train
+from softprompt_worker.training.loop import MicroStep, TrainingConfig, train
 
 log = logging.getLogger("softprompt_worker")
 
@@ -80,10 +81,59 @@ _FIELDS = {"model", "method", "method_config", "task", "task_options", "data", "
 _INIT_LOCK = threading.Lock()
 
 
-@op("train", training=True)  # a job: it yields the device between micro-batches (serving/scheduler.py)
+def _admission(body: dict[str, Any], state) -> str | None:
+    return wait_reason([body], state)
+
+
+# a job: it yields the device between micro-batches (serving/scheduler.py); on CUDA it starts beside running
+# jobs only when their memory leaves room for it (planner/admission.py)
+@op("train", training=True, admission=_admission)
 @collective  # under torchrun every rank runs it (distributed/collective_ops.py)
 def train_op(req: Request, ctx: OpContext) -> Reply:
-    body = req.body
+    job = prepare_job(req.body, ctx)
+    parallel = data_parallel(ctx, job.method)  # None in a single process
+    if parallel is not None and not parallel.is_leader:  # a follower trains along and writes nothing
+        return Reply(body=train(job.method, job.task, job.config, resume=job.resume, parallel=parallel))
+    return run_job(job, ctx, parallel=parallel, yield_turn=ctx.yield_turn)
+
+
+@dataclass
+class PreparedJob:
+    """A checked ``train`` body with its model loaded, rows read and method built: ready to run."""
+
+    body: dict[str, Any]
+    config: TrainingConfig
+    method: Any
+    task: Any
+    resume: Any  # the checkpoint's TrainingState, when resuming
+    run: RunDir
+    report: Any  # the data report (rows read, skipped)
+    train_rows: list[dict]
+    eval_rows: list[dict]
+    job_id: str | None
+    keep_last: int
+    report_to: Any
+    resuming: bool
+    overwrite: bool
+
+
+@dataclass
+class CheckedJob:
+    """A ``train`` body checked without touching the disk or loading anything."""
+
+    config: TrainingConfig
+    keep_last: int
+    report_to: Any
+    task_cls: Any
+    method_cls: Any
+    spec: ModelSpec
+    job_id: str | None
+    overwrite: bool
+
+
+def check_job(body: dict[str, Any]) -> CheckedJob:
+    """The checks of a ``train`` body that need no model, data or run directory (``train_many`` runs them
+    on every job before it prepares any)."""
     unknown = sorted(set(body) - _FIELDS)
     if unknown:
         raise InvalidArgumentError(f"train: unknown field(s) {unknown}; known: {sorted(_FIELDS)}")
@@ -96,13 +146,22 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
     report_to = check_report_to(training.pop("report_to", None))  # so are the trackers (trackers.py)
     config = TrainingConfig.from_dict(training)
     task_cls = task_class(body["task"])
-    method_cls = method_class(body["method"])
     check_method(task_cls, body["method"])
     spec = model_for_training(ModelSpec.from_dict(body.get("model")), config)
     refuse_if_too_large(body, resolve_device(spec.device), config.memory_check, config.shard_model)
     overwrite = body.get("overwrite", False)
     if not isinstance(overwrite, bool):
         raise InvalidArgumentError(f"overwrite: expected a boolean, got {overwrite!r:.40}")
+    return CheckedJob(config=config, keep_last=keep_last, report_to=report_to, task_cls=task_cls,
+                      method_cls=method_class(body["method"]), spec=spec, job_id=job_id, overwrite=overwrite)
+
+
+def prepare_job(body: dict[str, Any], ctx: OpContext, checked: CheckedJob | None = None) -> PreparedJob:
+    """Everything a ``train`` body needs before it trains: the checks, the run directory, the model, the rows and
+    the method (``train_many`` prepares each of its jobs so)."""
+    checked = checked or check_job(body)
+    config, task_cls, method_cls, spec = checked.config, checked.task_cls, checked.method_cls, checked.spec
+    overwrite, job_id = checked.overwrite, checked.job_id
     run = RunDir(body.get("run_dir"))
     resuming = bool(body.get("resume_from"))
     if not overwrite:
@@ -119,37 +178,45 @@ def train_op(req: Request, ctx: OpContext) -> Reply:
     if "max_length" in getattr(task_cls, "options_defaults", {}):
         options.setdefault("max_length", config.max_length)
     task = task_cls(method, options, train_rows, eval_rows)
-    parallel = data_parallel(ctx, method)  # None in a single process
-    if parallel is not None and not parallel.is_leader:  # a follower trains along and writes nothing
-        return Reply(body=train(method, task, config, resume=resume, parallel=parallel))
+    return PreparedJob(body=body, config=config, method=method, task=task, resume=resume, run=run, report=report,
+                       train_rows=train_rows, eval_rows=eval_rows, job_id=job_id, keep_last=checked.keep_last,
+                       report_to=checked.report_to, resuming=resuming, overwrite=overwrite)
 
-    run.lock()  # held until this op returns: a second job in this run directory is refused
+
+def run_job(job: PreparedJob, ctx: OpContext, *, parallel=None, send: Callable[[dict[str, Any]], None] | None = None,
+            cancelled: Callable[[], bool] | None = None, yield_turn: Callable[[], None] | None = None,
+            micro_step: MicroStep | None = None) -> Reply:
+    """Train a prepared job in its run directory (the leader's part of a job). ``send`` sends its events
+    (default ``ctx.emit``), ``cancelled`` says when to stop (default: the request was cancelled);
+    ``yield_turn`` and ``micro_step`` go to the training loop."""
+    job.run.lock()  # held until this returns: a second job in this run directory is refused
     try:
-        return _train_in(run, body, ctx, method=method, task=task, config=config, resume=resume, parallel=parallel,
-                         report=report, train_rows=train_rows, eval_rows=eval_rows, job_id=job_id,
-                         keep_last=keep_last, report_to=report_to, resuming=resuming, overwrite=overwrite)
+        return _train_in(job, ctx, parallel=parallel, send=send or ctx.emit,
+                         cancelled=cancelled or (lambda: ctx.cancelled), yield_turn=yield_turn,
+                         micro_step=micro_step)
     finally:
-        run.unlock()
+        job.run.unlock()
 
 
-def _train_in(run: RunDir, body: dict[str, Any], ctx: OpContext, *, method, task, config, resume, parallel, report,
-              train_rows, eval_rows, job_id, keep_last, report_to, resuming: bool, overwrite: bool) -> Reply:
+def _train_in(job: PreparedJob, ctx: OpContext, *, parallel, send, cancelled, yield_turn, micro_step) -> Reply:
     """The leader's part of a job, holding the run directory's lock."""
-    run.check_unused(resuming=resuming, overwrite=overwrite)  # again under the lock: a job may have ended meanwhile
-    if resume is not None:
-        _best_on_disk(resume, run)
+    run, body, config, method = job.run, job.body, job.config, job.method
+    run.check_unused(resuming=job.resuming, overwrite=job.overwrite)  # again under the lock: a job may have ended meanwhile
+    if job.resume is not None:
+        _best_on_disk(job.resume, run)
     run.remove_temp_files()  # what a killed worker left half-written
-    run.save_rows(train_rows, eval_rows, job_id=job_id)  # a resumed job reads these, not the client's upload
+    run.save_rows(job.train_rows, job.eval_rows, job_id=job.job_id)  # a resumed job reads these, not the client's upload
     run.write_job(body)
-    trackers = open_trackers(report_to, run.path)  # before the event log: a missing package fails the job here
+    trackers = open_trackers(job.report_to, run.path)  # before the event log: a missing package fails the job here
     log = run.events()
     last_checkpoint: list[str] = [body["resume_from"]] if body.get("resume_from") else []
+    job_id, keep_last = job.job_id, job.keep_last
 
     def emit(event: dict[str, Any]) -> None:
         log.write(event)
         if trackers is not None:
             trackers.event(event)
-        ctx.emit(event)
+        send(event)
 
     def save(step: int, metrics: dict[str, float], state) -> str:
         if job_id is not None:
@@ -166,9 +233,10 @@ def _train_in(run: RunDir, body: dict[str, Any], ctx: OpContext, *, method, task
             return str(save_checkpoint(run.best_path(), method, step=step, metrics=metrics, root=run.path))
 
     try:
-        emit({"event": "data", **report.to_dict()})
-        summary = train(method, task, config, emit=emit, cancelled=lambda: ctx.cancelled, save_checkpoint=save,
-                        resume=resume, parallel=parallel, save_best=save_best, yield_turn=ctx.yield_turn)
+        emit({"event": "data", **job.report.to_dict()})
+        summary = train(method, job.task, config, emit=emit, cancelled=cancelled, save_checkpoint=save,
+                        resume=job.resume, parallel=parallel, save_best=save_best, yield_turn=yield_turn,
+                        micro_step=micro_step)
     except Exception as exc:  # noqa: BLE001 - logged, then sent as a typed error
         error = from_exception(exc)
         if isinstance(error, OutOfMemoryError) and error is not exc:

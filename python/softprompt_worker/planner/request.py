@@ -30,7 +30,7 @@ class PlanInput:
 
 
 def precision_for(spec: ModelSpec, config: TrainingConfig, device: str) -> Precision:
-    """The dtypes training would use on ``device`` (training.py ``_autocast``, models.py ``resolve_dtype``,
+    """The dtypes training would use on ``device`` (training/loop.py ``autocast_for``, models.py ``resolve_dtype``,
     ops/train.py ``model_for_training``); a CUDA device is assumed to run bf16 natively (Ampere or newer)."""
     weights = spec.dtype
     if weights == "auto":

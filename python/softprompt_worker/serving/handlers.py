@@ -63,6 +63,15 @@ class Reply:
     tensors: dict[str, Any] = field(default_factory=dict)
 
 
+class CancelFlag(threading.Event):
+    """A request's cancel flag. A request made of parts (``train_many``: one part per job) can also have
+    single parts cancelled: their indices are in ``parts``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: set[int] = set()
+
+
 class OpenRequests:
     """The compute requests queued or running, by (peer, id): what `cancel` can reach. Thread-safe."""
 
@@ -82,13 +91,16 @@ class OpenRequests:
         with self._lock:
             self._events.pop((peer, request_id), None)
 
-    def cancel(self, peer: bytes, request_id: int) -> bool:
-        """Set the request's cancel flag; False if it is not open."""
+    def cancel(self, peer: bytes, request_id: int, part: int | None = None) -> bool:
+        """Set the request's cancel flag (or only its part ``part``'s); False if it is not open."""
         with self._lock:
             event = self._events.get((peer, request_id))
-        if event is None:
-            return False
-        event.set()
+            if event is None:
+                return False
+            if part is None:
+                event.set()
+            elif isinstance(event, CancelFlag):
+                event.parts.add(part)
         return True
 
     def of_peer(self, peer: bytes) -> list[int]:
@@ -174,7 +186,7 @@ class OpContext:
         self.peer = peer  # the client's routing identity: ids are unique per client
         self.op = op
         self.state = state
-        self.cancel_event = cancel_event if cancel_event is not None else threading.Event()
+        self.cancel_event = cancel_event if cancel_event is not None else CancelFlag()
         self._emit_fn = emit_fn
         self._yield_fn: Callable[[], None] = _no_yield  # set by the scheduler for a training op
 
@@ -194,6 +206,10 @@ class OpContext:
         self.state.compute.beat()
         return self.cancel_event.is_set()
 
+    def part_cancelled(self, part: int) -> bool:
+        """True once this request, or its part ``part`` alone (``cancel`` with ``part``), was cancelled."""
+        return self.cancelled or part in getattr(self.cancel_event, "parts", ())
+
 
 def _no_yield() -> None:
     pass
@@ -209,13 +225,16 @@ class OpSpec:
     control: bool
     training: bool = False  # a long job that yields its turn on the device between steps (scheduler.py)
     coalesce: Coalesce | None = None  # how concurrent requests merge into one run (coalesce.py)
+    # training: ``admission(body, state) -> reason to wait | None``, asked before the job starts beside
+    # running ones (scheduler.py; planner/admission.py: memory on CUDA)
+    admission: Callable[[dict[str, Any], "WorkerState"], str | None] | None = None
 
 
 _OPS: dict[str, OpSpec] = {}
 
 
-def op(name: str, *, control: bool = False, training: bool = False,
-       coalesce: Coalesce | None = None) -> Callable[[Handler], Handler]:
+def op(name: str, *, control: bool = False, training: bool = False, coalesce: Coalesce | None = None,
+       admission: Callable[[dict[str, Any], WorkerState], str | None] | None = None) -> Callable[[Handler], Handler]:
     """Register `handler(req, ctx) -> Reply` under `name`. Registering a name twice is an error."""
     if control and training:
         raise ValueError(f"op {name!r}: a control op is answered inline and cannot be a training job")
@@ -223,7 +242,7 @@ def op(name: str, *, control: bool = False, training: bool = False,
     def register(handler: Handler) -> Handler:
         if name in _OPS:
             raise ValueError(f"op {name!r} is already registered by {_OPS[name].handler.__module__}")
-        _OPS[name] = OpSpec(name, handler, control, training, coalesce)
+        _OPS[name] = OpSpec(name, handler, control, training, coalesce, admission)
         return handler
 
     return register

@@ -8,7 +8,9 @@ The socket loop hands every compute op to `Scheduler.submit`. Policy (proto/WIRE
   only in their rows run as one (``coalesce.py``), waiting up to ``batch_wait_s`` for more to arrive.
 - **Training** ops (``@op(..., training=True)``: ``train``) are jobs. Up to ``max_training_jobs`` run at once,
   each on its own thread; later ones queue (FIFO) and start as running ones end. A queued job gets a
-  ``queued`` event with its place in the queue; cancelling it ends it at once.
+  ``queued`` event with its place in the queue; cancelling it ends it at once. On CUDA a job also waits
+  (first in line, so the order holds) while the running jobs leave too little free memory for its planned
+  need (the op's ``admission``: planner/admission.py); its ``queued`` event says so in ``reason``.
 - Running jobs and the lane take **turns** on the device (``turns.py``): a job hands the device over between
   micro-batches when someone waits; waiting inference goes first, jobs go round-robin. So an inference call
   waits about one micro-batch, not a whole job, and N jobs share the device in equal micro-batches.
@@ -136,12 +138,16 @@ class Scheduler:
             return
         job.ctx._emit_fn = _recording(job, job.ctx._emit_fn)
         with self._lock:
+            reason = None
             if len(self._running) < self.max_training_jobs and not self._pending:
-                self._start(job)
-                return
+                reason = self._wait_reason(job)
+                if reason is None:
+                    self._start(job)
+                    return
             self._pending.append(job)
             position = len(self._pending)
-        job.ctx.emit({"event": "queued", "position": position, "running": self.max_training_jobs})
+        job.ctx.emit({"event": "queued", "position": position, "running": self.max_training_jobs,
+                      **({"reason": reason} if reason else {})})
 
     def snapshot(self) -> dict[str, Any]:
         """What runs and waits, for the ``status`` op."""
@@ -256,7 +262,20 @@ class Scheduler:
 
     def _start_pending(self) -> None:  # under self._lock
         while self._pending and len(self._running) < self.max_training_jobs and not self._stopping:
+            if self._wait_reason(self._pending[0]) is not None:  # first in line waits for memory; so do the rest
+                return
             self._start(self._pending.popleft())
+
+    def _wait_reason(self, job: Job) -> str | None:  # under self._lock
+        """Why `job` cannot start beside the running jobs (its op's ``admission``: memory on CUDA); None
+        when it can. With no job running it always can: its own checks decide."""
+        if not self._running or job.spec.admission is None:
+            return None
+        try:
+            return job.spec.admission(job.request.body, self.state)
+        except Exception:  # noqa: BLE001 - an admission that fails must not stop the queue
+            log.exception("admission check of %s %s failed; starting it", job.request.op, job.request.id)
+            return None
 
     def _end_cancelled_pending(self) -> None:
         """A queued job whose cancel flag is set ends now (its `cancelled` error), not when a slot frees."""

@@ -46,7 +46,8 @@ from softprompt_worker.errors import (
     WorkerError,
     from_exception,
 )
-from softprompt_worker.serving.handlers import OpContext, OpSpec, Reply, Request, WorkerState, get_op, registered_ops
+from softprompt_worker.serving.handlers import (CancelFlag, OpContext, OpSpec, Reply, Request, WorkerState, get_op,
+                                                registered_ops)
 from softprompt_worker.serving.coalesce import MAX_BATCH_ROWS
 from softprompt_worker.serving.merged import run_merged
 from softprompt_worker.serving.process import announce, process_alive
@@ -390,7 +391,7 @@ class Server:
         if client is None and self.shared:
             raise InvalidArgumentError(f"{request.op}: say hello first; a shared worker serves a connection's "
                                        "requests once its hello named the client")
-        cancel_event = threading.Event()
+        cancel_event = CancelFlag()
         if not self.state.requests.add(peer, request.id, cancel_event):
             raise MalformedMessageError(f"header.id {request.id} is already used by an open request")
         state = self.state if not client else self.state.for_client(client)

@@ -23,6 +23,8 @@ import threading
 from collections import deque
 from typing import Any
 
+from softprompt_worker import random_state
+
 
 class Turn:
     """One claimant of the device: the inference lane, or one training job."""
@@ -70,10 +72,10 @@ class DeviceTurns:
         """Hand the device over when someone waits, and come back after them; quick when nobody does."""
         if not self.others_wait():
             return
-        turn._random_state = _random_state()
+        turn._random_state = random_state.capture()
         self.give_back(turn)
         self.take(turn)
-        _restore_random_state(turn._random_state)
+        random_state.restore(turn._random_state)
         turn._random_state = None
         self.handovers += 1
 
@@ -95,21 +97,3 @@ class DeviceTurns:
         else:
             return
         self._cond.notify_all()
-
-
-def _random_state() -> tuple[Any, Any]:
-    """torch's global CPU generator and the current CUDA device's (when CUDA is in use). No device sync:
-    a CUDA generator's state is its seed and offset, kept on the host."""
-    import torch
-
-    cuda = torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-    return torch.get_rng_state(), cuda
-
-
-def _restore_random_state(saved: tuple[Any, Any]) -> None:
-    import torch
-
-    cpu, cuda = saved
-    torch.set_rng_state(cpu)
-    if cuda is not None:
-        torch.cuda.set_rng_state(cuda)

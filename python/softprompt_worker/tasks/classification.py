@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from softprompt_worker.errors import InvalidArgumentError
 from softprompt_worker.fields import option
+from softprompt_worker.methods.injection import lm_loss
 from softprompt_worker.tasks.base import BaseTask, require_str
 from softprompt_worker.tasks.lm_batching import LMBatch, LMEncoder, score_targets
 
@@ -108,6 +109,16 @@ class ClassificationTask(BaseTask):
             return out.loss, batch.lm.n_tokens
         scores = self._label_scores(out.logits, batch)  # (B, L)
         return F.cross_entropy(scores, batch.gold), batch.lm.n_tokens
+
+    # -- fused training (training/fused.py): the forward pass is shared, the loss is this task's ------
+    def lm_batch(self, batch: ClassificationBatch) -> LMBatch:
+        return batch.lm
+
+    def loss_from_logits(self, batch: ClassificationBatch, logits: torch.Tensor) -> torch.Tensor:
+        """``loss(batch)``'s value, from this batch's rows of a shared forward. logits: (B, T, V)."""
+        if self.options["loss"] == "lm":
+            return lm_loss(logits, batch.lm.labels, shift=self.encoder.decoder_only)
+        return F.cross_entropy(self._label_scores(logits, batch), batch.gold)
 
     def _label_scores(self, logits: torch.Tensor, batch: ClassificationBatch) -> torch.Tensor:
         s = score_targets(logits, batch.lm.labels, decoder_only=self.encoder.decoder_only)

@@ -23,6 +23,7 @@ from typing import ClassVar
 import torch
 
 from softprompt_worker.fields import option
+from softprompt_worker.methods.injection import lm_loss
 from softprompt_worker.tasks.base import BaseTask, require_str
 from softprompt_worker.tasks.lm_batching import LMBatch, LMEncoder, score_targets
 
@@ -56,6 +57,14 @@ class GenerationTask(BaseTask):
 
     def loss(self, batch: LMBatch) -> tuple[torch.Tensor, int]:
         return batch.forward(self.method).loss, batch.n_tokens
+
+    # -- fused training (training/fused.py): the forward pass is shared, the loss is this task's ------
+    def lm_batch(self, batch: LMBatch) -> LMBatch:
+        return batch
+
+    def loss_from_logits(self, batch: LMBatch, logits: torch.Tensor) -> torch.Tensor:
+        """``loss(batch)``'s value, from this batch's rows of a shared forward. logits: (B, T, V)."""
+        return lm_loss(logits, batch.labels, shift=self.encoder.decoder_only)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

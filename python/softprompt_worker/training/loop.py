@@ -187,12 +187,14 @@ def _coerce(name: str, value: Any, annotation: str) -> Any:
 Emit = Callable[[dict[str, Any]], None]
 SaveCheckpoint = Callable[[int, dict[str, float], TrainingState], str]
 SaveBest = Callable[[int, dict[str, float]], str]
+MicroStep = Callable[[Any, int], tuple[torch.Tensor, int]]
 
 
 def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit: Emit | None = None,
           cancelled: Callable[[], bool] | None = None, save_checkpoint: SaveCheckpoint | None = None,
           resume: TrainingState | None = None, parallel: DataParallel | None = None,
-          save_best: SaveBest | None = None, yield_turn: Callable[[], None] | None = None) -> dict[str, Any]:
+          save_best: SaveBest | None = None, yield_turn: Callable[[], None] | None = None,
+          micro_step: MicroStep | None = None) -> dict[str, Any]:
     """Train ``method`` on ``task``; returns the summary (also sent in the ``done`` event).
 
     ``save_checkpoint(step, metrics, state) -> path`` writes a checkpoint and returns where; without it
@@ -202,6 +204,9 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
     ``parallel`` (distributed/ddp.py) makes this one rank of a data-parallel run.
     ``yield_turn()`` runs before every micro-batch: the worker serves waiting requests there
     (serving/scheduler.py); the job's random state is kept across it.
+    ``micro_step(batch, grad_accumulation) -> (detached loss, tokens)`` runs one micro-batch's forward and
+    backward (loss divided by ``grad_accumulation``); by default the task's own loss, under the config's
+    autocast. Fused training (training/fused.py) passes one that runs it together with other jobs'.
     """
     emit = emit or (lambda event: None)
     cancelled = cancelled or (lambda: False)
@@ -224,7 +229,15 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
         step, tokens_total = restore_state(resume, config, optimizer, stream, device)
     else:
         torch.manual_seed(config.seed)  # method-side randomness (dropout in a reparameterisation MLP)
-    autocast = _autocast(config.dtype, device)
+    autocast = autocast_for(config.dtype, device)
+
+    def own_micro_step(batch: Any, accumulation: int) -> tuple[torch.Tensor, int]:
+        with autocast, recomputed_layers(method.frozen.model, config.gradient_checkpointing):
+            loss, n_tokens = task.loss(batch)  # loss: () scalar
+        (loss / accumulation).backward()
+        return loss.detach(), n_tokens  # the graph (and what it holds) is freed here, before the next forward
+
+    micro_step = micro_step or own_micro_step
     if device.type == "cuda":  # step events report this job's peak, not an earlier job's in this worker
         torch.cuda.reset_peak_memory_stats(device)
     base_params = sum(p.numel() for p in method.frozen.model.parameters())
@@ -267,12 +280,8 @@ def train(method: SoftPromptMethod, task: Task, config: TrainingConfig, *, emit:
             if cancelled():
                 status = "cancelled"
                 break
-            batch = next(stream)
-            with autocast, recomputed_layers(method.frozen.model, config.gradient_checkpointing):
-                loss, n_tokens = task.loss(batch)  # loss: () scalar
-            (loss / config.grad_accumulation).backward()
-            window_loss += loss.detach().float()
-            del loss  # else the next forward runs while this one's loss (and what it holds) is still alive
+            loss, n_tokens = micro_step(next(stream), config.grad_accumulation)  # loss: () detached
+            window_loss += loss.float()
             window_micro += 1
             window_tokens += n_tokens
         if status == "cancelled":  # drop the partial accumulation: the state stays at the last full step
@@ -375,7 +384,8 @@ def _checkpoint(save, step, metrics, optimizer, stream, tokens, config, device, 
 
 # -- device helpers ----------------------------------------------------------------------------------
 
-def _autocast(dtype: str, device: torch.device):
+def autocast_for(dtype: str, device: torch.device):
+    """The autocast context a job's forward passes run under (``training.dtype``)."""
     if dtype == "f32":
         return contextlib.nullcontext()
     if dtype == "auto" and not native_bf16(device):

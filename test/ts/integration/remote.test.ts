@@ -3,7 +3,7 @@
  * (hello, ping, embed on a tiny model), an unlisted or wrong key fails the handshake with a clear
  * WorkerStartError, no keys is refused before connecting; a dead or silent server fails the open call
  * with ConnectionLostError and the next call works once it is back (prompts replayed on a restarted
- * one); two clients share a worker with prompts of their own unless shared.
+ * one); two clients share a worker with prompts of their own unless shared; a sweep trains with sp.trainMany.
  */
 import { execFile } from 'node:child_process';
 import { rmSync } from 'node:fs';
@@ -15,6 +15,7 @@ import { ConnectionLostError, RemoteError, ValidationError, WorkerStartError } f
 import type { ConnectOptions } from '../../../ts/src/core/connect-options.js';
 import { loadKeys, parseConnectOptions } from '../../../ts/src/internal/connect-options.js';
 import { Prompts } from '../../../ts/src/inference/prompts.js';
+import { promptTuning } from '../../../ts/src/jobs/prompt-tuning.js';
 import { workerPythonPath } from '../../../ts/src/internal/python.js';
 import { RemoteLink } from '../../../ts/src/internal/remote.js';
 import { Rpc } from '../../../ts/src/internal/rpc.js';
@@ -69,6 +70,17 @@ describe('remote worker over CURVE (softprompt-worker serve)', () => {
     expect(await sp.ping()).toBeGreaterThan(0);
     const e = await sp.embed({ model, texts: ['a cat', 'a dog'] });
     expect([e.rows, e.source]).toEqual([2, 'base']);
+  });
+
+  it('trains a sweep on the served worker with sp.trainMany', async () => {
+    const sp = await connect('alice');
+    const rows = ['abc', 'kite', 'moon', 'sun'].map((w) => ({ input: `${w}=`, target: [...w].reverse().join('') }));
+    const runs = join(keys.root, 'sweep');
+    const jobs = sp.trainMany([0.01, 0.1].map((lr) =>
+      promptTuning({ model, numVirtualTokens: 2, data: { train: { rows } }, training: { steps: 3, batchSize: 2, lr }, runDir: join(runs, `lr-${lr}`) })));
+    const results = await Promise.all(jobs.map((job) => job.result()));
+    expect(results.map((r) => [r.status, r.summary.steps])).toEqual([['completed', 3], ['completed', 3]]);
+    expect(results[1]!.checkpoint).toBe(join(runs, 'lr-0.1', 'checkpoints', 'step-00000003.pb'));
   });
 
   it('an unlisted key fails the handshake at once, with a WorkerStartError that says so', async () => {

@@ -10,7 +10,8 @@ import { plan } from './commands/plan.js';
 import { rerank } from './commands/rerank.js';
 import { setup } from './commands/setup.js';
 import { status } from './commands/status.js';
+import { sweep } from './commands/sweep.js';
 import { train } from './commands/train.js';
 import { worker } from './commands/worker.js';
 
-export const COMMANDS: readonly Command[] = [setup, doctor, train, plan, classify, generate, embed, rerank, evaluate, inspect, exportPeft, importPeft, status, worker];
+export const COMMANDS: readonly Command[] = [setup, doctor, train, sweep, plan, classify, generate, embed, rerank, evaluate, inspect, exportPeft, importPeft, status, worker];

@@ -140,10 +140,23 @@ export class Rpc {
    * the op defines (a remote `cancelled` error surfaces as {@link AbortError}).
    */
   stream<E = Incoming, F = Incoming>(op: string, body: WireMap, tensors?: TensorMap, options: StreamOptions<E, F> = {}): EventStream<E, F> {
+    return this.streamParts(op, body, tensors, options).stream;
+  }
+
+  /**
+   * {@link stream}, for an op made of parts (`train_many`: one per job): `cancelPart(i)` asks the worker to
+   * cancel part `i` alone; the stream goes on with the others.
+   */
+  streamParts<E = Incoming, F = Incoming>(
+    op: string,
+    body: WireMap,
+    tensors?: TensorMap,
+    options: StreamOptions<E, F> = {},
+  ): { stream: EventStream<E, F>; cancelPart: (part: number) => void } {
     const decodeEvent = options.decodeEvent ?? (identity as (m: Incoming) => E);
     const decodeFinal = options.decodeFinal ?? (identity as (m: Incoming) => F);
     let controller!: StreamController<E, F>;
-    let cancel: () => void = () => {};
+    let cancel: (part?: number) => void = () => {};
     const stream = new EventStream<E, F>(
       (c) => (controller = c),
       () => cancel(),
@@ -168,17 +181,19 @@ export class Rpc {
       },
       fail: (error) => controller.fail(error),
     });
-    return stream;
+    return { stream, cancelPart: (part) => cancel(part) };
   }
 
   /**
    * Opens one request and feeds `sink` exactly one of reply/fail (plus events before it). Returns a
-   * function that asks the worker to cancel the request, keeping the sink open for its final message.
+   * function that asks the worker to cancel the request (or, given `part`, that part of it), keeping the
+   * sink open for its final message.
    */
-  #call(op: string, body: WireMap, tensors: TensorMap | undefined, options: Deadlines, sink: Sink): () => void {
+  #call(op: string, body: WireMap, tensors: TensorMap | undefined, options: Deadlines, sink: Sink): (part?: number) => void {
     let settled = false;
     let cancelRequested = false;
-    let sent: { id: number; cancel: (id: number) => void } | undefined;
+    const partsCancelled: number[] = [];
+    let sent: { id: number; cancel: (id: number, part?: number) => void } | undefined;
     let timer: NodeJS.Timeout | undefined;
     let idleTimer: NodeJS.Timeout | undefined;
     let leave = () => {};
@@ -233,8 +248,9 @@ export class Rpc {
             sink.fail(cancelled ? new AbortError(`${op} was cancelled`, { cause: error }) : error);
           },
         });
-        sent = { id, cancel: (i) => transport.cancel(i) };
+        sent = { id, cancel: (i, part) => transport.cancel(i, part) };
         if (cancelRequested) transport.cancel(id);
+        else for (const part of partsCancelled) transport.cancel(id, part);
       } catch (error) {
         cleanup();
         sink.fail(error as Error);
@@ -248,8 +264,13 @@ export class Rpc {
     });
     if (settled) leave(); // it settled inside enter (a send that threw), before `leave` was set
 
-    return () => {
+    return (part?: number) => {
       if (settled || cancelRequested) return;
+      if (part !== undefined) {
+        partsCancelled.push(part);
+        if (sent) sent.cancel(sent.id, part);
+        return;
+      }
       cancelRequested = true;
       if (sent) sent.cancel(sent.id);
     };

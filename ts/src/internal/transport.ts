@@ -68,10 +68,13 @@ export class Transport {
     return id;
   }
 
-  /** Asks the worker to cancel request `id` (fire and forget); its final message still arrives. */
-  cancel(id: number): void {
+  /**
+   * Asks the worker to cancel request `id`, or only its part `part` (one job of a `train_many`); fire and
+   * forget: its final message still arrives.
+   */
+  cancel(id: number, part?: number): void {
     if (this.#closed || !this.#pending.has(id)) return;
-    this.send('cancel', { target: id }, [], {
+    this.send('cancel', part === undefined ? { target: id } : { target: id, part }, [], {
       onEvent: () => {},
       onReply: () => {},
       onError: (error) => this.#log('debug', `cancel of request ${id} failed: ${error.message}`),
@@ -188,13 +191,18 @@ export class Transport {
 
 /** Turns an `error` message into a {@link RemoteError}; an unknown code becomes `internal`. */
 export function remoteError(msg: Message): RemoteError {
-  const { code, message, details } = msg.body;
+  return remoteErrorOf(msg.op, msg.body);
+}
+
+/** The {@link RemoteError} of an error body `{code, message, details?}` that op `op` sent (also inside an event). */
+export function remoteErrorOf(op: string, body: WireMap): RemoteError {
+  const { code, message, details } = body;
   const known = typeof code === 'string' && REMOTE_ERROR_CODES.has(code);
   const detailMap = typeof details === 'object' && details !== null && !Array.isArray(details) && !(details instanceof Uint8Array) ? details : {};
   return new RemoteError(
     known ? (code as RemoteErrorCode) : 'internal',
-    typeof message === 'string' ? userFieldNames(message) : JSON.stringify(msg.body),
-    msg.op,
+    typeof message === 'string' ? userFieldNames(message) : JSON.stringify(body),
+    op,
     known ? detailMap : { ...detailMap, code: code ?? null },
   );
 }

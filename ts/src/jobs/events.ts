@@ -34,6 +34,11 @@ export interface QueuedEvent {
   readonly position: number;
   /** How many jobs the worker runs at once. */
   readonly running: number;
+  /**
+   * Why it waits although a slot may be free: on a GPU, the running jobs leave too little free memory for
+   * its planned need (`needs about 9.1 GiB, 6.0 GiB free on cuda:0: ...`). It starts when one ends.
+   */
+  readonly reason?: string;
 }
 
 /** The method is attached and the optimizer built. */
@@ -225,7 +230,7 @@ const summarySchema = z.object({
 });
 
 const eventSchemas = {
-  queued: z.object({ position: int, running: int }),
+  queued: z.object({ position: int, running: int, reason: z.string().optional() }),
   data: z.object({
     trainRows: int,
     evalRows: int,

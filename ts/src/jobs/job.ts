@@ -41,7 +41,18 @@ export interface TrainOptions {
  */
 export type AfterJob = (rpc: Rpc, runDir: string) => Promise<string | undefined>;
 
-let construct: (rpc: Rpc, spec: JobSpec, options: TrainOptions, afterJob: AfterJob | undefined) => TrainingJob;
+/**
+ * How a job of `sp.trainMany` runs: the group's one `train_many` request feeds it (jobs/fused.ts), instead
+ * of a `train` request of its own.
+ */
+export interface SharedRun {
+  /** Starts feeding `out`: the job's events, then its result or error. */
+  attach(out: StreamController<TrainingEvent, TrainingResult>): void;
+  /** Asks the worker to stop this job alone (the group's others go on). */
+  cancel(): void;
+}
+
+let construct: (rpc: Rpc, spec: JobSpec, options: TrainOptions, afterJob: AfterJob | undefined, shared?: SharedRun) => TrainingJob;
 
 /**
  * A training job running in the worker.
@@ -75,10 +86,16 @@ export class TrainingJob implements AsyncIterable<TrainingEvent> {
   #remote: EventStream<TrainingEvent | undefined, TrainingResult> | undefined;
   #cancelled = false;
   readonly #afterJob: AfterJob | undefined;
+  readonly #shared: SharedRun | undefined;
 
-  private constructor(rpc: Rpc, spec: JobSpec, options: TrainOptions, afterJob: AfterJob | undefined) {
+  private constructor(rpc: Rpc, spec: JobSpec, options: TrainOptions, afterJob: AfterJob | undefined, shared?: SharedRun) {
     this.spec = spec;
     this.#afterJob = afterJob;
+    this.#shared = shared;
+    if (shared !== undefined) {
+      this.#stream = new EventStream((c) => shared.attach(c), () => this.#cancel());
+      return;
+    }
     const chunkBytes = parseOrThrow(positiveInt().optional(), options.uploadChunkBytes, 'options.uploadChunkBytes');
     const maxResumes = parseOrThrow(nonNegativeInt().optional(), options.maxResumes, 'options.maxResumes');
     assertJobSpec(spec); // before anything runs
@@ -118,6 +135,7 @@ export class TrainingJob implements AsyncIterable<TrainingEvent> {
   }
 
   #cancel(): void {
+    this.#shared?.cancel();
     this.#cancelled = true;
     this.#upload.abort();
     this.#remote?.cancel();
@@ -183,7 +201,7 @@ export class TrainingJob implements AsyncIterable<TrainingEvent> {
   }
 
   static {
-    construct = (rpc, spec, options, afterJob) => new TrainingJob(rpc, spec, options, afterJob);
+    construct = (rpc, spec, options, afterJob, shared) => new TrainingJob(rpc, spec, options, afterJob, shared);
   }
 }
 
@@ -191,7 +209,7 @@ export class TrainingJob implements AsyncIterable<TrainingEvent> {
  * The AbortError of a job cancelled before its (re)submission: `where` it was, and the checkpoint to
  * continue from when one exists.
  */
-function aborted(where: string, crashed: boolean, checkpoint: ResumePoint | undefined, cause?: unknown): AbortError {
+export function aborted(where: string, crashed: boolean, checkpoint: ResumePoint | undefined, cause?: unknown): AbortError {
   const next = checkpoint
     ? `; continue it with resumeFrom: ${JSON.stringify(checkpoint.path)} (step ${checkpoint.step})`
     : crashed ? '; it had written no checkpoint' : '; nothing was trained';
@@ -204,4 +222,9 @@ function aborted(where: string, crashed: boolean, checkpoint: ResumePoint | unde
  */
 export function train(rpc: Rpc, spec: JobSpec, options: TrainOptions = {}, afterJob?: AfterJob): TrainingJob {
   return construct(rpc, spec, options, afterJob);
+}
+
+/** A job of a `sp.trainMany` group, fed by `shared` (jobs/fused.ts); `spec` was checked by the group. */
+export function sharedJob(rpc: Rpc, spec: JobSpec, shared: SharedRun): TrainingJob {
+  return construct(rpc, spec, {}, undefined, shared);
 }

@@ -90,7 +90,9 @@ async function run(ctx: CommandContext): Promise<ExitCode> {
 function describe(e: TrainingEvent, out: Output, bar: ProgressBar): void {
   switch (e.type) {
     case 'queued':
-      out.note(`queued: the worker already trains ${e.running} job${e.running === 1 ? '' : 's'} at once; this one is number ${e.position} in line`);
+      out.note(e.reason
+        ? `queued: ${e.reason}; this one is number ${e.position} in line`
+        : `queued: the worker already trains ${e.running} job${e.running === 1 ? '' : 's'} at once; this one is number ${e.position} in line`);
       break;
     case 'data':
       out.note(`data: ${e.trainRows} training rows, ${e.evalRows} eval rows${e.skipped ? `, ${e.skipped} skipped` : ''}`);

@@ -12,6 +12,8 @@ export const MAX_GRAD_ACCUMULATION = 65536;
 export const MAX_SEQUENCE_LENGTH = 1048576;
 /** widths of learned layers and vector counts (projection, bottleneck) */
 export const MAX_HIDDEN_SIZE = 65536;
+/** training jobs of one train_many (fused training: they share every forward pass) */
+export const MAX_FUSED_JOBS = 64;
 /** JavaScript's Number.MAX_SAFE_INTEGER: every seed survives the trip from TS */
 export const MAX_SEED = 9007199254740991;
 /** rows per forward pass of an inference op (never changes a result) */
