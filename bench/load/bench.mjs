@@ -1,20 +1,23 @@
-// Load benchmark (not a test): many concurrent embed/rerank calls from several clients against one
-// shared worker (`softprompt-worker serve`, loopback TCP with CURVE), measured against a same-run
-// baseline: the same calls one at a time from one client.
+// Load benchmark (not a test): many concurrent embed/rerank/classify/generate calls from several clients
+// against one shared worker (`softprompt-worker serve`, loopback TCP with CURVE), measured against a
+// same-run baseline: the same calls one at a time from one client.
 //
 //   npm run bench:load             (builds ts/dist first)
 //   BENCH_CLIENTS=4 BENCH_PER_CLIENT=250 BENCH_ROUNDS=3 npm run bench:load
+//   BENCH_MIX=embed npm run bench:load   (every call embeds: issue 13's 1,000 small embed calls; writes load-embed.json)
 //
-// Each call embeds one distinct text (3 of 4 calls) or reranks two passages for one distinct query (the
-// 4th), on a tiny GPT-2 (random weights: the numbers measure the SDK, the wire and the worker's queue,
-// not a model). Reported:
+// Each call is about one distinct text: it embeds it (1/2 of the calls), reranks two passages for it as a
+// query (1/4), classifies it among three labels (1/8) or continues it by 4 greedy tokens (1/8), on a tiny
+// GPT-2 (random weights: the numbers measure the SDK, the wire, the worker's queue and its cross-request
+// batching, not a model). Every one of these ops coalesces concurrent calls (proto/WIRE.md, Scheduling).
+// Reported:
 //   baseline:   sequential calls/s and latency p50/p99 (one client, one call at a time);
 //   concurrent: per round, calls/s over the wall time of all calls, latency p50/p99 from call to
 //               answer (the client's in-flight queue included), `busy` answers, and answers that differ
 //               from the baseline's answer for the same text (crossed: must be 0);
 //   memory:     the worker's RSS after the baseline and after each concurrent round (bounded: no growth
 //               with more rounds).
-// Writes bench/results/load.json with the machine, versions and date. The machine is shared and small:
+// Writes bench/results/load.json (load-embed.json) with the machine, versions and date. The machine is shared and small:
 // run it a few times and read the ratios rather than the absolute numbers.
 import { execFileSync } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -34,21 +37,38 @@ const model = { tiny: 'gpt2' };
 const WORDS = ['river', 'stone', 'copper', 'violet', 'engine', 'harbor', 'maple', 'signal', 'quartz', 'lantern', 'orbit'];
 const env = { ...process.env, PYTHONPATH: workerPythonPath(), OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? '1' };
 
+const MIX = process.env.BENCH_MIX ?? 'mixed';
+const LABELS = ['yes', 'no', 'maybe'];
+const MIXES = {
+  mixed: ['embed', 'classify', 'embed', 'rerank', 'embed', 'generate', 'embed', 'rerank'], // call i: kinds[i % 8]
+  embed: ['embed'],
+};
+const KINDS = MIXES[MIX];
+if (!KINDS) throw new Error(`BENCH_MIX: ${MIX} is not one of ${Object.keys(MIXES).join(', ')}`);
+
 const calls = Array.from({ length: CLIENTS }, (_, c) =>
   Array.from({ length: PER_CLIENT }, (_, i) => ({
     text: `${WORDS[i % 11]} ${WORDS[(i * 7 + c) % 11]} c${c} n${i}`,
-    rerank: i % 4 === 3,
+    kind: KINDS[i % KINDS.length],
     passages: [`${WORDS[(i + c) % 11]} shore`, `the ${WORDS[(i * 3) % 11]} of c${c}`],
   })),
 );
 
-/** Runs one call; resolves with its answer as a plain array (embedding row, or scores by passage). */
+/** Runs one call; resolves with its answer as a plain array (embedding row, scores by passage or label,
+ * or the generated text). */
 async function run(sp, call) {
-  if (call.rerank) {
-    const r = await sp.rerank({ model, query: call.text, passages: call.passages });
-    return [...r.passages].sort((a, b) => a.index - b.index).map((p) => p.logLikelihood);
+  switch (call.kind) {
+    case 'rerank': {
+      const r = await sp.rerank({ model, query: call.text, passages: call.passages });
+      return [...r.passages].sort((a, b) => a.index - b.index).map((p) => p.logLikelihood);
+    }
+    case 'classify':
+      return (await sp.classify({ model, inputs: [call.text], labels: LABELS })).scores[0];
+    case 'generate':
+      return (await sp.generate({ model, inputs: [call.text], maxNewTokens: 4 }).result()).outputs;
+    default:
+      return Array.from((await sp.embed({ model, texts: [call.text] })).row(0));
   }
-  return Array.from((await sp.embed({ model, texts: [call.text] })).row(0));
 }
 
 const percentile = (xs, p) => {
@@ -56,7 +76,8 @@ const percentile = (xs, p) => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 };
 const round3 = (x) => Math.round(x * 1000) / 1000;
-const same = (a, b) => a.length === b.length && a.every((v, k) => Math.abs(v - b[k]) <= 1e-5 * (1 + Math.abs(b[k])));
+const same = (a, b) =>
+  a.length === b.length && a.every((v, k) => (typeof v === 'string' ? v === b[k] : Math.abs(v - b[k]) <= 1e-5 * (1 + Math.abs(b[k]))));
 
 function rssMiB(pid) {
   const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1];
@@ -77,8 +98,7 @@ async function main() {
   const connect = () => Softprompt.connect(server.endpoint, { keys: { dir: join(keys, 'client') }, maxInFlight: MAX_IN_FLIGHT });
   const clients = await Promise.all(Array.from({ length: CLIENTS }, connect));
   try {
-    await run(clients[0], calls[0][0]); // loads the model
-    await run(clients[0], calls[0][3]);
+    for (const i of [0, 1, 3, 5]) await run(clients[0], calls[0][i]); // loads the model, a call of each kind
 
     // Baseline: every call once, one at a time, from one client; its answers are the reference.
     const reference = new Map();
@@ -139,7 +159,10 @@ async function main() {
         model: 'tiny:gpt2 (random weights)',
         clients: CLIENTS,
         calls_per_client: PER_CLIENT,
-        mix: '3/4 embed (1 text), 1/4 rerank (1 query, 2 passages)',
+        mix: {
+          mixed: '1/2 embed (1 text), 1/4 rerank (1 query, 2 passages), 1/8 classify (1 input, 3 labels), 1/8 generate (1 input, 4 greedy tokens)',
+          embed: 'every call embeds 1 text',
+        }[MIX],
         max_in_flight_per_client: MAX_IN_FLIGHT,
         latency: 'from the call to its answer; in the concurrent rounds every call is fired at once, so it is mostly queueing',
       },
@@ -152,7 +175,7 @@ async function main() {
       worker_rss_mib: { after_baseline: rssAfterBaseline, after_rounds: rounds.map((r) => r.worker_rss_mib) },
       ratios: { best_concurrent_vs_sequential_throughput: round3(best.calls_per_s / (calls.flat().length / seqSeconds)) },
     };
-    writeFileSync(join(root, 'bench/results/load.json'), JSON.stringify(result, null, 2) + '\n');
+    writeFileSync(join(root, `bench/results/load${MIX === 'mixed' ? '' : `-${MIX}`}.json`), JSON.stringify(result, null, 2) + '\n');
     console.log(JSON.stringify({ baseline: result.baseline_sequential, rounds, ratios: result.ratios }, null, 2));
   } finally {
     await Promise.all(clients.map((sp) => sp.close()));

@@ -32,8 +32,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="training jobs that share the device at once; later ones queue (default "
                         f"{MAX_TRAINING_JOBS}; 1 under --distributed). Inference is served between their steps.")
     p.add_argument("--max-batch-rows", type=int, default=MAX_BATCH_ROWS,
-                   help="concurrent embed requests that differ only in their texts run as one forward pass of at "
-                        f"most this many texts (default {MAX_BATCH_ROWS}; 1 turns cross-request batching off)")
+                   help="concurrent embed, rerank, classify and generate requests that differ only in their rows "
+                        "(texts, queries, inputs; classify and generate: also their prompts) run as one request of at "
+                        f"most this many rows (default {MAX_BATCH_ROWS}; 1 turns cross-request batching off)")
     p.add_argument("--batch-wait-ms", type=float, default=0.0,
                    help="how long such a request waits for others to join its batch (default 0: it batches only "
                         "with requests already waiting, so an idle worker answers as fast as before)")

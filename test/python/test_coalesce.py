@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from conftest import Client
-from softprompt_worker.serving.coalesce import Coalesce, batch_key, group, merged_body, split_reply
+from softprompt_worker.serving.coalesce import (BatchKey, Coalesce, batch_key, group, merged_body, route_event,
+                                                split_reply)
 
 MODEL = {"tiny": "gpt2", "device": "cpu"}
 RULE = Coalesce(rows="texts", tensors=("embeddings",), count="count")
@@ -38,6 +39,8 @@ def test_concurrent_embeds_run_together_and_each_gets_its_own_rows(client: Clien
         h, frames = _call(client, 100 + i, {"model": MODEL, "texts": _texts(i)})
         alone[100 + i] = _vectors(h, frames)
     client.send(2, "test_stream", {"n": 1, "interval": 0.3})  # holds the lane while the embeds queue up
+    h, _ = client.recv()
+    assert (h["id"], h["kind"]) == (2, "event")  # it runs: no embed can share its turn of the lane
     for i in range(24):
         client.send(200 + i, "embed", {"model": MODEL, "texts": _texts(i)})
     client.send(300, "embed", {"model": MODEL, "texts": [123]})  # a bad member: its own error, nobody else's
@@ -57,15 +60,20 @@ def test_concurrent_embeds_run_together_and_each_gets_its_own_rows(client: Clien
 
 def test_what_merges_and_what_does_not() -> None:
     key = lambda body, client="": batch_key("embed", body, RULE, client)  # noqa: E731
-    assert key({"model": MODEL, "texts": ["a"]}) == key({"texts": ["b", "c"], "model": MODEL})
-    assert key({"model": MODEL, "texts": ["a"]}) != key({"model": MODEL, "texts": ["a"], "pooling": "last"})
+    assert key({"model": MODEL, "texts": ["a"]}).key == key({"texts": ["b", "c"], "model": MODEL}).key
+    assert key({"model": MODEL, "texts": ["a"]}).key != key({"model": MODEL, "texts": ["a"], "pooling": "last"}).key
     # prompt names are per client: the same name may be two prompts
-    assert key({"prompt": "p", "texts": ["a"]}, "alice") != key({"prompt": "p", "texts": ["a"]}, "bob")
+    alice, bob = key({"prompt": "p", "texts": ["a"]}, "alice"), key({"prompt": "p", "texts": ["a"]}, "bob")
+    assert (alice.owner, bob.owner) == ("alice", "bob")
     assert key({"model": MODEL, "texts": ["a"]}, "alice") == key({"model": MODEL, "texts": ["a"]}, "bob")
+    assert key({"model": MODEL, "texts": ["a"]}, "alice").owner is None
     assert key({"model": MODEL, "texts": "not a list"}) is None
-    jobs = [("k", 3), ("k", 3), ("j", 1), (None, 0), ("k", 3)]
-    groups = group(list(range(5)), lambda i: jobs[i], max_rows=6)
-    assert groups == [[0, 1], [2], [3], [4]]  # the third "k" would make 9 rows: a new group
+    jobs = [("k", None, 3), ("k", None, 3), ("j", None, 1), None, ("k", None, 3), ("k", "alice", 1),
+            ("k", "bob", 1), ("k", None, 1)]
+    keys = [BatchKey(j[0], j[1], j[2], None) if j else None for j in jobs]
+    groups = group(list(range(8)), keys.__getitem__, max_rows=7)
+    # the third "k" would make 9 rows: a new group; bob's prompts cannot join alice's; the last fits only there
+    assert groups == [[0, 1, 5], [2], [3], [4, 6, 7]]
 
 
 def test_a_merged_reply_is_cut_back_by_rows() -> None:
@@ -75,3 +83,35 @@ def test_a_merged_reply_is_cut_back_by_rows() -> None:
     parts = split_reply({"count": 3, "dim": 2}, {"embeddings": vectors}, [1, 2], RULE)
     assert [p[0] for p in parts] == [{"count": 1, "dim": 2}, {"count": 2, "dim": 2}]
     assert np.array_equal(parts[1][1]["embeddings"], vectors[1:])
+
+
+def test_per_row_prompts_merge_and_spread_over_the_rows() -> None:
+    from softprompt_worker.ops.inference import CLASSIFY_BATCHING as rule, GENERATE_BATCHING
+
+    key = lambda body, client="alice": batch_key("classify", body, rule, client)  # noqa: E731
+    one = {"model": MODEL, "inputs": ["a"], "prompt": "p", "labels": ["x", "y"]}
+    each = {"model": MODEL, "inputs": ["b", "c"], "prompts": ["q", None], "labels": ["x", "y"]}
+    none = {"model": MODEL, "inputs": ["d"], "labels": ["x", "y"]}
+    assert key(one).key == key(each).key == key(none).key
+    assert (key(one).owner, key(each).owner, key(none).owner) == ("alice", "alice", None)
+    assert merged_body([one, each, none], rule) == {"model": MODEL, "inputs": ["a", "b", "c", "d"],
+                                                    "prompts": ["p", "q", None, None], "labels": ["x", "y"]}
+    assert "prompts" not in merged_body([none, none], rule)
+    assert key({**one, "prompts": ["p"]}) is None  # both: the op's error, alone
+    assert key({**each, "prompts": ["q"]}) is None  # not one per row
+    assert key({"inputs": ["d"], "labels": ["x", "y"]}) is None  # no model, no prompt: alone, an error
+    assert key({"inputs": ["d"], "prompt": "p", "labels": ["x", "y"]}) is not None  # the prompt's model
+    generate = batch_key("generate", {"model": MODEL, "inputs": ["a"]}, GENERATE_BATCHING, "")
+    assert generate.max_rows == 16  # GenerateRequest's default batch_size: one static batch per run
+    smaller = batch_key("generate", {"model": MODEL, "inputs": ["a"], "batch_size": 4}, GENERATE_BATCHING, "")
+    assert smaller.max_rows == 4
+
+
+def test_replies_are_cut_by_body_rows_and_events_routed_by_row() -> None:
+    rule = Coalesce(rows="inputs", body_rows=("outputs",), event_row="row")
+    parts = split_reply({"outputs": ["A", "B", "C"], "model": "m"}, {}, [2, 1], rule)
+    assert [p[0] for p in parts] == [{"outputs": ["A", "B"], "model": "m"}, {"outputs": ["C"], "model": "m"}]
+    assert route_event({"row": 2, "text": "x"}, [2, 1], rule) == (1, {"row": 0, "text": "x"})
+    assert route_event({"row": 1, "text": "x"}, [2, 1], rule) == (0, {"row": 1, "text": "x"})
+    assert route_event({"event": "progress", "done": 1}, [2, 1], rule) is None
+    assert route_event({"row": 3}, [2, 1], rule) is None

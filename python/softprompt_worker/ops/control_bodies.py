@@ -157,6 +157,14 @@ class DeviceTurns:
 
 
 @dataclass(kw_only=True)
+class MergedCounts:
+    """One op's merged runs."""
+
+    runs: int = option(ge=0, doc="merged runs so far")
+    requests: int = option(ge=0, doc="requests they answered")
+
+
+@dataclass(kw_only=True)
 class Batching:
     """Cross-request batching of the inference lane (``serving/coalesce.py``)."""
 
@@ -164,6 +172,7 @@ class Batching:
     wait_ms: float = option(ge=0, doc="how long the lane waits for more requests to merge")
     runs: int = option(ge=0, doc="merged runs so far")
     requests: int = option(ge=0, doc="requests they answered")
+    ops: dict[str, MergedCounts] = option(factory=dict, doc="the same, per op")
 
 
 @dataclass(kw_only=True)

@@ -37,7 +37,8 @@ from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 PROGRESS_INTERVAL_S = 0.5
 
 
-@op("embed", coalesce=Coalesce(rows="texts", tensors=("embeddings",), count="count"))  # serving/coalesce.py
+@op("embed", coalesce=Coalesce(rows="texts", tensors=("embeddings",), count="count",
+                               request=EmbedRequest))  # serving/coalesce.py
 def embed(req: Request, ctx: OpContext) -> Reply:
     body = parse(EmbedRequest, req.body)
     if len(body.texts) > MAX_TEXTS:

@@ -9,6 +9,11 @@ The bodies are declared once in ``ops/inference_bodies.py`` (``GenerateRequest``
 summed log-likelihood of each label, per input), exported to ``proto/schema/`` and the SDK (docs/schema.md).
 
 Cancelled requests end with error ``cancelled`` (checked every generated token / batch).
+
+Concurrent requests of one op with the same options run as one (``serving/coalesce.py``), whatever their
+prompts: a request's ``prompt`` becomes its rows' entries of the merged ``prompts``, so one run mixes
+prompts and prompt-less rows as one request can. ``generate`` merges into one static batch at most
+(``batch_size`` rows), and its events reach each caller numbered by the caller's own rows.
 """
 
 from __future__ import annotations
@@ -19,10 +24,17 @@ from softprompt_worker.errors import CancelledError, InvalidArgumentError
 from softprompt_worker.fields import parse
 from softprompt_worker.ops.inference_bodies import (ClassifyReply, ClassifyRequest, GenerateReply, GenerateRequest,
                                                      PromptSelection)
+from softprompt_worker.serving.coalesce import Coalesce
 from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 
 
-@op("generate")
+GENERATE_BATCHING = Coalesce(rows="inputs", body_rows=("outputs",), per_row=("prompt", "prompts"), event_row="row",
+                             batch_rows="batch_size", request=GenerateRequest)
+CLASSIFY_BATCHING = Coalesce(rows="inputs", body_rows=("predictions", "scores"), per_row=("prompt", "prompts"),
+                             request=ClassifyRequest)
+
+
+@op("generate", coalesce=GENERATE_BATCHING)
 def generate(req: Request, ctx: OpContext) -> Reply:
     from softprompt_worker.inference.generation import GenerationOptions, generate as run_generate
     from softprompt_worker.inference.prompts import resolve_rows
@@ -41,7 +53,7 @@ def generate(req: Request, ctx: OpContext) -> Reply:
     return Reply(body=dataclasses.asdict(GenerateReply(outputs=outputs)))
 
 
-@op("classify")
+@op("classify", coalesce=CLASSIFY_BATCHING)
 def classify(req: Request, ctx: OpContext) -> Reply:
     from softprompt_worker.inference.generation import classify as run_classify
     from softprompt_worker.inference.prompts import resolve_rows

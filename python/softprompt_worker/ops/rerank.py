@@ -15,6 +15,11 @@ aligned with ``indices``: the summed log-likelihood of the query tokens and its 
 ``model`` may be left out when ``prompt`` is given: the prompt's base model is used. Both emit
 ``{"event": "progress", "done": int, "total": int}`` (pairs scored) at most twice a second, and end
 with error ``cancelled`` when cancelled (checked between batches).
+
+Concurrent ``rerank`` requests with the same reranker and options run as one (``serving/coalesce.py``):
+their queries are scored together and each caller gets its own results (no progress events then). The
+reranker is one per request (one conditioner scores every pair), so requests naming different prompts,
+or a prompt and none, run apart.
 """
 
 from __future__ import annotations
@@ -33,13 +38,14 @@ from softprompt_worker.inference.scoring import HardPrompt, score_candidates
 from softprompt_worker.ops.rerank_bodies import (EvaluateRerankingReply, EvaluateRerankingRequest, RerankerRequest,
                                                   RerankReply, RerankRequest, RerankResult)
 from softprompt_worker.tasks.reranking import RerankingTask, evaluate_rows
+from softprompt_worker.serving.coalesce import Coalesce
 from softprompt_worker.serving.handlers import OpContext, Reply, Request, op
 
 MAX_RESULT_ENTRIES = 20_000  # scores in one reply body (about 21 bytes each), well under the 1 MiB header
 PROGRESS_INTERVAL_S = 0.5
 
 
-@op("rerank")
+@op("rerank", coalesce=Coalesce(rows="queries", body_rows=("results",), request=RerankRequest))  # coalesce.py
 def rerank(req: Request, ctx: OpContext) -> Reply:
     body = parse(RerankRequest, req.body)
     top_ks = [min(q.top_k or len(q.passages), len(q.passages)) for q in body.queries]

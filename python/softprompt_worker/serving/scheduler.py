@@ -27,6 +27,7 @@ rank 0.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from softprompt_worker.errors import BusyError
-from softprompt_worker.serving.coalesce import MAX_BATCH_ROWS, batch_key, group
+from softprompt_worker.serving.coalesce import MAX_BATCH_ROWS, BatchKey, batch_key, group
 from softprompt_worker.serving.handlers import OpContext, OpSpec, Request, WorkerState
 from softprompt_worker.serving.health import IDLE_BEAT_S
 from softprompt_worker.serving.turns import DeviceTurns, Turn
@@ -63,8 +64,9 @@ class Job:
 
 #: Runs one job's handler and sends its reply (the server's): ``run(job) -> None``, never raises.
 RunFn = Callable[[Job], None]
-#: Runs jobs that coalesce as one request and sends each its reply (the server's); never raises.
-RunMergedFn = Callable[[list[Job]], None]
+#: Runs jobs that coalesce as one request and sends each its reply (the server's, ``merged.py``); tells
+#: ``counted(n)`` how many the merged run answers before it answers them; never raises.
+RunMergedFn = Callable[[list[Job], Callable[[int], None]], None]
 
 
 class Scheduler:
@@ -80,7 +82,7 @@ class Scheduler:
         self.fifo = schedule == "fifo"
         self.max_batch_rows = max_batch_rows
         self.batch_wait_s = batch_wait_s
-        self.merged = {"runs": 0, "requests": 0}  # coalesced runs, and the requests they answered
+        self.merged: dict[str, dict[str, int]] = {}  # per op: coalesced runs, and the requests they answered
         self.state = state
         self.max_queued = max_queued
         self.max_training_jobs = max_training_jobs
@@ -158,7 +160,7 @@ class Scheduler:
                 "device": {"holder": self.turns.holder(), "waiting": self.turns.waiting(),
                            "handovers": self.turns.handovers},
                 "max_training_jobs": 1 if self.fifo else self.max_training_jobs,
-                "batching": {"max_rows": self.max_batch_rows, "wait_ms": self.batch_wait_s * 1000, **self.merged}}
+                "batching": self._batching()}
 
     # ------------------------------------------------------------------------------ inference lane
 
@@ -182,9 +184,7 @@ class Scheduler:
                         for member in members:
                             self._run(member)
                     else:
-                        self.merged["runs"] += 1
-                        self.merged["requests"] += len(members)
-                        self._run_merged(members)
+                        self._run_merged(members, functools.partial(self._count_merged, members[0].request.op))
             finally:
                 self.turns.give_back(self._lane_turn)
             self._end_cancelled_pending()  # also when the lane is never idle for a second
@@ -212,14 +212,26 @@ class Scheduler:
         if self.fifo or self._run_merged is None:
             return [[job] for job in burst]
 
-        def key_of(job: Job) -> tuple[str | None, int]:
+        def key_of(job: Job) -> BatchKey | None:
             rule = job.spec.coalesce
             if rule is None or job.request.tensors:
-                return None, 0
-            key = batch_key(job.request.op, job.request.body, rule, job.client)
-            return key, (len(job.request.body[rule.rows]) if key is not None else 0)
+                return None
+            return batch_key(job.request.op, job.request.body, rule, job.client)
 
         return group(burst, key_of, self.max_batch_rows)
+
+    def _count_merged(self, op: str, answered: int) -> None:  # on the lane
+        if answered:
+            counts = self.merged.get(op) or {"runs": 0, "requests": 0}
+            self.merged[op] = {"runs": counts["runs"] + 1, "requests": counts["requests"] + answered}
+
+    def _batching(self) -> dict[str, Any]:
+        """Cross-request batching's settings and counters: merged runs and the requests they answered, in
+        all and per op (read by the socket loop while the lane counts: each op's counts are replaced whole)."""
+        by_op = dict(self.merged)
+        return {"max_rows": self.max_batch_rows, "wait_ms": self.batch_wait_s * 1000,
+                "runs": sum(c["runs"] for c in by_op.values()),
+                "requests": sum(c["requests"] for c in by_op.values()), "ops": by_op}
 
     # ------------------------------------------------------------------------------ training jobs
 

@@ -30,7 +30,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import zmq
@@ -46,8 +46,10 @@ from softprompt_worker.errors import (
     WorkerError,
     from_exception,
 )
-from softprompt_worker.serving.handlers import CancelFlag, OpContext, OpSpec, Reply, Request, WorkerState, get_op, registered_ops
-from softprompt_worker.serving.coalesce import MAX_BATCH_ROWS, merged_body, split_reply
+from softprompt_worker.serving.handlers import (CancelFlag, OpContext, OpSpec, Reply, Request, WorkerState, get_op,
+                                                registered_ops)
+from softprompt_worker.serving.coalesce import MAX_BATCH_ROWS
+from softprompt_worker.serving.merged import run_merged
 from softprompt_worker.serving.process import announce, process_alive
 from softprompt_worker.serving.scheduler import MAX_TRAINING_JOBS, Job, Scheduler
 from softprompt_worker.serving.protocol import DecodeFailure, Limits, Message, decode, encode, error_message
@@ -416,53 +418,34 @@ class Server:
             _imports_done()
             if job.ctx.cancelled:
                 raise CancelledError(f"request {req.id} ({req.op}) was cancelled before it started")
-            out = reply_frames(req.id, req.op, "reply", job.spec.handler(req, job.ctx))
+            outcome: Reply | Exception = job.spec.handler(req, job.ctx)
         except Exception as exc:  # noqa: BLE001 - reported to the client, the thread goes on
-            out = error_frames(req.id, req.op, exc)
+            outcome = exc
         finally:
-            self.state.requests.remove(job.peer, req.id)
             monitor.finished()
+        self._answer(job, outcome)
+
+    def _run_merged(self, jobs: list[Job], counted: Callable[[int], None]) -> None:
+        """Run requests that coalesce as one and answer each (`merged.py`). Never raises."""
+        try:
+            _imports_done()
+        except Exception:  # noqa: BLE001 - each member alone reports it
+            for job in jobs:
+                self._run_job(job)
+            return
+        run_merged(jobs, self._run_job, self._answer, counted)
+
+    def _answer(self, job: Job, outcome: Reply | Exception) -> None:
+        """Send `job` its reply or its error, and forget the request. Never raises."""
+        req = job.request
+        try:
+            out = reply_frames(req.id, req.op, "reply", outcome) if isinstance(outcome, Reply) else None
+        except Exception as exc:  # noqa: BLE001 - a reply that cannot be encoded is an error for its caller
+            outcome, out = exc, None
+        if out is None:
+            out = error_frames(req.id, req.op, outcome)
+        self.state.requests.remove(job.peer, req.id)
         try:
             self._outbox.send(job.peer, out)
         except zmq.ZMQError as exc:  # the context is closing: the worker is stopping
             log.warning("reply to request %d dropped: %s", req.id, exc)
-
-    def _run_merged(self, jobs: list[Job]) -> None:
-        """Run requests of one op that coalesce (`coalesce.py`) as one, and answer each with its rows;
-        if the merged run fails, each runs alone and gets its own answer or error. Never raises."""
-        live = [job for job in jobs if not job.ctx.cancel_event.is_set()]
-        for job in jobs:
-            if job not in live:
-                self._run_job(job)  # answers `cancelled`
-        if len(live) < 2:
-            for job in live:
-                self._run_job(job)
-            return
-        spec, first = live[0].spec, live[0]
-        rule = spec.coalesce
-        request = Request(id=first.request.id, op=first.request.op,
-                          body=merged_body([job.request.body for job in live], rule))
-        ctx = OpContext(first.request.id, first.request.op, first.ctx.state, lambda *_: None, threading.Event(),
-                        peer=first.peer)
-        self.state.compute.started(request.op, request.id)
-        try:
-            _imports_done()
-            reply = spec.handler(request, ctx)
-            parts = split_reply(reply.body, reply.tensors, [len(job.request.body[rule.rows]) for job in live], rule)
-            outs = [reply_frames(job.request.id, job.request.op, "reply", Reply(body=b, tensors=t))
-                    for job, (b, t) in zip(live, parts)]
-        except Exception as exc:  # noqa: BLE001 - each member alone: its own answer or its own error
-            log.debug("merged %s of %d requests failed (%s): running them one by one", request.op, len(live), exc)
-            outs = None
-        finally:
-            self.state.compute.finished()
-        if outs is None:
-            for job in live:
-                self._run_job(job)
-            return
-        for job, out in zip(live, outs):
-            self.state.requests.remove(job.peer, job.request.id)
-            try:
-                self._outbox.send(job.peer, out)
-            except zmq.ZMQError as exc:  # the context is closing: the worker is stopping
-                log.warning("reply to request %d dropped: %s", job.request.id, exc)

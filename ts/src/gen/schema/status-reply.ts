@@ -59,6 +59,14 @@ export const deviceTurnsFields = {
   handovers: nonNegativeInt().default(0),
 };
 
+/** The fields of `MergedCounts`. */
+export const mergedCountsFields = {
+  /** merged runs so far */
+  runs: nonNegativeInt(),
+  /** requests they answered */
+  requests: nonNegativeInt(),
+};
+
 /** The fields of `Batching`. */
 export const batchingFields = {
   /** rows a merged run holds at most */
@@ -69,6 +77,8 @@ export const batchingFields = {
   runs: nonNegativeInt(),
   /** requests they answered */
   requests: nonNegativeInt(),
+  /** the same, per op */
+  ops: z.record(z.string(), z.object(mergedCountsFields)).default({}),
 };
 
 /** The fields of `StatusReply`, each with its default and limits. */
