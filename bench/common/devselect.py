@@ -27,19 +27,22 @@ class Choice(Generic[T]):
     """The outcome of ``choose_lr``: the record to store and the trained models still needed."""
 
     chosen: float
-    fixed: float
+    fixed: float | None
     record: dict[str, Any]
     trained: dict[float, T] = field(default_factory=dict)  # the chosen and the fixed candidate only
 
 
-def choose_lr(candidates: Sequence[float], *, fixed: float, metric: str, fit: Callable[[float], T],
-              dev: Callable[[T], dict[str, float]], log: Callable[[str], None] = print) -> Choice[T]:
-    """Train each of ``candidates`` with ``fit``, score it with ``dev`` and choose by ``dev(...)[metric]``.
+def choose_lr(candidates: Sequence[float], *, fixed: float | None, metric: str | tuple[str, ...],
+              fit: Callable[[float], T], dev: Callable[[T], dict[str, float]],
+              log: Callable[[str], None] = print) -> Choice[T]:
+    """Train each of ``candidates`` with ``fit``, score it with ``dev`` and choose by ``dev(...)[metric]``
+    (higher is better; a tuple of metrics breaks ties in order, e.g. ``("mrr", "hits@1")``).
 
-    ``fixed`` (the a priori learning rate) must be one of the candidates. Only the fixed candidate's and the
-    best-so-far candidate's models are kept alive, so at most three exist at a time.
+    ``fixed`` (the a priori learning rate), unless None, must be one of the candidates. Only the fixed
+    candidate's and the best-so-far candidate's models are kept alive, so at most three exist at a time.
     """
-    if fixed not in candidates:
+    keys = (metric,) if isinstance(metric, str) else tuple(metric)
+    if fixed is not None and fixed not in candidates:
         raise ValueError(f"the fixed lr {fixed:g} must be one of the dev candidates {list(candidates)}")
     if len(set(candidates)) != len(candidates):
         raise ValueError(f"dev candidates repeat a learning rate: {list(candidates)}")
@@ -50,12 +53,13 @@ def choose_lr(candidates: Sequence[float], *, fixed: float, metric: str, fit: Ca
         started = time.perf_counter()
         model = fit(lr)
         scores = dev(model)
-        if metric not in scores:
-            raise KeyError(f"dev scores have no {metric!r}: {sorted(scores)}")
+        missing = [k for k in keys if k not in scores]
+        if missing:
+            raise KeyError(f"dev scores have no {missing}: {sorted(scores)}")
         runs.append({"lr": lr, "metrics": scores, "seconds": round(time.perf_counter() - started, 1)})
-        log(f"dev lr {lr:g}: {metric} {scores[metric]:.4f}")
+        log(f"dev lr {lr:g}: " + ", ".join(f"{k} {scores[k]:.4f}" for k in keys))
         trained[lr] = model
-        if best is None or scores[metric] > _score(runs, best, metric):
+        if best is None or _key(scores, keys) > _key(_scores(runs, best), keys):
             best = lr
         for old in [x for x in trained if x not in (best, fixed)]:
             del trained[old]  # frees a LoRA copy of the model
@@ -63,5 +67,9 @@ def choose_lr(candidates: Sequence[float], *, fixed: float, metric: str, fit: Ca
     return Choice(chosen=best, fixed=fixed, record=record, trained=trained)
 
 
-def _score(runs: list[dict[str, Any]], lr: float, metric: str) -> float:
-    return next(r["metrics"][metric] for r in runs if r["lr"] == lr)
+def _key(scores: dict[str, float], keys: tuple[str, ...]) -> tuple[float, ...]:
+    return tuple(scores[k] for k in keys)
+
+
+def _scores(runs: list[dict[str, Any]], lr: float) -> dict[str, float]:
+    return next(r["metrics"] for r in runs if r["lr"] == lr)
