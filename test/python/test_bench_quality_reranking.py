@@ -32,7 +32,7 @@ def test_smoke_writes_a_complete_finite_record(tmp_path: Path) -> None:
     assert stage["queries"] == reranking.SMOKE.queries and stage["top_k"] == reranking.SMOKE.top_k
     assert stage["positive_in_top_k"] + stage["misses"] == stage["queries"]
 
-    assert [r["key"] for r in saved["rerankers"]] == ["bm25", "upr", "pspt", "lora"]
+    assert [r["key"] for r in saved["rerankers"]] == ["bm25", "upr", "pspt", "lora", "lora_dev"]
     share = stage["positive_in_top_k"] / stage["queries"]
     for r in saved["rerankers"]:
         for scope in ("all", "scored"):
@@ -44,9 +44,17 @@ def test_smoke_writes_a_complete_finite_record(tmp_path: Path) -> None:
         assert len(ranks) == stage["queries"] and sum(x is not None for x in ranks) == stage["positive_in_top_k"]
     by = {r["key"]: r for r in saved["rerankers"]}
     assert by["bm25"]["trainable_params"] == 0 and by["upr"]["trainable_params"] == 0
-    for key in ("pspt", "lora"):
+    for key in ("pspt", "lora", "lora_dev"):
         assert by[key]["trainable_params"] > 0 and 0 < by[key]["trainable_fraction"] < 1
-    assert by["lora"]["pairs"] == by["upr"]["pairs"]
+    assert by["lora"]["pairs"] == by["lora_dev"]["pairs"] == by["upr"]["pairs"]
+    # issue 18.3: LoRA's lr chosen on the dev slice like ours: as many candidates, the same rule
+    selection = saved["lora_lr_selection"]
+    assert selection["candidates"] == list(reranking.LORA_DEV_LRS) and len(reranking.LORA_DEV_LRS) == len(reranking.DEV_LRS)
+    assert selection["metric"] == list(reranking.DEV_RULE) and selection["fixed_lr"] == reranking.SMOKE.lora.lr
+    rules = [tuple(r["metrics"][m] for m in reranking.DEV_RULE) for r in selection["dev"]]
+    assert selection["chosen_lr"] == selection["candidates"][rules.index(max(rules))]
+    assert by["lora"]["training"]["lr"] == selection["fixed_lr"]
+    assert by["lora_dev"]["training"]["lr"] == selection["chosen_lr"]
     first = reranking.first_stage(stage["queries"], stage["top_k"])
     assert by["upr"]["pairs"] == by["pspt"]["pairs"] == sum(len(q.candidates) for q in first.hit_queries())
     # The BM25 order's positive ranks are the first stage's own.
