@@ -6,6 +6,8 @@ torch's global generator, holds the device for `step_s` and emits a `step` event
 
 from __future__ import annotations
 
+import itertools
+
 from conftest import Client, WorkerProcess
 
 from softprompt_worker.fields import build, to_body
@@ -62,23 +64,29 @@ def test_two_jobs_share_the_device_in_turns(client: Client) -> None:
     client.send(21, "test_train", {"steps": 12, "step_s": 0.01})
     seen = _until(client, _replied(20, 21))
     order = [h["id"] for h in seen if h["kind"] == "event" and h["body"]["event"] == "step"]
-    first_done = next(h["id"] for h in seen if h["kind"] == "reply")
-    other = 41 - first_done
-    done_at = next(i for i, h in enumerate(seen) if h["kind"] == "reply")
-    other_steps = sum(1 for h in seen[:done_at] if h["id"] == other and h["kind"] == "event" and h["body"]["event"] == "step")
-    assert other_steps >= 10, f"round-robin: the other job should be nearly done too, got {other_steps}: {order}"
+    # Round-robin once both run (under load the second job's thread may start a few steps late): neither
+    # job takes more than two steps in a row while the other has steps left.
+    both = max(order.index(20), order.index(21))
+    shared = order[both:]
+    shared = shared[:len(shared) - next(i for i, x in enumerate(reversed(shared)) if x != shared[-1])]
+    runs = [len(list(g)) for _, g in itertools.groupby(shared)]
+    assert max(runs, default=0) <= 2, f"not round-robin: {order}"
 
 
 def test_a_third_job_queues_and_starts_when_one_ends(client: Client) -> None:
-    client.send(30, "test_train", {"steps": 20, "step_s": 0.01})
-    client.send(31, "test_train", {"steps": 20, "step_s": 0.01})
+    client.send(30, "test_train", {"steps": 400, "step_s": 0.01})
+    client.send(31, "test_train", {"steps": 400, "step_s": 0.01})
     client.send(32, "test_train", {"steps": 3, "step_s": 0.0})
-    seen = _until(client, _replied(30, 31, 32))
-    queued = [h for h in seen if h["id"] == 32 and h["kind"] == "event" and h["body"]["event"] == "queued"]
-    assert queued and queued[0]["body"]["position"] == 1
-    assert to_body(build(QueuedEvent, queued[0]["body"])) == queued[0]["body"]  # as ops/train_events.py declares it
-    first_end = next(i for i, h in enumerate(seen) if h["kind"] == "reply")
-    assert not any(h["id"] == 32 and h["body"].get("event") == "step" for h in seen[:first_end]), "it ran early"
+    seen = _until(client, lambda s: any(h["id"] == 32 and h["body"].get("event") == "queued" for h in s))
+    queued = [h for h in seen if h["id"] == 32 and h["body"].get("event") == "queued"]
+    assert queued[0]["body"]["position"] == 1
+    assert not any(h["id"] == 32 and h["body"].get("event") == "step" for h in seen), "it ran early"
+    client.send(33, "cancel", {"target": 30})  # a slot frees: the queued job starts
+    rest = _until(client, _replied(30, 32))
+    ended_30 = next(i for i, h in enumerate(rest) if h["id"] == 30 and h["kind"] != "event")
+    assert not any(h["id"] == 32 and h["body"].get("event") == "step" for h in rest[:ended_30]), "it ran early"
+    client.send(34, "cancel", {"target": 31})
+    _until(client, _replied(31))
 
 
 def test_a_job_its_admission_holds_back_waits_first_in_line_until_the_running_one_ends(client: Client) -> None:
