@@ -287,6 +287,9 @@ def test_a_client_that_never_reads_is_dropped_not_queued_for(tmp_path: Path) -> 
     greedy.sock.setsockopt(zmq.RCVBUF, 65536)
     greedy.sock.setsockopt(zmq.RCVTIMEO, 20_000)
     greedy.sock.setsockopt(zmq.LINGER, 0)
+    # No reconnect: a dropped client that connects again is a new connection, served afresh (a drop is not a
+    # ban), and its reconnections would each bring back a few replies; this test counts one connection's.
+    greedy.sock.setsockopt(zmq.RECONNECT_IVL, -1)
     greedy.sock.curve_serverkey = served["server"]
     greedy.sock.curve_publickey, greedy.sock.curve_secretkey = served["alice"]
     monitor = greedy.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
