@@ -38,7 +38,7 @@ export type { Tensor, TensorMap, DTypeName, TensorArrayMap } from './core/tensor
 
 export type { Capabilities, GpuInfo } from './core/capabilities.js';
 export type { WorkerHealth } from './core/health.js';
-export type { JobStatus, LoadedModel, WorkerStatus } from './core/status.js';
+export type { BatchingStatus, JobStatus, LoadedModel, MergedCounts, WorkerStatus } from './core/status.js';
 export type { Logger, LogFunction, LogLevel } from './core/logger.js';
 
 export type { ModelSpec, PretrainedModelSpec, TinyModelSpec, TinyFamily, EmbeddedModelSpec, EmbeddedModelName } from './spec/model-spec.js';

@@ -260,11 +260,13 @@ describe('softprompt CLI', () => {
       await runCli(cli, ['embed', '--json', '--model', JSON.stringify(MODEL)], { stdin: '"load the model"\n' });
       const [json, text] = await Promise.all([runCli(cli, ['status', '--json']), runCli(cli, ['status'])]);
       expect(json.code, json.stderr).toBe(0);
-      const status = JSON.parse(json.stdout) as { models: { model: Record<string, unknown>; bytes: number }[]; jobs: unknown[]; maxTrainingJobs: number };
+      const status = JSON.parse(json.stdout) as { models: { model: Record<string, unknown>; bytes: number }[]; jobs: unknown[]; maxTrainingJobs: number; batching: { maxRows: number; ops: object } };
       expect(status.models.some((m) => m.model['tiny'] === 'gpt2' && m.bytes > 0)).toBe(true);
       expect(status.jobs).toEqual([]);
       expect(status.maxTrainingJobs).toBe(2);
+      expect(status.batching).toMatchObject({ maxRows: 256, ops: expect.any(Object) }); // the worker's default --max-batch-rows
       expect(text.code, text.stderr).toBe(0);
+      expect(text.stdout).toMatch(/\nbatching: \d+ merged runs answered \d+ requests.*, at most 256 rows, waiting 0 ms/);
       expect(text.stdout).toMatch(/models\n {2}tiny gpt2 +cpu float32, /);
       expect(text.stdout).toContain('training jobs (0 running of at most 2, 0 queued)');
     });

@@ -36,6 +36,22 @@ export interface JobStatus {
   readonly loss?: number;
 }
 
+/** Merged runs of cross-request batching (WIRE.md, "Batching") and the requests they answered. */
+export interface MergedCounts {
+  readonly runs: number;
+  readonly requests: number;
+}
+
+/** The inference lane's cross-request batching: its bounds and what it merged since the worker started. */
+export interface BatchingStatus extends MergedCounts {
+  /** Rows a merged run holds at most (`--max-batch-rows`). */
+  readonly maxRows: number;
+  /** How long the lane waits for more requests to merge (`--batch-wait-ms`). */
+  readonly waitMs: number;
+  /** The same counts per op (`embed`, `rerank`, `classify`, `generate`). */
+  readonly ops: Readonly<Record<string, MergedCounts>>;
+}
+
 /** What runs and waits on a worker, and what it holds. */
 export interface WorkerStatus {
   readonly models: readonly LoadedModel[];
@@ -53,14 +69,16 @@ export interface WorkerStatus {
     readonly handovers: number;
   };
   readonly compute: WorkerHealth;
+  /** Cross-request batching; absent from workers older than it. */
+  readonly batching?: BatchingStatus;
 }
 
 type Wire = StatusReply;
 // The documented types are the worker's (proto/schema/status_reply.json) with durations in ms, or this fails
-// to compile (a job's op and the lane's batching counters are not shown).
+// to compile (a job's op is not shown).
 true satisfies Same<LoadedModel, Camel<Wire['models'][number], 'model'>>;
 true satisfies Same<Omit<JobStatus, 'ageMs'>, Omit<Camel<Wire['jobs'][number]>, 'ageS' | 'op'>>;
-true satisfies Same<Omit<WorkerStatus, 'models' | 'jobs' | 'compute'>, Omit<Camel<Wire>, 'models' | 'jobs' | 'compute' | 'batching'>>;
+true satisfies Same<Omit<WorkerStatus, 'models' | 'jobs' | 'compute'>, Omit<Camel<Wire, 'ops'>, 'models' | 'jobs' | 'compute'>>;
 
 export const statusSchema = statusReplySchema.transform(
   (s): WorkerStatus => ({
@@ -70,5 +88,6 @@ export const statusSchema = statusReplySchema.transform(
     maxTrainingJobs: s.max_training_jobs,
     device: s.device,
     compute: toHealth(s.compute),
+    ...(s.batching ? { batching: camelized(s.batching, ['ops']) } : {}),
   }),
 );

@@ -19,7 +19,7 @@ queued in the order they start) with their step and loss, and the requests waiti
 A worker trains up to --max-training-jobs jobs at once (default 2), taking turns on the device between their
 micro-batches, and serves inference between those turns (proto/WIRE.md, "Scheduling").
 
---json: {"models", "jobs", "queues", "maxTrainingJobs", "device", "compute"}.`,
+--json: {"models", "jobs", "queues", "maxTrainingJobs", "device", "compute", "batching"}.`,
   options: {},
   positionals: [0, 0],
   run,
@@ -47,7 +47,14 @@ export function formatStatus(s: WorkerStatus): string {
     jobs,
     `inference requests waiting: ${s.queues.inference}`,
     `device: ${s.device.holder ?? 'idle'}`,
+    ...(s.batching ? [describeBatching(s.batching)] : []),
   ].join('\n');
+}
+
+function describeBatching(b: NonNullable<WorkerStatus['batching']>): string {
+  const perOp = Object.entries(b.ops).map(([op, c]) => `${op} ${c.runs}/${c.requests}`);
+  return `batching: ${b.runs} merged runs answered ${b.requests} requests${perOp.length ? ` (${perOp.join(', ')})` : ''}, ` +
+    `at most ${b.maxRows} rows, waiting ${b.waitMs} ms`;
 }
 
 function describeJob(j: WorkerStatus['jobs'][number]): string {
