@@ -18,6 +18,11 @@ chooses on (by default each dev question searches the dev answers and the traini
 prompt and the last one are then scored on the held-out queries, against MiniLM as it is. Nothing here is
 chosen on the held-out queries.
 
+``--hard-negatives N`` gives each training pair N hard negatives on top of the in-batch ones: the other
+training answers MiniLM as it is ranks highest for its question (the gated suffix's step 0 is MiniLM, so
+these are the model's own nearest mistakes), mined once before training, as a user would prepare rows
+(``{"query", "positive", "negatives"}``); ``--lrs`` runs only the variants with those learning rates.
+
 ``--attention gated`` (default) runs the suffix behind zero-init gates (step 0 is MiniLM itself) and writes
 bench/results/suffix-adapt-gated.json; ``--attention model`` the encoder's own attention (the first study,
 bench/results/suffix-adapt.json, run with ``--no-dev-distractors`` and up to 504 text tokens).
@@ -75,6 +80,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--dev-distractors", action=argparse.BooleanOptionalAction, default=True,
                     help="select on the dev questions against the dev answers plus the training answers "
                          "(a 20-answer corpus saturates: every step scores 1.0 on Debian)")
+    ap.add_argument("--hard-negatives", type=int, default=0,
+                    help="give each training pair this many hard negatives: the other training answers MiniLM "
+                         "ranks highest for its question (mined once, before training)")
+    ap.add_argument("--lrs", default=None, help="comma-separated: only the variants with these learning rates")
     ap.add_argument("--smoke", action="store_true", help="12 held-out rows, 24 training pairs (and pyfaq distractors), 2 steps, 1 variant")
     ap.add_argument("--out", type=Path, default=None, help="default: bench/results/suffix-adapt.json")
     args = ap.parse_args(argv)
@@ -86,9 +95,11 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     frozen = load_frozen_model(ModelSpec.from_dict({"embedded": "minilm", "device": "cpu"}))
     variants = [v for v in VARIANTS if v[0] == args.attention][:args.variants]
+    if args.lrs:
+        variants = [v for v in variants if v[3] in {float(x) for x in args.lrs.split(",")}]
     result: dict = {"model": "all-MiniLM-L6-v2", "k": K, "steps": args.steps, "dev": args.dev,
                     "attention": args.attention, "dev_distractors": args.dev_distractors,
-                    "max_length": MAX_LENGTH, "sets": {}}
+                    "max_length": MAX_LENGTH, "hard_negatives": args.hard_negatives, "sets": {}}
     for name in args.sets.split(","):
         data = load_set(name, args.eval_rows, args.train_rows, args.train_rows if args.smoke else None)
         minilm = held_out_ndcg(frozen, data, None)
@@ -111,13 +122,23 @@ def main(argv: list[str] | None = None) -> dict:
 
 def held_out_ndcg(frozen, data: dict, method) -> float:
     """nDCG@10 of the held-out queries over the set's corpus: MiniLM as it is when ``method`` is None."""
-    import torch
     from softprompt_worker.evaluation.retrieval import retrieval_metrics
+
+    if method is not None:
+        method.eval()
+    query_ids = [f"q{i}" for i in range(len(data["queries"]))]
+    doc_ids = [f"d{i}" for i in range(len(data["docs"]))]
+    return retrieval_metrics(embed_texts(frozen, data["queries"], method), embed_texts(frozen, data["docs"], method),
+                             query_ids, doc_ids, data["qrels"], [10])["ndcg@10"]
+
+
+def embed_texts(frozen, texts: list[str], method):
+    """Unit embeddings ``(N, H)`` of ``texts``: through ``method``, or MiniLM as it is when it is None."""
+    import torch
     from softprompt_worker.methods.suffix_tuning import pool
 
-    @torch.no_grad()
-    def embed(texts: list[str]) -> torch.Tensor:
-        out = []
+    out = []
+    with torch.no_grad():
         for i in range(0, len(texts), 32):
             if method is not None:
                 out.append(method.embed(method.tokenize(texts[i:i + 32])))  # (b, H)
@@ -126,14 +147,19 @@ def held_out_ndcg(frozen, data: dict, method) -> float:
                                      return_tensors="pt")
             hidden = frozen.model(**batch).last_hidden_state  # (b, T, H)
             out.append(torch.nn.functional.normalize(pool(hidden, batch["attention_mask"], "mean"), dim=-1))
-        return torch.cat(out)  # (N, H)
+    return torch.cat(out)  # (N, H)
 
-    if method is not None:
-        method.eval()
-    query_ids = [f"q{i}" for i in range(len(data["queries"]))]
-    doc_ids = [f"d{i}" for i in range(len(data["docs"]))]
-    return retrieval_metrics(embed(data["queries"]), embed(data["docs"]), query_ids, doc_ids, data["qrels"],
-                             [10])["ndcg@10"]
+
+def with_mined_negatives(frozen, rows: list[dict], n: int) -> list[dict]:
+    """Each row with ``n`` negatives: the other rows' answers that MiniLM as it is ranks highest for its query."""
+    import torch
+
+    data = {"queries": [r["query"] for r in rows], "docs": [r["positive"] for r in rows]}
+    queries, answers = embed_texts(frozen, data["queries"], None), embed_texts(frozen, data["docs"], None)
+    scores = queries @ answers.T  # (R, R) cosine
+    scores.fill_diagonal_(float("-inf"))  # a row's own answer is its positive
+    top = scores.topk(min(n, len(rows) - 1), dim=1).indices  # (R, n)
+    return [{**row, "negatives": [rows[j]["positive"] for j in top[i].tolist()]} for i, row in enumerate(rows)]
 
 
 def trained(frozen, data: dict, attention: str, pooling: str, init: str, lr: float, args) -> dict:
@@ -146,6 +172,8 @@ def trained(frozen, data: dict, attention: str, pooling: str, init: str, lr: flo
 
     torch.manual_seed(0)
     fit, dev = data["train"][:-args.dev], data["train"][-args.dev:]
+    if args.hard_negatives:
+        fit = with_mined_negatives(frozen, fit, args.hard_negatives)
     if args.dev_distractors:
         dev = [{**row, "negatives": [r["positive"] for r in fit]} for row in dev]
     cls = method_class("suffix_tuning")
