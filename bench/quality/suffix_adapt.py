@@ -84,11 +84,13 @@ def main(argv: list[str] | None = None) -> dict:
                     help="give each training pair this many hard negatives: the other training answers MiniLM "
                          "ranks highest for its question (mined once, before training)")
     ap.add_argument("--lrs", default=None, help="comma-separated: only the variants with these learning rates")
-    ap.add_argument("--smoke", action="store_true", help="12 held-out rows, 24 training pairs (and pyfaq distractors), 2 steps, 1 variant")
+    ap.add_argument("--max-length", type=int, default=MAX_LENGTH, help="text tokens per input, MiniLM's and the suffix's")
+    ap.add_argument("--smoke", action="store_true", help="12 held-out rows, 24 training pairs (and pyfaq distractors), 2 steps, "
+                                                           "1 variant, 64 text tokens")
     ap.add_argument("--out", type=Path, default=None, help="default: bench/results/suffix-adapt.json")
     args = ap.parse_args(argv)
     if args.smoke:
-        args.eval_rows, args.train_rows, args.dev, args.steps, args.variants = 12, 24, 8, 2, 1
+        args.eval_rows, args.train_rows, args.dev, args.steps, args.variants, args.max_length = 12, 24, 8, 2, 1, 64
     import torch
     from softprompt_worker.models import ModelSpec, load_frozen_model
 
@@ -99,9 +101,10 @@ def main(argv: list[str] | None = None) -> dict:
         variants = [v for v in variants if v[3] in {float(x) for x in args.lrs.split(",")}]
     result: dict = {"model": "all-MiniLM-L6-v2", "k": K, "steps": args.steps, "dev": args.dev,
                     "attention": args.attention, "dev_distractors": args.dev_distractors,
-                    "max_length": MAX_LENGTH, "hard_negatives": args.hard_negatives, "sets": {}}
+                    "max_length": args.max_length, "hard_negatives": args.hard_negatives, "sets": {}}
     for name in args.sets.split(","):
         data = load_set(name, args.eval_rows, args.train_rows, args.train_rows if args.smoke else None)
+        data["max_length"] = args.max_length
         minilm = held_out_ndcg(frozen, data, None)
         record = {"queries": len(data["queries"]), "docs": len(data["docs"]), "minilm": minilm, "variants": []}
         print(f"{name}: {record['queries']} held-out queries, {record['docs']} documents; MiniLM nDCG@10 "
@@ -128,11 +131,12 @@ def held_out_ndcg(frozen, data: dict, method) -> float:
         method.eval()
     query_ids = [f"q{i}" for i in range(len(data["queries"]))]
     doc_ids = [f"d{i}" for i in range(len(data["docs"]))]
-    return retrieval_metrics(embed_texts(frozen, data["queries"], method), embed_texts(frozen, data["docs"], method),
+    embed = lambda texts: embed_texts(frozen, texts, method, data["max_length"])  # noqa: E731
+    return retrieval_metrics(embed(data["queries"]), embed(data["docs"]),
                              query_ids, doc_ids, data["qrels"], [10])["ndcg@10"]
 
 
-def embed_texts(frozen, texts: list[str], method):
+def embed_texts(frozen, texts: list[str], method, max_length: int):
     """Unit embeddings ``(N, H)`` of ``texts``: through ``method``, or MiniLM as it is when it is None."""
     import torch
     from softprompt_worker.methods.suffix_tuning import pool
@@ -143,19 +147,17 @@ def embed_texts(frozen, texts: list[str], method):
             if method is not None:
                 out.append(method.embed(method.tokenize(texts[i:i + 32])))  # (b, H)
                 continue
-            batch = frozen.tokenizer(texts[i:i + 32], padding=True, truncation=True, max_length=MAX_LENGTH,
+            batch = frozen.tokenizer(texts[i:i + 32], padding=True, truncation=True, max_length=max_length,
                                      return_tensors="pt")
             hidden = frozen.model(**batch).last_hidden_state  # (b, T, H)
             out.append(torch.nn.functional.normalize(pool(hidden, batch["attention_mask"], "mean"), dim=-1))
     return torch.cat(out)  # (N, H)
 
 
-def with_mined_negatives(frozen, rows: list[dict], n: int) -> list[dict]:
+def with_mined_negatives(frozen, rows: list[dict], n: int, max_length: int) -> list[dict]:
     """Each row with ``n`` negatives: the other rows' answers that MiniLM as it is ranks highest for its query."""
-    import torch
-
-    data = {"queries": [r["query"] for r in rows], "docs": [r["positive"] for r in rows]}
-    queries, answers = embed_texts(frozen, data["queries"], None), embed_texts(frozen, data["docs"], None)
+    queries = embed_texts(frozen, [r["query"] for r in rows], None, max_length)  # (R, H)
+    answers = embed_texts(frozen, [r["positive"] for r in rows], None, max_length)  # (R, H)
     scores = queries @ answers.T  # (R, R) cosine
     scores.fill_diagonal_(float("-inf"))  # a row's own answer is its positive
     top = scores.topk(min(n, len(rows) - 1), dim=1).indices  # (R, n)
@@ -173,12 +175,12 @@ def trained(frozen, data: dict, attention: str, pooling: str, init: str, lr: flo
     torch.manual_seed(0)
     fit, dev = data["train"][:-args.dev], data["train"][-args.dev:]
     if args.hard_negatives:
-        fit = with_mined_negatives(frozen, fit, args.hard_negatives)
+        fit = with_mined_negatives(frozen, fit, args.hard_negatives, data["max_length"])
     if args.dev_distractors:
         dev = [{**row, "negatives": [r["positive"] for r in fit]} for row in dev]
     cls = method_class("suffix_tuning")
     config = {"num_virtual_tokens": K, "attention": attention, "pooling": pooling, "init": init,
-              "max_length": MAX_LENGTH}
+              "max_length": data["max_length"]}
     method = cls(cls.config_class.from_dict(config), frozen)
     untuned = held_out_ndcg(frozen, data, method)
     task = task_class("embedding")(method, {"k_values": [10]}, fit, dev)

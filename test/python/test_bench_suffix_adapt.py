@@ -1,5 +1,5 @@
 """bench/quality/suffix_adapt.py on a few rows of both sets: MiniLM as it is, then one suffix variant trained
-2 steps with model selection on a dev slice of the training pairs and scored on held-out queries. Checks the
+2 steps (each training pair with 2 mined hard negatives) with model selection on a dev slice of the training pairs and scored on held-out queries. Checks the
 record, not the finding (bench/results/suffix-adapt-gated.json holds the full-size numbers), and that the
 untrained gated suffix scores exactly what MiniLM does."""
 
@@ -16,8 +16,9 @@ def test_a_smoke_run_scores_a_dev_selected_suffix_against_minilm_on_both_sets(tm
     spec = importlib.util.spec_from_file_location("bench_suffix_adapt", BENCH)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    record = module.main(["--smoke", "--out", str(tmp_path / "r.json")])
+    record = module.main(["--smoke", "--hard-negatives", "2", "--out", str(tmp_path / "r.json")])
     assert (tmp_path / "r.json").is_file() and sorted(record["sets"]) == ["debian", "pyfaq"]
+    assert record["max_length"] == 64 and record["hard_negatives"] == 2
     assert record["sets"]["pyfaq"]["docs"] == 12 + 24  # held-out answers + the training answers, as distractors
     for name, result in record["sets"].items():
         assert result["queries"] == 12 and 0 < result["minilm"] <= 1, name
