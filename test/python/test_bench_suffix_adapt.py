@@ -1,6 +1,6 @@
 """bench/quality/suffix_adapt.py on a few rows of both sets: MiniLM as it is, then one suffix variant trained
-2 steps (each training pair with 2 mined hard negatives) with model selection on a dev slice of the training pairs and scored on held-out queries. Checks the
-record, not the finding (bench/results/suffix-adapt-gated.json holds the full-size numbers), and that the
+2 steps (each training pair with 2 mined hard negatives) with model selection on a dev slice of the training
+pairs and scored on held-out queries. Checks the record, not the finding (bench/results/suffix-adapt-gated.json holds the full-size numbers), and that the
 untrained gated suffix scores exactly what MiniLM does."""
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ export interface JobStatus {
   readonly loss?: number;
 }
 
-/** Merged runs of cross-request batching (WIRE.md, "Batching") and the requests they answered. */
+/** Merged runs of cross-request batching (WIRE.md, "Scheduling", cross-request batching) and the requests they answered. */
 export interface MergedCounts {
   readonly runs: number;
   readonly requests: number;
