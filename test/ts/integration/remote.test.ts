@@ -6,7 +6,7 @@
  * one); two clients share a worker with prompts of their own unless shared; a sweep trains with sp.trainMany.
  */
 import { execFile } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,10 +19,14 @@ import { promptTuning } from '../../../ts/src/jobs/prompt-tuning.js';
 import { workerPythonPath } from '../../../ts/src/internal/python.js';
 import { RemoteLink } from '../../../ts/src/internal/remote.js';
 import { Rpc } from '../../../ts/src/internal/rpc.js';
+import { Transport } from '../../../ts/src/internal/transport.js';
 import { fixtures, quietLogger, venvPython } from '../helpers.js';
 import { type Keys, type Served, kill, makeKeys, serve } from './served-worker.js';
 
 const model = { tiny: 'gpt2' as const };
+
+/** A Z85 key of a key file `softprompt-worker keys new` wrote (`public-key = "..."`). */
+const keyField = (file: string, name: 'public-key' | 'secret-key') => new RegExp(`${name} = "(.{40})"`).exec(readFileSync(file, 'utf8'))![1]!;
 type Checkpoints = Record<'pt' | 'px' | 'sx' | 'pa', string>;
 
 async function writePrompts(dir: string): Promise<Checkpoints> {
@@ -91,10 +95,32 @@ describe('remote worker over CURVE (softprompt-worker serve)', () => {
     expect(Date.now() - start).toBeLessThan(10_000); // ZeroMQ reports the refusal; no waiting for the timeout
   });
 
+  it('the refusal is reported even when it comes before anyone listens (libzmq reports it once, never retries)', async () => {
+    // The race behind a refusal that went unreported on a loaded machine: the handshake finished before the
+    // link began watching. Here the handshake surely finishes first (1 s), yet the queued report arrives.
+    const dir = keys.dir('mallory');
+    const transport = Transport.connect(
+      server.endpoint,
+      () => {},
+      { curveServerKey: keyField(join(dir, 'server.key'), 'public-key'), curvePublicKey: keyField(join(dir, 'mallory.key_secret'), 'public-key'),
+        curveSecretKey: keyField(join(dir, 'mallory.key_secret'), 'secret-key') },
+      true,
+    );
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      const refused = await new Promise<number>((resolve, reject) => {
+        transport.events.on('handshake:error:auth', (e) => resolve(e.error.status ?? 0));
+        setTimeout(() => reject(new Error('no handshake:error:auth event within 5 s')), 5_000);
+      });
+      expect(refused).toBe(400); // ZAP's "denied"
+    } finally {
+      transport.close(new Error('test over'));
+    }
+  });
+
   it("a wrong server key (the server's secret never matches) times out: authentication failed or unreachable", async () => {
     const alice = { dir: keys.dir('alice'), name: 'alice' };
-    const { readFileSync } = await import('node:fs');
-    const field = (file: string, name: string) => new RegExp(`${name} = "(.{40})"`).exec(readFileSync(file, 'utf8'))![1]!;
+    const field = keyField;
     const mallory = join(keys.dir('mallory'), 'mallory.key_secret');
     const err = await Softprompt.connect(server.endpoint, {
       keys: {

@@ -80,7 +80,7 @@ export class RemoteLink implements WorkerLink {
    * ZeroMQ reported it), or when the worker speaks another protocol or lacks torch.
    */
   static async connect(endpoint: string, options: ResolvedConnectOptions, keys: CurveKeys | undefined, log: LogFunction): Promise<RemoteLink> {
-    const transport = Transport.connect(endpoint, log, socketOptions(options, keys));
+    const transport = Transport.connect(endpoint, log, socketOptions(options, keys), true);
     const link = new RemoteLink(endpoint, transport, options, log);
     try {
       const hello = await Promise.race([

@@ -37,10 +37,14 @@ export class Transport {
 
   /**
    * Connects a DEALER to the worker's bound endpoint. `socketOptions` adds to the defaults (the
-   * remote link's CURVE keys, heartbeats and reconnect intervals).
+   * remote link's CURVE keys, heartbeats and reconnect intervals). With `watchEvents`, {@link events}
+   * is watching before the socket connects, so it misses no event: libzmq reports a refused handshake
+   * once and never retries it (a protocol error ends the connection for good), and a watch begun after
+   * `connect()` loses that report whenever the handshake is quicker than this thread (a loaded machine).
    */
-  static connect(endpoint: string, log: LogFunction, socketOptions: SocketOptions<Dealer> = {}): Transport {
+  static connect(endpoint: string, log: LogFunction, socketOptions: SocketOptions<Dealer> = {}, watchEvents = false): Transport {
     const socket = new Dealer({ linger: 0, receiveHighWaterMark: 0, sendHighWaterMark: 0, ...socketOptions });
+    if (watchEvents) void socket.events; // the getter attaches the monitor; events queue there until read
     socket.connect(endpoint);
     return new Transport(socket, log);
   }
