@@ -55,8 +55,13 @@ schema: setup
 schema-check: setup
 	scripts/check-schema.sh
 
+# Two pytest-xdist workers: the tests run torch on one thread each (conftest.py) and wait on worker
+# processes much of the time, so two at once about halve the suite on CI's 2 cores. `--dist loadgroup`
+# keeps the tests of one xdist_group (the pretrained tiny LM's) on one worker, so it is pretrained once.
+PYTEST_WORKERS ?= 2
+
 test-python: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 # The run-report tests open reports in Debian's headless Chromium (test/ts/reports/chromium.ts).
 chromium:

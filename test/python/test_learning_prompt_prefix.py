@@ -20,6 +20,8 @@ from softprompt_worker.training.loop import TrainingConfig, train
 from fixtures.pretrained_lm import PretrainedLM, pretrained_lm  # noqa: F401 - the fixture
 
 torch.set_num_threads(1)
+# Under pytest-xdist (make test) these tests share one worker, so the tiny LM is pretrained once.
+pytestmark = pytest.mark.xdist_group("pretrained_lm")
 
 N_VIRTUAL = 4
 CONTEXT = 12 - N_VIRTUAL  # untagged contexts stay within the positions pretraining covered
