@@ -23,6 +23,14 @@ training answers MiniLM as it is ranks highest for its question (the gated suffi
 these are the model's own nearest mistakes), mined once before training, as a user would prepare rows
 (``{"query", "positive", "negatives"}``); ``--lrs`` runs only the variants with those learning rates.
 
+``--cv F`` replaces the single dev slice with F-fold cross-validation over all training pairs: for each learning
+rate each fold is trained on the other pairs and scored on its own every 10 steps (the same dev distractors);
+the (lr, step) with the highest mean dev nDCG@10 over the folds wins (step 0, MiniLM itself, a candidate; ties
+go to the earlier step, then the earlier lr), and one run on all the training pairs with that lr, stopped at
+that step, is scored on the held-out queries. Selection thus sees every training pair once, and the final
+prompt trains on all of them (a 20-pair dev slice chose badly on the Python FAQ; a 40-pair one left 40% of
+the pairs untrained).
+
 ``--attention gated`` (default) runs the suffix behind zero-init gates (step 0 is MiniLM itself) and writes
 bench/results/suffix-adapt-gated.json; ``--attention model`` the encoder's own attention (the first study,
 bench/results/suffix-adapt.json, run with ``--no-dev-distractors`` and up to 504 text tokens).
@@ -84,6 +92,8 @@ def main(argv: list[str] | None = None) -> dict:
                     help="give each training pair this many hard negatives: the other training answers MiniLM "
                          "ranks highest for its question (mined once, before training)")
     ap.add_argument("--lrs", default=None, help="comma-separated: only the variants with these learning rates")
+    ap.add_argument("--cv", type=int, default=0, help="choose (lr, step) by F-fold cross-validation over the "
+                                                      "training pairs instead of a dev slice, then train on all")
     ap.add_argument("--max-length", type=int, default=MAX_LENGTH, help="text tokens per input, MiniLM's and the suffix's")
     ap.add_argument("--smoke", action="store_true", help="12 held-out rows, 24 training pairs (and pyfaq distractors), 2 steps, "
                                                            "1 variant, 64 text tokens")
@@ -101,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
         variants = [v for v in variants if v[3] in {float(x) for x in args.lrs.split(",")}]
     result: dict = {"model": "all-MiniLM-L6-v2", "k": K, "steps": args.steps, "dev": args.dev,
                     "attention": args.attention, "dev_distractors": args.dev_distractors,
-                    "max_length": args.max_length, "hard_negatives": args.hard_negatives, "sets": {}}
+                    "max_length": args.max_length, "hard_negatives": args.hard_negatives, "cv": args.cv, "sets": {}}
     for name in args.sets.split(","):
         data = load_set(name, args.eval_rows, args.train_rows, args.train_rows if args.smoke else None)
         data["max_length"] = args.max_length
@@ -109,7 +119,14 @@ def main(argv: list[str] | None = None) -> dict:
         record = {"queries": len(data["queries"]), "docs": len(data["docs"]), "minilm": minilm, "variants": []}
         print(f"{name}: {record['queries']} held-out queries, {record['docs']} documents; MiniLM nDCG@10 "
               f"{minilm:.4f}", flush=True)
-        for attention, pooling, init, lr in variants:
+        if args.cv:
+            run = cross_validated(frozen, data, variants, args)
+            run.update(vs_minilm=run["held_out"] - minilm)
+            record["cv"] = run
+            print(f"  {args.cv}-fold choice: lr {run['chosen_lr']:g}, step {run['chosen_step']} (mean dev "
+                  f"{run['chosen_dev']:.4f}; step 0 {run['step0_dev']:.4f}): held-out {run['held_out']:.4f} "
+                  f"({run['vs_minilm']:+.4f})", flush=True)
+        for attention, pooling, init, lr in variants if not args.cv else ():
             run = trained(frozen, data, attention, pooling, init, lr, args)
             run.update(vs_minilm_best=run["best"] - minilm, vs_minilm_last=run["last"] - minilm)
             record["variants"].append(run)
@@ -199,6 +216,76 @@ def trained(frozen, data: dict, attention: str, pooling: str, init: str, lr: flo
     return {"attention": attention, "pooling": pooling, "init": init, "lr": lr, "train_pairs": len(fit), "dev_pairs": len(dev),
             "untuned": untuned, "best_step": best_step, "dev_best": summary["best"]["value"],
             "best": best, "last": last}
+
+
+def cross_validated(frozen, data: dict, variants, args) -> dict:
+    """Choose (lr, step) by ``args.cv``-fold cross-validation over the training pairs, then train on all of
+    them with that lr, stop at that step and score the held-out queries (see the module docstring)."""
+    pairs, folds = data["train"], args.cv
+    size = len(pairs) // folds
+    curves: dict[float, list[dict[int, float]]] = {}  # lr -> per fold {step: dev nDCG@10}
+    for attention, pooling, init, lr in variants:
+        curves[lr] = []
+        for f in range(folds):
+            dev = pairs[f * size:(f + 1) * size]
+            fit = pairs[:f * size] + pairs[(f + 1) * size:]
+            curve, _ = fitted(frozen, data, (attention, pooling, init, lr), fit, dev, args)
+            curves[lr].append(curve)
+            print(f"    lr {lr:g} fold {f}: " + ", ".join(f"{s} {v:.3f}" for s, v in sorted(curve.items())), flush=True)
+    lr, step, mean = choose_by_folds(curves)
+    record = {"folds": folds, "fold_pairs": size, "train_pairs": len(pairs),
+              "dev_mean": {f"{lr:g}": {str(s): v for s, v in by_step.items()} for lr, by_step in mean.items()},
+              "chosen_lr": lr, "chosen_step": step, "chosen_dev": mean[lr][step], "step0_dev": mean[lr][0]}
+    if step == 0:  # no step beat MiniLM on the folds: the chosen prompt is the untrained (gated) suffix
+        return {**record, "held_out": held_out_ndcg(frozen, data, None)}
+    variant = next(v for v in variants if v[3] == lr)
+    # The final run trains on every pair with the folds' schedule (args.steps) and keeps its state at `step`;
+    # its own "dev" (the first fold's pairs, which it also trains on) only paces the snapshots.
+    _, states = fitted(frozen, data, variant, pairs, pairs[:size], args)
+    method = states["method"]
+    method.load_soft_state(states[step])
+    return {**record, "held_out": held_out_ndcg(frozen, data, method)}
+
+
+def choose_by_folds(curves: dict[float, list[dict[int, float]]]) -> tuple[float, int, dict[float, dict[int, float]]]:
+    """The (lr, step) with the highest dev metric averaged over the folds, and those means: ``curves`` maps
+    each lr to one ``{step: metric}`` per fold. Ties go to the earlier step, then the earlier lr, so step 0
+    (the untrained gated suffix = MiniLM, the same for every lr) wins unless a later step beats it."""
+    mean = {lr: {s: sum(c[s] for c in cs) / len(cs) for s in cs[0]} for lr, cs in curves.items()}  # lr -> step -> mean
+    _, neg_step, _, lr = max((v, -s, -i, lr) for i, (lr, by_step) in enumerate(mean.items()) for s, v in by_step.items())
+    return lr, -neg_step, mean
+
+
+def fitted(frozen, data: dict, variant: tuple, fit: list[dict], dev: list[dict], args) -> tuple[dict, dict]:
+    """Train ``variant`` on ``fit`` (mined negatives as in ``trained``), evaluating on ``dev`` every 10 steps.
+    Returns ({step: dev nDCG@10}, {step: the soft state then, "method": the method})."""
+    import torch
+    from softprompt_worker.methods.registry import method_class
+    from softprompt_worker.tasks.registry import task_class
+    from softprompt_worker.training.loop import TrainingConfig, train
+
+    attention, pooling, init, lr = variant
+    torch.manual_seed(0)
+    if args.hard_negatives:
+        fit = with_mined_negatives(frozen, fit, args.hard_negatives, data["max_length"])
+    if args.dev_distractors:
+        dev = [{**row, "negatives": [r["positive"] for r in fit]} for row in dev]
+    cls = method_class("suffix_tuning")
+    config = {"num_virtual_tokens": K, "attention": attention, "pooling": pooling, "init": init,
+              "max_length": data["max_length"]}
+    method = cls(cls.config_class.from_dict(config), frozen)
+    task = task_class("embedding")(method, {"k_values": [10]}, fit, dev)
+    curve: dict[int, float] = {}
+    states: dict = {"method": method}
+
+    def on_event(event: dict) -> None:
+        if event["event"] == "eval":  # the method is as it was at this step
+            curve[event["step"]] = event["metrics"]["ndcg@10"]
+            states[event["step"]] = {k: v.clone() for k, v in method.soft_state().items()}
+
+    train(method, task, TrainingConfig(steps=args.steps, batch_size=16, lr=lr, eval_every=10, log_every=10),
+          emit=on_event)
+    return curve, states
 
 
 if __name__ == "__main__":

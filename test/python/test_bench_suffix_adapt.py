@@ -12,10 +12,15 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "quality" / "suffix_adapt.py"
 
 
-def test_a_smoke_run_scores_a_dev_selected_suffix_against_minilm_on_both_sets(tmp_path):
+def load_bench():
     spec = importlib.util.spec_from_file_location("bench_suffix_adapt", BENCH)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_a_smoke_run_scores_a_dev_selected_suffix_against_minilm_on_both_sets(tmp_path):
+    module = load_bench()
     record = module.main(["--smoke", "--hard-negatives", "2", "--out", str(tmp_path / "r.json")])
     assert (tmp_path / "r.json").is_file() and sorted(record["sets"]) == ["debian", "pyfaq"]
     assert record["max_length"] == 64 and record["hard_negatives"] == 2
@@ -27,3 +32,25 @@ def test_a_smoke_run_scores_a_dev_selected_suffix_against_minilm_on_both_sets(tm
         assert math.isclose(run["untuned"], result["minilm"], abs_tol=1e-6), name  # closed gates: MiniLM itself
         assert run["best_step"] in (0, 2) and 0 < run["best"] <= 1 and 0 < run["last"] <= 1
         assert math.isclose(run["vs_minilm_best"], run["best"] - result["minilm"])
+
+
+def test_cross_validation_keeps_step_0_unless_a_later_step_beats_it_on_average():
+    module = load_bench()
+    flat = {0.01: [{0: 0.9, 10: 0.9}, {0: 0.8, 10: 0.8}], 0.03: [{0: 0.9, 10: 0.95}, {0: 0.8, 10: 0.7}]}
+    lr, step, mean = module.choose_by_folds(flat)
+    assert (lr, step) == (0.01, 0) and math.isclose(mean[0.03][10], 0.825)  # 0.825 < 0.85: step 0 kept
+    better = {0.01: [{0: 0.9, 10: 0.91, 20: 0.91}, {0: 0.8, 10: 0.81, 20: 0.81}], 0.03: [{0: 0.9, 10: 0.91, 20: 0.9}, {0: 0.8, 10: 0.81, 20: 0.8}]}
+    assert module.choose_by_folds(better)[:2] == (0.01, 10)  # ties: the earlier step, then the earlier lr
+
+
+def test_a_cross_validated_smoke_run_records_every_fold_and_the_choice(tmp_path):
+    record = load_bench().main(["--smoke", "--sets", "pyfaq", "--cv", "2", "--out", str(tmp_path / "r.json")])
+    result = record["sets"]["pyfaq"]
+    assert record["cv"] == 2 and result["variants"] == []  # the folds replace the dev-slice variants
+    cv = result["cv"]
+    assert (cv["folds"], cv["fold_pairs"], cv["train_pairs"]) == (2, 12, 24)
+    assert cv["dev_mean"]["0.003"].keys() == {"0", "2"} and cv["chosen_lr"] == 0.003 and cv["chosen_step"] in (0, 2)
+    assert math.isclose(cv["chosen_dev"], cv["dev_mean"]["0.003"][str(cv["chosen_step"])])
+    assert 0 < cv["held_out"] <= 1 and math.isclose(cv["vs_minilm"], cv["held_out"] - result["minilm"])
+    if cv["chosen_step"] == 0:  # nothing beat the untrained suffix on the folds: MiniLM itself
+        assert cv["held_out"] == result["minilm"]
