@@ -181,16 +181,16 @@ def with_mined_negatives(frozen, rows: list[dict], n: int, max_length: int) -> l
     return [{**row, "negatives": [rows[j]["positive"] for j in top[i].tolist()]} for i, row in enumerate(rows)]
 
 
-def trained(frozen, data: dict, attention: str, pooling: str, init: str, lr: float, args) -> dict:
-    """Train on the training pairs but the last ``args.dev``, select on those, score on the held-out set.
-    With ``args.dev_distractors`` each dev question searches the dev answers and the training answers."""
+def suffix_task(frozen, data: dict, kind: tuple, fit: list[dict], dev: list[dict], args):
+    """A fresh (seeded) suffix of ``kind`` = (attention, pooling, init) and its embedding task on ``fit``
+    (with ``args.hard_negatives`` mined negatives each) evaluated on ``dev`` (with ``args.dev_distractors``
+    each dev question also searches the training answers)."""
     import torch
     from softprompt_worker.methods.registry import method_class
     from softprompt_worker.tasks.registry import task_class
-    from softprompt_worker.training.loop import TrainingConfig, train
 
+    attention, pooling, init = kind
     torch.manual_seed(0)
-    fit, dev = data["train"][:-args.dev], data["train"][-args.dev:]
     if args.hard_negatives:
         fit = with_mined_negatives(frozen, fit, args.hard_negatives, data["max_length"])
     if args.dev_distractors:
@@ -199,8 +199,17 @@ def trained(frozen, data: dict, attention: str, pooling: str, init: str, lr: flo
     config = {"num_virtual_tokens": K, "attention": attention, "pooling": pooling, "init": init,
               "max_length": data["max_length"]}
     method = cls(cls.config_class.from_dict(config), frozen)
+    return method, task_class("embedding")(method, {"k_values": [10]}, fit, dev)
+
+
+def trained(frozen, data: dict, attention: str, pooling: str, init: str, lr: float, args) -> dict:
+    """Train on the training pairs but the last ``args.dev``, select on those, score on the held-out set.
+    With ``args.dev_distractors`` each dev question searches the dev answers and the training answers."""
+    from softprompt_worker.training.loop import TrainingConfig, train
+
+    fit, dev = data["train"][:-args.dev], data["train"][-args.dev:]
+    method, task = suffix_task(frozen, data, (attention, pooling, init), fit, dev, args)
     untuned = held_out_ndcg(frozen, data, method)
-    task = task_class("embedding")(method, {"k_values": [10]}, fit, dev)
     states: dict[int, dict] = {}
 
     def keep(step: int, metrics: dict) -> str:  # the worker writes best.pb; in process, a copy will do
@@ -259,22 +268,10 @@ def choose_by_folds(curves: dict[float, list[dict[int, float]]]) -> tuple[float,
 def fitted(frozen, data: dict, variant: tuple, fit: list[dict], dev: list[dict], args) -> tuple[dict, dict]:
     """Train ``variant`` on ``fit`` (mined negatives as in ``trained``), evaluating on ``dev`` every 10 steps.
     Returns ({step: dev nDCG@10}, {step: the soft state then, "method": the method})."""
-    import torch
-    from softprompt_worker.methods.registry import method_class
-    from softprompt_worker.tasks.registry import task_class
     from softprompt_worker.training.loop import TrainingConfig, train
 
-    attention, pooling, init, lr = variant
-    torch.manual_seed(0)
-    if args.hard_negatives:
-        fit = with_mined_negatives(frozen, fit, args.hard_negatives, data["max_length"])
-    if args.dev_distractors:
-        dev = [{**row, "negatives": [r["positive"] for r in fit]} for row in dev]
-    cls = method_class("suffix_tuning")
-    config = {"num_virtual_tokens": K, "attention": attention, "pooling": pooling, "init": init,
-              "max_length": data["max_length"]}
-    method = cls(cls.config_class.from_dict(config), frozen)
-    task = task_class("embedding")(method, {"k_values": [10]}, fit, dev)
+    *kind, lr = variant
+    method, task = suffix_task(frozen, data, tuple(kind), fit, dev, args)
     curve: dict[int, float] = {}
     states: dict = {"method": method}
 
