@@ -182,6 +182,17 @@ describe('remote worker over CURVE (softprompt-worker serve)', () => {
     await expect(rpc.request('ping', {})).resolves.toBeDefined();
   });
 
+  it('a hello the restarted server leaves unanswered past connectTimeoutMs is asked again, not waited on forever', async () => {
+    const { link, rpc } = await remote('bob', { connectTimeoutMs: 1_000, reconnectWaitMs: 30_000 });
+    const port = server.endpoint.split(':').pop()!;
+    await kill(server);
+    // The restarted worker answers this client's first hello after 3 s: the link gives up on it at 1 s, while
+    // the connection stays up, so no new handshake would ever prompt another hello.
+    server = await serve(keys, `tcp://127.0.0.1:${port}`, [], { SOFTPROMPT_TEST_SLOW_HELLO: `${link.clientId}:3` });
+    await expect(rpc.request('ping', {})).resolves.toBeDefined(); // made while the link is down: waits for it
+    expect(link.current?.hello.pid).toBe(server.pid);
+  });
+
   it('a silent server (SIGSTOP) is noticed by heartbeats; after SIGCONT the next call works', async () => {
     const { rpc } = await remote('bob', { heartbeatMs: 250 });
     const sleeping = rpc.request('test_sleep', { s: 60 }).catch((e: unknown) => e);

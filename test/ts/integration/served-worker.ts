@@ -53,11 +53,11 @@ export interface Served {
 }
 
 /** Starts `softprompt-worker serve --bind BIND` (default: a free loopback port) and waits for READY. */
-export async function serve(keys: Keys, bind = 'tcp://127.0.0.1:*', extra: readonly string[] = []): Promise<Served> {
+export async function serve(keys: Keys, bind = 'tcp://127.0.0.1:*', extra: readonly string[] = [], env: Record<string, string> = {}): Promise<Served> {
   const child = spawn(
     venvPython,
     ['-m', 'softprompt_worker', 'serve', '--bind', bind, '--server-key', keys.serverSecret, '--allow', keys.allow, '--log-level', 'error', ...extra],
-    { env: pythonEnv, stdio: ['ignore', 'pipe', 'inherit'] },
+    { env: { ...pythonEnv, ...env }, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const ready = await new Promise<{ endpoint: string; pid: number }>((resolve, reject) => {

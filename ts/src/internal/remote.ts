@@ -177,9 +177,12 @@ export class RemoteLink implements WorkerLink {
       try {
         hello = await this.#sayHello(this.#options.connectTimeoutMs);
       } catch (error) {
-        // Lost again meanwhile (the next handshake says hello anew), or no answer: heartbeats will drop
-        // a dead connection and the next handshake tries again.
-        this.#log('warn', `hello after reconnecting to ${this.#endpoint} failed: ${(error as Error).message}`);
+        // No answer on a connection that is still up (a worker slow to answer, e.g. one just restarted on a
+        // busy machine; its late reply is dropped): ask again, as no new handshake will come to prompt it.
+        // Lost meanwhile: the next handshake says hello anew. Any other failure waits for the next handshake.
+        const again = error instanceof HelloUnanswered && this.#drops === drops;
+        this.#log('warn', `hello after reconnecting to ${this.#endpoint} failed: ${(error as Error).message}${again ? ' Asking again.' : ''}`);
+        if (again) this.#helloDue = true;
         continue;
       }
       const conn: LinkConnection = { transport: this.#transport, hello };
@@ -206,7 +209,7 @@ export class RemoteLink implements WorkerLink {
   async #sayHello(timeoutMs: number): Promise<HelloInfo> {
     const body = helloBody(this.#clientId);
     const noAnswer = () =>
-      new WorkerStartError(
+      new HelloUnanswered(
         `No answer from the worker at ${this.#endpoint} within ${timeoutMs} ms (connectTimeoutMs): authentication failed or ` +
           'the server is unreachable. Check that `softprompt-worker serve` runs there, that this machine can reach the ' +
           "port, that keys.serverPublicKey is the server's server.key, and that this client's NAME.key is in the server's --allow folder." +
@@ -235,6 +238,9 @@ export class RemoteLink implements WorkerLink {
     return hello;
   }
 }
+
+/** A hello got no reply within its timeout (to the user, a {@link WorkerStartError} like any other). */
+class HelloUnanswered extends WorkerStartError {}
 
 /** CURVE client keys, heartbeats (3 silent intervals = gone) and reconnect backoff for the DEALER. */
 function socketOptions(options: ResolvedConnectOptions, keys: CurveKeys | undefined): SocketOptions<Dealer> {
