@@ -29,7 +29,10 @@ def bench():
 
 
 def test_smoke_run_writes_a_complete_record(bench, tmp_path):
-    record = bench.main(["--smoke", "--out", str(tmp_path), "--threads", str(torch.get_num_threads())])
+    grids = {"suffix_tuning": [0.01, bench.SMOKE.suffix_lr], "lora": [bench.SMOKE.lora_lr, 0.005]}
+    record = bench.main(["--smoke", "--out", str(tmp_path), "--threads", str(torch.get_num_threads()),
+                         "--suffix-lrs", ",".join(map(str, grids["suffix_tuning"])),
+                         "--lora-lrs", ",".join(map(str, grids["lora"]))])
 
     assert record["smoke"] is True
     assert {"date", "machine", "versions", "config", "data", "rows", "wall_seconds"} <= set(record)
@@ -54,8 +57,8 @@ def test_smoke_run_writes_a_complete_record(bench, tmp_path):
         assert math.isfinite(rows[name]["final_loss"]) and rows[name]["loss_curve"]
     # issue 18.3: LoRA's lr is chosen on the dev slice like ours, with as many candidates, by the same metric
     selection = record["lr_selection"]
-    assert selection["lora"]["candidates"] == list(cfg.lora_dev_lrs)
-    assert len(cfg.lora_dev_lrs) == len(cfg.suffix_dev_lrs)
+    assert {name: sel["candidates"] for name, sel in selection.items()} == grids  # --suffix-lrs / --lora-lrs
+    assert len(cfg.lora_dev_lrs) == len(cfg.suffix_dev_lrs)  # the defaults: the same budget too
     for name, fixed in (("suffix_tuning", cfg.suffix_lr), ("lora", cfg.lora_lr)):
         sel = selection[name]
         assert sel["metric"] == "ndcg@10" and sel["fixed_lr"] == fixed == rows[name]["lr"]
@@ -71,3 +74,13 @@ def test_smoke_run_writes_a_complete_record(bench, tmp_path):
     table = (tmp_path / "quality-embedding.md").read_text(encoding="utf-8")
     assert table.count("suffix tuning (ours)") == 2 * len(corpora) and "## Reading" in table
     assert "lr chosen on dev" in table
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--suffix-lrs", "0.03,0.1", "--lora-lrs", "0.0005"], "as many candidates"),
+    (["--suffix-lrs", "0.1,0.3,1", "--lora-lrs", "0.0005,0.005,0.05"], "fixed lr 0.03"),
+])
+def test_dev_grids_that_would_be_unfair_are_refused_before_anything_runs(bench, flags, says, capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--smoke", *flags])
+    assert says in capsys.readouterr().err
