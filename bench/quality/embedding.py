@@ -15,7 +15,8 @@ Rows, all scored on the same 300 eval queries with the worker's evaluation code 
                     plain text and pooled at its last token: the same start as the suffix (embedding_lora.py)
   minilm            all-MiniLM-L6-v2 untuned: a purpose-trained embedder, the ceiling, not a peer
 Each trained row comes twice (issue 18.3): with its learning rate fixed a priori (``suffix_lr``, ``lora_lr``)
-and, ``-dev``, with the one of three candidates that scored best nDCG@10 on a dev slice of the TRAIN split
+and, ``-dev``, with the candidate (three each by default; ``--suffix-lrs`` / ``--lora-lrs`` widen both grids
+alike) that scored best nDCG@10 on a dev slice of the TRAIN split
 (the last ``dev_queries`` rows of retrieval.train, never trained on; ``devselect.py``). Both methods get the
 same budget of dev runs; the record's ``lr_selection`` keeps every candidate's dev scores. Nothing is chosen
 on the eval split.
