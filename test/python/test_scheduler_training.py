@@ -45,17 +45,20 @@ class _Harness:
         self.events: dict[int, list[dict]] = {}
         self.replies: dict[int, object] = {}
         self.done = threading.Condition()
-        self.scheduler = Scheduler(self.state, self._run, max_training_jobs=max_training_jobs)
+        self.scheduler = Scheduler(self.state, self._compute, self._answer, max_training_jobs=max_training_jobs)
         self.scheduler.start()
         self._next_id = 1
 
-    def _run(self, job: Job) -> None:
+    @staticmethod
+    def _compute(job: Job) -> object:
         try:
-            result: object = job.spec.handler(job.request, job.ctx).body
+            return job.spec.handler(job.request, job.ctx)
         except Exception as exc:  # noqa: BLE001 - the test looks at it
-            result = exc
+            return exc
+
+    def _answer(self, job: Job, outcome: object) -> None:
         with self.done:
-            self.replies[job.request.id] = result
+            self.replies[job.request.id] = outcome if isinstance(outcome, Exception) else outcome.body
             self.done.notify_all()
 
     def submit(self, op: str, body: dict) -> int:

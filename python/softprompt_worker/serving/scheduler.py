@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 from softprompt_worker.errors import BusyError
 from softprompt_worker.serving.coalesce import MAX_BATCH_ROWS, BatchKey, batch_key, group
-from softprompt_worker.serving.handlers import OpContext, OpSpec, Request, WorkerState
+from softprompt_worker.serving.handlers import OpContext, OpSpec, Reply, Request, WorkerState
 from softprompt_worker.serving.health import IDLE_BEAT_S
 from softprompt_worker.serving.turns import DeviceTurns, Turn
 
@@ -62,8 +62,10 @@ class Job:
     progress: dict[str, Any] = field(default_factory=dict)  # training: the last started/step event's numbers
 
 
-#: Runs one job's handler and sends its reply (the server's): ``run(job) -> None``, never raises.
-RunFn = Callable[[Job], None]
+#: Runs one job's handler (the server's): ``compute(job) -> its reply or its error``, never raises.
+ComputeFn = Callable[[Job], Reply | Exception]
+#: Sends a job its reply or its error and forgets the request (the server's): ``answer(job, outcome)``.
+AnswerFn = Callable[[Job, Reply | Exception], None]
 #: Runs jobs that coalesce as one request and sends each its reply (the server's, ``merged.py``); tells
 #: ``counted(n)`` how many the merged run answers before it answers them; never raises.
 RunMergedFn = Callable[[list[Job], Callable[[int], None]], None]
@@ -72,8 +74,9 @@ RunMergedFn = Callable[[list[Job], Callable[[int], None]], None]
 class Scheduler:
     """The inference lane, the training jobs and the device turns between them. Thread-safe."""
 
-    def __init__(self, state: WorkerState, run: RunFn, *, run_merged: RunMergedFn | None = None,
-                 max_queued: int = 1024, max_training_jobs: int = MAX_TRAINING_JOBS, schedule: str = "turns",
+    def __init__(self, state: WorkerState, compute: ComputeFn, answer: AnswerFn, *,
+                 run_merged: RunMergedFn | None = None, max_queued: int = 1024,
+                 max_training_jobs: int = MAX_TRAINING_JOBS, schedule: str = "turns",
                  max_batch_rows: int = MAX_BATCH_ROWS, batch_wait_s: float = 0.0) -> None:
         if max_training_jobs < 1:
             raise ValueError("max_training_jobs must be at least 1")
@@ -87,7 +90,8 @@ class Scheduler:
         self.max_queued = max_queued
         self.max_training_jobs = max_training_jobs
         self.turns = DeviceTurns()
-        self._run = run
+        self._compute = compute
+        self._answer = answer
         self._run_merged = run_merged
         self._inference: queue.Queue[Job | None] = queue.Queue()
         self._lane_turn = Turn("inference", inference=True)
@@ -182,7 +186,7 @@ class Scheduler:
                 for members in self._groups(burst):
                     if len(members) == 1 or self._run_merged is None:
                         for member in members:
-                            self._run(member)
+                            self._answer(member, self._compute(member))
                     else:
                         self._run_merged(members, functools.partial(self._count_merged, members[0].request.op))
             finally:
@@ -246,13 +250,17 @@ class Scheduler:
         turn = Turn(f"{job.request.op} {job.request.id}", inference=False)
         job.ctx._yield_fn = lambda: self._yield(turn, job)
         self.turns.take(turn)
+        outcome: Reply | Exception = RuntimeError(f"request {job.request.id} ended without an outcome")
         try:
-            self._run(job)
+            outcome = self._compute(job)
         finally:
+            # The slot frees before the reply goes out: a caller who has its answer and submits the next
+            # job finds the slot free (not a `queued` event behind a job that has already answered).
             self.turns.give_back(turn)
             with self._lock:
                 self._running.pop((job.peer, job.request.id), None)
                 self._start_pending()
+            self._answer(job, outcome)
 
     def _yield(self, turn: Turn, job: Job) -> None:
         if not self.turns.others_wait():
@@ -283,8 +291,8 @@ class Scheduler:
             cancelled = [job for job in self._pending if job.ctx.cancel_event.is_set()]
             for job in cancelled:
                 self._pending.remove(job)
-        for job in cancelled:  # `run` sees the flag and answers `cancelled` without starting the op
-            self._run(job)
+        for job in cancelled:  # `compute` sees the flag and returns `cancelled` without starting the op
+            self._answer(job, self._compute(job))
 
 
 def _recording(job: Job, emit):

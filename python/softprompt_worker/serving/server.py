@@ -155,8 +155,8 @@ class Server:
         self.shared = shared
         self._clients = client_directory(self.state)
         self._context = zmq.Context()
-        self._scheduler = Scheduler(self.state, self._run_job, run_merged=self._run_merged, max_queued=max_queued,
-                                    max_training_jobs=max_training_jobs, schedule=schedule,
+        self._scheduler = Scheduler(self.state, self._compute, self._answer, run_merged=self._run_merged,
+                                    max_queued=max_queued, max_training_jobs=max_training_jobs, schedule=schedule,
                                     max_batch_rows=max_batch_rows, batch_wait_s=batch_wait_ms / 1000)
         # CURVE only: each connection's client key and socket fd (from its messages), the connections
         # whose key was revoked (their messages are dropped both ways), and a SIGHUP not yet acted on.
@@ -410,8 +410,8 @@ class Server:
 
     # ------------------------------------------------------------------------------ compute threads
 
-    def _run_job(self, job: Job) -> None:
-        """Run one op on the calling compute thread (the scheduler's) and send its reply. Never raises."""
+    def _compute(self, job: Job) -> Reply | Exception:
+        """Run one op on the calling compute thread (the scheduler's); its reply or its error. Never raises."""
         req, monitor = job.request, self.state.compute
         monitor.started(req.op, req.id)
         try:
@@ -423,7 +423,10 @@ class Server:
             outcome = exc
         finally:
             monitor.finished()
-        self._answer(job, outcome)
+        return outcome
+
+    def _run_alone(self, job: Job) -> None:
+        self._answer(job, self._compute(job))
 
     def _run_merged(self, jobs: list[Job], counted: Callable[[int], None]) -> None:
         """Run requests that coalesce as one and answer each (`merged.py`). Never raises."""
@@ -431,9 +434,9 @@ class Server:
             _imports_done()
         except Exception:  # noqa: BLE001 - each member alone reports it
             for job in jobs:
-                self._run_job(job)
+                self._run_alone(job)
             return
-        run_merged(jobs, self._run_job, self._answer, counted)
+        run_merged(jobs, self._run_alone, self._answer, counted)
 
     def _answer(self, job: Job, outcome: Reply | Exception) -> None:
         """Send `job` its reply or its error, and forget the request. Never raises."""
