@@ -60,7 +60,9 @@ class WorkerProcess:
 class Client:
     """A DEALER speaking the wire protocol with a plain msgpack header (independent of protocol.py)."""
 
-    def __init__(self, endpoint: str, timeout_ms: int = 10_000) -> None:
+    # The receive timeout only guards against a hang; it checks no speed. A module's first compute call
+    # imports transformers and loads a model in the worker: over 10 s once on a loaded 2-core CI machine.
+    def __init__(self, endpoint: str, timeout_ms: int = 60_000) -> None:
         import zmq
 
         self.ctx = zmq.Context()
