@@ -185,7 +185,7 @@ def test_sighup_rereads_the_allowed_keys(served: dict[str, Any]) -> None:
     bob_key = Path(served["allow"]).parent / "clients" / "bob.key"
     (Path(served["allow"]) / "bob.key").write_text(bob_key.read_text())
     served["proc"].send_signal(signal.SIGHUP)
-    for attempt in range(10):  # a refused handshake is not retried: reconnect until the worker has re-read
+    for attempt in range(60):  # a refused handshake is not retried: reconnect until the worker has re-read
         c = connect(served, "bob", timeout_ms=500)
         try:
             c.send(1, "ping")
