@@ -254,13 +254,15 @@ class Scheduler:
         try:
             outcome = self._compute(job)
         finally:
-            # The slot frees before the reply goes out: a caller who has its answer and submits the next
-            # job finds the slot free (not a `queued` event behind a job that has already answered).
+            # The slot frees before the reply goes out, so a caller who has its answer and submits the next
+            # job is not told `queued` behind a job that has already answered; a job that waited starts after
+            # the reply, so its events follow it. (A job submitted in between queues behind the waiting ones.)
             self.turns.give_back(turn)
             with self._lock:
                 self._running.pop((job.peer, job.request.id), None)
-                self._start_pending()
             self._answer(job, outcome)
+            with self._lock:
+                self._start_pending()
 
     def _yield(self, turn: Turn, job: Job) -> None:
         if not self.turns.others_wait():
