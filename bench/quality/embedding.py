@@ -250,16 +250,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on the shared CPU)")
     parser.add_argument("--suffix-lrs", type=_lrs, help="comma-separated dev candidates for the suffix "
                         "(default 3e-3,1e-2,3e-2; must hold its fixed lr and as many as --lora-lrs)")
-    parser.add_argument("--lora-lrs", type=_lrs, help="comma-separated dev candidates for LoRA (default 5e-4,1.5e-3,5e-3)")
+    parser.add_argument("--lora-lrs", type=_lrs,
+                        help="comma-separated dev candidates for LoRA (default 5e-4,1.5e-3,5e-3)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = SMOKE if args.smoke else FULL
     cfg = replace(cfg, steps=args.steps or cfg.steps, eval_queries=args.queries or cfg.eval_queries,
                   hard_corpus=cfg.hard_corpus or args.hard_corpus,
-                  suffix_dev_lrs=args.suffix_lrs or cfg.suffix_dev_lrs, lora_dev_lrs=args.lora_lrs or cfg.lora_dev_lrs)
+                  suffix_dev_lrs=args.suffix_lrs or cfg.suffix_dev_lrs,
+                  lora_dev_lrs=args.lora_lrs or cfg.lora_dev_lrs)
     if len(cfg.suffix_dev_lrs) != len(cfg.lora_dev_lrs):  # issue 18.3: the same budget of dev runs for both
-        parser.error(f"--suffix-lrs and --lora-lrs need as many candidates: {cfg.suffix_dev_lrs} vs {cfg.lora_dev_lrs}")
-    for flag, fixed, grid in (("--suffix-lrs", cfg.suffix_lr, cfg.suffix_dev_lrs), ("--lora-lrs", cfg.lora_lr, cfg.lora_dev_lrs)):
+        parser.error(f"--suffix-lrs and --lora-lrs need as many candidates: "
+                     f"{cfg.suffix_dev_lrs} vs {cfg.lora_dev_lrs}")
+    for flag, fixed, grid in (("--suffix-lrs", cfg.suffix_lr, cfg.suffix_dev_lrs),
+                              ("--lora-lrs", cfg.lora_lr, cfg.lora_dev_lrs)):
         if fixed not in grid:
             parser.error(f"{flag} must hold the fixed lr {fixed:g} (its a priori row): {grid}")
     out = args.out or (Path(tempfile.mkdtemp(prefix="sp-quality-embedding-")) if args.smoke else None)

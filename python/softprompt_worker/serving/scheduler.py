@@ -186,7 +186,7 @@ class Scheduler:
                 for members in self._groups(burst):
                     if len(members) == 1 or self._run_merged is None:
                         for member in members:
-                            self._answer(member, self._compute(member))
+                            self._run_alone(member)
                     else:
                         self._run_merged(members, functools.partial(self._count_merged, members[0].request.op))
             finally:
@@ -294,7 +294,10 @@ class Scheduler:
             for job in cancelled:
                 self._pending.remove(job)
         for job in cancelled:  # `compute` sees the flag and returns `cancelled` without starting the op
-            self._answer(job, self._compute(job))
+            self._run_alone(job)
+
+    def _run_alone(self, job: Job) -> None:
+        self._answer(job, self._compute(job))
 
 
 def _recording(job: Job, emit):
