@@ -3,6 +3,8 @@
     OMP_NUM_THREADS=1 .venv/bin/python bench/quality/suffix_adapt.py                # ~30 min on one CPU thread
     OMP_NUM_THREADS=1 .venv/bin/python bench/quality/suffix_adapt.py --attention model --no-dev-distractors
     .venv/bin/python bench/quality/suffix_adapt.py --smoke --out /tmp/x.json          # seconds (tested)
+    OMP_NUM_THREADS=2 .venv/bin/python bench/quality/suffix_adapt.py --sets pyfaq --cv 3 --lrs 0.01 \
+        --hard-negatives 3 --documents base --out bench/results/suffix-adapt-gated-hn3-cv3-query-side-pyfaq.json
 
 Two retrieval sets, each query -> its one relevant document, nDCG@10 on held-out queries:
 
@@ -30,6 +32,11 @@ go to the earlier step, then the earlier lr), and one run on all the training pa
 that step, is scored on the held-out queries. Selection thus sees every training pair once, and the final
 prompt trains on all of them (a 20-pair dev slice chose badly on the Python FAQ; a 40-pair one left 40% of
 the pairs untrained).
+
+``--documents base`` trains and scores the suffix on the query side only: documents are embedded by MiniLM as
+it is, in training (no gradient through them), in selection and on the held-out corpus, as a user who keeps an
+index already built with MiniLM would (queries through the prompt, documents through the bare model). The
+trained answers then cannot move towards (or away from) the held-out questions.
 
 ``--attention gated`` (default) runs the suffix behind zero-init gates (step 0 is MiniLM itself) and writes
 bench/results/suffix-adapt-gated.json; ``--attention model`` the encoder's own attention (the first study,
@@ -94,6 +101,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--lrs", default=None, help="comma-separated: only the variants with these learning rates")
     ap.add_argument("--cv", type=int, default=0, help="choose (lr, step) by F-fold cross-validation over the "
                                                       "training pairs instead of a dev slice, then train on all")
+    ap.add_argument("--documents", default="suffix", choices=("suffix", "base"),
+                    help="embed documents through the suffix too (default) or by MiniLM as it is (query side only)")
     ap.add_argument("--max-length", type=int, default=MAX_LENGTH, help="text tokens per input, MiniLM's and the suffix's")
     ap.add_argument("--smoke", action="store_true", help="12 held-out rows, 24 training pairs (and pyfaq distractors), 2 steps, "
                                                            "1 variant, 64 text tokens")
@@ -111,10 +120,11 @@ def main(argv: list[str] | None = None) -> dict:
         variants = [v for v in variants if v[3] in {float(x) for x in args.lrs.split(",")}]
     result: dict = {"model": "all-MiniLM-L6-v2", "k": K, "steps": args.steps, "dev": args.dev,
                     "attention": args.attention, "dev_distractors": args.dev_distractors,
-                    "max_length": args.max_length, "hard_negatives": args.hard_negatives, "cv": args.cv, "sets": {}}
+                    "max_length": args.max_length, "hard_negatives": args.hard_negatives, "cv": args.cv,
+                    "documents": args.documents, "sets": {}}
     for name in args.sets.split(","):
         data = load_set(name, args.eval_rows, args.train_rows, args.train_rows if args.smoke else None)
-        data["max_length"] = args.max_length
+        data["max_length"], data["documents"] = args.max_length, args.documents
         minilm = held_out_ndcg(frozen, data, None)
         record = {"queries": len(data["queries"]), "docs": len(data["docs"]), "minilm": minilm, "variants": []}
         print(f"{name}: {record['queries']} held-out queries, {record['docs']} documents; MiniLM nDCG@10 "
@@ -141,16 +151,22 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def held_out_ndcg(frozen, data: dict, method) -> float:
-    """nDCG@10 of the held-out queries over the set's corpus: MiniLM as it is when ``method`` is None."""
-    from softprompt_worker.evaluation.retrieval import retrieval_metrics
-
+    """nDCG@10 of the held-out queries over the set's corpus: MiniLM as it is when ``method`` is None (and for
+    the documents when ``data["documents"]`` is ``"base"``)."""
     if method is not None:
         method.eval()
-    query_ids = [f"q{i}" for i in range(len(data["queries"]))]
-    doc_ids = [f"d{i}" for i in range(len(data["docs"]))]
-    embed = lambda texts: embed_texts(frozen, texts, method, data["max_length"])  # noqa: E731
-    return retrieval_metrics(embed(data["queries"]), embed(data["docs"]),
-                             query_ids, doc_ids, data["qrels"], [10])["ndcg@10"]
+    doc_method = method if data.get("documents", "suffix") == "suffix" else None
+    return ndcg_at_10(embed_texts(frozen, data["queries"], method, data["max_length"]),
+                      embed_texts(frozen, data["docs"], doc_method, data["max_length"]), data["qrels"])
+
+
+def ndcg_at_10(queries, docs, qrels: dict) -> float:
+    """nDCG@10 of unit query embeddings ``(Q, H)`` over unit document embeddings ``(D, H)``; ``qrels`` names
+    query ``i`` ``q{i}`` and document ``j`` ``d{j}``."""
+    from softprompt_worker.evaluation.retrieval import retrieval_metrics
+
+    query_ids, doc_ids = [f"q{i}" for i in range(len(queries))], [f"d{j}" for j in range(len(docs))]
+    return retrieval_metrics(queries, docs, query_ids, doc_ids, qrels, [10])["ndcg@10"]
 
 
 def embed_texts(frozen, texts: list[str], method, max_length: int):
@@ -199,7 +215,35 @@ def suffix_task(frozen, data: dict, kind: tuple, fit: list[dict], dev: list[dict
     config = {"num_virtual_tokens": K, "attention": attention, "pooling": pooling, "init": init,
               "max_length": data["max_length"]}
     method = cls(cls.config_class.from_dict(config), frozen)
-    return method, task_class("embedding")(method, {"k_values": [10]}, fit, dev)
+    task = task_class("embedding")(method, {"k_values": [10]}, fit, dev)
+    if data.get("documents", "suffix") == "base":
+        query_side_only(task, frozen, dev, data["max_length"])
+    return method, task
+
+
+def query_side_only(task, frozen, dev: list[dict], max_length: int) -> None:
+    """Make ``task`` train and select the suffix on the query side only: its loss embeds the queries through
+    the method and the positives and negatives by MiniLM as it is (no gradient), and its evaluation ranks
+    the dev questions over the dev corpus (each dev answer, plus the negatives the rows carry) the same way."""
+    import torch
+    from softprompt_worker.methods.suffix_tuning import pool
+
+    method, loss = task.method, task.loss_fn
+
+    def minilm(features: dict) -> torch.Tensor:  # (B, H) unit: the tokens the method read, without it
+        with torch.no_grad():
+            hidden = frozen.model(input_ids=features["input_ids"],
+                                  attention_mask=features["attention_mask"]).last_hidden_state  # (B, T, H)
+            return torch.nn.functional.normalize(pool(hidden, features["attention_mask"], "mean"), dim=-1)
+
+    def query_side_loss(features: list[dict]) -> torch.Tensor:
+        return loss.compute_loss_from_embeddings(method.embed(features[0]), *(minilm(f) for f in features[1:]))
+
+    corpus = list(dict.fromkeys(text for row in dev for text in [row["positive"], *row.get("negatives", [])]))
+    qrels = {f"q{i}": {f"d{corpus.index(row['positive'])}": 1} for i, row in enumerate(dev)}
+    task.loss_fn = query_side_loss
+    task.evaluate = lambda: {"ndcg@10": ndcg_at_10(embed_texts(frozen, [r["query"] for r in dev], method, max_length),
+                                                   embed_texts(frozen, corpus, None, max_length), qrels)}
 
 
 def trained(frozen, data: dict, attention: str, pooling: str, init: str, lr: float, args) -> dict:

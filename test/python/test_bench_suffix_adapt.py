@@ -54,3 +54,15 @@ def test_a_cross_validated_smoke_run_records_every_fold_and_the_choice(tmp_path)
     assert 0 < cv["held_out"] <= 1 and math.isclose(cv["vs_minilm"], cv["held_out"] - result["minilm"])
     if cv["chosen_step"] == 0:  # nothing beat the untrained suffix on the folds: MiniLM itself
         assert cv["held_out"] == result["minilm"]
+
+
+def test_the_query_side_variant_selects_on_the_same_dev_ranking_as_the_suffix_on_both_sides(tmp_path):
+    """``--documents base`` re-implements the dev evaluation (documents by MiniLM as it is); at step 0 the gates
+    are shut, so both variants are MiniLM and must score every fold's dev questions alike."""
+    module = load_bench()
+    runs = {side: module.main(["--smoke", "--sets", "pyfaq", "--cv", "2", "--documents", side,
+                               "--out", str(tmp_path / f"{side}.json")]) for side in ("suffix", "base")}
+    assert runs["base"]["documents"] == "base"
+    both, query_side = (runs[side]["sets"]["pyfaq"]["cv"] for side in ("suffix", "base"))
+    assert math.isclose(query_side["step0_dev"], both["step0_dev"], abs_tol=1e-6)
+    assert 0 < query_side["held_out"] <= 1
