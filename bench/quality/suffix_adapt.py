@@ -155,7 +155,7 @@ def held_out_ndcg(frozen, data: dict, method) -> float:
     the documents when ``data["documents"]`` is ``"base"``)."""
     if method is not None:
         method.eval()
-    doc_method = method if data.get("documents", "suffix") == "suffix" else None
+    doc_method = method if data["documents"] == "suffix" else None
     return ndcg_at_10(embed_texts(frozen, data["queries"], method, data["max_length"]),
                       embed_texts(frozen, data["docs"], doc_method, data["max_length"]), data["qrels"])
 
@@ -172,7 +172,6 @@ def ndcg_at_10(queries, docs, qrels: dict) -> float:
 def embed_texts(frozen, texts: list[str], method, max_length: int):
     """Unit embeddings ``(N, H)`` of ``texts``: through ``method``, or MiniLM as it is when it is None."""
     import torch
-    from softprompt_worker.methods.suffix_tuning import pool
 
     out = []
     with torch.no_grad():
@@ -182,9 +181,18 @@ def embed_texts(frozen, texts: list[str], method, max_length: int):
                 continue
             batch = frozen.tokenizer(texts[i:i + 32], padding=True, truncation=True, max_length=max_length,
                                      return_tensors="pt")
-            hidden = frozen.model(**batch).last_hidden_state  # (b, T, H)
-            out.append(torch.nn.functional.normalize(pool(hidden, batch["attention_mask"], "mean"), dim=-1))
+            out.append(minilm_embed(frozen, batch["input_ids"], batch["attention_mask"]))
     return torch.cat(out)  # (N, H)
+
+
+def minilm_embed(frozen, input_ids, attention_mask):
+    """MiniLM as it is (mean pooling, unit length, no gradient) on a tokenised batch ``(b, T)``: ``(b, H)``."""
+    import torch
+    from softprompt_worker.methods.suffix_tuning import pool
+
+    with torch.no_grad():
+        hidden = frozen.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (b, T, H)
+        return torch.nn.functional.normalize(pool(hidden, attention_mask, "mean"), dim=-1)
 
 
 def with_mined_negatives(frozen, rows: list[dict], n: int, max_length: int) -> list[dict]:
@@ -216,7 +224,7 @@ def suffix_task(frozen, data: dict, kind: tuple, fit: list[dict], dev: list[dict
               "max_length": data["max_length"]}
     method = cls(cls.config_class.from_dict(config), frozen)
     task = task_class("embedding")(method, {"k_values": [10]}, fit, dev)
-    if data.get("documents", "suffix") == "base":
+    if data["documents"] == "base":
         query_side_only(task, frozen, dev, data["max_length"])
     return method, task
 
@@ -225,22 +233,18 @@ def query_side_only(task, frozen, dev: list[dict], max_length: int) -> None:
     """Make ``task`` train and select the suffix on the query side only: its loss embeds the queries through
     the method and the positives and negatives by MiniLM as it is (no gradient), and its evaluation ranks
     the dev questions over the dev corpus (each dev answer, plus the negatives the rows carry) the same way."""
-    import torch
-    from softprompt_worker.methods.suffix_tuning import pool
-
     method, loss = task.method, task.loss_fn
 
-    def minilm(features: dict) -> torch.Tensor:  # (B, H) unit: the tokens the method read, without it
-        with torch.no_grad():
-            hidden = frozen.model(input_ids=features["input_ids"],
-                                  attention_mask=features["attention_mask"]).last_hidden_state  # (B, T, H)
-            return torch.nn.functional.normalize(pool(hidden, features["attention_mask"], "mean"), dim=-1)
+    def query_side_loss(features: list[dict]):  # the documents: the tokens the method read, without it
+        documents = (minilm_embed(frozen, f["input_ids"], f["attention_mask"]) for f in features[1:])
+        return loss.compute_loss_from_embeddings(method.embed(features[0]), *documents)
 
-    def query_side_loss(features: list[dict]) -> torch.Tensor:
-        return loss.compute_loss_from_embeddings(method.embed(features[0]), *(minilm(f) for f in features[1:]))
-
-    corpus = list(dict.fromkeys(text for row in dev for text in [row["positive"], *row.get("negatives", [])]))
-    qrels = {f"q{i}": {f"d{corpus.index(row['positive'])}": 1} for i, row in enumerate(dev)}
+    index: dict[str, int] = {}  # dev corpus text -> its position, in first-seen order (as evaluate_triples)
+    for row in dev:
+        for text in [row["positive"], *row.get("negatives", [])]:
+            index.setdefault(text, len(index))
+    corpus = list(index)
+    qrels = {f"q{i}": {f"d{index[row['positive']]}": 1} for i, row in enumerate(dev)}
     task.loss_fn = query_side_loss
     task.evaluate = lambda: {"ndcg@10": ndcg_at_10(embed_texts(frozen, [r["query"] for r in dev], method, max_length),
                                                    embed_texts(frozen, corpus, None, max_length), qrels)}

@@ -66,3 +66,28 @@ def test_the_query_side_variant_selects_on_the_same_dev_ranking_as_the_suffix_on
     both, query_side = (runs[side]["sets"]["pyfaq"]["cv"] for side in ("suffix", "base"))
     assert math.isclose(query_side["step0_dev"], both["step0_dev"], abs_tol=1e-6)
     assert 0 < query_side["held_out"] <= 1
+
+
+def test_the_query_side_loss_reads_the_documents_without_the_suffix():
+    """Shut gates: the suffix is MiniLM, so the query-side loss equals the usual one (its document embedding is
+    MiniLM's); open gates: the suffix changes the documents only in the usual loss, so the two part."""
+    import argparse
+
+    import torch
+    from softprompt_worker.models import ModelSpec, load_frozen_model
+
+    module = load_bench()
+    frozen = load_frozen_model(ModelSpec.from_dict({"embedded": "minilm", "device": "cpu"}))
+    args = argparse.Namespace(hard_negatives=0, dev_distractors=False)
+    losses = {}
+    for side in ("suffix", "base"):
+        data = {**module.load_set("pyfaq", 4, 8), "max_length": 64, "documents": side}
+        method, task = module.suffix_task(frozen, data, ("gated", "text_mean", "random"), data["train"][:6],
+                                          data["train"][6:], args)
+        batch = task.collate(task.train_triples[:4])
+        with torch.no_grad():
+            shut = float(task.loss(batch)[0])
+            method.suffix_gate.fill_(1.0)
+            losses[side] = (shut, float(task.loss(batch)[0]))
+    assert math.isclose(losses["base"][0], losses["suffix"][0], rel_tol=1e-4)
+    assert abs(losses["base"][1] - losses["suffix"][1]) > 1e-3
